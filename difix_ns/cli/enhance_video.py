@@ -1,0 +1,105 @@
+"""``difix-enhance-video``: Difix3D+ post-processing of a rendered video (the seed's ``enhance_existing_video.py``).
+
+    difix-enhance-video --input render.mp4 --output enhanced.mp4 [--use-ref --ref-images data/images]
+
+The output has the input's frame count and frame rate. With ``--use-ref`` each frame is paired with the most
+similar training image: the one whose 32x32 area-downsampled, per-channel-normalised pixels are closest (L2) to
+the frame's. That needs no camera poses, so it works for any video.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from difix_ns.cli.common import add_model_arguments, cli_main, console, fit_to, load_fixer, most_similar, progress
+from difix_ns.cli.common import thumbnail
+from difix_ns.io import (
+    InputError,
+    OutputTransaction,
+    VideoWriter,
+    iter_video_frames,
+    list_images,
+    load_image_tensor,
+    probe_image,
+    video_info,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="difix-enhance-video", description=__doc__.split("\n\n")[0])
+    p.add_argument("--input", required=True, help="input video (any format ffmpeg reads, e.g. mp4)")
+    p.add_argument("--output", required=True, help="output video path (.mp4, H.264)")
+    p.add_argument("--use-ref", "--use_ref", dest="use_ref", action="store_true",
+                   help="condition every frame on its most similar image from --ref-images")
+    p.add_argument("--ref-images", "--ref_images", dest="ref_images", default=None,
+                   help="folder of clean reference images (e.g. the training photos)")
+    add_model_arguments(p)
+    return p
+
+
+def _frames_to_tensor(frames: List[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+@cli_main
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    src, dst = Path(args.input), Path(args.output)
+    if args.ref_images and not args.use_ref:
+        console.print("[yellow]note:[/] --ref-images given, enabling --use-ref")
+        args.use_ref = True
+    if args.use_ref and not args.ref_images:
+        raise InputError("--use-ref needs --ref-images DIR (the clean training images)")
+    if dst.suffix.lower() != ".mp4":
+        raise InputError(f"--output must be an .mp4 file, got {dst}")
+    if dst.exists() and dst.is_dir():
+        raise InputError(f"--output is a directory: {dst}")
+    if dst.resolve() == src.resolve():
+        raise InputError(f"--output must differ from --input ({src})")
+    fps, count, _ = video_info(src)
+    refs = list_images(args.ref_images, what="--ref-images folder") if args.use_ref else []
+    for r in refs:
+        probe_image(r, what="reference image")
+
+    fixer = load_fixer(args)
+    if refs and not fixer.uses_references:
+        console.print(f"[yellow]warning:[/] model {args.model_name} has no reference mixing; references are ignored")
+        refs = []
+    ref_images = [load_image_tensor(r, "reference image") for r in refs]
+    ref_keys = torch.stack([thumbnail(r) for r in ref_images]) if refs else None
+
+    def run(frames: List[np.ndarray], writer: VideoWriter) -> None:
+        x = _frames_to_tensor(frames)
+        r = None
+        if ref_keys is not None:
+            chosen = most_similar(torch.stack([thumbnail(f) for f in x]), ref_keys)
+            h, w = x.shape[-2:]
+            r = torch.stack([fit_to(ref_images[c], h, w) for c in chosen])[:, None]  # [B,1,3,H,W]
+        for out in fixer.fix(x, r):
+            writer.append(out.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+
+    with OutputTransaction(dst.parent if str(dst.parent) else ".") as tx, progress() as bar:
+        task = bar.add_task("enhancing", total=count)
+        with VideoWriter(tx.path(dst.name), fps) as writer:
+            pending: List[np.ndarray] = []
+            for frame in iter_video_frames(src):
+                pending.append(frame)
+                if len(pending) == args.batch_size:
+                    run(pending, writer)
+                    bar.advance(task, len(pending))
+                    pending = []
+            if pending:
+                run(pending, writer)
+                bar.advance(task, len(pending))
+            written = writer.frames
+        if written != count:
+            raise InputError(f"decoded {written} frames from {src} but its header promised {count}; not writing {dst}")
+    console.print(f"[green]wrote[/] {dst} ({written} frames, {fps:g} fps)")
+
+
+def entrypoint() -> None:
+    main()

@@ -1,0 +1,44 @@
+"""PSNR and SSIM per image, with the conventions nerfstudio's ``ns-eval`` reports (torchmetrics defaults).
+
+SSIM: 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, data range 1, computed per RGB channel on the
+full-colour image; the image is reflection-padded by 5 pixels so the SSIM map covers every pixel, and the map is
+averaged over channels and pixels (torchmetrics 1.x ``structural_similarity_index_measure(data_range=1.0)``).
+The MATLAB/grayscale SSIM of the original paper gives different numbers.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from difix_ns.metrics.lpips import check_image_pair
+
+
+def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
+    """Peak signal-to-noise ratio in dB per image, ``[B]`` (inf for identical images)."""
+    check_image_pair(pred, target, "psnr")
+    mse = (pred.double() - target.double()).pow(2).flatten(1).mean(dim=1)
+    return (10 * torch.log10(data_range**2 / mse)).float()
+
+
+def _gaussian_window(size: int, sigma: float, dtype, device) -> Tensor:
+    x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim(pred: Tensor, target: Tensor, data_range: float = 1.0, kernel_size: int = 11, sigma: float = 1.5) -> Tensor:
+    """Structural similarity per image, ``[B]`` (torchmetrics / nerfstudio convention, see module doc)."""
+    check_image_pair(pred, target, "ssim")
+    x, y = pred.double(), target.double()
+    c = x.shape[1]
+    pad = (kernel_size - 1) // 2
+    window = _gaussian_window(kernel_size, sigma, x.dtype, x.device).expand(c, 1, kernel_size, kernel_size)
+    x, y = F.pad(x, (pad,) * 4, mode="reflect"), F.pad(y, (pad,) * 4, mode="reflect")
+    stack = torch.cat([x, y, x * x, y * y, x * y])  # one grouped conv for all five local statistics
+    mu_x, mu_y, xx, yy, xy = F.conv2d(stack, window, groups=c).split(x.shape[0])
+    var_x, var_y, cov = (xx - mu_x**2).clamp(min=0), (yy - mu_y**2).clamp(min=0), xy - mu_x * mu_y
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.flatten(1).mean(dim=1).float()

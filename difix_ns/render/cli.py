@@ -1,0 +1,216 @@
+"""``ns-difix-render``: nerfstudio's ``ns-render`` with a Difix3D+ post-fix flag, for any trained run.
+
+Subcommands ``camera-path``, ``interpolate`` and ``dataset`` are nerfstudio's own (same options, same outputs), plus
+``--postfix/--no-postfix`` and ``--fixer.*`` (model name or local directory, dtype, batch size, device). With
+``--postfix`` (default) the pipeline loaded by ``eval_setup`` gets the ``rgb_fixed`` output (see
+:mod:`difix_ns.render.postfix`) and the default ``--rendered-output-names`` becomes ``rgb_fixed``; ask for
+``rgb rgb_fixed`` to get both panels side by side. Works on runs of stock ``splatfacto``/``nerfacto`` (no retraining)
+and of the plugin's methods. Frames are fixed ``--fixer.batch-size`` at a time.
+
+Example::
+
+    ns-difix-render interpolate --load-config outputs/fox/splatfacto/<ts>/config.yml \\
+        --rendered-output-names rgb rgb_fixed --output-path renders/fox.mp4 --fixer.model-name nvidia/difix_ref
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, List, Optional, Union
+
+import torch
+import tyro
+from typing_extensions import Annotated
+
+from difix_ns.fixer import DifixFixerConfig
+from difix_ns.render import settings
+from difix_ns.render.postfix import get_render_hook, install_render_fix
+
+
+def prepare_cpu() -> None:
+    """Let splatfacto render on machines without CUDA (no-op with CUDA)."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
+        from difix_ns.splat import install_cpu_support
+
+        install_cpu_support()
+
+
+def ensure_ffmpeg() -> str:
+    """Path of an ``ffmpeg`` on PATH; when there is none, expose imageio-ffmpeg's bundled binary under that name.
+
+    ns-render checks for ``ffmpeg`` (and mediapy calls it) even though the package already ships one.
+    """
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    import imageio_ffmpeg
+
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    folder = Path(tempfile.mkdtemp(prefix="difix-ffmpeg-"))
+    (folder / "ffmpeg").symlink_to(exe)
+    os.environ["PATH"] = f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"
+    return str(folder / "ffmpeg")
+
+
+@contextmanager
+def patched_eval_setup(module: Any, fixer_config: Optional[DifixFixerConfig], enabled: Optional[bool]) -> Iterator[list]:
+    """Within the block, ``module.eval_setup`` also installs the Difix render hook on the loaded pipeline.
+
+    nerfstudio's render/viewer scripts call ``eval_setup`` inside their ``main``; swapping the module attribute is
+    the one place to reach the pipeline without copying those ``main`` bodies. Yields a list that receives the hooks.
+    """
+    original = module.eval_setup
+    hooks: list = []
+
+    def eval_setup_with_fix(*args, **kwargs):
+        config, pipeline, checkpoint_path, step = original(*args, **kwargs)
+        hooks.append(install_render_fix(pipeline, fixer_config=fixer_config, enabled=enabled))
+        controls = getattr(pipeline.model, "difix_render", None)
+        config_path = Path(args[0] if args else kwargs["config_path"])
+        if controls is not None:
+            controls.run_dir = config_path.parent  # where a difix3d run keeps its fix rounds
+        return config, pipeline, checkpoint_path, step
+
+    module.eval_setup = eval_setup_with_fix
+    try:
+        yield hooks
+    finally:
+        module.eval_setup = original
+
+
+@contextmanager
+def batched_rendering(render_module: Any, hooks: list) -> Iterator[None]:
+    """Announce to the hook which cameras ns-render is about to render, so frames are fixed in batches."""
+    original_video = render_module._render_trajectory_video
+    original_loader = render_module.FixedIndicesEvalDataloader
+
+    def render_video(pipeline, cameras, *args, **kwargs):
+        hook = get_render_hook(pipeline.model)
+        if hook is not None:
+            hook.plan(cameras)
+        try:
+            return original_video(pipeline, cameras, *args, **kwargs)
+        finally:
+            if hook is not None:
+                hook.plan(None)
+
+    class PlannedDataloader(original_loader):
+        def __init__(self, input_dataset, *args, **kwargs):
+            super().__init__(input_dataset, *args, **kwargs)
+            for hook in hooks:
+                hook.plan(input_dataset.cameras)
+
+    render_module._render_trajectory_video = render_video
+    render_module.FixedIndicesEvalDataloader = PlannedDataloader
+    try:
+        yield
+    finally:
+        render_module._render_trajectory_video = original_video
+        render_module.FixedIndicesEvalDataloader = original_loader
+
+
+class PostFixArgs:
+    """Shared behaviour of the three subcommands (fields are declared on each dataclass for tyro's ordering)."""
+
+    postfix: bool
+    fixer: DifixFixerConfig
+    rendered_output_names: Optional[List[str]]
+
+    def _default_output_names(self) -> Optional[List[str]]:
+        return [settings.OUTPUT_NAME] if self.postfix else ["rgb"]
+
+    def main(self) -> None:
+        import nerfstudio.scripts.render as render_module
+
+        names = self.rendered_output_names
+        if not self.postfix and names is not None and settings.OUTPUT_NAME in names:
+            raise SystemExit(
+                f"error: --rendered-output-names asks for {settings.OUTPUT_NAME} but --no-postfix was given; "
+                f"drop {settings.OUTPUT_NAME} or use --postfix"
+            )
+        if names is None:
+            self.rendered_output_names = self._default_output_names()
+        if self.postfix and self.fixer.batch_size < 1:
+            raise SystemExit(f"error: --fixer.batch-size must be >= 1, got {self.fixer.batch_size}")
+        prepare_cpu()
+        ensure_ffmpeg()
+        settings.enable_render_fix(self.postfix, self.fixer if self.postfix else None)
+        with ExitStack() as stack:
+            hooks = stack.enter_context(patched_eval_setup(render_module, self.fixer, self.postfix))
+            stack.enter_context(batched_rendering(render_module, hooks))
+            super().main()  # type: ignore[misc]
+
+
+def _render_classes():
+    from nerfstudio.scripts.render import DatasetRender, RenderCameraPath, RenderInterpolated
+
+    @dataclass
+    class DifixRenderCameraPath(PostFixArgs, RenderCameraPath):
+        """Render a viewer/Blender camera path; with --postfix every frame is fixed by Difix (Difix3D+)."""
+
+        rendered_output_names: Optional[List[str]] = None
+        """Outputs to render side by side; default: rgb_fixed with --postfix, rgb with --no-postfix."""
+        postfix: bool = True
+        """Post-fix every rendered frame with Difix (adds the rgb_fixed output)."""
+        fixer: DifixFixerConfig = field(default_factory=lambda: DifixFixerConfig(batch_size=4))
+        """Difix model used for post-fixing."""
+
+    @dataclass
+    class DifixRenderInterpolated(PostFixArgs, RenderInterpolated):
+        """Render a trajectory interpolating the eval or train cameras; with --postfix frames are fixed by Difix."""
+
+        rendered_output_names: Optional[List[str]] = None
+        """Outputs to render side by side; default: rgb_fixed with --postfix, rgb with --no-postfix."""
+        postfix: bool = True
+        """Post-fix every rendered frame with Difix (adds the rgb_fixed output)."""
+        fixer: DifixFixerConfig = field(default_factory=lambda: DifixFixerConfig(batch_size=4))
+        """Difix model used for post-fixing."""
+
+    @dataclass
+    class DifixDatasetRender(PostFixArgs, DatasetRender):
+        """Render every image of a split (one folder per output); with --postfix an rgb_fixed folder is added."""
+
+        postfix: bool = True
+        """Post-fix every rendered frame with Difix (adds the rgb_fixed output)."""
+        fixer: DifixFixerConfig = field(default_factory=lambda: DifixFixerConfig(batch_size=4))
+        """Difix model used for post-fixing."""
+
+        def _default_output_names(self) -> Optional[List[str]]:
+            return None  # nerfstudio's default for dataset renders: every output (gt-rgb, rgb, ..., rgb_fixed)
+
+    return DifixRenderCameraPath, DifixRenderInterpolated, DifixDatasetRender
+
+
+def commands():
+    """The tyro subcommand union of ns-difix-render."""
+    camera_path, interpolate, dataset = _render_classes()
+    return Union[
+        Annotated[camera_path, tyro.conf.subcommand(name="camera-path")],
+        Annotated[interpolate, tyro.conf.subcommand(name="interpolate")],
+        Annotated[dataset, tyro.conf.subcommand(name="dataset")],
+    ]
+
+
+def entrypoint(argv: Optional[List[str]] = None) -> None:
+    """Console script ``ns-difix-render``."""
+    tyro.extras.set_accent_color("bright_yellow")
+    cmd = tyro.cli(commands(), args=argv)
+    config_path = Path(cmd.load_config)
+    if not config_path.is_file():
+        raise SystemExit(f"error: --load-config {config_path} does not exist (expected a run's config.yml)")
+    cmd.main()
+
+
+def get_parser_fn():
+    """Parser for the docs."""
+    return tyro.extras.get_parser(commands())  # noqa
+
+
+if __name__ == "__main__":
+    sys.exit(entrypoint())

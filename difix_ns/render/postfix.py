@@ -1,0 +1,319 @@
+"""Difix3D+: the ``rgb_fixed`` output, added at the one seam ns-render, ns-viewer and eval share.
+
+``install_render_fix(pipeline)`` wraps ``pipeline.model.get_outputs_for_camera`` on the instance, so it works on any
+trained model (the plugin's ``difix3d``/``difix3d-splatfacto``, stock ``splatfacto``/``nerfacto``) without a subclass
+or retraining. When switched on (see :mod:`difix_ns.render.settings`) every render gets
+``outputs["rgb_fixed"]``: the render post-fixed by Difix with the nearest training view as reference.
+
+* The reference choice is cached per frame (keyed by the camera's pose and intrinsics).
+* Frames are fixed in batches when the caller announces the cameras it is about to render
+  (:meth:`DifixRenderHook.plan`): the first request renders the next ``batch_size`` planned cameras, fixes them in one
+  call and hands out the remaining outputs from a prefetch cache, so ns-render's one-frame-at-a-time loop still
+  fixes in batches.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from difix_ns.render import settings
+from difix_ns.render.poses import nearest_view, scene_scale
+
+if TYPE_CHECKING:
+    from nerfstudio.cameras.cameras import Cameras
+    from nerfstudio.data.datasets.base_dataset import InputDataset
+
+    from difix_ns.fixer import DifixFixer, DifixFixerConfig
+
+MIN_FIX_SIZE = 64
+"""The fixer needs both sides >= 64 px; smaller renders (viewer previews) are upsampled for fixing, then resized back."""
+HOOK_ATTR = "_difix_render_hook"
+"""Attribute under which the hook is stored on the model (leading underscore: the viewer's parser skips it)."""
+
+
+def camera_key(camera: "Cameras") -> tuple:
+    """Hashable identity of a single camera: pose, intrinsics and image size (rounded against float noise)."""
+    vals = torch.cat(
+        [
+            camera.camera_to_worlds.reshape(-1),
+            camera.fx.reshape(-1),
+            camera.fy.reshape(-1),
+            camera.cx.reshape(-1),
+            camera.cy.reshape(-1),
+            camera.width.reshape(-1).float(),
+            camera.height.reshape(-1).float(),
+        ]
+    )
+    return tuple(round(v, 4) for v in vals.detach().double().cpu().tolist())
+
+
+class _LRU(OrderedDict):
+    """A small least-recently-used dict."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+
+    def put(self, key, value) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.capacity:
+            self.popitem(last=False)
+
+
+@dataclass
+class ReferenceViews:
+    """The training views Difix may use as references: their poses, names, and a loader for their images."""
+
+    c2w: Tensor
+    """[N, 3, 4] camera-to-world poses."""
+    names: List[str]
+    """Image file names (for display)."""
+    load: Callable[[int], Tensor]
+    """index -> float image [H, W, 3] in [0, 1]."""
+
+    @classmethod
+    def from_dataset(cls, dataset: "InputDataset") -> "ReferenceViews":
+        """Training views of a nerfstudio dataset (images are read lazily, only when chosen as a reference)."""
+        cameras = dataset.cameras
+        names = [Path(p).name for p in dataset.image_filenames]
+
+        def load(index: int) -> Tensor:
+            return dataset.get_image_float32(index)[..., :3]
+
+        return cls(c2w=cameras.camera_to_worlds.detach().cpu().float(), names=names, load=load)
+
+    def __len__(self) -> int:
+        return int(self.c2w.shape[0])
+
+
+class DifixRenderHook:
+    """Adds ``rgb_fixed`` to a model's ``get_outputs_for_camera``; see the module docstring."""
+
+    def __init__(
+        self,
+        model: Any,
+        references: Optional[ReferenceViews],
+        fixer_config: Optional["DifixFixerConfig"] = None,
+        fixer_factory: Optional[Callable[[], "DifixFixer"]] = None,
+        enabled: Optional[bool] = None,
+    ):
+        self.model = model
+        self.references = references
+        self.fixer_config = fixer_config
+        self.fixer_factory = fixer_factory
+        self.enabled = enabled
+        """None: follow :func:`settings.render_fix_enabled` (and the viewer checkbox); True/False: force."""
+        self.viewer_enabled: Callable[[], bool] = lambda: False
+        self.on_reference: Optional[Callable[[int, "Cameras"], None]] = None
+        """Called with (training index, rendered camera) after every fix; the viewer shows the choice."""
+        self.before_render: Optional[Callable[[], None]] = None
+        """Called before every render (the viewer redraws the novel-view pool when it changed)."""
+        self.original = model.get_outputs_for_camera  # bound method of the class implementation
+        self._fixer: Optional["DifixFixer"] = None
+        self._fixer_source: Optional[tuple] = None
+        self._plan_keys: Dict[tuple, int] = {}
+        self._plan: Optional["Cameras"] = None
+        self._plan_pending = False
+        self._prefetched: Dict[tuple, Dict[str, Tensor]] = {}
+        self._ref_cache = _LRU(4096)  # camera key -> training index, "cached per frame"
+        self._ref_images = _LRU(32)  # (training index, H, W) -> [3, H, W]
+        self._scale = scene_scale(references.c2w[:, :3, 3]) if references is not None and len(references) else None
+        self._lock = threading.RLock()  # viewer render threads and the main thread may both render
+        self.last_reference: Optional[int] = None
+        self.frames_fixed = 0
+        self.fix_calls = 0
+
+    # ------------------------------------------------------------------ switches
+
+    def active(self) -> bool:
+        """Whether renders get ``rgb_fixed`` right now."""
+        if self.enabled is not None:
+            return self.enabled or self.viewer_enabled()
+        return settings.render_fix_enabled() or self.viewer_enabled()
+
+    @property
+    def fixer(self) -> "DifixFixer":
+        """The Difix fixer, built on first use (so ns-render without rgb_fixed never loads diffusers)."""
+        config = settings.process_fixer_config() or self.fixer_config
+        source = (id(config), id(self.fixer_factory) if config is None else None)
+        if self._fixer is None or source != self._fixer_source:
+            if config is None and self.fixer_factory is not None:
+                self._fixer = self.fixer_factory()
+            else:
+                from difix_ns.fixer import DifixFixer, DifixFixerConfig
+
+                self._fixer = DifixFixer(config if config is not None else DifixFixerConfig())
+            self._fixer_source = source
+        return self._fixer
+
+    @property
+    def batch_size(self) -> int:
+        """Frames per fixer call: the fixer config's batch size (4 when only a factory-built fixer is known)."""
+        config = settings.process_fixer_config() or self.fixer_config
+        if config is None and self._fixer is not None:
+            config = getattr(self._fixer, "config", None)
+        return max(1, int(getattr(config, "batch_size", 4)))
+
+    def release_fixer(self) -> None:
+        """Drop the loaded fixer (frees its memory; the next fixed frame loads it again)."""
+        self._fixer = None
+        self._fixer_source = None
+
+    # ------------------------------------------------------------------ planning (batched fixing)
+
+    def plan(self, cameras: Optional["Cameras"]) -> None:
+        """Announce the cameras about to be rendered, in order, so frames can be fixed ``batch_size`` at a time.
+
+        Keys are computed at the first render, so in-place changes the caller makes before rendering (ns-render
+        rescales the resolution) are seen. ``None`` clears the plan.
+        """
+        with self._lock:
+            self._plan = cameras
+            self._plan_keys = {}
+            self._plan_pending = cameras is not None
+            self._prefetched.clear()
+
+    def _planned_index(self, key: tuple) -> Optional[int]:
+        if self._plan_pending and self._plan is not None:
+            flat = self._plan.flatten() if len(self._plan.shape) > 1 else self._plan
+            self._plan = flat
+            self._plan_keys = {camera_key(flat[i : i + 1]): i for i in range(flat.shape[0])}
+            self._plan_pending = False
+        return self._plan_keys.get(key)
+
+    # ------------------------------------------------------------------ the wrapped call
+
+    def get_outputs_for_camera(self, camera: "Cameras", obb_box: Optional[Any] = None) -> Dict[str, Any]:
+        """Drop-in replacement of ``model.get_outputs_for_camera`` that adds ``rgb_fixed`` when active."""
+        if self.before_render is not None:
+            self.before_render()
+        if not self.active():
+            return self.original(camera, obb_box=obb_box)
+        with self._lock, torch.no_grad():
+            key = camera_key(camera)
+            if key in self._prefetched:
+                return self._prefetched.pop(key)
+            cams = [camera]
+            index = self._planned_index(key)
+            if index is not None and self._plan is not None:
+                device = camera.camera_to_worlds.device
+                for j in range(index + 1, min(index + self.batch_size, self._plan.shape[0])):
+                    nxt = self._plan[j : j + 1].to(device)
+                    if camera_key(nxt) not in self._prefetched:
+                        cams.append(nxt)
+            outputs = [self.original(cam, obb_box=obb_box) for cam in cams]
+            keys = [key] + [camera_key(c) for c in cams[1:]]
+            self.add_fixed(cams, outputs, keys)
+            for k, out in zip(keys[1:], outputs[1:]):
+                self._prefetched[k] = out
+            return outputs[0]
+
+    # ------------------------------------------------------------------ fixing
+
+    def reference_index(self, camera: "Cameras", key: Optional[tuple] = None) -> Optional[int]:
+        """Nearest training view of a camera (cached per frame); None when the run has no training views."""
+        if self.references is None or len(self.references) == 0:
+            return None
+        key = camera_key(camera) if key is None else key
+        if key not in self._ref_cache:
+            c2w = camera.camera_to_worlds.detach().reshape(1, 3, 4).cpu().float()
+            self._ref_cache.put(key, int(nearest_view(c2w, self.references.c2w, self._scale)[0]))
+        return self._ref_cache[key]
+
+    def _reference_image(self, index: int, height: int, width: int) -> Tensor:
+        slot = (index, height, width)
+        if slot not in self._ref_images:
+            img = self.references.load(index).permute(2, 0, 1)[None].float()  # [1, 3, h, w]
+            img = F.interpolate(img, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+            self._ref_images.put(slot, img[0].clamp(0, 1))
+        return self._ref_images[slot]
+
+    def add_fixed(self, cameras: List["Cameras"], outputs: List[Dict[str, Any]], keys: Optional[List[tuple]] = None):
+        """Set ``outputs[i]["rgb_fixed"]`` for every frame, fixing same-sized frames together in one batch."""
+        keys = keys or [camera_key(c) for c in cameras]
+        refs = [self.reference_index(c, k) for c, k in zip(cameras, keys)]
+        groups: Dict[tuple, List[int]] = {}
+        for i, out in enumerate(outputs):
+            groups.setdefault(tuple(out["rgb"].shape[:2]), []).append(i)
+        for (height, width), idx in groups.items():
+            images = torch.stack([outputs[i]["rgb"][..., :3].permute(2, 0, 1).float() for i in idx])  # [B, 3, H, W]
+            ref_batch = None
+            if getattr(self.fixer, "uses_references", False) and all(refs[i] is not None for i in idx):
+                ref_batch = torch.stack([self._reference_image(refs[i], height, width) for i in idx])[:, None]
+                ref_batch = ref_batch.to(images.device)  # [B, 1, 3, H, W]
+            fixed = self._fix(images, ref_batch)
+            for b, i in enumerate(idx):
+                rgb = outputs[i]["rgb"]
+                outputs[i][settings.OUTPUT_NAME] = fixed[b].permute(1, 2, 0).to(device=rgb.device, dtype=rgb.dtype)
+        self.frames_fixed += len(outputs)
+        self.fix_calls += len(groups)
+        if refs and refs[-1] is not None:
+            self.last_reference = refs[-1]
+            if self.on_reference is not None:
+                self.on_reference(refs[-1], cameras[-1])
+
+    def _fix(self, images: Tensor, refs: Optional[Tensor]) -> Tensor:
+        """Fixer call that also accepts renders smaller than the fixer's 64 px minimum."""
+        height, width = images.shape[-2:]
+        scale = MIN_FIX_SIZE / min(height, width)
+        if scale <= 1:
+            return self.fixer.fix(images.clamp(0, 1), refs)
+        size = (max(MIN_FIX_SIZE, round(height * scale)), max(MIN_FIX_SIZE, round(width * scale)))
+        up = F.interpolate(images, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+        up_refs = None
+        if refs is not None:
+            b, v = refs.shape[:2]
+            up_refs = F.interpolate(refs.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
+            up_refs = up_refs.clamp(0, 1).unflatten(0, (b, v))
+        fixed = self.fixer.fix(up, up_refs)
+        return F.interpolate(fixed, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+
+
+def get_render_hook(model: Any) -> Optional[DifixRenderHook]:
+    """The hook installed on ``model`` (or None)."""
+    return model.__dict__.get(HOOK_ATTR)
+
+
+def install_render_fix(
+    pipeline: Any,
+    fixer_config: Optional["DifixFixerConfig"] = None,
+    fixer_factory: Optional[Callable[[], "DifixFixer"]] = None,
+    enabled: Optional[bool] = None,
+    viewer_controls: bool = True,
+) -> DifixRenderHook:
+    """Give ``pipeline.model`` the ``rgb_fixed`` output (idempotent; returns the hook).
+
+    Call it at the end of a pipeline's ``__init__`` (before the viewer is built) to also get the viewer controls.
+    References are the pipeline's training views (``pipeline.datamanager.train_dataset``).
+    ``fixer_config``/``fixer_factory``: which fixer to use (a process-level config set by
+    :func:`settings.enable_render_fix` wins); ``enabled``: force on/off instead of following the process settings.
+    """
+    model = pipeline.model
+    hook = get_render_hook(model)
+    if hook is None:
+        dataset = getattr(getattr(pipeline, "datamanager", None), "train_dataset", None)
+        references = ReferenceViews.from_dataset(dataset) if dataset is not None and len(dataset) > 0 else None
+        hook = DifixRenderHook(model, references, fixer_config, fixer_factory, enabled)
+        model.__dict__[HOOK_ATTR] = hook
+        # An instance attribute shadows the class method: ns-render, the viewer and eval all call through it.
+        model.__dict__["get_outputs_for_camera"] = hook.get_outputs_for_camera
+        if viewer_controls:
+            from difix_ns.render.viewer import DifixViewerControls
+
+            model.difix_render = DifixViewerControls(hook, pipeline)
+    else:
+        if fixer_config is not None:
+            hook.fixer_config = fixer_config
+        if fixer_factory is not None:
+            hook.fixer_factory = fixer_factory
+        if enabled is not None:
+            hook.enabled = enabled
+    return hook

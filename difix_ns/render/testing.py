@@ -1,0 +1,89 @@
+"""Helpers for CPU tests of the Difix3D+ render tools: a tiny fox scene and a few-iteration training run.
+
+A run trained for a handful of iterations from random points renders a nearly flat image; together with a
+random-weight fixer that proves plumbing (shapes, panels, frame counts), not quality.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+CPU_TRAIN_ARGS = [
+    "--vis", "tensorboard",
+    "--machine.device-type", "cpu",
+    "--pipeline.datamanager.cache-images", "gpu",  # "gpu" = the training device; "cpu" would pin memory
+    "--pipeline.model.random-init", "True",
+    "--pipeline.model.num-random", "400",
+    "--steps-per-eval-image", "100000",
+    "--steps-per-eval-batch", "100000",
+    "--steps-per-eval-all-images", "100000",
+]
+"""ns-train options that keep a splatfacto-family run tiny and CPU-only."""
+
+
+def cpu_env(extra_path: Optional[Path] = None) -> Dict[str, str]:
+    """Environment for ns-* subprocesses on CPU: one thread, no torch.compile, an ``ffmpeg`` on PATH."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TORCH_COMPILE_DISABLE="1")
+    env.pop("DIFIX_RENDER_FIX", None)
+    if shutil.which("ffmpeg") is None:
+        import imageio_ffmpeg
+
+        folder = Path(extra_path or Path.cwd()) / "ffmpeg_bin"
+        folder.mkdir(parents=True, exist_ok=True)
+        link = folder / "ffmpeg"
+        if not link.exists():
+            link.symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
+        env["PATH"] = f"{folder}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def make_fox_subset(fox_dir: Path, out_dir: Path, stride: int = 8) -> Path:
+    """A nerfstudio scene with every ``stride``-th fox frame; images are symlinked from ``fox_dir/images_4``."""
+    transforms = json.loads((fox_dir / "transforms.json").read_text())
+    transforms["frames"] = transforms["frames"][::stride]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "transforms.json").write_text(json.dumps(transforms))
+    link = out_dir / "images_4"
+    if not link.exists():
+        link.symlink_to((fox_dir / "images_4").resolve(), target_is_directory=True)
+    return out_dir
+
+
+def run(cmd: Sequence[str], env: Dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a console script; on failure raise with the tail of its output."""
+    proc = subprocess.run(list(cmd), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr)[-4000:]
+        raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{tail}")
+    return proc
+
+
+def train_tiny_run(
+    data: Path, out_dir: Path, method: str = "splatfacto", iterations: int = 10, extra: Sequence[str] = (),
+    env: Optional[Dict[str, str]] = None,
+) -> Path:
+    """``ns-train <method>`` for a few iterations on CPU; returns the run's config.yml.
+
+    Every 4th view is held out (``--eval-mode interval``), so even a 7-view scene has eval/target cameras.
+    """
+    cmd: List[str] = [
+        "ns-train", method, "--data", str(data), "--output-dir", str(out_dir), "--experiment-name", "fox",
+        "--timestamp", "run", "--max-num-iterations", str(iterations), *CPU_TRAIN_ARGS, *extra,
+        "nerfstudio-data", "--downscale-factor", "4", "--eval-mode", "interval", "--eval-interval", "4",
+    ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run(cmd, env or cpu_env(out_dir), cwd=out_dir)
+    config = out_dir / "fox" / method / "run" / "config.yml"
+    if not config.is_file():
+        raise AssertionError(f"ns-train {method} wrote no {config}")
+    return config
+
+
+def python_module(module: str) -> List[str]:
+    """Command prefix running ``module`` with this interpreter (``python -m module``)."""
+    return [sys.executable, "-m", module]

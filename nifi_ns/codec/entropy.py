@@ -1,0 +1,182 @@
+"""Entropy coding of integer symbol streams.
+
+Default coder: range-ANS (`constriction.stream.stack.AnsCoder`) with a static categorical model built from
+the stream's own histogram. The histogram travels with the stream (LEB128 varints, zlib), so the decoder
+rebuilds the identical fixed-point model and decoding is exact. Alphabets wider than 12 bits are split into
+8-bit planes so histograms stay small. `lzma` (stdlib) over the raw little-endian symbols is the baseline coder.
+"""
+from __future__ import annotations
+
+import lzma
+import struct
+import zlib
+
+import numpy as np
+
+from nifi_ns.codec.errors import NixFormatError
+
+CODERS = ("rans", "lzma")
+_MAX_DIRECT_BITS = 12
+
+
+def _varints(values: np.ndarray) -> bytes:
+    out = bytearray()
+    for v in values.tolist():
+        while v >= 0x80:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out)
+
+
+def _read_varints(buf: bytes, count: int) -> np.ndarray:
+    values, v, shift = [], 0, 0
+    for byte in buf:
+        v |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            values.append(v)
+            v, shift = 0, 0
+    if len(values) != count or shift:
+        raise NixFormatError(f"histogram holds {len(values)} counts, expected {count}")
+    return np.asarray(values, dtype=np.int64)
+
+
+def _categorical(counts: np.ndarray):
+    import constriction  # submodules are extension attributes, not importable modules
+
+    return constriction.stream.model.Categorical(counts.astype(np.float64) / float(counts.sum()), perfect=False)
+
+
+def _rans_encode_plane(symbols: np.ndarray, alphabet: int) -> bytes:
+    import constriction
+
+    counts = np.bincount(symbols, minlength=alphabet)
+    hist = zlib.compress(_varints(counts), 9)
+    coder = constriction.stream.stack.AnsCoder()
+    if symbols.size:
+        coder.encode_reverse(symbols.astype(np.int32), _categorical(counts))
+    words = coder.get_compressed().astype("<u4").tobytes()
+    return struct.pack("<II", alphabet, len(hist)) + hist + words
+
+
+def _rans_decode_plane(buf: bytes, count: int) -> np.ndarray:
+    import constriction
+
+    if len(buf) < 8:
+        raise NixFormatError("entropy-coded plane shorter than its 8-byte header")
+    alphabet, hist_len = struct.unpack_from("<II", buf)
+    if alphabet == 0 or alphabet > (1 << _MAX_DIRECT_BITS) or 8 + hist_len > len(buf):
+        raise NixFormatError(f"bad entropy-plane header (alphabet {alphabet}, histogram {hist_len} bytes)")
+    try:
+        counts = _read_varints(zlib.decompress(buf[8 : 8 + hist_len]), alphabet)
+    except zlib.error as err:
+        raise NixFormatError(f"histogram not decodable: {err}") from err
+    if counts.sum() != count:
+        raise NixFormatError(f"histogram sums to {counts.sum()} symbols, header says {count}")
+    if count == 0:
+        return np.zeros(0, np.int64)
+    words = np.frombuffer(buf[8 + hist_len :], dtype="<u4").astype(np.uint32)
+    decoded = constriction.stream.stack.AnsCoder(words).decode(_categorical(counts), count).astype(np.int64)
+    if not np.array_equal(np.bincount(decoded, minlength=alphabet), counts):
+        raise NixFormatError("entropy-decoded symbols do not match the stored histogram (corrupt stream)")
+    return decoded
+
+
+def _planes(bits: int) -> list[int]:
+    """Bit widths of the planes, most significant first."""
+    if bits <= _MAX_DIRECT_BITS:
+        return [bits]
+    widths = []
+    while bits > 8:
+        widths.append(8)
+        bits -= 8
+    return [bits] + widths
+
+
+def encode_symbols(symbols: np.ndarray, bits: int, coder: str = "rans") -> bytes:
+    """Encode non-negative integers < 2**bits (bits <= 32)."""
+    symbols = np.asarray(symbols, dtype=np.int64).ravel()
+    if symbols.size and (symbols.min() < 0 or symbols.max() >= (1 << bits)):
+        raise ValueError(f"symbols out of range for {bits} bits")
+    if coder == "lzma":
+        dtype = "<u1" if bits <= 8 else "<u2" if bits <= 16 else "<u4"
+        return lzma.compress(symbols.astype(dtype).tobytes(), preset=9)
+    if coder != "rans":
+        raise ValueError(f"unknown entropy coder {coder!r}; choose one of {CODERS}")
+    if bits < 1:
+        raise ValueError("symbol streams need at least 1 bit")
+    out, shift = bytearray(), bits
+    for width in _planes(bits):
+        shift -= width
+        plane = (symbols >> shift) & ((1 << width) - 1)
+        encoded = _rans_encode_plane(plane, 1 << width)
+        out += struct.pack("<I", len(encoded)) + encoded
+    return bytes(out)
+
+
+def decode_symbols(buf: bytes, count: int, bits: int, coder: str = "rans") -> np.ndarray:
+    """Inverse of `encode_symbols`; raises NixFormatError on malformed input."""
+    if coder == "lzma":
+        dtype = "<u1" if bits <= 8 else "<u2" if bits <= 16 else "<u4"
+        try:
+            raw = lzma.decompress(buf)
+        except lzma.LZMAError as err:
+            raise NixFormatError(f"lzma stream not decodable: {err}") from err
+        if len(raw) != count * np.dtype(dtype).itemsize:
+            raise NixFormatError(f"lzma stream holds {len(raw)} bytes, expected {count} symbols of {dtype}")
+        return np.frombuffer(raw, dtype=dtype).astype(np.int64)
+    if coder != "rans":
+        raise NixFormatError(f"unknown entropy coder {coder!r}")
+    result, pos = np.zeros(count, np.int64), 0
+    for width in _planes(bits):
+        if pos + 4 > len(buf):
+            raise NixFormatError("entropy stream truncated")
+        (length,) = struct.unpack_from("<I", buf, pos)
+        if pos + 4 + length > len(buf):
+            raise NixFormatError("entropy stream truncated")
+        result = (result << width) | _rans_decode_plane(buf[pos + 4 : pos + 4 + length], count)
+        pos += 4 + length
+    if pos != len(buf):
+        raise NixFormatError(f"{len(buf) - pos} trailing bytes after entropy stream")
+    return result
+
+
+def pack_varbits(values: np.ndarray, lengths: np.ndarray) -> bytes:
+    """Concatenate values[i] written MSB-first with lengths[i] bits (lengths <= 63); raw, no modelling."""
+    values = np.asarray(values, np.uint64)
+    lengths = np.asarray(lengths, np.int64)
+    chunks = []
+    for start in range(0, values.size, 1 << 15):
+        v, ln = values[start : start + (1 << 15)], lengths[start : start + (1 << 15)]
+        width = int(ln.max()) if ln.size else 0
+        if width == 0:
+            continue
+        j = np.arange(width)
+        shift = (ln[:, None] - 1 - j[None, :]).clip(min=0).astype(np.uint64)
+        bits = ((v[:, None] >> shift) & np.uint64(1)).astype(np.uint8)
+        chunks.append(bits[j[None, :] < ln[:, None]])
+    flat = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
+    return np.packbits(flat).tobytes()
+
+
+def unpack_varbits(buf: bytes, lengths: np.ndarray) -> np.ndarray:
+    """Inverse of `pack_varbits` given the same lengths."""
+    lengths = np.asarray(lengths, np.int64)
+    total = int(lengths.sum())
+    if (total + 7) // 8 != len(buf):
+        raise NixFormatError(f"raw bit section has {len(buf)} bytes, expected {(total + 7) // 8}")
+    bits = np.unpackbits(np.frombuffer(buf, np.uint8))[:total].astype(np.uint64)
+    offsets = np.cumsum(lengths) - lengths
+    out = np.zeros(lengths.size, np.uint64)
+    for start in range(0, lengths.size, 1 << 15):
+        ln, off = lengths[start : start + (1 << 15)], offsets[start : start + (1 << 15)]
+        width = int(ln.max()) if ln.size else 0
+        if width == 0:
+            continue
+        j = np.arange(width)
+        mask = j[None, :] < ln[:, None]
+        idx = np.where(mask, off[:, None] + j[None, :], 0)
+        shift = (ln[:, None] - 1 - j[None, :]).clip(min=0).astype(np.uint64)
+        out[start : start + ln.size] = np.where(mask, bits[idx] << shift, np.uint64(0)).sum(axis=1, dtype=np.uint64)
+    return out

@@ -1,0 +1,75 @@
+"""Shared command-line plumbing of ``scripts/eval_nifi.py`` and ``scripts/eval_benchmark_nifi.py``."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from nifi_ns.evaluation.pairs_eval import PairMetrics, evaluate_pairs
+from nifi_ns.training.data import PairLayoutError, scan_pairs
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, help="runs/<exp>/best (or latest) folder, or a phi_minus .safetensors file")
+    p.add_argument("--data_root", required=True, help="pairs root: [<dataset>/]<scene>/rate_<λ>/<split>/{clean,degraded}/")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", required=True, help="output JSON")
+    p.add_argument("--backbone", choices=["sd3", "sdturbo"], default=None, help="override (needed for a bare LoRA file)")
+    p.add_argument("--model_path", default=None, help="override the base model folder / hub id")
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default=None)
+    p.add_argument("--seed", type=int, default=0, help="seed of the t0 noise (deterministic restoration)")
+    p.add_argument("--lpips_net", choices=["alex", "vgg"], default="alex",
+                   help="LPIPS backbone (alex = splatfacto/ns-eval; the paper does not state its backbone)")
+    p.add_argument("--rates", nargs="*", default=None, help="rate labels to keep (default: all)")
+    p.add_argument("--scenes", nargs="*", default=None, help="scene names to keep (default: all)")
+    p.add_argument("--max_images", type=int, default=None, help="evaluate at most this many pairs")
+    p.add_argument("--save_images", default=None, help="folder for the restored PNGs")
+
+
+def run_evaluation(args) -> tuple[list[dict], dict]:
+    """Validate inputs, build the restorer, evaluate; raises with a clear message on bad input."""
+    records = scan_pairs(args.data_root, args.split, args.rates, args.scenes)
+    if args.max_images:
+        records = records[: args.max_images]
+    from nifi_ns.restoration.restorer import load_restorer
+
+    restorer = load_restorer(args.ckpt, backbone=args.backbone, model_path=args.model_path, device=args.device,
+                             dtype=args.dtype, seed=args.seed, batch_size=1)
+    metrics = PairMetrics(restorer.device, args.lpips_net)
+    rows = evaluate_pairs(records, lambda x: restorer.restore(x, seed=args.seed), metrics,
+                          Path(args.save_images) if args.save_images else None, log=lambda s: print(s, file=sys.stderr))
+    info = {
+        "ckpt": str(args.ckpt), "data_root": str(args.data_root), "split": args.split,
+        "backbone": restorer.backbone.kind, "model_path": str(restorer.config.resolved_model_path()),
+        "lora_path": restorer.config.lora_path, "t0": restorer.config.t0, "sigma_t0": restorer.sigma_t0,
+        "seed": args.seed, "device": str(restorer.device), "dtype": str(restorer.dtype).replace("torch.", ""),
+        "lpips_net": args.lpips_net, "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+    return rows, info
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)
+    return path
+
+
+def guarded(main):
+    """Turn input errors into one clear line on stderr and exit code 2 (no partial output)."""
+    def wrapper(argv=None) -> int:
+        from nifi_ns.restoration.lora import LoraMismatchError
+
+        try:
+            return main(argv)
+        except (PairLayoutError, FileNotFoundError, LoraMismatchError, ValueError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    return wrapper

@@ -1,0 +1,53 @@
+"""Render / optimise other Gaussians through a trained splatfacto model without touching its own parameters.
+
+Swapping `model.gauss_params` reuses splatfacto's exact render path (camera model, background, crop box, SH
+schedule, CPU support), so compressed renders differ from the uncompressed ones only by the Gaussians.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Dict, Iterator
+
+import torch
+from torch import Tensor
+
+from nifi_ns.io.gaussians import GAUSS_PARAM_KEYS, GaussianSplat, num_sh_rest
+
+
+def model_sh_degree(model) -> int:
+    """SH degree the model renders with (splatfacto's `features_rest` is [N, (d+1)^2-1, 3])."""
+    return int(model.config.sh_degree)
+
+
+def splat_to_params(splat: GaussianSplat, sh_degree: int, device) -> Dict[str, Tensor]:
+    """Splatfacto-shaped tensors; SH bands the codec dropped are zero-padded up to the model's degree."""
+    params = splat.to_gauss_params(device)
+    rest = params["features_rest"]  # [N, K, 3]
+    k_model = num_sh_rest(sh_degree)
+    if rest.shape[1] < k_model:
+        pad = rest.new_zeros(rest.shape[0], k_model - rest.shape[1], 3)
+        params["features_rest"] = torch.cat([rest, pad], dim=1)
+    elif rest.shape[1] > k_model:
+        raise ValueError(f"splat has SH degree {splat.sh_degree} > the model's {sh_degree}")
+    return params
+
+
+def params_to_splat(params: Dict[str, Tensor], sh_degree: int) -> GaussianSplat:
+    """Inverse of `splat_to_params`: keeps only the first (sh_degree+1)^2-1 rest bands."""
+    arrays = {k: params[k].detach() for k in GAUSS_PARAM_KEYS}
+    arrays["features_rest"] = arrays["features_rest"][:, : num_sh_rest(sh_degree)]
+    return GaussianSplat(**{k: v.cpu().numpy() for k, v in arrays.items()}, sh_degree=sh_degree)
+
+
+@contextmanager
+def swapped_gaussians(model, params: Dict[str, Tensor], requires_grad: bool = False) -> Iterator[torch.nn.ParameterDict]:
+    """Temporarily install `params` as `model.gauss_params`; the original ParameterDict is put back on exit."""
+    original = model.gauss_params
+    swapped = torch.nn.ParameterDict(
+        {k: torch.nn.Parameter(params[k].to(original["means"].device), requires_grad=requires_grad) for k in GAUSS_PARAM_KEYS}
+    )
+    model.gauss_params = swapped
+    try:
+        yield swapped
+    finally:
+        model.gauss_params = original

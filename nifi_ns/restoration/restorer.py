@@ -1,0 +1,132 @@
+"""``NiFiRestorer``: batched tensor API of the one-step restorer (inference) and the generator step used in training.
+
+Pipeline (reference nifi.md §1.3, official ``restorer.py``): image in [0,1] -> [-1,1] -> reflect-pad to the
+backbone's multiple -> x̃ = ℰ_φ⁻(Ĩ) -> x̃_t0 = (1-σ0)·x̃ + σ0·ε -> x̂ = x̃_t0 - (σ0 - σ_end)·v_{θ,φ⁻}(x̃_t0, t0; c_default)
+-> Î = 𝒟(x̂) -> crop -> [0,1]. One network call, no CFG.
+"""
+from __future__ import annotations
+
+import dataclasses
+from contextlib import ExitStack
+
+import torch
+import torch.nn.functional as F
+
+from nifi_ns.restoration import lora as L
+from nifi_ns.restoration.backbones import RestorerBackbone, load_backbone
+from nifi_ns.restoration.config import NiFiRestorerConfig
+from nifi_ns.restoration.flow import add_noise, euler_step, seeded_noise
+from nifi_ns.restoration.prompts import PromptEmbeds
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def reflect_pad(images: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad [B,C,H,W] on the bottom/right to a multiple of ``multiple``; returns the original (H, W)."""
+    h, w = images.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"  # reflect needs pad < size
+        images = F.pad(images, (0, pw, 0, ph), mode=mode)
+    return images, (h, w)
+
+
+class NiFiRestorer:
+    """Restore renders of extremely compressed 3DGS. ``restore(images)`` takes/returns [B,3,H,W] in [0,1]."""
+
+    def __init__(self, config: NiFiRestorerConfig | None = None, backbone: RestorerBackbone | None = None, **overrides):
+        config = dataclasses.replace(config or NiFiRestorerConfig(), **overrides)
+        self.config = config
+        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device)
+        self.dtype = _DTYPES[config.dtype] if self.device.type == "cuda" else torch.float32
+        if backbone is None:
+            backbone = load_backbone(config.backbone, config.resolved_model_path(), device=self.device,
+                                     dtype=self.dtype, **config.extra)
+            if config.lora_path:
+                meta = backbone.load_lora(config.lora_path)
+                if int(meta.get("t0", config.t0)) != config.t0:
+                    raise ValueError(f"LoRA '{config.lora_path}' was trained for t0={meta['t0']}, config asks t0={config.t0}")
+        self.backbone = backbone
+        if config.prompt_embeds_path:
+            backbone.set_prompt_embedding(config.prompt, PromptEmbeds.load(config.prompt_embeds_path, backbone.kind))
+        self.sigma_t0, self.timestep_t0 = backbone.table.sigma_at_timestep(config.t0)
+        final = config.final_sigma or backbone.default_final_sigma
+        self.sigma_end = backbone.table.sigma_min if final == "table_min" else 0.0
+
+    # ----- building blocks (also used by training) -------------------------------------------------------------
+    def prompt_embeds(self, batch: int) -> PromptEmbeds:
+        return self.backbone.encode_prompts([self.config.prompt]).expand(batch)
+
+    def generate(self, degraded_m11: torch.Tensor, noise: torch.Tensor, embeds: PromptEmbeds | None = None):
+        """Differentiable generator: degraded [B,3,H,W] in [-1,1] (padded) -> (x̂, x̃). φ⁻ is used if present."""
+        bb = self.backbone
+        name = L.PHI_MINUS if bb.has_adapter(L.PHI_MINUS) else None
+        with ExitStack() as stack:
+            stack.enter_context(L.active_adapter(bb.denoiser, name))
+            stack.enter_context(L.active_adapter(bb.vae, name))
+            x_tilde = bb.encode(degraded_m11)
+            x_t0 = add_noise(x_tilde, noise.to(x_tilde), self.sigma_t0)
+            t = torch.full((x_t0.shape[0],), self.timestep_t0, device=x_t0.device)
+            v = bb.velocity(x_t0, t, embeds if embeds is not None else self.prompt_embeds(x_t0.shape[0]))
+            x_hat = euler_step(x_t0, v, self.sigma_t0, self.sigma_end)
+        return x_hat, x_tilde
+
+    def latent_shape(self, batch: int, height: int, width: int) -> tuple[int, ...]:
+        scale = 2 ** (len(self.backbone.vae.config.block_out_channels) - 1)
+        return (batch, self.backbone.latent_channels, height // scale, width // scale)
+
+    # ----- inference -------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def restore(self, images: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        """[B,3,H,W] float in [0,1] (any device) -> restored [B,3,H,W] float32 in [0,1] on the input's device.
+
+        ``seed`` (default: config.seed) makes the t0 noise, hence the output, deterministic; chunk k of a batch
+        uses ``seed + k`` so results do not depend on where the batch is split only when batch_size is fixed.
+        """
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"restore() expects [B,3,H,W] images, got {tuple(images.shape)}")
+        if images.shape[-1] < 16 or images.shape[-2] < 16:
+            raise ValueError(f"restore() needs images of at least 16x16 pixels, got {tuple(images.shape[-2:])}")
+        seed = self.config.seed if seed is None else seed
+        out = []
+        for k, chunk in enumerate(images.split(self.config.batch_size)):
+            x = chunk.to(self.device, torch.float32).clamp(0, 1) * 2 - 1
+            x, (h, w) = reflect_pad(x, self.backbone.pad_multiple)
+            shape = self.latent_shape(x.shape[0], x.shape[-2], x.shape[-1])
+            noise = seeded_noise(shape, None if seed is None else seed + k, self.device, torch.float32)
+            x_hat, _ = self.generate(x, noise)
+            img = self.backbone.decode(x_hat)[..., :h, :w]
+            out.append(((img + 1) / 2).clamp(0, 1).to(images.device))
+        return torch.cat(out)
+
+    __call__ = restore
+
+
+def load_restorer(ckpt: str, **overrides) -> NiFiRestorer:
+    """Build a restorer from a training checkpoint folder (``runs/<exp>/best``) or a ``phi_minus`` LoRA file.
+
+    A folder carries ``nifi_restorer.json`` (backbone, base model, t0, prompt) and the generator prompt embedding, so
+    no text encoder is needed; for a bare ``.safetensors`` file pass ``backbone`` / ``model_path`` as overrides.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(ckpt)
+    if path.is_dir():
+        meta_path = path / "nifi_restorer.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"checkpoint folder '{path}' has no nifi_restorer.json (not a NiFi training checkpoint)")
+        meta = json.loads(meta_path.read_text())
+        values = {
+            "backbone": meta["backbone"], "model_path": meta["model_path"], "lora_path": str(path / meta["lora_path"]),
+            "prompt": meta["prompt"], "t0": int(meta["t0"]), "final_sigma": meta.get("final_sigma"),
+        }
+        if meta.get("prompt_embeds_path"):
+            values["prompt_embeds_path"] = str(path / meta["prompt_embeds_path"])
+    elif path.is_file():
+        values = {"lora_path": str(path)}
+    else:
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return NiFiRestorer(NiFiRestorerConfig(**values))

@@ -1,0 +1,311 @@
+"""NiFi restorer training loop: alternating φ⁻ (generator) and φ⁺ (critic) AdamW steps, through accelerate.
+
+Per step (reference nifi.md §1.4-§1.5, TSD-SR recipe):
+  1. x̂ = one-step restoration of the degraded render (φ⁻ on VAE encoder + denoiser, default prompt, t0);
+  2. x = ℰ(photo) with the frozen encoder; the same (t, ε) noise both: x̂_t, x_t;
+  3. teacher (frozen base) and critic (φ⁺) velocities with CFG on the captions -> g (no grad);
+  4. φ⁻ loss = w_kl·½‖x̂ - sg(x̂ - g)‖² + w_l2·MSE(𝒟(x̂), I) + w_lpips·LPIPS(𝒟(x̂), I); AdamW step, clip 1.0;
+  5. φ⁺ loss = flow-matching MSE on sg(x̂) at a fresh (t, ε), captions with dropout; AdamW step, clip 1.0.
+Multi-GPU: accelerate shards the data; both adapters are plain tensors on a shared frozen model, so their
+gradients are averaged across processes explicitly (one flat all-reduce per optimiser step).
+Outputs in ``exp_dir``: ``latest/`` and ``best/`` (``phi_minus.safetensors`` = the restorer, ``phi_plus.safetensors``,
+``prompt_embeds.safetensors``, ``nifi_restorer.json``, ``training_state.pt``), ``train_log.csv``, ``train_summary.json``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from nifi_ns.restoration import lora as L
+from nifi_ns.restoration.config import NiFiRestorerConfig
+from nifi_ns.restoration.flow import add_noise
+from nifi_ns.restoration.prompts import DEFAULT_PROMPT, NULL_PROMPT, PromptEmbeds
+from nifi_ns.restoration.restorer import NiFiRestorer
+from nifi_ns.training import losses as Lo
+from nifi_ns.training.config import NiFiTrainingConfig
+from nifi_ns.training.data import PairLayoutError, PairsDataset, center_crop, load_pair, scan_pairs
+
+LOG_COLUMNS = ["step", "loss_generator", "loss_kl", "loss_l2", "loss_lpips", "loss_critic", "grad_norm_phi_minus",
+               "grad_norm_phi_plus", "g_abs_mean", "sigma_mean", "val_lpips", "seconds"]
+STATE_FILE = "training_state.pt"
+RESTORER_FILE = "phi_minus.safetensors"
+CRITIC_FILE = "phi_plus.safetensors"
+PROMPT_FILE = "prompt_embeds.safetensors"
+META_FILE = "nifi_restorer.json"
+
+
+class NiFiTrainer:
+    def __init__(self, cfg: NiFiTrainingConfig, data_root: str | Path, exp_dir: str | Path,
+                 device: Optional[str] = None, resume: bool = False, log: Callable[[str], None] = print):
+        from accelerate import Accelerator
+
+        self.cfg, self.exp_dir, self.log = cfg, Path(exp_dir), log
+        self.accelerator = Accelerator(cpu=device == "cpu")
+        self.device = self.accelerator.device
+        self.is_main = self.accelerator.is_main_process
+        mc, tc = cfg.model, cfg.train
+        self.default_prompt = mc.default_prompt or DEFAULT_PROMPT
+
+        # data first: a bad layout should fail before any model is loaded
+        self.train_records = scan_pairs(data_root, cfg.data.train_split, cfg.data.rates, cfg.data.scenes)
+        try:
+            self.val_records = scan_pairs(data_root, cfg.data.val_split, cfg.data.rates, cfg.data.scenes)
+            self.val_source = cfg.data.val_split
+        except PairLayoutError:
+            self.val_records, self.val_source = self.train_records, f"{cfg.data.train_split} (no '{cfg.data.val_split}' split)"
+        self.val_records = self.val_records[: tc.eval_max_images]
+
+        torch.manual_seed(tc.seed)  # identical adapter init on every process
+        self.restorer = NiFiRestorer(NiFiRestorerConfig(
+            backbone=mc.backbone, model_path=mc.model_path, prompt=self.default_prompt,
+            prompt_embeds_path=mc.prompt_embeds_path, t0=cfg.diffusion.t0, final_sigma=cfg.diffusion.final_sigma,
+            device=str(self.device), dtype=mc.dtype, seed=tc.seed, batch_size=tc.batch_size,
+        ))
+        bb = self.backbone = self.restorer.backbone
+        if tc.crop_size % bb.pad_multiple:
+            raise ValueError(f"train.crop_size={tc.crop_size} must be a multiple of {bb.pad_multiple} for backbone '{bb.kind}'")
+        if not 0 <= cfg.diffusion.t_min_index < cfg.diffusion.t_max_index <= len(bb.table):
+            raise ValueError(f"diffusion.t_min_index/t_max_index must satisfy 0 <= min < max <= {len(bb.table)}")
+        bb.add_generator_lora(mc.lora_rank, mc.lora_alpha)
+        bb.add_critic_lora(mc.critic_lora_rank, mc.lora_alpha)
+        if mc.gradient_checkpointing:
+            bb.denoiser.enable_gradient_checkpointing()
+
+        # every prompt is embedded once; the text encoders are then released
+        captions = sorted({r.caption for r in self.train_records if r.caption})
+        bb.encode_prompts([self.default_prompt, NULL_PROMPT] + captions)
+        bb.release_text_encoders()
+
+        from difix_ns.metrics import LPIPS
+
+        self.lpips = LPIPS(cfg.loss_weights.lpips_net).to(self.device)
+        betas = (tc.adam_beta1, tc.adam_beta2)
+        self.params_minus, self.params_plus = bb.generator_parameters(), bb.critic_parameters()
+        self.opt_minus = torch.optim.AdamW(self.params_minus, lr=tc.lr_phi_minus, betas=betas, weight_decay=tc.weight_decay)
+        self.opt_plus = torch.optim.AdamW(self.params_plus, lr=tc.lr_phi_plus, betas=betas, weight_decay=tc.weight_decay)
+        dataset = PairsDataset(self.train_records, tc.crop_size, seed=tc.seed)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=tc.batch_size, shuffle=True, drop_last=len(dataset) >= tc.batch_size,
+            num_workers=tc.num_workers, generator=torch.Generator().manual_seed(tc.seed),
+        )
+        self.loader = self.accelerator.prepare(loader)
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(tc.seed * 1000 + self.accelerator.process_index)
+        self.step, self.best_metric, self.best_step, self.resumed_from = 0, math.inf, None, None
+        if resume:
+            self._resume()
+
+    # ----- helpers ---------------------------------------------------------------------------------------------
+    def _randn(self, shape) -> torch.Tensor:
+        return torch.randn(shape, generator=self.noise_gen, device=self.device, dtype=torch.float32)
+
+    def _timesteps(self, batch: int):
+        d = self.cfg.diffusion
+        idx = torch.randint(d.t_min_index, d.t_max_index, (batch,), generator=self.noise_gen, device=self.device).cpu()
+        table = self.backbone.table
+        return table.sigmas[idx].to(self.device), table.timesteps[idx].to(self.device)
+
+    def _caption_embeds(self, captions: list[str]) -> PromptEmbeds:
+        p = self.cfg.model.prompt_dropout
+        drop = torch.rand(len(captions), generator=self.noise_gen, device=self.device).cpu() < p
+        chosen = [NULL_PROMPT if d else (c or self.default_prompt) for c, d in zip(captions, drop.tolist())]
+        return self.backbone.encode_prompts(chosen)
+
+    def _guided_velocity(self, adapter: Optional[str], x, timesteps, cond: PromptEmbeds) -> torch.Tensor:
+        bb, scale = self.backbone, self.cfg.model.guidance_scale
+        with L.active_adapter(bb.denoiser, adapter):
+            if scale == 1.0:
+                return bb.velocity(x, timesteps, cond)
+            null = bb.encode_prompts([NULL_PROMPT]).expand(x.shape[0])
+            v = bb.velocity(torch.cat([x, x]), torch.cat([timesteps, timesteps]), PromptEmbeds.cat([null, cond]))
+        v_uncond, v_cond = v.chunk(2)
+        return Lo.cfg(v_uncond, v_cond, scale)
+
+    def _sync_and_clip(self, params) -> float:
+        if self.accelerator.num_processes > 1:
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+            flat = self.accelerator.reduce(torch.cat([g.flatten() for g in grads]), reduction="mean")
+            offset = 0
+            for p, g in zip(params, grads):
+                p.grad = flat[offset:offset + g.numel()].view_as(g).clone()
+                offset += g.numel()
+        return float(torch.nn.utils.clip_grad_norm_(params, self.cfg.train.grad_clip))
+
+    # ----- the two steps ---------------------------------------------------------------------------------------
+    def generator_step(self, clean01: torch.Tensor, degraded01: torch.Tensor, captions: list[str]) -> dict:
+        bb, w, mc = self.backbone, self.cfg.loss_weights, self.cfg.model
+        clean, degraded = clean01.to(self.device) * 2 - 1, degraded01.to(self.device) * 2 - 1
+        b = clean.shape[0]
+        x_hat, _ = self.restorer.generate(degraded, self._randn(self.restorer.latent_shape(b, *clean.shape[-2:])))
+        with torch.no_grad():
+            with L.active_adapter(bb.vae, None):
+                x_real = bb.encode(clean)
+            sigma, ts = self._timesteps(b)
+            eps = self._randn(x_hat.shape)
+            x_hat_t, x_t = add_noise(x_hat.detach(), eps, sigma), add_noise(x_real, eps, sigma)
+            cond = self._caption_embeds(captions)
+            v_teacher = self._guided_velocity(None, torch.cat([x_hat_t, x_t]), torch.cat([ts, ts]), PromptEmbeds.cat([cond, cond]))
+            v_teacher_fake, v_teacher_real = v_teacher.chunk(2)
+            v_critic_fake = self._guided_velocity(L.PHI_PLUS, x_hat_t, ts, cond)
+            g = Lo.distribution_matching_gradient(sigma, v_teacher_fake, v_critic_fake, v_teacher_real, w.alpha)
+        loss_kl = Lo.distribution_matching_loss(x_hat, g)
+        perceptual = Lo.perceptual_losses(bb.decode(x_hat), clean, self.lpips)
+        total = w.kl * loss_kl + w.l2 * perceptual["l2"] + w.lpips * perceptual["lpips"]
+        self.opt_minus.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = self._sync_and_clip(self.params_minus)
+        self.opt_minus.step()
+        return {"x_hat": x_hat.detach(), "loss_generator": total.item(), "loss_kl": loss_kl.item(),
+                "loss_l2": perceptual["l2"].item(), "loss_lpips": perceptual["lpips"].item(),
+                "grad_norm_phi_minus": grad_norm, "g_abs_mean": float(g.abs().mean()), "sigma_mean": float(sigma.mean())}
+
+    def critic_step(self, x_hat: torch.Tensor, captions: list[str]) -> dict:
+        bb = self.backbone
+        x_hat = x_hat.detach()
+        sigma, ts = self._timesteps(x_hat.shape[0])
+        eps = self._randn(x_hat.shape)
+        cond = self._caption_embeds(captions)
+        with L.active_adapter(bb.denoiser, L.PHI_PLUS):
+            v = bb.velocity(add_noise(x_hat, eps, sigma), ts, cond)
+        loss = self.cfg.loss_weights.critic * Lo.critic_flow_loss(v, eps, x_hat)
+        self.opt_plus.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = self._sync_and_clip(self.params_plus)
+        self.opt_plus.step()
+        return {"loss_critic": loss.item(), "grad_norm_phi_plus": grad_norm}
+
+    # ----- evaluation / checkpoints ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean LPIPS(restored, photo) over the held-out pairs (seeded noise, centre crops)."""
+        values = []
+        for record in self.val_records:
+            clean, degraded = load_pair(record)
+            if self.cfg.train.eval_crop:
+                clean, degraded = center_crop(clean, self.cfg.train.eval_crop), center_crop(degraded, self.cfg.train.eval_crop)
+            restored = self.restorer.restore(degraded[None], seed=self.cfg.train.seed)
+            values.append(float(self.lpips(restored.to(self.device), clean[None].to(self.device)).mean()))
+        return sum(values) / max(len(values), 1)
+
+    def save(self, kind: str) -> Path:
+        bb, mc = self.backbone, self.cfg.model
+        final = self.exp_dir / kind
+        tmp = self.exp_dir / f".{kind}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        extra = {"t0": self.cfg.diffusion.t0, "final_sigma": self.cfg.diffusion.final_sigma, "step": self.step}
+        bb.save_generator_lora(tmp / RESTORER_FILE, mc.lora_rank, mc.lora_alpha, extra)
+        bb.save_critic_lora(tmp / CRITIC_FILE, mc.critic_lora_rank, mc.lora_alpha, extra)
+        bb.encode_prompts([self.default_prompt]).save(tmp / PROMPT_FILE, self.default_prompt, bb.kind)
+        meta = {
+            "backbone": bb.kind, "model_path": str(self.restorer.config.resolved_model_path()), "lora_path": RESTORER_FILE,
+            "prompt": self.default_prompt, "prompt_embeds_path": PROMPT_FILE, "t0": self.cfg.diffusion.t0,
+            "final_sigma": self.cfg.diffusion.final_sigma, "step": self.step, "best_val_lpips": _finite(self.best_metric),
+            "lpips_net": self.cfg.loss_weights.lpips_net,
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        torch.save({
+            "step": self.step, "best_metric": float(self.best_metric), "best_step": self.best_step,
+            "opt_minus": self.opt_minus.state_dict(), "opt_plus": self.opt_plus.state_dict(),
+            "noise_rng": self.noise_gen.get_state(), "torch_rng": torch.get_rng_state(),
+        }, tmp / STATE_FILE)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        return final
+
+    def _resume(self) -> None:
+        latest = self.exp_dir / "latest"
+        state_path = latest / STATE_FILE
+        if not state_path.is_file():
+            raise FileNotFoundError(f"--resume: '{state_path}' does not exist (no previous run in '{self.exp_dir}')")
+        self.backbone.load_lora(latest / RESTORER_FILE)
+        self.backbone.load_lora(latest / CRITIC_FILE)
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        self.opt_minus.load_state_dict(state["opt_minus"])
+        self.opt_plus.load_state_dict(state["opt_plus"])
+        self.noise_gen.set_state(state["noise_rng"].to(self.noise_gen.get_state().device))
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.best_metric, self.best_step = int(state["step"]), float(state["best_metric"]), state["best_step"]
+        self.resumed_from = self.step
+
+    # ----- loop ------------------------------------------------------------------------------------------------
+    def train(self, max_steps: Optional[int] = None) -> dict:
+        tc = self.cfg.train
+        max_steps = tc.max_steps if max_steps is None else max_steps
+        self.exp_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.exp_dir / "train_log.csv"
+        rows: list[dict] = []
+        new_log = not (self.resumed_from and log_path.is_file())
+        t_start = time.time()
+        handle = open(log_path, "w" if new_log else "a", newline="") if self.is_main else None
+        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS) if handle else None
+        if writer and new_log:
+            writer.writeheader()
+        try:
+            while self.step < max_steps:
+                for batch in self.loader:
+                    if self.step >= max_steps:
+                        break
+                    captions = list(batch["caption"])
+                    gen = self.generator_step(batch["clean"], batch["degraded"], captions)
+                    crit = self.critic_step(gen.pop("x_hat"), captions)
+                    self.step += 1
+                    row = {"step": self.step, **gen, **crit, "val_lpips": "", "seconds": round(time.time() - t_start, 3)}
+                    last = self.step == max_steps
+                    if self.step % tc.eval_every == 0 or last:
+                        row["val_lpips"] = val = self.evaluate()
+                        if val < self.best_metric:
+                            self.best_metric, self.best_step = val, self.step
+                            if self.is_main:
+                                self.save("best")
+                    if self.is_main and (self.step % tc.save_every == 0 or last):
+                        self.save("latest")
+                    rows.append(row)
+                    if writer and (self.step % tc.log_every == 0 or last or row["val_lpips"] != ""):
+                        writer.writerow({k: _fmt(row.get(k, "")) for k in LOG_COLUMNS})
+                        handle.flush()
+                        self.log(" ".join(f"{k}={_fmt(row[k])}" for k in ("step", "loss_generator", "loss_kl",
+                                                                          "loss_lpips", "loss_critic", "val_lpips")))
+        finally:
+            if handle:
+                handle.close()
+        summary = self._summary(rows, time.time() - t_start, max_steps)
+        if self.is_main:
+            (self.exp_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def _summary(self, rows: list[dict], seconds: float, max_steps: int) -> dict:
+        def mean(key, part):
+            vals = [r[key] for r in part if isinstance(r.get(key), (int, float))]
+            return sum(vals) / len(vals) if vals else None
+
+        n = max(1, min(10, len(rows) // 2)) if rows else 0
+        keys = ("loss_generator", "loss_kl", "loss_l2", "loss_lpips", "loss_critic")
+        return {
+            "exp_dir": str(self.exp_dir), "backbone": self.backbone.kind,
+            "model_path": str(self.restorer.config.resolved_model_path()),
+            "steps_completed": self.step, "max_steps": max_steps, "resumed_from_step": self.resumed_from,
+            "steps_this_run": len(rows), "wall_time_s": round(seconds, 2),
+            "world_size": self.accelerator.num_processes, "device": str(self.device),
+            "train_pairs": len(self.train_records), "val_pairs": len(self.val_records), "val_source": self.val_source,
+            "best": {"step": self.best_step, "val_lpips": _finite(self.best_metric), "lpips_net": self.cfg.loss_weights.lpips_net},
+            "first_steps_mean": {k: mean(k, rows[:n]) for k in keys} if rows else {},
+            "last_steps_mean": {k: mean(k, rows[-n:]) for k in keys} if rows else {},
+            "sigma_t0": self.restorer.sigma_t0, "timestep_t0": self.restorer.timestep_t0,
+            "outputs": {k: str(self.exp_dir / k) for k in ("latest", "best", "train_log.csv", "train_summary.json")},
+            "config": self.cfg.to_dict(),
+        }
+
+
+def _finite(x: float):
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _fmt(v):
+    return f"{v:.6g}" if isinstance(v, float) else v

@@ -1,0 +1,196 @@
+"""GPU benchmark: ms per frame of Difix3D+ post-fixing at 576x1024 inside nerfstudio's ns-render loop.
+
+Renders the same camera trajectory through ``nerfstudio.scripts.render._render_trajectory_video`` (the function behind
+``ns-render camera-path|interpolate``) with the ns-difix-render hooks installed, once plain (``rgb``) and once
+post-fixed (``rgb_fixed``), for a tiny and an SD-Turbo-sized random-weight Difix (``difix_ns.testing``; random weights
+give timings only, not quality). ``postfix_ms_per_frame`` = fixed minus plain, per frame. The fixer-only time per
+frame (one ``DifixFixer.fix`` call per batch, CUDA-synchronised) is reported too.
+
+Scene: ``--load-config`` of an existing run, or a short splatfacto run trained here on ``--data`` (quarter-res fox).
+
+    source .device/setup.sh && python scripts/bench_postfix_render.py --data .device/data/fox --out $OUT/bench_postfix_render.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    p.add_argument("--data", type=Path, default=Path(".device/data/fox"), help="nerfstudio scene (images_4 + transforms.json)")
+    p.add_argument("--load-config", type=Path, default=None, help="existing run's config.yml (skips training)")
+    p.add_argument("--train-iters", type=int, default=300, help="iterations of the short splatfacto run")
+    p.add_argument("--frames", type=int, default=16, help="frames per timed render")
+    p.add_argument("--height", type=int, default=576)
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
+    p.add_argument("--sizes", nargs="+", default=["tiny", "real"], choices=["tiny", "real"])
+    return p.parse_args()
+
+
+def train_run(data: Path, work: Path, iters: int) -> Path:
+    if not (data / "transforms.json").is_file():
+        raise SystemExit(f"error: --data {data} has no transforms.json")
+    cmd = ["ns-train", "splatfacto", "--data", str(data), "--output-dir", str(work), "--experiment-name", "bench",
+           "--timestamp", "run", "--max-num-iterations", str(iters), "--vis", "tensorboard",
+           "--steps-per-eval-image", "100000", "--steps-per-eval-batch", "100000", "--steps-per-eval-all-images",
+           "100000", "nerfstudio-data", "--downscale-factor", "4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    config = work / "bench" / "splatfacto" / "run" / "config.yml"
+    if proc.returncode != 0 or not config.is_file():
+        raise SystemExit(f"ns-train failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return config
+
+
+def save_model(size: str, folder: Path) -> Path:
+    """A random-weight difix_ref in the HF layout (tiny: difix_ns.testing; real: SD-Turbo-sized, saved fp16)."""
+    import torch
+
+    from difix_ns.testing import build_difix_pipeline, save_tiny_difix, write_tiny_tokenizer
+
+    if size == "tiny":
+        return save_tiny_difix(folder, reference_mixing=True)
+    pipe = build_difix_pipeline("real", reference_mixing=True, device="cuda")
+    pipe.to(torch.float16)
+    pipe.save_pretrained(folder)
+    for extra in ("tokenizer.json", "chat_template.jinja"):
+        if (folder / "tokenizer" / extra).exists():
+            (folder / "tokenizer" / extra).unlink()
+    write_tiny_tokenizer(folder / "tokenizer")
+    del pipe
+    torch.cuda.empty_cache()
+    return folder
+
+
+def bench_cameras(pipeline, n: int, height: int, width: int):
+    """n interpolated poses through the training cameras, with intrinsics set for height x width."""
+    from difix_ns.render.trajectory import trajectory_cameras
+
+    train = pipeline.datamanager.train_dataset.cameras
+    per_pair = max(1, -(-(n - 1) // max(1, len(train) - 1)))
+    cams = trajectory_cameras(train, per_pair, "spline")[:n]
+    scale = height / float(train.height[0])
+    cams.fx[:] = train.fx[0] * scale
+    cams.fy[:] = train.fy[0] * scale
+    cams.cx[:] = width / 2.0
+    cams.cy[:] = height / 2.0
+    cams.width[:] = width
+    cams.height[:] = height
+    return cams
+
+
+def time_render(render_module, pipeline, cameras, names, out_dir: Path) -> float:
+    import torch
+
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    render_module._render_trajectory_video(
+        pipeline, cameras, output_filename=out_dir / "frames.mp4", rendered_output_names=names,
+        output_format="images", image_format="jpeg", seconds=1.0,
+    )
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    args = parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("error: this benchmark needs a CUDA GPU")
+    import nerfstudio.scripts.render as render_module
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    from difix_ns.fixer import DifixFixer, DifixFixerConfig
+    from difix_ns.render import settings
+    from difix_ns.render.cli import batched_rendering, ensure_ffmpeg
+    from difix_ns.render.postfix import install_render_fix
+
+    ensure_ffmpeg()
+    work = Path(tempfile.mkdtemp(prefix="bench_postfix_"))
+    t0 = time.time()
+    config = args.load_config or train_run(args.data, work / "runs", args.train_iters)
+    train_s = time.time() - t0
+    _, pipeline, _, _ = eval_setup(config, test_mode="inference")
+    hook = install_render_fix(pipeline, enabled=False, viewer_controls=False)
+    cameras = bench_cameras(pipeline, args.frames, args.height, args.width)
+    n = cameras.shape[0]
+    result = {
+        "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "resolution": [args.height, args.width],
+        "frames": n,
+        "dtype": args.dtype,
+        "scene": str(config),
+        "train_seconds": round(train_s, 1) if args.load_config is None else None,
+        "note": "random-weight Difix models: timings only, no quality claim",
+        "models": {},
+    }
+
+    hook.enabled = False
+    time_render(render_module, pipeline, cameras[:2], ["rgb"], work / "warm")  # warm-up (kernels, allocator)
+    with batched_rendering(render_module, [hook]):
+        plain_s = time_render(render_module, pipeline, cameras, ["rgb"], work / "plain")
+    result["plain_render_ms_per_frame"] = round(plain_s / n * 1000, 2)
+
+    for size in args.sizes:
+        model_dir = save_model(size, work / f"difix_{size}")
+        shared = DifixFixer(DifixFixerConfig(model_name=str(model_dir), dtype=args.dtype))  # loaded once per size
+        entry = {}
+        for batch in args.batch_sizes:
+            shared.config = replace(shared.config, batch_size=batch)
+            settings.enable_render_fix(True)
+            hook.enabled = True
+            hook.fixer_config = None
+            hook.fixer_factory = lambda: shared
+            with batched_rendering(render_module, [hook]):
+                time_render(render_module, pipeline, cameras[: batch + 1], ["rgb_fixed"], work / "warm")  # load + warm
+                calls = hook.fix_calls
+                fixed_s = time_render(render_module, pipeline, cameras, ["rgb_fixed"], work / f"{size}_{batch}")
+                calls = hook.fix_calls - calls
+            # fixer alone on a batch of renders of the same size
+            fixer = hook.fixer
+            images = torch.rand(batch, 3, args.height, args.width, device="cuda")
+            refs = torch.rand(batch, 1, 3, args.height, args.width, device="cuda")
+            fixer.fix(images, refs)
+            torch.cuda.synchronize()
+            reps = max(2, 8 // batch)
+            start = time.perf_counter()
+            for _ in range(reps):
+                fixer.fix(images, refs)
+            torch.cuda.synchronize()
+            fixer_ms = (time.perf_counter() - start) / (reps * batch) * 1000
+            entry[f"batch_{batch}"] = {
+                "ns_render_ms_per_frame": round(fixed_s / n * 1000, 2),
+                "postfix_ms_per_frame": round((fixed_s - plain_s) / n * 1000, 2),
+                "fixer_only_ms_per_frame": round(fixer_ms, 2),
+                "fixer_calls": calls,
+                "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            }
+            print(size, batch, entry[f"batch_{batch}"], flush=True)
+        hook.release_fixer()  # drop the model before loading the next size
+        del shared
+        torch.cuda.empty_cache()
+        result["models"][size] = entry
+    settings.enable_render_fix(None)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "4")
+    sys.exit(main())

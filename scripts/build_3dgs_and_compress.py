@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""Train a 3DGS (nerfstudio `nifi-splatfacto`) on a scene, compress it at each rate and render train/test splits.
+
+    python scripts/build_3dgs_and_compress.py --scene data/mipnerf360/garden --rates 0.1 0.5 1.0 \
+        --out artifacts/garden/ [--max-num-iterations 30000] [--downscale-factor 4]
+
+`--scene` is a nerfstudio-format scene (transforms.json; `images_N/` for `--downscale-factor N`). Writes:
+
+    <out>/runs/<scene>/nifi-splatfacto/<timestamp>/        the nerfstudio run (config.yml, checkpoint, nifi/)
+    <out>/rate_<λ>.nifi, <out>/rate_<λ>.json              the containers and their compression reports
+    <out>/renders/rate_<λ>/<split>/{clean,degraded}/      photo / compressed render pairs per split
+    <out>/artifacts.json                                 what was built (read by render_pairs.py)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ARTIFACTS_FILE = "artifacts.json"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scene", type=Path, required=True, help="nerfstudio scene folder (transforms.json)")
+    p.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.5, 1.0], help="codec rate presets (λ)")
+    p.add_argument("--out", type=Path, required=True, help="artifact folder, e.g. artifacts/<scene>/")
+    p.add_argument("--max-num-iterations", type=int, default=30000, help="splatfacto training steps")
+    p.add_argument("--downscale-factor", type=int, default=None, help="read images_N/ (nerfstudio dataparser)")
+    p.add_argument("--finetune-steps", type=int, default=200, help="compression-aware fine-tune steps per rate")
+    p.add_argument("--target-mb", type=float, nargs="*", default=None, help="container size per rate (MB)")
+    p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    p.add_argument("--skip-render", action="store_true", help="train + compress only")
+    p.add_argument("--prompt", default=None, help="scene caption written to renders/prompt.txt")
+    p.add_argument("--num-random", type=int, default=None, help="random-init Gaussian count (no SfM points)")
+    return p.parse_args(argv)
+
+
+def check_scene(scene: Path, downscale: int | None) -> None:
+    if not (scene / "transforms.json").is_file():
+        raise SystemExit(f"error: --scene {scene}: no transforms.json (expected a nerfstudio-format scene)")
+    if downscale and downscale > 1 and not (scene / f"images_{downscale}").is_dir():
+        raise SystemExit(f"error: --downscale-factor {downscale}: {scene / f'images_{downscale}'} does not exist")
+
+
+def build_config(args: argparse.Namespace):
+    import torch
+
+    from nifi_ns.nerfstudio.method_configs import nifi_splatfacto_config
+
+    config = nifi_splatfacto_config()
+    config.pipeline.datamanager.data = args.scene
+    dataparser = config.pipeline.datamanager.dataparser
+    if args.downscale_factor:
+        dataparser.downscale_factor = args.downscale_factor
+    config.output_dir = args.out / "runs"
+    config.experiment_name = args.scene.resolve().name
+    config.max_num_iterations = args.max_num_iterations
+    config.steps_per_save = max(args.max_num_iterations, 1)
+    config.vis = "tensorboard"
+    config.viewer.quit_on_train_completion = True
+    config.machine.device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    config.pipeline.rates = tuple(args.rates)
+    config.pipeline.target_mb = tuple(args.target_mb or ())
+    config.pipeline.finetune_steps = args.finetune_steps
+    if args.num_random is not None:
+        config.pipeline.model.random_init = True
+        config.pipeline.model.num_random = args.num_random
+    return config
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    check_scene(args.scene, args.downscale_factor)
+    if args.target_mb and len(args.target_mb) != len(args.rates):
+        raise SystemExit(f"error: --target-mb has {len(args.target_mb)} values for {len(args.rates)} rates")
+    from nerfstudio.scripts.train import main as ns_train
+
+    config = build_config(args)
+    ns_train(config)  # sets the timestamp, saves config.yml, trains, compresses (AFTER_TRAIN callback)
+    run_dir = config.get_base_dir()
+    config_path = run_dir / "config.yml"
+    nifi_dir = run_dir / config.pipeline.output_subdir
+    from nifi_ns.synthesis.layout import rate_label
+
+    reports = {}
+    for rate in args.rates:
+        label = rate_label(rate)
+        for suffix in (".nifi", ".json"):
+            src = nifi_dir / f"{label}{suffix}"
+            if not src.is_file():
+                raise SystemExit(f"error: training finished but {src} is missing")
+            shutil.copy2(src, args.out / src.name)
+        reports[label] = json.loads((nifi_dir / f"{label}.json").read_text())
+    manifest = None
+    if not args.skip_render:
+        from nifi_ns.synthesis.from_run import synthesize_pairs
+
+        manifest = synthesize_pairs(config_path, args.out / "renders", args.rates, args.splits, prompt=args.prompt)
+    info = {
+        "scene": str(args.scene.resolve()),
+        "config": str(config_path.resolve()),
+        "rates": list(args.rates),
+        "splits": [] if args.skip_render else list(args.splits),
+        "reports": reports,
+        "renders": None if manifest is None else str((args.out / "renders").resolve()),
+    }
+    (args.out / ARTIFACTS_FILE).write_text(json.dumps(info, indent=2), "utf8")
+    print(json.dumps({k: info[k] for k in ("config", "rates", "splits")}, indent=2))
+    for label, rep in reports.items():
+        print(f"{label}: {rep['size_mb']:.4f} MB, {rep['num_gaussians']} Gaussians, {rep['compression_ratio']:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

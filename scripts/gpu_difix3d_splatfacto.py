@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""GPU benchmark: ``difix3d-splatfacto`` vs plain ``splatfacto`` on fox with sparse training views.
+
+Same data, same steps; Difix3D adds ``--num-rounds`` fix rounds. Reports training wall time (``trainer.train()``
+only, setup excluded), the time of each fix round, peak GPU memory (``torch.cuda.max_memory_allocated``) and test
+PSNR, as JSON (stdout and ``--out``).
+
+The fixers are RANDOM-WEIGHT models built by ``difix_ns.testing``: a tiny one (plumbing cost) and, unless
+``--skip-sdturbo``, one with the SD-Turbo-sized architecture of nvidia/difix_ref (real fix cost). A random fixer
+measures COST, NOT QUALITY: its outputs are noise, so the Difix3D PSNRs below say nothing about Difix3D's benefit.
+
+    source .device/setup.sh && python scripts/gpu_difix3d_splatfacto.py --data .device/data/fox \
+        --downscale-factor 4 --out $OUT/gpu_difix3d_splatfacto.json
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+NOTE = ("Fixers are random-weight models (difix_ns.testing): these numbers measure the COST of Difix3D fix rounds "
+        "(wall time, memory), not quality; Difix3D PSNRs with a random fixer are meaningless.")
+
+
+def make_sparse_scene(data: Path, downscale: int, train_every: int, workdir: Path) -> tuple[Path, int, int]:
+    """A transforms.json listing every frame, with train/val/test file lists: every ``train_every``-th frame trains,
+    the frame halfway between two training frames is a test (target) view."""
+    meta_path = data / "transforms.json"
+    if not meta_path.is_file():
+        sys.exit(f"error: {meta_path} not found (--data must be a nerfstudio scene folder)")
+    image_dir = data / f"images_{downscale}"
+    if not image_dir.is_dir():
+        sys.exit(f"error: {image_dir} not found; pick a --downscale-factor whose images_N folder exists")
+    meta = json.loads(meta_path.read_text())
+    frames = meta["frames"]
+    train = [f["file_path"] for i, f in enumerate(frames) if i % train_every == 0]
+    test = [f["file_path"] for i, f in enumerate(frames) if i % train_every == train_every // 2]
+    meta.update(train_filenames=train, val_filenames=test, test_filenames=test)
+    scene = workdir / "fox_sparse"
+    scene.mkdir(parents=True, exist_ok=True)
+    (scene / "transforms.json").write_text(json.dumps(meta))
+    link = scene / f"images_{downscale}"
+    if not link.exists():
+        link.symlink_to(image_dir.resolve(), target_is_directory=True)
+    return scene, len(train), len(test)
+
+
+def run(method: str, scene: Path, outdir: Path, name: str, steps: int, downscale: int, extra: list[str]) -> dict:
+    import tyro
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+
+    args = [method, "--data", str(scene), "--output-dir", str(outdir), "--experiment-name", "bench", "--timestamp", name,
+            "--max-num-iterations", str(steps), "--steps-per-eval-batch", "0", "--steps-per-eval-image", "0",
+            "--steps-per-eval-all-images", "0", "--steps-per-save", str(10 * steps), "--vis", "tensorboard",
+            *extra, "nerfstudio-data", "--downscale-factor", str(downscale)]
+    config = tyro.cli(AnnotatedBaseConfigUnion, args=args)
+    config.vis = "none"  # no event writers / viewer: keep logging I/O out of the timing (both methods alike)
+    config.pipeline.datamanager.data = config.data
+    config.set_timestamp()
+    gc.collect()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    trainer.train()
+    torch.cuda.synchronize()
+    t2 = time.perf_counter()
+    result = {"setup_s": t1 - t0, "train_wall_s": t2 - t1, "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30}
+    pipeline = trainer.pipeline
+    pipeline.eval()
+    metrics = pipeline.get_average_eval_image_metrics()
+    result["test_psnr"] = float(metrics["psnr"])
+    result["num_gaussians"] = int(pipeline.model.num_points)
+    if hasattr(pipeline, "fix_round_seconds"):
+        dm = pipeline.datamanager
+        result.update(fix_rounds=pipeline.completed_rounds, fix_round_s=pipeline.fix_round_seconds,
+                      pool_views=len(dm.novel_pool), pool_draws=dm.pool_draws, dataset_draws=dm.dataset_draws)
+    del trainer, pipeline
+    gc.collect()
+    torch.cuda.empty_cache()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="nerfstudio scene folder (e.g. .device/data/fox)")
+    parser.add_argument("--downscale-factor", type=int, default=4, help="uses images_N (fox on the GPU box: 4)")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--num-rounds", type=int, default=3, help="fix rounds, evenly spaced over the run")
+    parser.add_argument("--train-every", type=int, default=5, help="every N-th frame trains (sparse views)")
+    parser.add_argument("--skip-sdturbo", action="store_true", help="skip the SD-Turbo-sized random fixer run")
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON here as well")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("error: this benchmark needs a CUDA GPU")
+
+    from difix_ns.testing import build_difix_pipeline, save_tiny_difix
+
+    work = Path(tempfile.mkdtemp(prefix="difix3d_bench_"))
+    scene, n_train, n_test = make_sparse_scene(args.data, args.downscale_factor, args.train_every, work)
+    fix_steps = [round(args.steps * (i + 1) / (args.num_rounds + 1)) for i in range(args.num_rounds)]
+    report = {
+        "device": torch.cuda.get_device_name(0), "torch": torch.__version__, "python": platform.python_version(),
+        "data": str(args.data), "downscale_factor": args.downscale_factor, "train_views": n_train,
+        "test_views (novel views per round)": n_test, "steps": args.steps, "fix_steps": fix_steps, "note": NOTE,
+        "runs": {},
+    }
+    tiny = save_tiny_difix(work / "tiny_difix_ref", reference_mixing=True)
+    fixers = {"difix3d_tiny_random_fixer": tiny}
+    if not args.skip_sdturbo:
+        pipe = build_difix_pipeline("real", reference_mixing=True, device="cuda").to(torch.bfloat16)
+        pipe.save_pretrained(work / "sdturbo_sized_random_difix_ref")
+        fixers["difix3d_sdturbo_sized_random_fixer"] = work / "sdturbo_sized_random_difix_ref"
+        del pipe
+        gc.collect()
+        torch.cuda.empty_cache()
+
+    out = work / "runs"
+    run("splatfacto", scene, out, "warmup", 100, args.downscale_factor, [])  # CUDA / kernel warm-up, not reported
+    runs = report["runs"]
+    runs["splatfacto"] = run("splatfacto", scene, out, "plain", args.steps, args.downscale_factor, [])
+    print(json.dumps({"splatfacto": runs["splatfacto"]}), flush=True)
+    for name, model_dir in fixers.items():
+        extra = ["--pipeline.fixer.model-name", str(model_dir), "--pipeline.fixer.dtype", "bfloat16",
+                 "--pipeline.fix-steps", *map(str, fix_steps)]
+        runs[name] = run("difix3d-splatfacto", scene, out, name, args.steps, args.downscale_factor, extra)
+        runs[name]["wall_time_ratio_vs_splatfacto"] = runs[name]["train_wall_s"] / runs["splatfacto"]["train_wall_s"]
+        runs[name]["peak_mem_ratio_vs_splatfacto"] = runs[name]["peak_gpu_mem_gib"] / runs["splatfacto"]["peak_gpu_mem_gib"]
+        print(json.dumps({name: runs[name]}), flush=True)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Unit tests: pose shifting (scene-relative steps, arrival), nearest-view choice, the novel-view pool."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from nerfstudio.cameras.cameras import Cameras, CameraType
+
+from difix_ns.nerfstudio.pool import NovelViewPool
+from difix_ns.nerfstudio.poses import nearest_views, pose_distance, rotation_angle, scene_extent, shift_poses
+
+
+def rot_z(deg: float) -> torch.Tensor:
+    a = math.radians(deg)
+    return torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
+
+
+def pose(deg: float, t) -> torch.Tensor:
+    return torch.cat([rot_z(deg), torch.tensor(t, dtype=torch.float32)[:, None]], dim=1)  # [3, 4]
+
+
+def test_scene_extent_is_camera_radius():
+    poses = torch.stack([pose(0, [x, 0, 0]) for x in (-2.0, 0.0, 2.0)])
+    assert scene_extent(poses) == pytest.approx(2.0)
+    assert scene_extent(poses[:1], fallback=3.0) == 3.0
+
+
+@pytest.mark.parametrize("scale", [1.0, 100.0])
+def test_shift_is_a_fraction_of_the_scene_extent(scale):
+    """The same step_fraction gives the same relative motion whatever the world units (scale invariance)."""
+    start = pose(0, [0.0, 0, 0])[None] * torch.tensor([1, 1, 1, scale])
+    target = pose(0, [1.0, 0, 0])[None] * torch.tensor([1, 1, 1, scale])
+    extent = 2.0 * scale
+    out = shift_poses(start, target, step_fraction=0.1, extent=extent)
+    assert out.poses[0, 0, 3].item() == pytest.approx(0.2 * scale, rel=1e-5)  # 0.1 x extent
+    assert not out.arrived.any()
+
+
+def test_shift_arrives_after_expected_rounds_and_stays():
+    start = pose(0, [0.0, 0, 0])[None]
+    target = pose(90, [1.0, 0, 0])[None]
+    current, rounds = start, 0
+    while True:
+        rounds += 1
+        out = shift_poses(current, target, step_fraction=0.3, extent=1.0)
+        # translation and rotation progress by the same fraction of the path
+        done_t = out.poses[0, 0, 3].item()
+        done_r = rotation_angle(start[0, :, :3], out.poses[0, :, :3]).item() / math.radians(90)
+        assert done_r == pytest.approx(min(done_t, 1.0), abs=1e-5)
+        current = out.poses
+        if out.arrived.all():
+            break
+        assert rounds < 10
+    assert rounds == 4  # ceil(1.0 / 0.3)
+    assert torch.allclose(current, target, atol=1e-6)
+    again = shift_poses(current, target, 0.3, 1.0)
+    assert again.arrived.all() and torch.allclose(again.poses, target, atol=1e-6)
+
+
+def test_rotation_cap_limits_turns_in_place():
+    start, target = pose(0, [0.0, 0, 0])[None], pose(120, [0.0, 0, 0])[None]
+    out = shift_poses(start, target, step_fraction=0.5, extent=1.0, max_rotation_step=math.radians(30))
+    assert rotation_angle(start[0, :, :3], out.poses[0, :, :3]).item() == pytest.approx(math.radians(30), abs=1e-5)
+    assert torch.allclose(out.poses[0, :, 3], torch.zeros(3))
+    rotation = out.poses[0, :, :3]
+    assert torch.allclose(rotation @ rotation.T, torch.eye(3), atol=1e-5)  # still a rotation
+
+
+def test_shift_handles_half_turn():
+    start, target = pose(0, [0.0, 0, 0])[None], pose(180, [1.0, 0, 0])[None]
+    out = shift_poses(start, target, step_fraction=0.5, extent=1.0)
+    assert rotation_angle(start[0, :, :3], out.poses[0, :, :3]).item() == pytest.approx(math.pi / 2, abs=1e-4)
+
+
+def test_nearest_view_uses_translation_and_rotation():
+    train = torch.stack([pose(0, [0.0, 0, 0]), pose(90, [0.1, 0, 0]), pose(0, [1.0, 0, 0])])
+    # closest in translation is train[1], but it is turned by 90 degrees; train[0] is 0.15 away with no turn
+    query = pose(0, [0.15, 0, 0])[None]
+    assert nearest_views(query, train, extent=1.0).tolist() == [0]
+    # with rotation ignored the translation-nearest wins
+    assert nearest_views(query, train, extent=1.0, rotation_weight=0.0).tolist() == [1]
+    d = pose_distance(query, train, extent=1.0)
+    assert d[0, 1].item() == pytest.approx(0.05 + math.pi / 2, abs=1e-5)
+
+
+def _cams(n: int, h: int = 8, w: int = 12) -> Cameras:
+    return Cameras(camera_to_worlds=torch.stack([pose(0, [float(i), 0, 0]) for i in range(n)]), fx=10.0, fy=10.0,
+                   cx=w / 2, cy=h / 2, width=w, height=h, camera_type=CameraType.PERSPECTIVE)
+
+
+def _round(n: int, value: int, h: int = 8, w: int = 12):
+    imgs = [torch.full((h, w, 3), value, dtype=torch.uint8) for _ in range(n)]
+    masks = [torch.zeros(h, w, 1, dtype=torch.bool) for _ in range(n)]
+    for m in masks:
+        m[2:4, 3:6] = True
+    return imgs, masks
+
+
+def test_pool_replace_and_accumulate_cap():
+    pool = NovelViewPool("replace")
+    for step in range(5):
+        pool.update(_cams(3), *_round(3, step), step=step)
+    assert len(pool) == 3 and pool.round_steps == [4, 4, 4] and int(pool.images[0][0, 0, 0]) == 4
+    acc = NovelViewPool("accumulate", max_views=5)
+    for step in range(4):
+        acc.update(_cams(3), *_round(3, step), step=step)
+    assert len(acc) == 5 and acc.round_steps == [2, 2, 3, 3, 3] and len(acc.cameras) == 5
+    assert acc.cameras.metadata is None  # no cam_idx: per-image parameters never see pool views
+
+
+def test_pool_samples_only_masked_pixels():
+    pool = NovelViewPool("replace")
+    pool.update(_cams(2), *_round(2, 7), step=1)
+    v, y, x = pool.sample_pixels(500, torch.Generator().manual_seed(0))
+    assert v.shape == (500,) and set(v.tolist()) == {0, 1}
+    assert ((y >= 2) & (y < 4) & (x >= 3) & (x < 6)).all()
+    assert torch.allclose(pool.gather_rgb(v, y, x), torch.full((500, 3), 7 / 255))
+
+
+def test_pool_rejects_mismatched_images():
+    pool = NovelViewPool("replace")
+    imgs, masks = _round(2, 1)
+    with pytest.raises(ValueError, match="pool image 0"):
+        pool.update(_cams(2, h=9), imgs, masks, step=0)
+    with pytest.raises(ValueError, match="pool mode"):
+        NovelViewPool("grow")  # type: ignore[arg-type]
+
+
+def test_fix_schedule_explicit_and_every_n():
+    from types import SimpleNamespace
+
+    from difix_ns.nerfstudio.pipeline import Difix3DPipeline, Difix3DPipelineConfig
+
+    plan = lambda cfg, a, b: Difix3DPipeline.planned_fix_steps(SimpleNamespace(config=cfg), a, b)  # noqa: E731
+    every = Difix3DPipelineConfig(fix_every=2000)
+    assert plan(every, 0, 9000) == (2000, 4000, 6000, 8000)  # never at step 0: the model is untrained
+    assert plan(every, 30000, 36000) == (30000, 32000, 34000)  # resumed from a step-29999 checkpoint: fix at once
+    explicit = Difix3DPipelineConfig(fix_steps=(6000, 3000, 3000, 9000), fix_every=2000)
+    assert plan(explicit, 0, 30000) == (3000, 6000, 9000)
+    assert plan(explicit, 4001, 30000) == (6000, 9000)  # rounds before the resume step are not repeated
+    assert plan(Difix3DPipelineConfig(fix_every=0), 0, 10000) == ()

@@ -1,0 +1,290 @@
+"""End-to-end CPU runs of ``ns-train difix3d-splatfacto`` / ``ns-train difix3d`` with a tiny random Difix.
+
+The runs go through nerfstudio's own CLI union (tyro) and ``nerfstudio.scripts.train.main``; the trainer is
+captured by wrapping ``train_loop`` so the tests can look inside (pool draws, restored pool). Data: six fox frames
+(quarter-resolution views, further shrunk 4x into a temporary copy so CPU rendering stays fast). The random-weight
+fixer outputs noise: these tests prove plumbing (rounds, pool, persistence, resume, eval), not quality.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox"
+pytestmark = pytest.mark.skipif(not (FOX / "transforms.json").exists(), reason=f"fox data not found at {FOX}")
+
+COMMON = [
+    "--machine.device-type", "cpu", "--vis", "tensorboard",
+    "--steps-per-eval-batch", "0", "--steps-per-eval-image", "0", "--steps-per-eval-all-images", "0",
+    "--steps-per-save", "1000",
+]
+DATA_ARGS = ["nerfstudio-data", "--downscale-factor", "4", "--eval-mode", "interval", "--eval-interval", "3"]
+SPLAT = ["--pipeline.model.num-random", "300", "--pipeline.model.sh-degree", "0",
+         "--pipeline.model.num-downscales", "0", "--pipeline.datamanager.pool-sample-prob", "0.5"]
+NERFACTO = [
+    "--mixed-precision", "False",
+    "--pipeline.datamanager.train-num-rays-per-batch", "128", "--pipeline.model.eval-num-rays-per-chunk", "4096",
+    "--pipeline.model.num-nerf-samples-per-ray", "8", "--pipeline.model.num-proposal-samples-per-ray", "8", "8",
+    "--pipeline.model.hidden-dim", "16", "--pipeline.model.hidden-dim-color", "16",
+    "--pipeline.model.num-levels", "4", "--pipeline.model.max-res", "64", "--pipeline.model.log2-hashmap-size", "12",
+    "--pipeline.use-alpha-mask", "False",  # a few-step nerfacto is nearly transparent everywhere
+    "--pipeline.datamanager.pool-sample-prob", "0.5",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_fixer(tmp_path_factory) -> Path:
+    from difix_ns.testing import save_tiny_difix
+
+    return save_tiny_difix(tmp_path_factory.mktemp("fixer") / "tiny_difix_ref", reference_mixing=True)
+
+
+@pytest.fixture(scope="module")
+def fox_small(tmp_path_factory) -> Path:
+    """Six spread-out fox frames; transforms.json intrinsics describe the 270x480 views, images_4 holds 1/4 of that."""
+    root = tmp_path_factory.mktemp("fox")
+    meta = json.loads((FOX / "transforms.json").read_text())
+    frames = meta["frames"][::8][:6]
+    for key in ("fl_x", "fl_y", "cx", "cy", "w", "h"):
+        meta[key] = meta[key] / 4
+    meta["frames"] = frames
+    (root / "images_4").mkdir()
+    for f in frames:
+        name = Path(f["file_path"]).name
+        img = Image.open(FOX / "images_4" / name)
+        img.resize((img.width // 4, img.height // 4), Image.LANCZOS).save(root / "images_4" / name)
+    (root / "transforms.json").write_text(json.dumps(meta))
+    return root
+
+
+def ns_train(args: list[str], inspect=None):
+    """Run ``ns-train ARGS`` in-process; returns the Trainer. ``inspect(trainer)`` runs between setup and train."""
+    import tyro
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+    from nerfstudio.scripts import train as ns_train_script
+
+    config = tyro.cli(AnnotatedBaseConfigUnion, args=args)
+    captured = {}
+
+    def train_loop(local_rank, world_size, config, global_rank=0):
+        ns_train_script._set_random_seed(config.machine.seed + global_rank)
+        trainer = config.setup(local_rank=local_rank, world_size=world_size)
+        trainer.setup()
+        if inspect is not None:
+            inspect(trainer)
+        trainer.train()
+        captured["trainer"] = trainer
+
+    original = ns_train_script.train_loop
+    ns_train_script.train_loop = train_loop
+    try:
+        ns_train_script.main(config)
+    finally:
+        ns_train_script.train_loop = original
+    return captured["trainer"]
+
+
+def ns_eval(config_yml: Path, out: Path) -> dict:
+    from nerfstudio.scripts.eval import ComputePSNR
+
+    ComputePSNR(load_config=config_yml, output_path=out).main()
+    return json.loads(out.read_text())
+
+
+def round_images(run_dir: Path, step: int) -> list[np.ndarray]:
+    folder = run_dir / "difix_rounds" / f"step_{step:09d}" / "fixed"
+    return [np.array(Image.open(p)) for p in sorted(folder.glob("*.png"))]
+
+
+def pool_arrays(trainer) -> list[np.ndarray]:
+    return [im.cpu().numpy() for im in trainer.pipeline.datamanager.novel_pool.images]
+
+
+def check_round_dir(run_dir: Path, step: int, n_views: int) -> None:
+    round_dir = run_dir / "difix_rounds" / f"step_{step:09d}"
+    meta = json.loads((round_dir / "poses.json").read_text())
+    assert meta["step"] == step and len(meta["views"]) == n_views
+    for sub in ("render", "fixed", "reference", "alpha"):
+        assert len(list((round_dir / sub).glob("*.png"))) == n_views, sub
+
+
+@pytest.mark.slow
+def test_difix3d_splatfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
+    out = tmp_path / "out"
+    base = ["difix3d-splatfacto", "--data", str(fox_small), "--output-dir", str(out), "--experiment-name", "fox",
+            "--pipeline.fixer.model-name", str(tiny_fixer), *COMMON, *SPLAT]
+    first = ns_train(base + ["--timestamp", "a", "--max-num-iterations", "8", "--pipeline.fix-steps", "3", "6", *DATA_ARGS])
+    run_a = out / "fox" / "difix3d-splatfacto" / "a"
+    dm = first.pipeline.datamanager
+    assert first.pipeline.completed_rounds == [3, 6]
+    assert len(dm.novel_pool) == 2 and len(dm.eval_dataset) == 2  # replace mode: one view per test camera
+    assert dm.pool_draws > 0 and dm.dataset_draws > 0, (dm.pool_draws, dm.dataset_draws)
+    assert all(m.any() for m in dm.novel_pool.masks)  # opacity masks select something
+    check_round_dir(run_a, 3, 2)
+    check_round_dir(run_a, 6, 2)
+    saved = round_images(run_a, 6)
+    for a, b in zip(pool_arrays(first), saved):
+        np.testing.assert_array_equal(a, b)
+    assert not any("fixer" in k or "unet" in k for k in first.pipeline.state_dict())
+
+    seen = {}
+
+    def before_train(trainer):
+        seen["completed"] = trainer.pipeline.completed_rounds
+        seen["schedule"] = trainer.pipeline.fix_schedule
+        seen["pool"] = pool_arrays(trainer)
+
+    resumed = ns_train(
+        base + ["--timestamp", "b", "--max-num-iterations", "4", "--pipeline.fix-steps", "3", "6", "10",
+                "--load-dir", str(run_a / "nerfstudio_models"), *DATA_ARGS],
+        inspect=before_train,
+    )
+    assert seen["completed"] == [3, 6] and seen["schedule"] == (10,)
+    assert len(seen["pool"]) == 2
+    for a, b in zip(seen["pool"], saved):
+        np.testing.assert_array_equal(a, b)  # the same pool, restored from disk
+    assert resumed.pipeline.completed_rounds == [3, 6, 10]
+    assert resumed.pipeline.datamanager.pool_draws > 0
+    run_b = out / "fox" / "difix3d-splatfacto" / "b"
+    check_round_dir(run_b, 6, 2)  # copied over so a resume of this run finds it
+    check_round_dir(run_b, 10, 2)
+
+    metrics = ns_eval(run_b / "config.yml", tmp_path / "eval.json")
+    assert metrics["method_name"] == "difix3d-splatfacto" and np.isfinite(metrics["results"]["psnr"])
+
+
+@pytest.mark.slow
+def test_difix3d_nerfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
+    out = tmp_path / "out"
+    base = ["difix3d", "--data", str(fox_small), "--output-dir", str(out), "--experiment-name", "fox",
+            "--pipeline.fixer.model-name", str(tiny_fixer), *COMMON, *NERFACTO]
+    first = ns_train(base + ["--timestamp", "a", "--max-num-iterations", "6", "--pipeline.fix-steps", "2", "4", *DATA_ARGS])
+    model = first.pipeline.model
+    # appearance embedding and camera optimizer are on (stock nerfacto defaults) and coexist with the pool
+    assert model.field.embedding_appearance is not None and model.config.camera_optimizer.mode == "SO3xR3"
+    dm = first.pipeline.datamanager
+    assert first.pipeline.completed_rounds == [2, 4] and len(dm.novel_pool) == 2
+    assert dm.pool_draws > 0 and dm.dataset_draws > 0, (dm.pool_draws, dm.dataset_draws)
+    run_a = out / "fox" / "difix3d" / "a"
+    check_round_dir(run_a, 4, 2)
+
+    seen = {}
+    resumed = ns_train(
+        base + ["--timestamp", "b", "--max-num-iterations", "3", "--pipeline.fix-steps", "2", "4", "7",
+                "--load-dir", str(run_a / "nerfstudio_models"), *DATA_ARGS],
+        inspect=lambda t: seen.update(completed=t.pipeline.completed_rounds, pool=pool_arrays(t)),
+    )
+    assert seen["completed"] == [2, 4]
+    for a, b in zip(seen["pool"], round_images(run_a, 4)):
+        np.testing.assert_array_equal(a, b)
+    assert resumed.pipeline.completed_rounds == [2, 4, 7]
+    metrics = ns_eval(out / "fox" / "difix3d" / "b" / "config.yml", tmp_path / "eval.json")
+    assert metrics["method_name"] == "difix3d" and np.isfinite(metrics["results"]["psnr"])
+
+
+@pytest.mark.slow
+def test_difix3d_splatfacto_from_plain_splatfacto_checkpoint(tmp_path, fox_small, tiny_fixer):
+    out = tmp_path / "out"
+    common = ["--data", str(fox_small), "--output-dir", str(out), "--experiment-name", "fox", *COMMON,
+              "--pipeline.model.num-random", "300", "--pipeline.model.sh-degree", "0", "--pipeline.model.num-downscales", "0"]
+    ns_train(["splatfacto", *common, "--timestamp", "plain", "--max-num-iterations", "3", *DATA_ARGS])
+    ckpt = next((out / "fox" / "splatfacto" / "plain" / "nerfstudio_models").glob("*.ckpt"))
+    trainer = ns_train(
+        ["difix3d-splatfacto", *common, "--timestamp", "dfx", "--max-num-iterations", "2", "--load-checkpoint", str(ckpt),
+         "--pipeline.fixer.model-name", str(tiny_fixer), "--pipeline.fix-every", "3", *DATA_ARGS]
+    )
+    # the plain run ended at step 2, so Difix3D starts at 3 and fixes right away (like upstream's resume at 30000)
+    assert trainer.pipeline.completed_rounds == [3]
+    plain = torch.load(ckpt, map_location="cpu")["pipeline"]
+    assert set(plain) == set(trainer.pipeline.state_dict())
+
+
+def test_nerfacto_state_dict_keys_match_stock(fox_small):
+    """A plain nerfacto checkpoint loads strictly into difix3d (and back)."""
+    from nerfstudio.data.scene_box import SceneBox
+    from nerfstudio.models.nerfacto import NerfactoModelConfig
+
+    from difix_ns.metrics import install_torchvision_offline_fallback
+    from difix_ns.nerfstudio.models import Difix3DNerfactoModelConfig
+
+    install_torchvision_offline_fallback()  # stock nerfacto builds torchmetrics LPIPS (AlexNet) offline too
+    kw = dict(scene_box=SceneBox(torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=4, metadata={}, device="cpu")
+    small = dict(num_levels=2, max_res=32, log2_hashmap_size=10, hidden_dim=8, hidden_dim_color=8)
+    stock = NerfactoModelConfig(**small).setup(**kw)
+    ours = Difix3DNerfactoModelConfig(**small).setup(**kw)
+    ours.load_state_dict(stock.state_dict(), strict=True)
+    stock.load_state_dict(ours.state_dict(), strict=True)
+
+
+def test_seed_command_parses():
+    import tyro
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+
+    config = tyro.cli(AnnotatedBaseConfigUnion, args=[
+        "difix3d", "--data", "DATA", "--pipeline.model.appearance-embed-dim", "0",
+        "--pipeline.model.camera-optimizer.mode", "off", "--output-dir", "OUT", "--max-num-iterations", "30000",
+        "--pipeline.fixer.model-name", "nvidia/difix_ref", "--pipeline.fix-steps", "3000", "6000",
+        "nerfstudio-data", "--orientation-method", "none", "--center-method", "none", "--auto-scale-poses", "False",
+        "--downscale-factor", "4", "--eval-mode", "filename",
+    ])
+    assert config.method_name == "difix3d"
+    assert config.pipeline.model.appearance_embed_dim == 0 and config.pipeline.model.camera_optimizer.mode == "off"
+    dp = config.pipeline.datamanager.dataparser
+    assert (dp.orientation_method, dp.center_method, dp.auto_scale_poses, dp.eval_mode) == ("none", "none", False, "filename")
+    assert config.pipeline.fix_steps == (3000, 6000) and config.pipeline.datamanager.pool_sample_prob == 0.4
+    splat = tyro.cli(AnnotatedBaseConfigUnion, args=["difix3d-splatfacto", "--pipeline.fix-steps", "3000", "6000", "9000"])
+    assert splat.pipeline.datamanager.pool_sample_prob == 0.3 and splat.pipeline.pool_loss_weight == 0.3
+
+
+@pytest.mark.slow
+def test_pool_and_memory_stay_bounded_over_ten_rounds(tmp_path, fox_small, tiny_fixer):
+    """10 fix rounds: replace mode holds one round, accumulate mode respects its cap, RSS stays flat."""
+    import tyro
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+
+    def rss_mb() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    for mode, cap, expected in (("replace", 0, 2), ("accumulate", 5, 5)):
+        config = tyro.cli(AnnotatedBaseConfigUnion, args=[
+            "difix3d-splatfacto", "--data", str(fox_small), "--output-dir", str(tmp_path), "--timestamp", mode, *COMMON,
+            "--pipeline.model.num-random", "300", "--pipeline.model.sh-degree", "0",
+            "--pipeline.fixer.model-name", str(tiny_fixer), "--pipeline.datamanager.pool-mode", mode,
+            "--pipeline.datamanager.pool-max-views", str(cap), "--pipeline.fix-every", "1", *DATA_ARGS,
+        ])
+        config.pipeline.datamanager.data = config.data  # what ns-train's main() does with --data
+        trainer = config.setup(local_rank=0, world_size=1)
+        trainer.setup()
+        pipeline = trainer.pipeline
+        rss = []
+        for step in range(1, 11):
+            pipeline.run_fix_round(step)
+            rss.append(rss_mb())
+        pool = pipeline.datamanager.novel_pool
+        assert len(pool) == expected, (mode, len(pool))
+        assert pool.nbytes == sum(int(h) * int(w) * 4 for h, w in zip(pool.cameras.height, pool.cameras.width))
+        assert len(list((trainer.base_dir / "difix_rounds").glob("step_*/poses.json"))) == 10
+        assert rss[-1] - rss[2] < 40, f"{mode}: RSS grew {rss[-1] - rss[2]:.1f} MB over rounds 3-10: {rss}"
+        print(f"{mode}: RSS after rounds 1..10 (MB): {[round(r) for r in rss]}")
+
+    # camera-path targets (viewer / ns-render JSON) instead of the test split
+    train_c2w = pipeline.datamanager.reference_cameras().camera_to_worlds
+    path = {"render_height": 120, "render_width": 68, "camera_type": "perspective", "camera_path": [
+        {"camera_to_world": torch.cat([train_c2w[i], torch.tensor([[0.0, 0, 0, 1]])]).flatten().tolist(), "fov": 50,
+         "aspect": 68 / 120} for i in (0, 1, 3)]}
+    (tmp_path / "path.json").write_text(json.dumps(path))
+    pipeline.config.novel_view_targets = "camera-path"
+    pipeline.config.camera_path = tmp_path / "path.json"
+    assert pipeline.target_poses().shape == (3, 3, 4)
+    pipeline.run_fix_round(11)
+    assert len(pipeline.datamanager.novel_pool) == 5  # accumulate cap still holds
+    assert pipeline.completed_rounds[-1] == 11
+    pipeline.config.camera_path = tmp_path / "missing.json"
+    with pytest.raises(FileNotFoundError, match="camera-path"):
+        pipeline.target_poses()

@@ -1,0 +1,125 @@
+"""Fast checks of the nifi-splatfacto building blocks (no training)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nifi_ns.io.gaussians import GaussianSplat
+
+
+def _splat(n=5, degree=1, seed=0):
+    rng = np.random.default_rng(seed)
+    k = (degree + 1) ** 2 - 1
+    return GaussianSplat(rng.normal(size=(n, 3)), rng.normal(size=(n, 3)), rng.normal(size=(n, 4)),
+                         rng.normal(size=(n, 1)), rng.normal(size=(n, 3)), rng.normal(size=(n, k, 3)), degree)
+
+
+def test_config_module_is_import_light_and_registered():
+    code = (
+        "import sys; from nifi_ns.nerfstudio.method_configs import nifi_splatfacto_method as m;"
+        "heavy=[k for k in sys.modules if k.split('.')[0] in ('diffusers','transformers','peft')];"
+        "print(m.config.method_name, heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "nifi-splatfacto []"
+
+
+def test_default_config():
+    from nifi_ns.nerfstudio.method_configs import nifi_splatfacto_config
+
+    cfg = nifi_splatfacto_config()
+    assert cfg.method_name == "nifi-splatfacto"
+    assert cfg.pipeline.rates == (0.1, 0.5, 1.0)
+    assert cfg.pipeline.compress_at_step is None and cfg.pipeline.finetune_steps > 0
+    assert cfg.pipeline.restorer.enabled is False  # restorer off by default
+
+
+def test_sh_padding_round_trip():
+    from nifi_ns.nerfstudio.gaussian_swap import params_to_splat, splat_to_params
+
+    splat = _splat(degree=1)
+    params = splat_to_params(splat, sh_degree=3, device="cpu")
+    assert params["features_rest"].shape == (5, 15, 3)
+    assert torch.all(params["features_rest"][:, 3:] == 0)
+    assert params_to_splat(params, 1).equal(splat)
+    with pytest.raises(ValueError, match="SH degree 1 > the model's 0"):
+        splat_to_params(splat, sh_degree=0, device="cpu")
+
+
+def test_swap_restores_original_parameters():
+    from nifi_ns.nerfstudio.gaussian_swap import splat_to_params, swapped_gaussians
+
+    class Holder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gauss_params = torch.nn.ParameterDict(
+                {k: torch.nn.Parameter(v) for k, v in splat_to_params(_splat(7, 1), 1, "cpu").items()}
+            )
+
+    model = Holder()
+    original = model.gauss_params
+    with swapped_gaussians(model, splat_to_params(_splat(3, 1, seed=1), 1, "cpu")) as gp:
+        assert model.gauss_params is gp and gp["means"].shape[0] == 3
+    assert model.gauss_params is original and original["means"].shape[0] == 7
+
+
+def test_stage_registry_and_errors():
+    from nifi_ns.nerfstudio.eval_stages import EVAL_STAGES, EvalStage, build_stages, register_eval_stage
+    from nifi_ns.nerfstudio.restorer_config import NifiRestorerStageConfig
+
+    class FakePipeline:
+        class config:  # noqa: N801 - mimics pipeline.config
+            restorer = NifiRestorerStageConfig()
+
+    with pytest.raises(ValueError, match=r"--pipeline.eval-stages: unknown stage\(s\) \['nope'\]"):
+        build_stages(["compressed", "nope"], FakePipeline())
+    assert [s.name for s in build_stages(["compressed", "restored"], FakePipeline())] == ["compressed"]
+
+    @register_eval_stage("inverted_for_test")
+    class Inverted(EvalStage):
+        def __call__(self, pipeline, rate, view):
+            return 1.0 - view.images["compressed"]
+
+    try:
+        stages = build_stages(["compressed", "inverted_for_test"], FakePipeline())
+        assert [s.name for s in stages] == ["compressed", "inverted_for_test"]
+    finally:
+        EVAL_STAGES.pop("inverted_for_test")
+
+
+def test_target_mb_must_match_rates():
+    from nifi_ns.nerfstudio.compression import CompressionSettings
+    from nifi_ns.nerfstudio.nifi_pipeline import NifiPipelineConfig
+
+    cfg = NifiPipelineConfig(rates=(0.1, 0.5), target_mb=(1.0,))
+    with pytest.raises(ValueError, match="--pipeline.target-mb has 1 values but --pipeline.rates has 2"):
+        CompressionSettings.from_pipeline_config(cfg, 0.1)
+    cfg = NifiPipelineConfig(rates=(0.1, 0.5), target_mb=(1.0, 0.25))
+    assert CompressionSettings.from_pipeline_config(cfg, 0.5).target_mb == 0.25
+
+
+def test_eval_cli_overrides_restorer_and_stages():
+    from nifi_ns.nerfstudio.eval_cli import NifiComputeMetrics
+    from nifi_ns.nerfstudio.method_configs import nifi_splatfacto_config
+
+    cli = NifiComputeMetrics(load_config=Path("run/config.yml"), restorer_model_path="/models/sd3",
+                             restorer_lora_path="w.safetensors", eval_stages=("compressed",))
+    cfg = cli.apply(nifi_splatfacto_config())
+    assert cfg.pipeline.restorer.enabled and cfg.pipeline.restorer.model_path == "/models/sd3"
+    assert cfg.pipeline.restorer.lora_path == "w.safetensors" and cfg.pipeline.eval_stages == ("compressed",)
+    cfg = NifiComputeMetrics(load_config=Path("run/config.yml"), no_restorer=True).apply(cfg)
+    assert not cfg.pipeline.restorer.enabled
+
+    other = nifi_splatfacto_config()
+    other.method_name = "splatfacto"
+    from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
+
+    other.pipeline = VanillaPipelineConfig()
+    with pytest.raises(SystemExit, match="'splatfacto' run"):
+        cli.apply(other)

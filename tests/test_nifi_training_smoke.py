@@ -1,0 +1,90 @@
+"""CPU smoke of scripts/train_nifi.py on fox pairs (synthetic degradation) with tiny random SD3 models."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).parents[1]
+FOX = ROOT / ".." / "shared" / "data" / "fox" / "images_4"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    if not FOX.is_dir():
+        pytest.skip(f"fox images not found at {FOX} (../shared/data absent)")
+    from nifi_ns.training.synthetic_pairs import write_synthetic_pairs
+
+    return write_synthetic_pairs(FOX, tmp_path_factory.mktemp("pairs") / "pairs", rates=("0.1", "1.0"), max_images=9,
+                                 caption="a small fox figurine on a table")
+
+
+def test_pairs_layout_and_reader(pairs):
+    from nifi_ns.training.data import scan_pairs
+
+    train, test = scan_pairs(pairs, "train"), scan_pairs(pairs, "test")
+    assert len(train) == 2 * 7 and len(test) == 2 * 2  # every 8th image is held out, two rates
+    assert {r.rate for r in train} == {"0.1", "1.0"} and {r.scene for r in train} == {"fox"}
+    assert all(r.caption == "a small fox figurine on a table" for r in train)
+    assert len(scan_pairs(pairs, "train", rates=["1"])) == 7  # labels compare numerically
+
+
+def test_train_smoke_writes_all_outputs_and_resumes(pairs, tmp_path):
+    train = load_script("train_nifi")
+    exp = tmp_path / "runs" / "smoke"
+    assert train.main(["--data_root", str(pairs), "--exp", str(exp), "--smoke_test"]) == 0
+    for sub in ("latest", "best"):
+        for f in ("phi_minus.safetensors", "phi_plus.safetensors", "prompt_embeds.safetensors", "nifi_restorer.json",
+                  "training_state.pt"):
+            assert (exp / sub / f).is_file(), f"{sub}/{f}"
+    rows = list(csv.DictReader((exp / "train_log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert all(float(r["loss_generator"]) > 0 and float(r["loss_critic"]) > 0 for r in rows)
+    summary = json.loads((exp / "train_summary.json").read_text())
+    assert summary["steps_completed"] == 4 and summary["backbone"] == "sd3"
+    assert summary["sigma_t0"] == pytest.approx(0.198, abs=1e-3)
+    assert summary["best"]["step"] in (2, 4) and summary["best"]["val_lpips"] > 0
+    assert summary["config"]["model"]["guidance_scale"] == 7.5 and summary["config"]["loss_weights"]["alpha"] == 0.7
+    state = torch.load(exp / "latest" / "training_state.pt", map_location="cpu", weights_only=True)
+    assert state["step"] == 4 and "state" in state["opt_minus"] and "state" in state["opt_plus"]
+    meta = json.loads((exp / "best" / "nifi_restorer.json").read_text())
+    assert meta["backbone"] == "sd3" and meta["t0"] == 199
+
+    assert train.main(["--data_root", str(pairs), "--exp", str(exp), "--smoke_test", "--resume", "--max_steps", "5"]) == 0
+    rows = list(csv.DictReader((exp / "train_log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert json.loads((exp / "train_summary.json").read_text())["resumed_from_step"] == 4
+
+
+def test_train_rejects_bad_layout_and_config(tmp_path, capsys):
+    train = load_script("train_nifi")
+    bad = tmp_path / "pairs" / "scene" / "rate_0.1" / "train"
+    (bad / "clean").mkdir(parents=True)
+    assert train.main(["--data_root", str(tmp_path / "pairs"), "--exp", str(tmp_path / "exp"), "--smoke_test"]) == 2
+    assert "has no 'degraded/' folder" in capsys.readouterr().err
+    assert not (tmp_path / "exp" / "train_log.csv").exists()
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("train:\n  batch_sise: 4\n")
+    assert train.main(["--config", str(cfg), "--data_root", str(tmp_path), "--exp", str(tmp_path / "e2")]) == 2
+    assert "batch_sise" in capsys.readouterr().err
+
+
+def test_default_config_holds_the_paper_hyperparameters():
+    from nifi_ns.training.config import default_config_path, load_config
+
+    cfg = load_config(default_config_path())
+    assert (cfg.model.guidance_scale, cfg.model.lora_rank, cfg.diffusion.t0) == (7.5, 64, 199)
+    assert (cfg.train.batch_size, cfg.train.max_steps) == (4, 60000)
+    assert (cfg.train.lr_phi_minus, cfg.train.lr_phi_plus, cfg.train.weight_decay, cfg.train.grad_clip) == (5e-6, 1e-6, 1e-4, 1.0)
+    assert (cfg.loss_weights.alpha, cfg.model.prompt_dropout, cfg.model.backbone) == (0.7, 0.1, "sd3")

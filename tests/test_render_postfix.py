@@ -1,0 +1,186 @@
+"""Difix3D+ render hook (rgb_fixed), pose maths and process settings: fast CPU tests with a tiny offline fixer."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from difix_ns.render import settings
+from difix_ns.render.poses import (
+    interpolate_poses,
+    matrix_to_quaternion,
+    nearest_view,
+    num_trajectory_frames,
+    quaternion_to_matrix,
+    rotation_angle,
+)
+
+
+def _rot_y(angle: float) -> torch.Tensor:
+    c, s = math.cos(angle), math.sin(angle)
+    return torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def _pose(angle: float, x: float) -> torch.Tensor:
+    return torch.cat([_rot_y(angle), torch.tensor([[x], [0.0], [0.0]])], dim=1)
+
+
+@pytest.fixture(autouse=True)
+def _reset_settings(monkeypatch):
+    monkeypatch.delenv(settings.ENV_VAR, raising=False)
+    settings.enable_render_fix(None)
+    yield
+    settings.enable_render_fix(None)
+
+
+# ---------------------------------------------------------------- poses
+
+
+def test_quaternion_roundtrip_and_slerp_midpoint():
+    torch.manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(32, 4), dim=-1)
+    rot = quaternion_to_matrix(q)
+    assert torch.allclose(quaternion_to_matrix(matrix_to_quaternion(rot)), rot, atol=1e-5)
+    poses = torch.stack([_pose(0.0, 0.0), _pose(1.0, 2.0)])
+    frames, where = interpolate_poses(poses, n_interp=4, translation="linear")
+    # t = 0.5 sits at frame 2: half the rotation angle and half the translation
+    assert torch.allclose(frames[2, :3, :3], _rot_y(0.5), atol=1e-5)
+    assert torch.allclose(frames[2, :, 3], torch.tensor([1.0, 0.0, 0.0]), atol=1e-6)
+    assert where.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+@pytest.mark.parametrize("translation", ["linear", "spline"])
+def test_trajectory_frame_count_and_keyframes(translation):
+    poses = torch.stack([_pose(0.3 * i, float(i) ** 1.5) for i in range(5)])
+    frames, _ = interpolate_poses(poses, n_interp=7, translation=translation)
+    assert frames.shape == (num_trajectory_frames(5, 7), 3, 4) == (29, 3, 4)
+    assert torch.allclose(frames[::7], poses, atol=1e-5)  # every input camera is a frame
+    # orthonormal rotations throughout
+    eye = torch.eye(3).expand(frames.shape[0], 3, 3)
+    assert torch.allclose(frames[:, :3, :3] @ frames[:, :3, :3].transpose(1, 2), eye, atol=1e-5)
+    with pytest.raises(ValueError, match="at least 2 poses"):
+        interpolate_poses(poses[:1], 3)
+    with pytest.raises(ValueError, match="n_interp"):
+        interpolate_poses(poses, 0)
+
+
+def test_nearest_view_uses_rotation_and_translation():
+    train = torch.stack([_pose(0.0, 0.0), _pose(math.pi / 2, 0.0), _pose(0.0, 4.0)])
+    # same place as camera 0/1 but looking like camera 1 -> rotation decides
+    assert nearest_view(_pose(1.4, 0.1)[None], train).item() == 1
+    # near camera 2 in position, same orientation -> translation decides
+    assert nearest_view(_pose(0.05, 3.6)[None], train).item() == 2
+    assert rotation_angle(_rot_y(0.2), _rot_y(0.7)).item() == pytest.approx(0.5, abs=1e-5)
+
+
+# ---------------------------------------------------------------- settings
+
+
+def test_settings_sources(monkeypatch):
+    assert not settings.render_fix_enabled()
+    assert settings.requested_on_command_line(["interpolate", "--rendered-output-names", "rgb", "rgb_fixed"])
+    assert settings.requested_on_command_line(["--rendered-output-names=rgb_fixed"])
+    assert not settings.requested_on_command_line(["--output-path", "renders/rgb_fixed_video.mp4"])
+    monkeypatch.setenv(settings.ENV_VAR, "1")
+    assert settings.render_fix_enabled()
+    settings.enable_render_fix(False)
+    assert not settings.render_fix_enabled()  # an explicit switch beats the environment
+
+
+# ---------------------------------------------------------------- the hook on a fake model
+
+
+class _FakeCameras:
+    """Just enough of nerfstudio's Cameras for the hook: slicing, .to(), pose and intrinsics tensors."""
+
+    def __init__(self, c2w: torch.Tensor, size: int = 64):
+        n = c2w.shape[0]
+        self.camera_to_worlds = c2w
+        self.fx = torch.full((n, 1), 50.0)
+        self.fy = torch.full((n, 1), 50.0)
+        self.cx = torch.full((n, 1), size / 2)
+        self.cy = torch.full((n, 1), size / 2)
+        self.width = torch.full((n, 1), size)
+        self.height = torch.full((n, 1), size)
+        self.shape = (n,)
+
+    def __getitem__(self, item):
+        return _FakeCameras(self.camera_to_worlds[item], int(self.width[0, 0]))
+
+    def to(self, device):
+        return self
+
+
+class _FakeModel:
+    def __init__(self):
+        self.renders = 0
+
+    def get_outputs_for_camera(self, camera, obb_box=None):
+        self.renders += 1
+        x = float(camera.camera_to_worlds[0, 0, 3])
+        size = int(camera.width[0, 0])
+        ramp = torch.linspace(0, 1, size)
+        rgb = torch.stack([ramp[None, :].expand(size, size), ramp[:, None].expand(size, size),
+                           torch.full((size, size), (x % 5) / 5)], dim=-1)
+        return {"rgb": rgb, "depth": torch.ones(size, size, 1)}
+
+
+@pytest.fixture(scope="module")
+def tiny_fixer_config(tmp_path_factory):
+    from difix_ns.fixer import DifixFixerConfig
+    from difix_ns.testing import save_tiny_difix
+
+    path = save_tiny_difix(tmp_path_factory.mktemp("tiny_difix_ref"), reference_mixing=True)
+    return DifixFixerConfig(model_name=str(path), device="cpu", dtype="float32", batch_size=2)
+
+
+def _hook(tiny_fixer_config, n_train: int = 3):
+    from difix_ns.render.postfix import DifixRenderHook, ReferenceViews
+
+    loaded = []
+    train_c2w = torch.stack([_pose(0.0, float(2 * i)) for i in range(n_train)])
+
+    def load(i):
+        loaded.append(i)
+        return torch.full((48, 40, 3), i / n_train)
+
+    refs = ReferenceViews(c2w=train_c2w, names=[f"train_{i}.png" for i in range(n_train)], load=load)
+    model = _FakeModel()
+    return model, DifixRenderHook(model, refs, fixer_config=tiny_fixer_config), loaded
+
+
+def test_hook_off_by_default_costs_nothing(tiny_fixer_config):
+    model, hook, loaded = _hook(tiny_fixer_config)
+    cams = _FakeCameras(torch.stack([_pose(0.0, 0.5)]))
+    out = hook.get_outputs_for_camera(cams[0:1])
+    assert "rgb_fixed" not in out and hook._fixer is None and hook.frames_fixed == 0 and not loaded
+
+
+def test_hook_batches_planned_frames_and_caches_references(tiny_fixer_config):
+    model, hook, loaded = _hook(tiny_fixer_config)
+    hook.enabled = True
+    cams = _FakeCameras(torch.stack([_pose(0.0, 0.2 * i) for i in range(5)]) + 0.0)
+    hook.plan(cams)
+    outs = [hook.get_outputs_for_camera(cams[i : i + 1]) for i in range(5)]
+    assert model.renders == 5  # prefetched frames are not rendered twice
+    assert hook.fix_calls == 3  # 5 frames, batch size 2 -> 2 + 2 + 1
+    for out in outs:
+        assert out["rgb_fixed"].shape == out["rgb"].shape == (64, 64, 3)
+        assert 0.0 <= float(out["rgb_fixed"].min()) and float(out["rgb_fixed"].max()) <= 1.0
+        assert not torch.allclose(out["rgb_fixed"], out["rgb"])  # random-weight fixer: changes the image
+    # the 5 frames have x = 0..0.8 -> nearest training camera 0 (x=0) for all; its image was loaded once
+    assert hook.last_reference == 0 and loaded == [0]
+    # frames 0 and 4 see different renders, so their fixed outputs differ
+    assert not torch.allclose(outs[0]["rgb_fixed"], outs[4]["rgb_fixed"])
+    # reference choice is cached per frame
+    assert len(hook._ref_cache) == 5
+
+
+def test_hook_unplanned_small_frames_are_fixed_one_by_one(tiny_fixer_config):
+    model, hook, _ = _hook(tiny_fixer_config)
+    settings.enable_render_fix(True)  # process-level switch, as ns-difix-render does
+    cam = _FakeCameras(torch.stack([_pose(0.0, 3.9)]), size=40)  # below the fixer's 64 px minimum
+    out = hook.get_outputs_for_camera(cam[0:1])
+    assert out["rgb_fixed"].shape == (40, 40, 3)
+    assert hook.last_reference == 2 and hook.fix_calls == 1
