@@ -121,12 +121,7 @@ def save_tiny_difix(path, reference_mixing: bool = True, seed: int = 0) -> Path:
     pipe = build_difix_pipeline("tiny", reference_mixing=reference_mixing, seed=seed)
     pipe.register_to_config(_name_or_path=f"tiny-difix{'_ref' if reference_mixing else ''}")
     pipe.save_pretrained(path)
-    # Keep the hand-written slow-tokenizer files (the real checkpoints ship vocab.json + merges.txt, no tokenizer.json).
-    tok = path / "tokenizer"
-    for extra in ("tokenizer.json", "chat_template.jinja"):
-        if (tok / extra).exists():
-            (tok / extra).unlink()
-    write_tiny_tokenizer(tok)
+    write_tiny_tokenizer(path / "tokenizer")  # the hand-written SD-2 style tokenizer files, as in the real layout
     return path
 
 

@@ -113,6 +113,8 @@ def main(argv=None) -> dict:
                     torch.cuda.empty_cache()
                 result["runs"].append(run)
                 print(json.dumps(run), file=sys.stderr, flush=True)
+    if use_cuda:
+        result["checks"] = _cuda_checks(pipe, args, device, generator)
     if args.ablation and has_peft:
         result["ablation"] = _ablation(pipe, args, device, use_cuda, generator)
     text = json.dumps(result, indent=2)
@@ -121,6 +123,31 @@ def main(argv=None) -> dict:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
     return result
+
+
+def _cuda_checks(pipe, args, device, generator) -> dict:
+    """Numerical sanity of the CUDA path (random weights, so these say nothing about restoration quality)."""
+    from difix_ns.testing import build_difix_pipeline
+
+    x = torch.rand(1, 3, args.height, args.width, generator=generator) * 2 - 1
+    r = torch.rand(1, 1, 3, args.height, args.width, generator=generator) * 2 - 1
+    checks = {}
+    # The same tiny model on CPU and CUDA (float32) must agree: joint-view SDPA, skips and LoRA on the GPU.
+    tiny = build_difix_pipeline("tiny", reference_mixing=True, seed=0)
+    small_x, small_r = x[..., :64, :96], r[..., :64, :96]
+    cpu_out = tiny.restore(small_x, small_r)
+    cuda_out = tiny.to(device).restore(small_x.to(device), small_r.to(device)).cpu()
+    checks["tiny_cpu_vs_cuda_fp32_max_abs"] = float((cpu_out - cuda_out).abs().max())
+    # Real-size model: bf16 weights vs float32 on one frame with one reference.
+    outs = {}
+    for name in ("float32", "bfloat16"):
+        pipe.to(dtype=getattr(torch, name))
+        outs[name] = pipe.restore(x.to(device), r.to(device)).float().cpu()
+    checks["real_bf16_vs_fp32_mean_abs"] = float((outs["float32"] - outs["bfloat16"]).abs().mean())
+    checks["real_reference_effect_mean_abs"] = float(
+        (outs["bfloat16"] - pipe.restore(x.to(device), None).float().cpu()).abs().mean()
+    )
+    return checks
 
 
 def _channels_last(pipe, enable: bool) -> None:

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+IMAGE_METRICS = ("psnr", "ssim", "lpips", "lpips_vgg", "dists")
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,8 +86,7 @@ def main(argv=None) -> int:
             "sh_degree": rep["sh_degree"],
             "compression_ratio": rep["compression_ratio"],
             "compress_seconds": rep["total_seconds"],
-            "metrics": {k.split("/")[-1]: v for k, v in results.items()
-                        if k.startswith(f"compressed/{label}/") and not k.endswith("_std")},
+            "metrics": {m: results[f"compressed/{label}/{m}"] for m in IMAGE_METRICS},
         }
     summary = {
         "machine": {
@@ -98,8 +99,7 @@ def main(argv=None) -> int:
         "finetune_steps": args.finetune_steps,
         "train_and_compress_seconds": train_and_compress_s,
         "eval_seconds": eval_s,
-        "uncompressed": {k.split("/")[-1]: v for k, v in results.items()
-                         if k.startswith("uncompressed/") and not k.endswith("_std")},
+        "uncompressed": {m: results[f"uncompressed/{m}"] for m in IMAGE_METRICS},
         "nerfstudio_metrics": {k: results[k] for k in ("psnr", "ssim", "lpips") if k in results},
         "rates": per_rate,
         "note": "LPIPS 'lpips' = AlexNet, 'lpips_vgg' = VGG; sizes in MB = 2^20 bytes; rates use NiFi's lambda "

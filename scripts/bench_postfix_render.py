@@ -36,16 +36,28 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
     p.add_argument("--sizes", nargs="+", default=["tiny", "real"], choices=["tiny", "real"])
+    p.add_argument("--allow-cpu", action="store_true", help="smoke-test the script without a GPU (tiny model only)")
     return p.parse_args()
 
 
-def train_run(data: Path, work: Path, iters: int) -> Path:
+def sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def train_run(data: Path, work: Path, iters: int, cpu: bool = False) -> Path:
     if not (data / "transforms.json").is_file():
         raise SystemExit(f"error: --data {data} has no transforms.json")
     cmd = ["ns-train", "splatfacto", "--data", str(data), "--output-dir", str(work), "--experiment-name", "bench",
            "--timestamp", "run", "--max-num-iterations", str(iters), "--vis", "tensorboard",
            "--steps-per-eval-image", "100000", "--steps-per-eval-batch", "100000", "--steps-per-eval-all-images",
-           "100000", "nerfstudio-data", "--downscale-factor", "4"]
+           "100000"]
+    if cpu:
+        cmd += ["--machine.device-type", "cpu", "--pipeline.datamanager.cache-images", "gpu",
+                "--pipeline.model.random-init", "True", "--pipeline.model.num-random", "400"]
+    cmd += ["nerfstudio-data", "--downscale-factor", "4"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     config = work / "bench" / "splatfacto" / "run" / "config.yml"
     if proc.returncode != 0 or not config.is_file():
@@ -91,15 +103,13 @@ def bench_cameras(pipeline, n: int, height: int, width: int):
 
 
 def time_render(render_module, pipeline, cameras, names, out_dir: Path) -> float:
-    import torch
-
-    torch.cuda.synchronize()
+    sync()
     start = time.perf_counter()
     render_module._render_trajectory_video(
         pipeline, cameras, output_filename=out_dir / "frames.mp4", rendered_output_names=names,
         output_format="images", image_format="jpeg", seconds=1.0,
     )
-    torch.cuda.synchronize()
+    sync()
     return time.perf_counter() - start
 
 
@@ -107,8 +117,15 @@ def main() -> None:
     args = parse_args()
     import torch
 
-    if not torch.cuda.is_available():
-        raise SystemExit("error: this benchmark needs a CUDA GPU")
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.allow_cpu:
+        raise SystemExit("error: this benchmark needs a CUDA GPU (--allow-cpu runs a CPU smoke test)")
+    if not cuda:
+        from difix_ns.render.cli import prepare_cpu
+
+        prepare_cpu()
+        args.sizes = ["tiny"]
+    device = "cuda" if cuda else "cpu"
     import nerfstudio.scripts.render as render_module
     from nerfstudio.utils.eval_utils import eval_setup
 
@@ -120,14 +137,14 @@ def main() -> None:
     ensure_ffmpeg()
     work = Path(tempfile.mkdtemp(prefix="bench_postfix_"))
     t0 = time.time()
-    config = args.load_config or train_run(args.data, work / "runs", args.train_iters)
+    config = args.load_config or train_run(args.data, work / "runs", args.train_iters, cpu=not cuda)
     train_s = time.time() - t0
     _, pipeline, _, _ = eval_setup(config, test_mode="inference")
     hook = install_render_fix(pipeline, enabled=False, viewer_controls=False)
     cameras = bench_cameras(pipeline, args.frames, args.height, args.width)
     n = cameras.shape[0]
     result = {
-        "gpu": torch.cuda.get_device_name(0),
+        "gpu": torch.cuda.get_device_name(0) if cuda else "none (CPU smoke test)",
         "torch": torch.__version__,
         "python": platform.python_version(),
         "resolution": [args.height, args.width],
@@ -162,27 +179,28 @@ def main() -> None:
                 calls = hook.fix_calls - calls
             # fixer alone on a batch of renders of the same size
             fixer = hook.fixer
-            images = torch.rand(batch, 3, args.height, args.width, device="cuda")
-            refs = torch.rand(batch, 1, 3, args.height, args.width, device="cuda")
+            images = torch.rand(batch, 3, args.height, args.width, device=device)
+            refs = torch.rand(batch, 1, 3, args.height, args.width, device=device)
             fixer.fix(images, refs)
-            torch.cuda.synchronize()
+            sync()
             reps = max(2, 8 // batch)
             start = time.perf_counter()
             for _ in range(reps):
                 fixer.fix(images, refs)
-            torch.cuda.synchronize()
+            sync()
             fixer_ms = (time.perf_counter() - start) / (reps * batch) * 1000
             entry[f"batch_{batch}"] = {
                 "ns_render_ms_per_frame": round(fixed_s / n * 1000, 2),
                 "postfix_ms_per_frame": round((fixed_s - plain_s) / n * 1000, 2),
                 "fixer_only_ms_per_frame": round(fixer_ms, 2),
                 "fixer_calls": calls,
-                "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
             }
             print(size, batch, entry[f"batch_{batch}"], flush=True)
         hook.release_fixer()  # drop the model before loading the next size
         del shared
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
         result["models"][size] = entry
     settings.enable_render_fix(None)
 

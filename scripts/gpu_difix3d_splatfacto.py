@@ -12,10 +12,12 @@ measures COST, NOT QUALITY: its outputs are noise, so the Difix3D PSNRs below sa
     source .device/setup.sh && python scripts/gpu_difix3d_splatfacto.py --data .device/data/fox \
         --downscale-factor 4 --out $OUT/gpu_difix3d_splatfacto.json
 """
+
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import platform
 import sys
@@ -25,8 +27,10 @@ from pathlib import Path
 
 import torch
 
-NOTE = ("Fixers are random-weight models (difix_ns.testing): these numbers measure the COST of Difix3D fix rounds "
-        "(wall time, memory), not quality; Difix3D PSNRs with a random fixer are meaningless.")
+NOTE = (
+    "Fixers are random-weight models (difix_ns.testing): these numbers measure the COST of Difix3D fix rounds "
+    "(wall time, memory), not quality; Difix3D PSNRs with a random fixer are meaningless."
+)
 
 
 def make_sparse_scene(data: Path, downscale: int, train_every: int, workdir: Path) -> tuple[Path, int, int]:
@@ -56,10 +60,33 @@ def run(method: str, scene: Path, outdir: Path, name: str, steps: int, downscale
     import tyro
     from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
 
-    args = [method, "--data", str(scene), "--output-dir", str(outdir), "--experiment-name", "bench", "--timestamp", name,
-            "--max-num-iterations", str(steps), "--steps-per-eval-batch", "0", "--steps-per-eval-image", "0",
-            "--steps-per-eval-all-images", "0", "--steps-per-save", str(10 * steps), "--vis", "tensorboard",
-            *extra, "nerfstudio-data", "--downscale-factor", str(downscale)]
+    args = [
+        method,
+        "--data",
+        str(scene),
+        "--output-dir",
+        str(outdir),
+        "--experiment-name",
+        "bench",
+        "--timestamp",
+        name,
+        "--max-num-iterations",
+        str(steps),
+        "--steps-per-eval-batch",
+        "0",
+        "--steps-per-eval-image",
+        "0",
+        "--steps-per-eval-all-images",
+        "0",
+        "--steps-per-save",
+        str(10 * steps),
+        "--vis",
+        "tensorboard",
+        *extra,
+        "nerfstudio-data",
+        "--downscale-factor",
+        str(downscale),
+    ]
     config = tyro.cli(AnnotatedBaseConfigUnion, args=args)
     config.vis = "none"  # no event writers / viewer: keep logging I/O out of the timing (both methods alike)
     config.pipeline.datamanager.data = config.data
@@ -75,7 +102,11 @@ def run(method: str, scene: Path, outdir: Path, name: str, steps: int, downscale
     trainer.train()
     torch.cuda.synchronize()
     t2 = time.perf_counter()
-    result = {"setup_s": t1 - t0, "train_wall_s": t2 - t1, "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30}
+    result = {
+        "setup_s": t1 - t0,
+        "train_wall_s": t2 - t1,
+        "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
+    }
     pipeline = trainer.pipeline
     pipeline.eval()
     metrics = pipeline.get_average_eval_image_metrics()
@@ -83,8 +114,13 @@ def run(method: str, scene: Path, outdir: Path, name: str, steps: int, downscale
     result["num_gaussians"] = int(pipeline.model.num_points)
     if hasattr(pipeline, "fix_round_seconds"):
         dm = pipeline.datamanager
-        result.update(fix_rounds=pipeline.completed_rounds, fix_round_s=pipeline.fix_round_seconds,
-                      pool_views=len(dm.novel_pool), pool_draws=dm.pool_draws, dataset_draws=dm.dataset_draws)
+        result.update(
+            fix_rounds=pipeline.completed_rounds,
+            fix_round_s=pipeline.fix_round_seconds,
+            pool_views=len(dm.novel_pool),
+            pool_draws=dm.pool_draws,
+            dataset_draws=dm.dataset_draws,
+        )
     del trainer, pipeline
     gc.collect()
     torch.cuda.empty_cache()
@@ -104,23 +140,39 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("error: this benchmark needs a CUDA GPU")
 
-    from difix_ns.testing import build_difix_pipeline, save_tiny_difix
+    from difix_ns.testing import build_difix_pipeline, save_tiny_difix, write_tiny_tokenizer
 
     work = Path(tempfile.mkdtemp(prefix="difix3d_bench_"))
     scene, n_train, n_test = make_sparse_scene(args.data, args.downscale_factor, args.train_every, work)
     fix_steps = [round(args.steps * (i + 1) / (args.num_rounds + 1)) for i in range(args.num_rounds)]
     report = {
-        "device": torch.cuda.get_device_name(0), "torch": torch.__version__, "python": platform.python_version(),
-        "data": str(args.data), "downscale_factor": args.downscale_factor, "train_views": n_train,
-        "test_views (novel views per round)": n_test, "steps": args.steps, "fix_steps": fix_steps, "note": NOTE,
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "data": str(args.data),
+        "downscale_factor": args.downscale_factor,
+        "train_views": n_train,
+        "test_views": n_test,
+        "novel_views_per_round": n_test,
+        "steps": args.steps,
+        "fix_steps": fix_steps,
+        "note": NOTE,
         "runs": {},
     }
     tiny = save_tiny_difix(work / "tiny_difix_ref", reference_mixing=True)
     fixers = {"difix3d_tiny_random_fixer": tiny}
     if not args.skip_sdturbo:
-        pipe = build_difix_pipeline("real", reference_mixing=True, device="cuda").to(torch.bfloat16)
-        pipe.save_pretrained(work / "sdturbo_sized_random_difix_ref")
-        fixers["difix3d_sdturbo_sized_random_fixer"] = work / "sdturbo_sized_random_difix_ref"
+        folder = work / "sdturbo_sized_random_difix_ref"
+        # Without peft the VAE is built without its LoRA adapter: the same compute as a merged LoRA.
+        has_peft = importlib.util.find_spec("peft") is not None
+        pipe = build_difix_pipeline("real", reference_mixing=True, device="cuda", vae_lora=has_peft)
+        pipe.to(torch.bfloat16)
+        pipe.save_pretrained(folder)
+        for extra in ("tokenizer.json", "chat_template.jinja"):  # keep the slow-tokenizer layout of the real repos
+            if (folder / "tokenizer" / extra).exists():
+                (folder / "tokenizer" / extra).unlink()
+        write_tiny_tokenizer(folder / "tokenizer")
+        fixers["difix3d_sdturbo_sized_random_fixer"] = folder
         del pipe
         gc.collect()
         torch.cuda.empty_cache()
@@ -131,11 +183,19 @@ def main() -> None:
     runs["splatfacto"] = run("splatfacto", scene, out, "plain", args.steps, args.downscale_factor, [])
     print(json.dumps({"splatfacto": runs["splatfacto"]}), flush=True)
     for name, model_dir in fixers.items():
-        extra = ["--pipeline.fixer.model-name", str(model_dir), "--pipeline.fixer.dtype", "bfloat16",
-                 "--pipeline.fix-steps", *map(str, fix_steps)]
+        extra = [
+            "--pipeline.fixer.model-name",
+            str(model_dir),
+            "--pipeline.fixer.dtype",
+            "bfloat16",
+            "--pipeline.fix-steps",
+            *map(str, fix_steps),
+        ]
         runs[name] = run("difix3d-splatfacto", scene, out, name, args.steps, args.downscale_factor, extra)
         runs[name]["wall_time_ratio_vs_splatfacto"] = runs[name]["train_wall_s"] / runs["splatfacto"]["train_wall_s"]
-        runs[name]["peak_mem_ratio_vs_splatfacto"] = runs[name]["peak_gpu_mem_gib"] / runs["splatfacto"]["peak_gpu_mem_gib"]
+        runs[name]["peak_mem_ratio_vs_splatfacto"] = (
+            runs[name]["peak_gpu_mem_gib"] / runs["splatfacto"]["peak_gpu_mem_gib"]
+        )
         print(json.dumps({name: runs[name]}), flush=True)
     text = json.dumps(report, indent=2)
     print(text)

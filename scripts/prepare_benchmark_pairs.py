@@ -14,7 +14,8 @@ Precomputed mode: renders of an external codec (e.g. HAC++ at λ = 0.1 / 0.5 / 1
         --out pairs/benchmarks --rates 0.1 0.5 1.0 --compression_method precomputed --compressed_root /path/to/hacpp
 
 Output: `<out>/<dataset>/<scene>/rate_<λ>/test/{clean,degraded}/*.png` + per-scene manifest.json, and
-`<out>/<dataset>/benchmark_manifest.json`. Every scene is validated before anything is written.
+`<out>/<dataset>/benchmark_manifest.json`; proxy runs and containers go to `<artifacts_root>/<dataset>/<scene>/`.
+Every scene is validated before anything is written.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--split", default="test", help="split label of the pairs (default: test)")
     p.add_argument("--images_dir", default=None, help="photo folder name inside a scene (precomputed mode)")
     p.add_argument("--codec_name", default="hac++", help="name recorded for precomputed renders")
+    p.add_argument("--artifacts_root", type=Path, default=Path("artifacts/benchmarks"),
+                   help="proxy: where the trained runs and containers go (kept outside the pairs root)")
     p.add_argument("--max-num-iterations", type=int, default=30000, help="proxy: splatfacto steps")
     p.add_argument("--downscale-factor", type=int, default=None, help="proxy: read images_N/")
     p.add_argument("--finetune-steps", type=int, default=200, help="proxy: compression-aware fine-tune steps")
@@ -83,7 +86,7 @@ def run_proxy(args, scenes) -> dict:
         build.check_scene(scene, args.downscale_factor)
     results = {}
     for scene in scenes:
-        artifacts = args.out / "_artifacts" / args.dataset / scene.name
+        artifacts = args.artifacts_root / args.dataset / scene.name
         build_argv = ["--scene", str(scene), "--out", str(artifacts), "--rates", *map(str, args.rates),
                       "--max-num-iterations", str(args.max_num_iterations), "--finetune-steps",
                       str(args.finetune_steps), "--skip-render"]

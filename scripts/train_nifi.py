@@ -48,6 +48,13 @@ def main(argv=None) -> int:
         cfg.model.model_path = args.model_path
     device = args.device
     exp = Path(args.exp)
+    from nifi_ns.training.data import scan_pairs
+
+    try:  # a bad pairs folder fails before anything (tiny model, run folder) is written
+        scan_pairs(args.data_root, cfg.data.train_split, cfg.data.rates, cfg.data.scenes)
+    except PairLayoutError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.smoke_test:
         device = "cpu"
         from nifi_ns.restoration.testing import MAKERS

@@ -1,4 +1,5 @@
 """`ns-nifi-export` on a PLY input: outputs, report, clean failures."""
+
 import json
 import subprocess
 import sys
@@ -35,8 +36,21 @@ def test_export_rejects_bad_options(tmp_path):
 
 def test_console_script_exit_code(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "nifi_ns.cli.export", "--input-ply", str(tmp_path / "nope.ply"), "--rate", "0.5",
-         "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "nifi_ns.cli.export",
+            "--input-ply",
+            str(tmp_path / "nope.ply"),
+            "--rate",
+            "0.5",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "nope.ply" in result.stderr
     assert not Path(tmp_path / "out").exists()

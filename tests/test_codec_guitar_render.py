@@ -1,4 +1,5 @@
 """Renders of the real guitar splat before and after the Nix codec (CPU rasterizer), compared by PSNR."""
+
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,18 @@ def _render(splat: GaussianSplat, camera) -> torch.Tensor:
 
     g = splat.to_gauss_params()
     colors = torch.cat([g["features_dc"][:, None], g["features_rest"]], dim=1)
-    img, _, _ = rasterization(g["means"], g["quats"], torch.exp(g["scales"]), torch.sigmoid(g["opacities"][:, 0]),
-                              colors, camera[0], camera[1], SIZE, SIZE, sh_degree=splat.sh_degree)
+    img, _, _ = rasterization(
+        g["means"],
+        g["quats"],
+        torch.exp(g["scales"]),
+        torch.sigmoid(g["opacities"][:, 0]),
+        colors,
+        camera[0],
+        camera[1],
+        SIZE,
+        SIZE,
+        sh_degree=splat.sh_degree,
+    )
     return img[0].clamp(0, 1)
 
 
@@ -61,8 +72,9 @@ def test_guitar_renders_survive_compression():
     # importance pruning beats pruning the same number of Gaussians at random
     rng = np.random.default_rng(0)
     random_keep = guitar.subset(np.sort(rng.choice(guitar.num_gaussians, counts[1.0], replace=False)))
-    blob = compress_with_report(random_keep, config=CodecConfig(position_bits=14, scale_bits=6, rotation_bits=6,
-                                                                opacity_bits=5, color_bits=6))[0]
+    blob = compress_with_report(
+        random_keep, config=CodecConfig(position_bits=14, scale_bits=6, rotation_bits=6, opacity_bits=5, color_bits=6)
+    )[0]
     psnr_random = _psnr(_render(decompress(blob), camera), reference)
     print(f"random pruning to {counts[1.0]} Gaussians: PSNR {psnr_random:.2f}")
     assert psnr[1.0] > psnr_random + 1.0

@@ -1,4 +1,5 @@
 """Nix codec: bit-exact round trip, rate control, container validation, importance pruning."""
+
 import struct
 import zlib
 from pathlib import Path
@@ -48,7 +49,7 @@ def test_morton_and_bit_length():
     assert bit_length(v).tolist() == [int(x).bit_length() for x in v]
 
 
-@pytest.mark.parametrize("coder", ["rans", "lzma"])
+@pytest.mark.parametrize("coder", ["auto", "rans", "lzma"])
 @pytest.mark.parametrize("degree", [0, 3])
 def test_round_trip_is_bit_exact(scene, coder, degree):
     splat = scene.with_sh_degree(degree)
@@ -68,6 +69,28 @@ def test_round_trip_is_bit_exact(scene, coder, degree):
     assert alpha_err.max() <= 0.5 / 2**cfg.opacity_bits + 1e-6
     # the kept Gaussians are the most important ones
     assert set(index.tolist()) == set(importance_order(splat)[:3000].tolist())
+
+
+def test_entropy_streams_and_auto_choice(scene):
+    from nifi_ns.codec.entropy import decode_stream, encode_stream
+
+    rng = np.random.default_rng(1)
+    ref = rng.integers(0, 64, 40000)
+    correlated = np.clip(ref + rng.integers(-2, 3, 40000), 0, 63)  # predictable from ref
+    plain = encode_stream(correlated, 6, None, "rans")
+    conditioned = encode_stream(correlated, 6, ref, "rans")
+    assert len(conditioned) < 0.7 * len(plain)
+    assert np.array_equal(decode_stream(conditioned, 40000, 6, ref), correlated)
+    repeats = np.tile(rng.integers(0, 64, 100), 400)  # long repeats: lzma's home ground
+    assert encode_stream(repeats, 6, None, "auto")[0] == 1  # tag 1 = lzma chosen
+    with pytest.raises(NixFormatError, match="coder tag"):
+        decode_stream(b"\x07" + plain[1:], 40000, 6)
+    cfg = CodecConfig(sh_degree=1, sh_codebook_size=64)
+    sizes = {
+        c: len(compress(scene, config=CodecConfig(**{**cfg.__dict__, "entropy_coder": c})))
+        for c in ("auto", "rans", "lzma")
+    }
+    assert sizes["auto"] <= min(sizes["rans"], sizes["lzma"])
 
 
 def test_report_fields(scene):
@@ -111,6 +134,17 @@ def test_bad_arguments(scene):
         compress(scene, rate=0.3)
     with pytest.raises(ValueError, match="below the smallest container"):
         compress(scene, target_mb=1e-5)
+    broken = scene.subset(np.arange(10))
+    broken.scales[3, 1] = np.nan
+    with pytest.raises(ValueError, match="non-finite values in scales"):
+        compress(broken, config=CodecConfig())
+    reverse = importance_order(scene)[::-1].copy()  # an explicit ranking overrides the scoring
+    _, _, _, kept = compress_with_report(
+        scene, config=CodecConfig(max_gaussians=100), order=reverse, return_dequantized=True
+    )
+    assert set(kept.tolist()) == set(reverse[:100].tolist())
+    with pytest.raises(ValueError, match="permutation"):
+        compress_with_report(scene, order=np.zeros(scene.num_gaussians, int))
     with pytest.raises(ValueError, match="position_bits"):
         CodecConfig(position_bits=30)
     with pytest.raises(ValueError, match="entropy_coder"):
@@ -162,8 +196,15 @@ def test_importance_accounts_for_occlusion():
     n = 1000
     xy = rng.uniform(-1, 1, size=(n, 2))
     means = np.concatenate([np.c_[xy, np.zeros(n)], np.c_[xy, np.ones(n)]])  # front z=0, back z=1
-    splat = GaussianSplat(means, np.full((2 * n, 3), -3.0), np.tile([1.0, 0, 0, 0], (2 * n, 1)),
-                          np.full((2 * n, 1), 2.0), np.zeros((2 * n, 3)), np.zeros((2 * n, 0, 3)), 0)
+    splat = GaussianSplat(
+        means,
+        np.full((2 * n, 3), -3.0),
+        np.tile([1.0, 0, 0, 0], (2 * n, 1)),
+        np.full((2 * n, 1), 2.0),
+        np.zeros((2 * n, 3)),
+        np.zeros((2 * n, 0, 3)),
+        0,
+    )
     viewmat = np.eye(4)
     viewmat[2, 3] = 5.0  # camera at z = -5 looking along +z
     K = np.array([[60.0, 0, 32], [0, 60.0, 32], [0, 0, 1]])
@@ -185,8 +226,9 @@ def test_camera_importance_prefers_visible_gaussians():
     centred = (np.abs(splat.means[:, 0]) < 0.2) & (np.abs(splat.means[:, 1]) < 0.2)
     assert scores[~centred].max() == 0 or scores[centred].mean() > 10 * scores[~centred].mean()
     assert np.all(scores[centred] > 0)
-    blob = compress(splat, cameras=CameraSet(viewmat[None], K[None], 128, 128),
-                    config=CodecConfig(max_gaussians=int(centred.sum())))
+    blob = compress(
+        splat, cameras=CameraSet(viewmat[None], K[None], 128, 128), config=CodecConfig(max_gaussians=int(centred.sum()))
+    )
     decoded = decompress(blob)
     assert np.all(np.abs(decoded.means[:, :2]) < 0.5)  # frustum half-width ~0.32 at the scene, plus splat radii
     assert (np.abs(splat.means[:, :2]) < 0.5).all(1).mean() < 0.1  # while most of the scene lies outside

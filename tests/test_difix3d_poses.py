@@ -1,4 +1,5 @@
 """Unit tests: pose shifting (scene-relative steps, arrival), nearest-view choice, the novel-view pool."""
+
 from __future__ import annotations
 
 import math
@@ -85,8 +86,16 @@ def test_nearest_view_uses_translation_and_rotation():
 
 
 def _cams(n: int, h: int = 8, w: int = 12) -> Cameras:
-    return Cameras(camera_to_worlds=torch.stack([pose(0, [float(i), 0, 0]) for i in range(n)]), fx=10.0, fy=10.0,
-                   cx=w / 2, cy=h / 2, width=w, height=h, camera_type=CameraType.PERSPECTIVE)
+    return Cameras(
+        camera_to_worlds=torch.stack([pose(0, [float(i), 0, 0]) for i in range(n)]),
+        fx=10.0,
+        fy=10.0,
+        cx=w / 2,
+        cy=h / 2,
+        width=w,
+        height=h,
+        camera_type=CameraType.PERSPECTIVE,
+    )
 
 
 def _round(n: int, value: int, h: int = 8, w: int = 12):
@@ -132,7 +141,7 @@ def test_fix_schedule_explicit_and_every_n():
 
     from difix_ns.nerfstudio.pipeline import Difix3DPipeline, Difix3DPipelineConfig
 
-    plan = lambda cfg, a, b: Difix3DPipeline.planned_fix_steps(SimpleNamespace(config=cfg), a, b)  # noqa: E731
+    plan = lambda cfg, a, b: Difix3DPipeline.planned_fix_steps(SimpleNamespace(config=cfg), a, b)
     every = Difix3DPipelineConfig(fix_every=2000)
     assert plan(every, 0, 9000) == (2000, 4000, 6000, 8000)  # never at step 0: the model is untrained
     assert plan(every, 30000, 36000) == (30000, 32000, 34000)  # resumed from a step-29999 checkpoint: fix at once
@@ -140,3 +149,56 @@ def test_fix_schedule_explicit_and_every_n():
     assert plan(explicit, 0, 30000) == (3000, 6000, 9000)
     assert plan(explicit, 4001, 30000) == (6000, 9000)  # rounds before the resume step are not repeated
     assert plan(Difix3DPipelineConfig(fix_every=0), 0, 10000) == ()
+
+
+def test_nerfacto_pool_view_mode_leaves_per_image_parameters_alone():
+    """Pool rays get the mean appearance embedding (gradient spread over all images, not image 0's row) and no
+    camera-optimizer correction; ordinary rays of image 0 touch only row 0 and camera 0's pose adjustment."""
+    from nerfstudio.cameras.rays import RayBundle
+    from nerfstudio.data.scene_box import SceneBox
+
+    from difix_ns.metrics import install_torchvision_offline_fallback
+    from difix_ns.nerfstudio.models import Difix3DNerfactoModelConfig
+
+    install_torchvision_offline_fallback()
+    torch.manual_seed(0)
+    config = Difix3DNerfactoModelConfig(
+        num_levels=2,
+        max_res=32,
+        log2_hashmap_size=10,
+        hidden_dim=8,
+        hidden_dim_color=8,
+        num_nerf_samples_per_ray=8,
+        num_proposal_samples_per_ray=(8, 8),
+        average_init_density=1.0,
+    )
+    model = config.setup(
+        scene_box=SceneBox(torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=3, metadata={}, device="cpu"
+    )
+    model.train()
+    with torch.no_grad():
+        model.camera_optimizer.pose_adjustment.normal_(0, 0.01)  # non-zero so that it has an effect
+    n = 64
+    dirs = torch.nn.functional.normalize(torch.randn(n, 3), dim=-1)
+
+    def grads(pool: bool):
+        model.zero_grad(set_to_none=True)
+        bundle = RayBundle(
+            origins=torch.zeros(n, 3),
+            directions=dirs.clone(),
+            pixel_area=torch.full((n, 1), 1e-4),
+            camera_indices=torch.zeros(n, 1, dtype=torch.long),
+        )
+        with model.pool_view_mode(pool):
+            model(bundle)["rgb"].sum().backward()
+        emb = model.field.embedding_appearance.embedding.weight.grad
+        cam = model.camera_optimizer.pose_adjustment.grad
+        return emb, cam
+
+    emb, cam = grads(pool=False)
+    assert emb[0].abs().sum() > 0 and emb[1:].abs().sum() == 0
+    assert cam is not None and cam[0].abs().sum() > 0
+    emb, cam = grads(pool=True)
+    assert torch.allclose(emb[0], emb[1]) and torch.allclose(emb[1], emb[2]) and emb.abs().sum() > 0
+    assert cam is None or cam.abs().sum() == 0
+    assert model.field.training and not model.camera_optimizer.skip_ray_bundles  # restored after the context

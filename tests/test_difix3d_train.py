@@ -5,6 +5,7 @@ captured by wrapping ``train_loop`` so the tests can look inside (pool draws, re
 (quarter-resolution views, further shrunk 4x into a temporary copy so CPU rendering stays fast). The random-weight
 fixer outputs noise: these tests prove plumbing (rounds, pool, persistence, resume, eval), not quality.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,21 +21,56 @@ FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox"
 pytestmark = pytest.mark.skipif(not (FOX / "transforms.json").exists(), reason=f"fox data not found at {FOX}")
 
 COMMON = [
-    "--machine.device-type", "cpu", "--vis", "tensorboard",
-    "--steps-per-eval-batch", "0", "--steps-per-eval-image", "0", "--steps-per-eval-all-images", "0",
-    "--steps-per-save", "1000",
+    "--machine.device-type",
+    "cpu",
+    "--vis",
+    "tensorboard",
+    "--steps-per-eval-batch",
+    "0",
+    "--steps-per-eval-image",
+    "0",
+    "--steps-per-eval-all-images",
+    "0",
+    "--steps-per-save",
+    "1000",
 ]
 DATA_ARGS = ["nerfstudio-data", "--downscale-factor", "4", "--eval-mode", "interval", "--eval-interval", "3"]
-SPLAT = ["--pipeline.model.num-random", "300", "--pipeline.model.sh-degree", "0",
-         "--pipeline.model.num-downscales", "0", "--pipeline.datamanager.pool-sample-prob", "0.5"]
+SPLAT = [
+    "--pipeline.model.num-random",
+    "300",
+    "--pipeline.model.sh-degree",
+    "0",
+    "--pipeline.model.num-downscales",
+    "0",
+    "--pipeline.datamanager.pool-sample-prob",
+    "0.5",
+]
 NERFACTO = [
-    "--mixed-precision", "False",
-    "--pipeline.datamanager.train-num-rays-per-batch", "128", "--pipeline.model.eval-num-rays-per-chunk", "4096",
-    "--pipeline.model.num-nerf-samples-per-ray", "8", "--pipeline.model.num-proposal-samples-per-ray", "8", "8",
-    "--pipeline.model.hidden-dim", "16", "--pipeline.model.hidden-dim-color", "16",
-    "--pipeline.model.num-levels", "4", "--pipeline.model.max-res", "64", "--pipeline.model.log2-hashmap-size", "12",
-    "--pipeline.use-alpha-mask", "False",  # a few-step nerfacto is nearly transparent everywhere
-    "--pipeline.datamanager.pool-sample-prob", "0.5",
+    "--mixed-precision",
+    "False",
+    "--pipeline.datamanager.train-num-rays-per-batch",
+    "128",
+    "--pipeline.model.eval-num-rays-per-chunk",
+    "4096",
+    "--pipeline.model.num-nerf-samples-per-ray",
+    "8",
+    "--pipeline.model.num-proposal-samples-per-ray",
+    "8",
+    "8",
+    "--pipeline.model.hidden-dim",
+    "16",
+    "--pipeline.model.hidden-dim-color",
+    "16",
+    "--pipeline.model.num-levels",
+    "4",
+    "--pipeline.model.max-res",
+    "64",
+    "--pipeline.model.log2-hashmap-size",
+    "12",
+    "--pipeline.use-alpha-mask",
+    "False",  # a few-step nerfacto is nearly transparent everywhere
+    "--pipeline.datamanager.pool-sample-prob",
+    "0.5",
 ]
 
 
@@ -110,16 +146,29 @@ def check_round_dir(run_dir: Path, step: int, n_views: int) -> None:
     round_dir = run_dir / "difix_rounds" / f"step_{step:09d}"
     meta = json.loads((round_dir / "poses.json").read_text())
     assert meta["step"] == step and len(meta["views"]) == n_views
-    for sub in ("render", "fixed", "reference", "alpha"):
+    for sub in ("render", "fixed", "reference", "alpha", "mask"):
         assert len(list((round_dir / sub).glob("*.png"))) == n_views, sub
 
 
 @pytest.mark.slow
 def test_difix3d_splatfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
     out = tmp_path / "out"
-    base = ["difix3d-splatfacto", "--data", str(fox_small), "--output-dir", str(out), "--experiment-name", "fox",
-            "--pipeline.fixer.model-name", str(tiny_fixer), *COMMON, *SPLAT]
-    first = ns_train(base + ["--timestamp", "a", "--max-num-iterations", "8", "--pipeline.fix-steps", "3", "6", *DATA_ARGS])
+    base = [
+        "difix3d-splatfacto",
+        "--data",
+        str(fox_small),
+        "--output-dir",
+        str(out),
+        "--experiment-name",
+        "fox",
+        "--pipeline.fixer.model-name",
+        str(tiny_fixer),
+        *COMMON,
+        *SPLAT,
+    ]
+    first = ns_train(
+        base + ["--timestamp", "a", "--max-num-iterations", "8", "--pipeline.fix-steps", "3", "6", *DATA_ARGS]
+    )
     run_a = out / "fox" / "difix3d-splatfacto" / "a"
     dm = first.pipeline.datamanager
     assert first.pipeline.completed_rounds == [3, 6]
@@ -129,6 +178,7 @@ def test_difix3d_splatfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
     check_round_dir(run_a, 3, 2)
     check_round_dir(run_a, 6, 2)
     saved = round_images(run_a, 6)
+    first_masks = [m.cpu().numpy() for m in dm.novel_pool.masks]
     for a, b in zip(pool_arrays(first), saved):
         np.testing.assert_array_equal(a, b)
     assert not any("fixer" in k or "unet" in k for k in first.pipeline.state_dict())
@@ -139,16 +189,31 @@ def test_difix3d_splatfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
         seen["completed"] = trainer.pipeline.completed_rounds
         seen["schedule"] = trainer.pipeline.fix_schedule
         seen["pool"] = pool_arrays(trainer)
+        seen["masks"] = [m.cpu().numpy() for m in trainer.pipeline.datamanager.novel_pool.masks]
 
     resumed = ns_train(
-        base + ["--timestamp", "b", "--max-num-iterations", "4", "--pipeline.fix-steps", "3", "6", "10",
-                "--load-dir", str(run_a / "nerfstudio_models"), *DATA_ARGS],
+        base
+        + [
+            "--timestamp",
+            "b",
+            "--max-num-iterations",
+            "4",
+            "--pipeline.fix-steps",
+            "3",
+            "6",
+            "10",
+            "--load-dir",
+            str(run_a / "nerfstudio_models"),
+            *DATA_ARGS,
+        ],
         inspect=before_train,
     )
     assert seen["completed"] == [3, 6] and seen["schedule"] == (10,)
     assert len(seen["pool"]) == 2
     for a, b in zip(seen["pool"], saved):
         np.testing.assert_array_equal(a, b)  # the same pool, restored from disk
+    for a, b in zip(seen["masks"], first_masks):
+        np.testing.assert_array_equal(a, b)
     assert resumed.pipeline.completed_rounds == [3, 6, 10]
     assert resumed.pipeline.datamanager.pool_draws > 0
     run_b = out / "fox" / "difix3d-splatfacto" / "b"
@@ -162,9 +227,22 @@ def test_difix3d_splatfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
 @pytest.mark.slow
 def test_difix3d_nerfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
     out = tmp_path / "out"
-    base = ["difix3d", "--data", str(fox_small), "--output-dir", str(out), "--experiment-name", "fox",
-            "--pipeline.fixer.model-name", str(tiny_fixer), *COMMON, *NERFACTO]
-    first = ns_train(base + ["--timestamp", "a", "--max-num-iterations", "6", "--pipeline.fix-steps", "2", "4", *DATA_ARGS])
+    base = [
+        "difix3d",
+        "--data",
+        str(fox_small),
+        "--output-dir",
+        str(out),
+        "--experiment-name",
+        "fox",
+        "--pipeline.fixer.model-name",
+        str(tiny_fixer),
+        *COMMON,
+        *NERFACTO,
+    ]
+    first = ns_train(
+        base + ["--timestamp", "a", "--max-num-iterations", "6", "--pipeline.fix-steps", "2", "4", *DATA_ARGS]
+    )
     model = first.pipeline.model
     # appearance embedding and camera optimizer are on (stock nerfacto defaults) and coexist with the pool
     assert model.field.embedding_appearance is not None and model.config.camera_optimizer.mode == "SO3xR3"
@@ -176,8 +254,20 @@ def test_difix3d_nerfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
 
     seen = {}
     resumed = ns_train(
-        base + ["--timestamp", "b", "--max-num-iterations", "3", "--pipeline.fix-steps", "2", "4", "7",
-                "--load-dir", str(run_a / "nerfstudio_models"), *DATA_ARGS],
+        base
+        + [
+            "--timestamp",
+            "b",
+            "--max-num-iterations",
+            "3",
+            "--pipeline.fix-steps",
+            "2",
+            "4",
+            "7",
+            "--load-checkpoint",  # the other resume path (the splatfacto test uses --load-dir)
+            str(run_a / "nerfstudio_models" / "step-000000005.ckpt"),
+            *DATA_ARGS,
+        ],
         inspect=lambda t: seen.update(completed=t.pipeline.completed_rounds, pool=pool_arrays(t)),
     )
     assert seen["completed"] == [2, 4]
@@ -191,13 +281,39 @@ def test_difix3d_nerfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
 @pytest.mark.slow
 def test_difix3d_splatfacto_from_plain_splatfacto_checkpoint(tmp_path, fox_small, tiny_fixer):
     out = tmp_path / "out"
-    common = ["--data", str(fox_small), "--output-dir", str(out), "--experiment-name", "fox", *COMMON,
-              "--pipeline.model.num-random", "300", "--pipeline.model.sh-degree", "0", "--pipeline.model.num-downscales", "0"]
+    common = [
+        "--data",
+        str(fox_small),
+        "--output-dir",
+        str(out),
+        "--experiment-name",
+        "fox",
+        *COMMON,
+        "--pipeline.model.num-random",
+        "300",
+        "--pipeline.model.sh-degree",
+        "0",
+        "--pipeline.model.num-downscales",
+        "0",
+    ]
     ns_train(["splatfacto", *common, "--timestamp", "plain", "--max-num-iterations", "3", *DATA_ARGS])
     ckpt = next((out / "fox" / "splatfacto" / "plain" / "nerfstudio_models").glob("*.ckpt"))
     trainer = ns_train(
-        ["difix3d-splatfacto", *common, "--timestamp", "dfx", "--max-num-iterations", "2", "--load-checkpoint", str(ckpt),
-         "--pipeline.fixer.model-name", str(tiny_fixer), "--pipeline.fix-every", "3", *DATA_ARGS]
+        [
+            "difix3d-splatfacto",
+            *common,
+            "--timestamp",
+            "dfx",
+            "--max-num-iterations",
+            "2",
+            "--load-checkpoint",
+            str(ckpt),
+            "--pipeline.fixer.model-name",
+            str(tiny_fixer),
+            "--pipeline.fix-every",
+            "3",
+            *DATA_ARGS,
+        ]
     )
     # the plain run ended at step 2, so Difix3D starts at 3 and fixes right away (like upstream's resume at 30000)
     assert trainer.pipeline.completed_rounds == [3]
@@ -214,8 +330,13 @@ def test_nerfacto_state_dict_keys_match_stock(fox_small):
     from difix_ns.nerfstudio.models import Difix3DNerfactoModelConfig
 
     install_torchvision_offline_fallback()  # stock nerfacto builds torchmetrics LPIPS (AlexNet) offline too
-    kw = dict(scene_box=SceneBox(torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=4, metadata={}, device="cpu")
-    small = dict(num_levels=2, max_res=32, log2_hashmap_size=10, hidden_dim=8, hidden_dim_color=8)
+    kw = {
+        "scene_box": SceneBox(torch.tensor([[-1.0, -1, -1], [1, 1, 1]])),
+        "num_train_data": 4,
+        "metadata": {},
+        "device": "cpu",
+    }
+    small = {"num_levels": 2, "max_res": 32, "log2_hashmap_size": 10, "hidden_dim": 8, "hidden_dim_color": 8}
     stock = NerfactoModelConfig(**small).setup(**kw)
     ours = Difix3DNerfactoModelConfig(**small).setup(**kw)
     ours.load_state_dict(stock.state_dict(), strict=True)
@@ -226,19 +347,51 @@ def test_seed_command_parses():
     import tyro
     from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
 
-    config = tyro.cli(AnnotatedBaseConfigUnion, args=[
-        "difix3d", "--data", "DATA", "--pipeline.model.appearance-embed-dim", "0",
-        "--pipeline.model.camera-optimizer.mode", "off", "--output-dir", "OUT", "--max-num-iterations", "30000",
-        "--pipeline.fixer.model-name", "nvidia/difix_ref", "--pipeline.fix-steps", "3000", "6000",
-        "nerfstudio-data", "--orientation-method", "none", "--center-method", "none", "--auto-scale-poses", "False",
-        "--downscale-factor", "4", "--eval-mode", "filename",
-    ])
+    config = tyro.cli(
+        AnnotatedBaseConfigUnion,
+        args=[
+            "difix3d",
+            "--data",
+            "DATA",
+            "--pipeline.model.appearance-embed-dim",
+            "0",
+            "--pipeline.model.camera-optimizer.mode",
+            "off",
+            "--output-dir",
+            "OUT",
+            "--max-num-iterations",
+            "30000",
+            "--pipeline.fixer.model-name",
+            "nvidia/difix_ref",
+            "--pipeline.fix-steps",
+            "3000",
+            "6000",
+            "nerfstudio-data",
+            "--orientation-method",
+            "none",
+            "--center-method",
+            "none",
+            "--auto-scale-poses",
+            "False",
+            "--downscale-factor",
+            "4",
+            "--eval-mode",
+            "filename",
+        ],
+    )
     assert config.method_name == "difix3d"
     assert config.pipeline.model.appearance_embed_dim == 0 and config.pipeline.model.camera_optimizer.mode == "off"
     dp = config.pipeline.datamanager.dataparser
-    assert (dp.orientation_method, dp.center_method, dp.auto_scale_poses, dp.eval_mode) == ("none", "none", False, "filename")
+    assert (dp.orientation_method, dp.center_method, dp.auto_scale_poses, dp.eval_mode) == (
+        "none",
+        "none",
+        False,
+        "filename",
+    )
     assert config.pipeline.fix_steps == (3000, 6000) and config.pipeline.datamanager.pool_sample_prob == 0.4
-    splat = tyro.cli(AnnotatedBaseConfigUnion, args=["difix3d-splatfacto", "--pipeline.fix-steps", "3000", "6000", "9000"])
+    splat = tyro.cli(
+        AnnotatedBaseConfigUnion, args=["difix3d-splatfacto", "--pipeline.fix-steps", "3000", "6000", "9000"]
+    )
     assert splat.pipeline.datamanager.pool_sample_prob == 0.3 and splat.pipeline.pool_loss_weight == 0.3
 
 
@@ -252,12 +405,32 @@ def test_pool_and_memory_stay_bounded_over_ten_rounds(tmp_path, fox_small, tiny_
         return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
     for mode, cap, expected in (("replace", 0, 2), ("accumulate", 5, 5)):
-        config = tyro.cli(AnnotatedBaseConfigUnion, args=[
-            "difix3d-splatfacto", "--data", str(fox_small), "--output-dir", str(tmp_path), "--timestamp", mode, *COMMON,
-            "--pipeline.model.num-random", "300", "--pipeline.model.sh-degree", "0",
-            "--pipeline.fixer.model-name", str(tiny_fixer), "--pipeline.datamanager.pool-mode", mode,
-            "--pipeline.datamanager.pool-max-views", str(cap), "--pipeline.fix-every", "1", *DATA_ARGS,
-        ])
+        config = tyro.cli(
+            AnnotatedBaseConfigUnion,
+            args=[
+                "difix3d-splatfacto",
+                "--data",
+                str(fox_small),
+                "--output-dir",
+                str(tmp_path),
+                "--timestamp",
+                mode,
+                *COMMON,
+                "--pipeline.model.num-random",
+                "300",
+                "--pipeline.model.sh-degree",
+                "0",
+                "--pipeline.fixer.model-name",
+                str(tiny_fixer),
+                "--pipeline.datamanager.pool-mode",
+                mode,
+                "--pipeline.datamanager.pool-max-views",
+                str(cap),
+                "--pipeline.fix-every",
+                "1",
+                *DATA_ARGS,
+            ],
+        )
         config.pipeline.datamanager.data = config.data  # what ns-train's main() does with --data
         trainer = config.setup(local_rank=0, world_size=1)
         trainer.setup()
@@ -275,9 +448,19 @@ def test_pool_and_memory_stay_bounded_over_ten_rounds(tmp_path, fox_small, tiny_
 
     # camera-path targets (viewer / ns-render JSON) instead of the test split
     train_c2w = pipeline.datamanager.reference_cameras().camera_to_worlds
-    path = {"render_height": 120, "render_width": 68, "camera_type": "perspective", "camera_path": [
-        {"camera_to_world": torch.cat([train_c2w[i], torch.tensor([[0.0, 0, 0, 1]])]).flatten().tolist(), "fov": 50,
-         "aspect": 68 / 120} for i in (0, 1, 3)]}
+    path = {
+        "render_height": 120,
+        "render_width": 68,
+        "camera_type": "perspective",
+        "camera_path": [
+            {
+                "camera_to_world": torch.cat([train_c2w[i], torch.tensor([[0.0, 0, 0, 1]])]).flatten().tolist(),
+                "fov": 50,
+                "aspect": 68 / 120,
+            }
+            for i in (0, 1, 3)
+        ],
+    }
     (tmp_path / "path.json").write_text(json.dumps(path))
     pipeline.config.novel_view_targets = "camera-path"
     pipeline.config.camera_path = tmp_path / "path.json"

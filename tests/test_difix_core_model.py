@@ -148,6 +148,8 @@ def test_save_and_reload_is_bit_identical(tiny_dirs, tmp_path):
     x, refs = torch.rand(1, 3, 64, 72) * 2 - 1, torch.rand(1, 2, 3, 64, 72) * 2 - 1
     before = pipe.restore(x, refs)
     pipe.save_pretrained(tmp_path / "copy")
+    tokenizer_files = sorted(p.name for p in (tmp_path / "copy" / "tokenizer").iterdir())
+    assert tokenizer_files == ["merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json"]
     again = DifixPipeline.from_pretrained(tmp_path / "copy")
     assert again.reference_mixing
     after = again.restore(x, refs)

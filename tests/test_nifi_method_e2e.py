@@ -45,7 +45,7 @@ def run(tmp_path_factory):
     restorer = make_tiny_sd3(root / "tiny_sd3")
     argv = [
         "nifi-splatfacto", "--data", str(scene), "--output-dir", str(root / "outputs"), "--experiment-name", "fox",
-        "--timestamp", "run", "--max-num-iterations", "12", "--steps-per-eval-all-images", "100000",
+        "--timestamp", "run", "--max-num-iterations", "12", "--steps-per-eval-all-images", "6",
         "--vis", "tensorboard", "--viewer.quit-on-train-completion", "True", "--machine.device-type", "cpu",
         "--pipeline.model.random-init", "True", "--pipeline.model.num-random", "200",
         "--pipeline.rates", *RATES, "--pipeline.target-mb", *TARGETS, "--pipeline.finetune-steps", "2",
@@ -55,9 +55,18 @@ def run(tmp_path_factory):
         "nerfstudio-data", "--downscale-factor", "4", "--eval-mode", "interval", "--eval-interval", "3",
     ]
     config = tyro.cli(AnnotatedBaseConfigUnion, args=argv)
-    ns_train(config)
+    # training's periodic full eval (step 6) must not run the per-rate stages: count calls while training
+    from nifi_ns.nerfstudio import eval_stages
+
+    calls = []
+    original = eval_stages.run_eval_stages
+    eval_stages.run_eval_stages = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        ns_train(config)
+    finally:
+        eval_stages.run_eval_stages = original
     run_dir = root / "outputs" / "fox" / "nifi-splatfacto" / "run"
-    return {"root": root, "run_dir": run_dir, "config": run_dir / "config.yml"}
+    return {"root": root, "run_dir": run_dir, "config": run_dir / "config.yml", "stage_calls_in_training": calls}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +81,8 @@ def evaluated(run):
 
 def test_training_writes_one_container_per_rate(run):
     from nifi_ns.codec import decompress
+
+    assert run["stage_calls_in_training"] == []  # periodic eval at step 6 ran nerfstudio's metrics only
 
     nifi = run["run_dir"] / "nifi"
     sizes = {}
@@ -117,6 +128,11 @@ def test_checkpoint_reload_does_not_redo_compression(run):
         stored = pipeline.compressed[f"rate_{rate}"]["container"]
         assert stored == (run["run_dir"] / "nifi" / f"rate_{rate}.nifi").read_bytes()
     assert pipeline.compress_all(step=12) == []  # resumed: every rate already done
+    # changed compression settings make the stored container stale: only that rate is redone
+    pipeline.config.rates, pipeline.config.target_mb, pipeline.config.finetune_steps = (1.0,), (0.0015,), 1
+    assert pipeline.compress_all(step=12) == ["rate_1.0"]
+    assert pipeline.compressed["rate_1.0"]["report"]["size_bytes"] <= 0.0015 * 2**20
+    assert pipeline.compress_all(step=12) == []
 
 
 def test_synthesis_pairs_from_run(run):
@@ -136,3 +152,34 @@ def test_synthesis_pairs_from_run(run):
         assert c.size == d.size  # pixel-aligned pair
         assert abs(c.size[0] - 270) <= 2 and abs(c.size[1] - 480) <= 2  # undistortion may crop a pixel
     assert manifest["rates"]["rate_1.0"]["size_mb"] < manifest["rates"]["rate_0.5"]["size_mb"]
+
+
+def test_seed_scripts_build_then_render_pairs(tmp_path):
+    import importlib.util
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    from nifi_ns.synthesis.layout import validate_pairs
+
+    scene = _fox_subset(tmp_path, count=4)
+    artifacts = tmp_path / "artifacts" / "fox"
+    build = load("build_3dgs_and_compress")
+    assert build.main(["--scene", str(scene), "--rates", "0.5", "1.0", "--out", str(artifacts),
+                       "--max-num-iterations", "4", "--downscale-factor", "4", "--finetune-steps", "1",
+                       "--target-mb", "0.003", "0.002", "--num-random", "100", "--splits", "train"]) == 0
+    info = json.loads((artifacts / "artifacts.json").read_text())
+    assert Path(info["config"]).is_file() and info["splits"] == ["train"]
+    assert (artifacts / "rate_0.5.nifi").stat().st_size > (artifacts / "rate_1.0.nifi").stat().st_size
+    assert validate_pairs(artifacts / "renders", [0.5, 1.0], ["train"]) == {"rate_0.5/train": 4, "rate_1.0/train": 4}
+
+    pairs = tmp_path / "pairs" / "fox"
+    render_pairs = load("render_pairs")
+    assert render_pairs.main(["--scene", str(artifacts), "--split", "train", "--out", str(pairs / "train")]) == 0
+    assert validate_pairs(pairs, [0.5, 1.0], ["train"])["rate_1.0/train"] == 4  # seed's --out <scene>/train/
+
+    with pytest.raises(SystemExit, match="no transforms.json"):
+        build.main(["--scene", str(tmp_path), "--out", str(tmp_path / "x")])

@@ -73,7 +73,7 @@ def test_train_rejects_bad_layout_and_config(tmp_path, capsys):
     (bad / "clean").mkdir(parents=True)
     assert train.main(["--data_root", str(tmp_path / "pairs"), "--exp", str(tmp_path / "exp"), "--smoke_test"]) == 2
     assert "has no 'degraded/' folder" in capsys.readouterr().err
-    assert not (tmp_path / "exp" / "train_log.csv").exists()
+    assert not (tmp_path / "exp").exists()  # no partial output
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("train:\n  batch_sise: 4\n")
     assert train.main(["--config", str(cfg), "--data_root", str(tmp_path), "--exp", str(tmp_path / "e2")]) == 2

@@ -1,4 +1,5 @@
 """INRIA 3DGS PLY write/read and the PlayCanvas compressed-PLY reader (synthetic files + the real guitar)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -69,24 +70,47 @@ def _pack_111011(t):  # t in [0,1]^3 -> uint32 11/10/11
 
 def test_playcanvas_layout_on_a_handmade_file(tmp_path):
     """Two splats whose packed words are built by hand; checks bit layout, lerp, rotation slots and SH."""
-    chunk_names = ["min_x", "min_y", "min_z", "max_x", "max_y", "max_z", "min_scale_x", "min_scale_y", "min_scale_z",
-                   "max_scale_x", "max_scale_y", "max_scale_z", "min_r", "min_g", "min_b", "max_r", "max_g", "max_b"]
+    chunk_names = [
+        "min_x",
+        "min_y",
+        "min_z",
+        "max_x",
+        "max_y",
+        "max_z",
+        "min_scale_x",
+        "min_scale_y",
+        "min_scale_z",
+        "max_scale_x",
+        "max_scale_y",
+        "max_scale_z",
+        "min_r",
+        "min_g",
+        "min_b",
+        "max_r",
+        "max_g",
+        "max_b",
+    ]
     chunk = np.zeros(1, dtype=[(n, "<f4") for n in chunk_names])
     for n, v in zip(chunk_names, [-1, 0, 2, 1, 4, 3, -8, -8, -8, 0, 0, 0, 0, 0, 0, 1, 1, 1]):
         chunk[n] = v
-    vertex = np.zeros(2, dtype=[(n, "<u4") for n in ["packed_position", "packed_rotation", "packed_scale", "packed_color"]])
+    vertex = np.zeros(
+        2, dtype=[(n, "<u4") for n in ["packed_position", "packed_rotation", "packed_scale", "packed_color"]]
+    )
     vertex["packed_position"] = [_pack_111011([0, 0, 0]), _pack_111011([1, 0.5, 1])]
     vertex["packed_scale"] = [_pack_111011([1, 1, 1]), _pack_111011([0, 0, 0.5])]
     mid = 512  # ~0 after (t - 0.5) * sqrt2
-    vertex["packed_rotation"] = [(0 << 30) | (mid << 20) | (mid << 10) | mid,  # identity, largest = w (rot_0)
-                                 (3 << 30) | (mid << 20) | (mid << 10) | mid]  # largest = rot_3
+    vertex["packed_rotation"] = [
+        (0 << 30) | (mid << 20) | (mid << 10) | mid,  # identity, largest = w (rot_0)
+        (3 << 30) | (mid << 20) | (mid << 10) | mid,
+    ]  # largest = rot_3
     vertex["packed_color"] = [(255 << 24) | (0 << 16) | (128 << 8) | 255, (0 << 24) | (0 << 16) | (0 << 8) | 128]
     sh = np.zeros(2, dtype=[(f"f_rest_{i}", "u1") for i in range(9)])
     sh["f_rest_0"] = [255, 0]
     sh["f_rest_3"] = [128, 128]
     path = tmp_path / "tiny.compressed.ply"
-    PlyData([PlyElement.describe(chunk, "chunk"), PlyElement.describe(vertex, "vertex"),
-             PlyElement.describe(sh, "sh")]).write(str(path))
+    PlyData(
+        [PlyElement.describe(chunk, "chunk"), PlyElement.describe(vertex, "vertex"), PlyElement.describe(sh, "sh")]
+    ).write(str(path))
     s = read_ply(path)
     assert s.num_gaussians == 2 and s.sh_degree == 1
     np.testing.assert_allclose(s.means, [[-1, 0, 2], [1, 2.0019550, 3]], atol=1e-5)

@@ -83,8 +83,9 @@ def test_dataset_and_camera_path_in_process(stock_run, tiny_ref, workdir, monkey
     monkeypatch.chdir(workdir)
     try:
         out = workdir / "dataset"
+        # (dataset's --downscale-factor picks the dataparser's images_<n> folder; the fox data here is images_4)
         cli.entrypoint(["dataset", "--load-config", str(stock_run), "--split", "train", "--output-path", str(out),
-                        "--downscale-factor", str(RENDER_DOWNSCALE), "--image-format", "png",
+                        "--image-format", "png",
                         "--rendered-output-names", "rgb", "rgb_fixed", *_fixer_args(tiny_ref, batch_size=4)])
         plain = sorted((out / "train" / "rgb").glob("*.png"))
         fixed = sorted((out / "train" / "rgb_fixed").glob("*.png"))

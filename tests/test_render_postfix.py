@@ -155,6 +155,10 @@ def test_hook_off_by_default_costs_nothing(tiny_fixer_config):
     cams = _FakeCameras(torch.stack([_pose(0.0, 0.5)]))
     out = hook.get_outputs_for_camera(cams[0:1])
     assert "rgb_fixed" not in out and hook._fixer is None and hook.frames_fixed == 0 and not loaded
+    hook.enabled = True
+    with hook.disabled():  # e.g. a training fix round while the viewer box is ticked
+        assert "rgb_fixed" not in hook.get_outputs_for_camera(cams[0:1])
+    assert hook.enabled is True
 
 
 def test_hook_batches_planned_frames_and_caches_references(tiny_fixer_config):

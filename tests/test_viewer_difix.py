@@ -144,6 +144,7 @@ def test_difix_checkbox_switches_displayed_image(viewer_url, browser, tmp_path):
     def stable(path: Path, differs_from=None):
         """A screenshot whose image region no longer changes (the static full-resolution render arrived)."""
         def check():
+            browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", label[0])
             a = _screenshot(browser, path)
             time.sleep(4)
             b = _screenshot(browser, path)
@@ -171,9 +172,12 @@ def test_difix_checkbox_switches_displayed_image(viewer_url, browser, tmp_path):
     assert ref_name, "the reference view's file name is not shown"
 
     browser.execute_script("arguments[0].click();", checkbox)
+    assert _wait_for(lambda: not checkbox.is_selected(), timeout=10)
+    diffs = []
 
     def back():
-        shot = _screenshot(browser, tmp_path / "viewer_difix_off_again.png")
-        return np.abs(_image_region(shot) - _image_region(off)).mean() < 3.0
+        shot = _screenshot(browser, out / "viewer_difix_off_again.png")
+        diffs.append(float(np.abs(_image_region(shot) - _image_region(off)).mean()))
+        return diffs[-1] < 3.0
 
-    assert _wait_for(back, timeout=120, interval=2.0), "unticking did not return to the plain render"
+    assert _wait_for(back, timeout=120, interval=2.0), f"unticking did not return to the plain render: {diffs[-5:]}"

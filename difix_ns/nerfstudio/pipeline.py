@@ -7,13 +7,14 @@ Each round (at ``fix_steps`` or every ``fix_every`` steps, run BEFORE the traini
 2. render the novel views with ``model.get_outputs_for_camera`` (eval mode, no grad);
 3. fix them with Difix, each with its nearest training view (translation/extent + rotation angle) as reference;
 4. replace (or accumulate into) the datamanager's novel-view pool, with opacity masks ``accumulation > alpha``;
-5. write ``<run>/difix_rounds/step_XXXXXXXXX/{render,fixed,reference,alpha}/NNNN.png`` and ``poses.json``
+5. write ``<run>/difix_rounds/step_XXXXXXXXX/{render,fixed,reference,alpha,mask}/NNNN.png`` and ``poses.json``
    (written last: it marks the round as complete).
 
 On ``--load-dir`` / ``--load-checkpoint`` the rounds found next to the loaded checkpoint with a step before the
 resume step rebuild the pool and the current novel poses, and only later rounds run. The fixer is created
 lazily on the first round, held outside the module tree (never in a checkpoint), on its own device.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple, Type
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils import profiler
 from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
 from torch import Tensor
@@ -44,17 +46,17 @@ ROUND_FORMAT = "difix3d-round/1"
 class Difix3DPipelineConfig(VanillaPipelineConfig):
     """Pipeline with Difix fix rounds (shared by ``difix3d`` and ``difix3d-splatfacto``)."""
 
-    _target: Type = field(default_factory=lambda: Difix3DPipeline)
+    _target: type = field(default_factory=lambda: Difix3DPipeline)
     """Target class to instantiate."""
     fixer: DifixFixerConfig = field(default_factory=DifixFixerConfig)
     """Difix fixer: --pipeline.fixer.model-name (hub id or local HF-layout dir), device, dtype, batch-size."""
-    fix_steps: Tuple[int, ...] = ()
+    fix_steps: tuple[int, ...] = ()
     """Explicit fix-round steps (like the seed's --fix_steps 3000 6000 ...); when set, fix-every is ignored."""
     fix_every: int = 2000
     """Run a fix round at every positive multiple of this step (upstream nerfstudio: 2000); 0 disables."""
     novel_view_targets: Literal["test", "camera-path"] = "test"
     """Where the novel poses head: the eval/test split cameras, or the cameras of --pipeline.camera-path."""
-    camera_path: Optional[Path] = None
+    camera_path: Path | None = None
     """Camera-path JSON (viewer / ns-render format) used when novel-view-targets is camera-path."""
     pose_step_fraction: float = 0.25
     """Per-round translation step as a fraction of the scene extent (radius of the training camera centres)."""
@@ -97,11 +99,11 @@ class _LazyFixer:
 class _FixState:
     """Mutable fix-round state kept off the module tree."""
 
-    novel_poses: Optional[Tensor] = None  # [T, 3, 4], one per target pose
-    rounds_dir: Optional[Path] = None
-    completed: List[int] = field(default_factory=list)
-    schedule: Tuple[int, ...] = ()
-    round_seconds: List[float] = field(default_factory=list)
+    novel_poses: Tensor | None = None  # [T, 3, 4], one per target pose
+    rounds_dir: Path | None = None
+    completed: list[int] = field(default_factory=list)
+    schedule: tuple[int, ...] = ()
+    round_seconds: list[float] = field(default_factory=list)
 
 
 def _save_png(path: Path, image_hwc: Tensor) -> None:
@@ -124,9 +126,16 @@ class Difix3DPipeline(VanillaPipeline):
 
     config: Difix3DPipelineConfig
 
-    def __init__(self, config: Difix3DPipelineConfig, device: str, test_mode="val", world_size=1, local_rank=0, grad_scaler=None):
-        super().__init__(config, device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, grad_scaler=grad_scaler)
-        for name, value in (("pose-step-fraction", config.pose_step_fraction), ("novel-view-scale", config.novel_view_scale)):
+    def __init__(
+        self, config: Difix3DPipelineConfig, device: str, test_mode="val", world_size=1, local_rank=0, grad_scaler=None
+    ):
+        super().__init__(
+            config, device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, grad_scaler=grad_scaler
+        )
+        for name, value in (
+            ("pose-step-fraction", config.pose_step_fraction),
+            ("novel-view-scale", config.novel_view_scale),
+        ):
             if value <= 0:
                 raise ValueError(f"--pipeline.{name} must be > 0, got {value}")
         if config.fix_every < 0:
@@ -134,11 +143,14 @@ class Difix3DPipeline(VanillaPipeline):
         if config.novel_view_targets == "camera-path" and config.camera_path is None:
             raise ValueError("--pipeline.novel-view-targets camera-path needs --pipeline.camera-path FILE.json")
         if not hasattr(self.datamanager, "novel_pool"):
-            raise TypeError(f"{type(self.datamanager).__name__} has no novel-view pool; use a Difix3D datamanager config")
+            raise TypeError(
+                f"{type(self.datamanager).__name__} has no novel-view pool; use a Difix3D datamanager config"
+            )
         self._lazy_fixer = _LazyFixer(config.fixer)
         self._fix_state = _FixState()
 
     # ---------------------------------------------------------------- training step
+    @profiler.time_function
     def get_train_loss_dict(self, step: int):
         ray_bundle, batch = self.datamanager.next_train(step)
         is_pool = bool(batch.pop(POOL_BATCH_KEY, False))
@@ -159,28 +171,28 @@ class Difix3DPipeline(VanillaPipeline):
         return self._lazy_fixer.get()
 
     @property
-    def rounds_dir(self) -> Optional[Path]:
+    def rounds_dir(self) -> Path | None:
         return self._fix_state.rounds_dir
 
     @property
-    def completed_rounds(self) -> List[int]:
+    def completed_rounds(self) -> list[int]:
         """Steps of the fix rounds that are reflected in the current pool / poses (restored or run)."""
         return list(self._fix_state.completed)
 
     @property
-    def fix_round_seconds(self) -> List[float]:
+    def fix_round_seconds(self) -> list[float]:
         """Wall time of each fix round run by this process (render + fix + write), for benchmarks."""
         return list(self._fix_state.round_seconds)
 
     @property
-    def fix_schedule(self) -> Tuple[int, ...]:
+    def fix_schedule(self) -> tuple[int, ...]:
         """Steps at which this run will still run fix rounds."""
         return self._fix_state.schedule
 
-    def planned_fix_steps(self, start_step: int, end_step: int) -> Tuple[int, ...]:
+    def planned_fix_steps(self, start_step: int, end_step: int) -> tuple[int, ...]:
         """Fix steps in ``[start_step, end_step)``."""
         if self.config.fix_steps:
-            steps = sorted(set(int(s) for s in self.config.fix_steps))
+            steps = sorted({int(s) for s in self.config.fix_steps})
         elif self.config.fix_every > 0:
             first = max(self.config.fix_every, -(-start_step // self.config.fix_every) * self.config.fix_every)
             steps = list(range(first, end_step, self.config.fix_every))
@@ -188,10 +200,12 @@ class Difix3DPipeline(VanillaPipeline):
             steps = []
         return tuple(s for s in steps if start_step <= s < end_step)
 
-    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> list[TrainingCallback]:
         callbacks = super().get_training_callbacks(training_callback_attributes)
         trainer = training_callback_attributes.trainer
-        start, end = 0, 1 << 62
+        start, end = 0, 1_000_000  # without a Trainer (custom loops): schedule the first million steps
         if trainer is not None:
             start = int(trainer._start_step)
             end = start + int(trainer.config.max_num_iterations)
@@ -206,14 +220,16 @@ class Difix3DPipeline(VanillaPipeline):
         # Appended after the model callbacks and run BEFORE the iteration: rendering inside a fix must not
         # overwrite splatfacto's `info` between its forward pass and its densification post-backward hook.
         callbacks.append(
-            TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], self._fix_callback, iters=self._fix_state.schedule)
+            TrainingCallback(
+                [TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], self._fix_callback, iters=self._fix_state.schedule
+            )
         )
         return callbacks
 
     def _fix_callback(self, step: int) -> None:
         self.run_fix_round(step)
 
-    def _resume_sources(self, trainer) -> List[Path]:
+    def _resume_sources(self, trainer) -> list[Path]:
         sources = []
         if trainer.config.load_dir is not None:
             sources.append(Path(trainer.config.load_dir).parent / self.config.rounds_dir_name)
@@ -239,13 +255,15 @@ class Difix3DPipeline(VanillaPipeline):
             return cameras.camera_to_worlds.reshape(-1, 3, 4).float().cpu()
         eval_dataset = self.datamanager.eval_dataset
         if eval_dataset is None or len(eval_dataset) == 0:
-            raise ValueError("Difix3D: the eval/test split is empty, so there are no target poses; pick an --eval-mode "
-                             "that holds out views or use --pipeline.novel-view-targets camera-path")
+            raise ValueError(
+                "Difix3D: the eval/test split is empty, so there are no target poses; pick an --eval-mode "
+                "that holds out views or use --pipeline.novel-view-targets camera-path"
+            )
         return eval_dataset.cameras.camera_to_worlds.reshape(-1, 3, 4).float().cpu()
 
     def _novel_cameras(self, poses: Tensor, ref_cams: Cameras, ref_idx: Tensor) -> Cameras:
         s = self.config.novel_view_scale
-        pick = lambda t: t[ref_idx].reshape(-1, 1).float().cpu()  # noqa: E731
+        pick = lambda t: t[ref_idx].reshape(-1, 1).float().cpu()
         return Cameras(
             camera_to_worlds=poses.float(),
             fx=pick(ref_cams.fx) * s,
@@ -270,7 +288,9 @@ class Difix3DPipeline(VanillaPipeline):
         current = self._fix_state.novel_poses
         if current is None or current.shape != targets.shape:
             current = train_c2w[nearest_views(targets, train_c2w, extent, w_rot)]
-        shifted = shift_poses(current, targets, self.config.pose_step_fraction, extent, np.deg2rad(self.config.max_rotation_step_deg))
+        shifted = shift_poses(
+            current, targets, self.config.pose_step_fraction, extent, np.deg2rad(self.config.max_rotation_step_deg)
+        )
         poses = shifted.poses
         ref_idx = nearest_views(poses, train_c2w, extent, w_rot)
         cameras = self._novel_cameras(poses, ref_cams, ref_idx)
@@ -291,7 +311,9 @@ class Difix3DPipeline(VanillaPipeline):
         masks = [a > threshold for a in alphas]
         images_u8 = [(f.clamp(0, 1) * 255).round().to(torch.uint8) for f in fixed]
         if self._fix_state.rounds_dir is not None:
-            self._write_round(step, cameras, poses, shifted.arrived, ref_idx, renders, fixed, refs, alphas, extent)
+            self._write_round(
+                step, cameras, poses, shifted.arrived, ref_idx, renders, fixed, refs, alphas, masks, extent
+            )
         dm.novel_pool.update(cameras, images_u8, masks, step)
         self._fix_state.novel_poses = poses
         self._fix_state.completed.append(int(step))
@@ -299,8 +321,10 @@ class Difix3DPipeline(VanillaPipeline):
             torch.cuda.synchronize()
         self._fix_state.round_seconds.append(time.perf_counter() - started)
         if not dm.novel_pool.supervised_views:
-            CONSOLE.print(f"[bold yellow]Difix3D step {step}: every novel view has opacity <= {threshold} everywhere; "
-                          "the pool is not sampled until a later round covers some pixels")
+            CONSOLE.print(
+                f"[bold yellow]Difix3D step {step}: every novel view has opacity <= {threshold} everywhere; "
+                "the pool is not sampled until a later round covers some pixels"
+            )
         CONSOLE.print(
             f"[bold]Difix3D[/bold] step {step}: fixed {len(cameras)} novel views "
             f"({int(shifted.arrived.sum())} at their targets); pool holds {len(dm.novel_pool)} views"
@@ -310,15 +334,17 @@ class Difix3DPipeline(VanillaPipeline):
         """Training image ``index`` resized to the render's size, ``[H, W, 3]`` float on the render's device."""
         ref = self.datamanager.reference_image(index).to(render.device).float()
         if ref.shape[:2] != render.shape[:2]:
-            ref = F.interpolate(ref.permute(2, 0, 1)[None], size=render.shape[:2], mode="bilinear", antialias=True, align_corners=False)
+            ref = F.interpolate(
+                ref.permute(2, 0, 1)[None], size=render.shape[:2], mode="bilinear", antialias=True, align_corners=False
+            )
             ref = ref[0].permute(1, 2, 0)
         return ref.clamp(0, 1)
 
-    def _fix_images(self, renders: List[Tensor], refs: List[Tensor]) -> List[Tensor]:
+    def _fix_images(self, renders: list[Tensor], refs: list[Tensor]) -> list[Tensor]:
         fixer = self.get_fixer()
         with_refs = bool(fixer.uses_references)
-        out: List[Optional[Tensor]] = [None] * len(renders)
-        by_size: Dict[Tuple[int, int], List[int]] = {}
+        out: list[Tensor | None] = [None] * len(renders)
+        by_size: dict[tuple[int, int], list[int]] = {}
         for i, r in enumerate(renders):
             by_size.setdefault(tuple(r.shape[:2]), []).append(i)
         for indices in by_size.values():  # views of one size are fixed in batches (fixer chunks by batch_size)
@@ -330,12 +356,12 @@ class Difix3DPipeline(VanillaPipeline):
         return [o for o in out if o is not None]
 
     # ---------------------------------------------------------------- persistence
-    def _write_round(self, step, cameras, poses, arrived, ref_idx, renders, fixed, refs, alphas, extent) -> None:
+    def _write_round(self, step, cameras, poses, arrived, ref_idx, renders, fixed, refs, alphas, masks, extent):
         assert self._fix_state.rounds_dir is not None
         round_dir = self._fix_state.rounds_dir / f"step_{step:09d}"
         if round_dir.exists():  # a stale round from a run that went past its last checkpoint
             shutil.rmtree(round_dir)
-        for sub in ("render", "fixed", "reference", "alpha"):
+        for sub in ("render", "fixed", "reference", "alpha", "mask"):
             (round_dir / sub).mkdir(parents=True, exist_ok=True)
         names = getattr(self.datamanager.train_dataset, "image_filenames", None) or []
         views = []
@@ -345,18 +371,24 @@ class Difix3DPipeline(VanillaPipeline):
             _save_png(round_dir / "fixed" / name, fixed[i])
             _save_png(round_dir / "reference" / name, refs[i])
             _save_png(round_dir / "alpha" / name, alphas[i].clamp(0, 1))
+            _save_png(round_dir / "mask" / name, masks[i].to(torch.uint8) * 255)  # exact mask for resume
             r = int(ref_idx[i])
-            views.append({
-                "file": name,
-                "camera_to_world": poses[i].tolist(),
-                "fx": float(cameras.fx[i]), "fy": float(cameras.fy[i]),
-                "cx": float(cameras.cx[i]), "cy": float(cameras.cy[i]),
-                "width": int(cameras.width[i]), "height": int(cameras.height[i]),
-                "target_index": i,
-                "arrived": bool(arrived[i]),
-                "reference_index": r,
-                "reference_image": str(names[r]) if r < len(names) else None,
-            })
+            views.append(
+                {
+                    "file": name,
+                    "camera_to_world": poses[i].tolist(),
+                    "fx": float(cameras.fx[i]),
+                    "fy": float(cameras.fy[i]),
+                    "cx": float(cameras.cx[i]),
+                    "cy": float(cameras.cy[i]),
+                    "width": int(cameras.width[i]),
+                    "height": int(cameras.height[i]),
+                    "target_index": i,
+                    "arrived": bool(arrived[i]),
+                    "reference_index": r,
+                    "reference_image": str(names[r]) if r < len(names) else None,
+                }
+            )
         meta = {
             "format": ROUND_FORMAT,
             "step": int(step),
@@ -372,7 +404,7 @@ class Difix3DPipeline(VanillaPipeline):
         tmp.replace(round_dir / "poses.json")  # written last: marks the round complete
 
     @staticmethod
-    def list_rounds(rounds_dir: Path) -> List[Tuple[int, Path]]:
+    def list_rounds(rounds_dir: Path) -> list[tuple[int, Path]]:
         """Completed rounds (those with ``poses.json``) in ``rounds_dir``, sorted by step."""
         found = []
         for d in Path(rounds_dir).glob("step_*"):
@@ -380,7 +412,7 @@ class Difix3DPipeline(VanillaPipeline):
                 found.append((int(d.name[5:]), d))
         return sorted(found)
 
-    def _load_round(self, round_dir: Path) -> Tuple[Cameras, Tensor, List[Tensor], List[Tensor], int]:
+    def _load_round(self, round_dir: Path) -> tuple[Cameras, Tensor, list[Tensor], list[Tensor], int]:
         meta_path = round_dir / "poses.json"
         try:
             meta = json.loads(meta_path.read_text())
@@ -389,17 +421,23 @@ class Difix3DPipeline(VanillaPipeline):
         if meta.get("format") != ROUND_FORMAT:
             raise ValueError(f"{meta_path}: unknown round format {meta.get('format')!r} (expected {ROUND_FORMAT})")
         views = meta["views"]
-        col = lambda k, dtype=torch.float32: torch.tensor([[v[k]] for v in views], dtype=dtype)  # noqa: E731
+        col = lambda k, dtype=torch.float32: torch.tensor([[v[k]] for v in views], dtype=dtype)
         poses = torch.tensor([v["camera_to_world"] for v in views], dtype=torch.float32)
-        cameras = Cameras(camera_to_worlds=poses, fx=col("fx"), fy=col("fy"), cx=col("cx"), cy=col("cy"),
-                          width=col("width", torch.long), height=col("height", torch.long), camera_type=CameraType.PERSPECTIVE)
+        cameras = Cameras(
+            camera_to_worlds=poses,
+            fx=col("fx"),
+            fy=col("fy"),
+            cx=col("cx"),
+            cy=col("cy"),
+            width=col("width", torch.long),
+            height=col("height", torch.long),
+            camera_type=CameraType.PERSPECTIVE,
+        )
         images = [_load_png(round_dir / "fixed" / v["file"])[..., :3].contiguous() for v in views]
-        threshold = meta.get("alpha_threshold")
         masks = []
         for v in views:
-            alpha = _load_png(round_dir / "alpha" / v["file"]).float() / 255.0
-            alpha = alpha.reshape(*alpha.shape[:2], 1)
-            masks.append(alpha > threshold if threshold is not None else torch.ones_like(alpha, dtype=torch.bool))
+            mask = _load_png(round_dir / "mask" / v["file"])
+            masks.append(mask.reshape(*mask.shape[:2], 1) > 127)
         return cameras, poses, images, masks, int(meta["step"])
 
     def restore_rounds(self, rounds_dir: Path, before_step: int) -> bool:

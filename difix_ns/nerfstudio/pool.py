@@ -5,16 +5,17 @@ The pool is deliberately *not* part of the training dataset: its views carry no 
 indexed by the real training images only. It is a plain Python object (not an ``nn.Module``), so nothing in it
 enters checkpoints; fix rounds are persisted as PNG/JSON instead (see ``pipeline.py``).
 """
+
 from __future__ import annotations
 
-from typing import List, Literal, Optional, Tuple
+from typing import Literal
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from torch import Tensor
 
 
-def _cat_cameras(cams: List[Cameras]) -> Cameras:
+def _cat_cameras(cams: list[Cameras]) -> Cameras:
     """Concatenate single-batch-dimension cameras (``Cameras`` cannot be appended in place)."""
     return Cameras(
         camera_to_worlds=torch.cat([c.camera_to_worlds for c in cams]),
@@ -46,11 +47,11 @@ class NovelViewPool:
         self.mode = mode
         self.max_views = int(max_views)
         self.device = torch.device(device)
-        self.cameras: Optional[Cameras] = None
-        self.images: List[Tensor] = []  # each [H, W, 3] uint8
-        self.masks: List[Tensor] = []  # each [H, W, 1] bool (True = supervised)
-        self.round_steps: List[int] = []  # fix round each view came from
-        self._coverage: List[float] = []
+        self.cameras: Cameras | None = None
+        self.images: list[Tensor] = []  # each [H, W, 3] uint8
+        self.masks: list[Tensor] = []  # each [H, W, 1] bool (True = supervised)
+        self.round_steps: list[int] = []  # fix round each view came from
+        self._coverage: list[float] = []
 
     def __len__(self) -> int:
         return len(self.images)
@@ -59,7 +60,7 @@ class NovelViewPool:
         self.cameras, self.images, self.masks, self.round_steps, self._coverage = None, [], [], [], []
 
     @property
-    def supervised_views(self) -> List[int]:
+    def supervised_views(self) -> list[int]:
         """Indices of views whose mask selects at least one pixel (the only ones worth drawing)."""
         return [i for i, c in enumerate(self._coverage) if c > 0]
 
@@ -68,8 +69,8 @@ class NovelViewPool:
         """Bytes held by images and masks."""
         return sum(t.numel() * t.element_size() for t in self.images + self.masks)
 
-    def update(self, cameras: Cameras, images: Tensor | List[Tensor], masks: Tensor | List[Tensor], step: int) -> None:
-        """Add one fix round: ``cameras`` ``[N]``, ``images`` N x ``[H, W, 3]`` uint8, ``masks`` N x ``[H, W, 1]`` bool."""
+    def update(self, cameras: Cameras, images: Tensor | list[Tensor], masks: Tensor | list[Tensor], step: int) -> None:
+        """Add one fix round: ``cameras`` [N], ``images`` N x [H, W, 3] uint8, ``masks`` N x [H, W, 1] bool."""
         images, masks = list(images), list(masks)
         n = len(cameras)
         if len(images) != n or len(masks) != n:
@@ -85,7 +86,7 @@ class NovelViewPool:
         new_masks = [msk.to(self.device, torch.bool) for msk in masks]
         if self.mode == "replace":
             self.clear()
-            old_cams: List[Cameras] = []
+            old_cams: list[Cameras] = []
         else:
             old_cams = [self.cameras[i : i + 1] for i in range(len(self))] if self.cameras is not None else []
         cams = old_cams + new_cams
@@ -99,12 +100,12 @@ class NovelViewPool:
             del self.images[:drop], self.masks[:drop], self.round_steps[:drop], self._coverage[:drop]
         self.cameras = _cat_cameras(cams) if cams else None
 
-    def view(self, index: int) -> Tuple[Cameras, Tensor, Tensor]:
+    def view(self, index: int) -> tuple[Cameras, Tensor, Tensor]:
         """One view: camera ``[1]`` (no ``cam_idx`` metadata), image ``[H, W, 3]`` uint8, mask ``[H, W, 1]`` bool."""
         assert self.cameras is not None
         return self.cameras[index : index + 1], self.images[index], self.masks[index]
 
-    def sample_pixels(self, num: int, generator: torch.Generator) -> Tuple[Tensor, Tensor, Tensor]:
+    def sample_pixels(self, num: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """Sample ``num`` supervised pixels (mask True) uniformly over views, then over pixels.
 
         Returns ``(view_idx, y, x)``, each ``[num]`` long on CPU. Rejection sampling keeps memory O(num) instead

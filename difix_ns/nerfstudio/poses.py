@@ -4,6 +4,7 @@ All poses are camera-to-world matrices ``[..., 3, 4]`` (or ``[..., 4, 4]``) in n
 Translation steps are expressed as a *fraction of the scene extent* so one setting works whether or not the
 dataparser normalised the scene (the seed runs with ``--auto-scale-poses False``, i.e. raw COLMAP units).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

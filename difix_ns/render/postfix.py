@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -138,6 +139,16 @@ class DifixRenderHook:
         if self.enabled is not None:
             return self.enabled or self.viewer_enabled()
         return settings.render_fix_enabled() or self.viewer_enabled()
+
+    @contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Within the block renders are plain (e.g. a training-time fix round while the viewer box is ticked)."""
+        previous, previous_viewer = self.enabled, self.viewer_enabled
+        self.enabled, self.viewer_enabled = False, lambda: False
+        try:
+            yield
+        finally:
+            self.enabled, self.viewer_enabled = previous, previous_viewer
 
     @property
     def fixer(self) -> "DifixFixer":

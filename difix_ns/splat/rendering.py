@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from typing_extensions import Literal
 
-from difix_ns.splat._tiles import composite_tiles, intersect_tiles
+from difix_ns.splat._tiles import CELL_SIZE, composite_cells, intersect_cells
 
 RenderMode = Literal["RGB", "D", "ED", "RGB+D", "RGB+ED"]
 
@@ -31,7 +31,8 @@ def _check_args(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree
     if opacities.shape != (N,):
         raise ValueError(f"opacities must be [N], got {tuple(opacities.shape)}")
     if viewmats.shape != (C, 4, 4) or Ks.shape != (C, 3, 3):
-        raise ValueError(f"viewmats [C, 4, 4] and Ks [C, 3, 3] expected, got {tuple(viewmats.shape)}, {tuple(Ks.shape)}")
+        raise ValueError(
+            f"viewmats [C, 4, 4] and Ks [C, 3, 3] expected, got {tuple(viewmats.shape)}, {tuple(Ks.shape)}")
     if render_mode not in ("RGB", "D", "ED", "RGB+D", "RGB+ED"):
         raise ValueError(f"render_mode must be RGB, D, ED, RGB+D or RGB+ED, got {render_mode!r}")
     if sh_degree is None:
@@ -71,7 +72,7 @@ def torch_rasterization(
     camera_model: Literal["pinhole", "ortho", "fisheye"] = "pinhole",
     covars: Optional[Tensor] = None,  # [N, 3, 3]
     *,
-    chunk_elements: int = 1 << 21,
+    chunk_elements: int = 1 << 19,
 ) -> Tuple[Tensor, Tensor, Dict]:
     """Pure-PyTorch `gsplat.rasterization` (1.4.0 semantics) on any device; returns (render, alpha, info).
 
@@ -133,7 +134,10 @@ def torch_rasterization(
     camera_ids_f = camera_ids.reshape(-1)
 
     tile_width, tile_height = math.ceil(width / tile_size), math.ceil(height / tile_size)
-    isect = intersect_tiles(means2d_f, radii_f, depths_f, camera_ids_f, C, tile_size, tile_width, tile_height)
+    if tile_size % CELL_SIZE:
+        raise ValueError(f"tile_size must be a multiple of {CELL_SIZE}, got {tile_size}")
+    isect = intersect_cells(means2d_f, conics_f, opac_f, radii_f, depths_f, camera_ids_f, C, width, height,
+                            tile_size, CELL_SIZE)
 
     info_means2d = info_tensors[1]
     absgrad_acc = None
@@ -146,8 +150,8 @@ def torch_rasterization(
 
         info_means2d.register_hook(_set_absgrad)
 
-    render, alpha = composite_tiles(
-        means2d_f, conics_f, opac_f, rgb_f, isect, C, width, height, tile_size, absgrad_acc, chunk_elements
+    render, alpha = composite_cells(
+        means2d_f, conics_f, opac_f, rgb_f, isect, C, width, height, CELL_SIZE, absgrad_acc, chunk_elements
     )
     if bg is not None:
         render = render + bg[:, None, None, :] * (1.0 - alpha)
@@ -165,9 +169,6 @@ def torch_rasterization(
         "tile_width": tile_width,
         "tile_height": tile_height,
         "tiles_per_gauss": isect["tiles_per_gauss"] if packed else isect["tiles_per_gauss"].reshape(C, N),
-        "isect_ids": isect["isect_ids"],
-        "flatten_ids": isect["flatten_ids"],
-        "isect_offsets": isect["isect_offsets"],
         "width": width,
         "height": height,
         "tile_size": tile_size,

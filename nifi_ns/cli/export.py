@@ -5,6 +5,7 @@
 
 Writes `scene.nifi`, `scene_decoded.ply` (INRIA layout of the decoded Gaussians) and `report.json`.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from typing import Literal, Optional
 
 import tyro
 
-from nifi_ns.codec import CodecConfig, CompressionReport, compress_with_report, decompress, preset_config
+from nifi_ns.codec import CompressionReport, compress_with_report, decompress, preset_config
 from nifi_ns.io import GaussianSplat, read_ply, write_ply
 
 
@@ -39,7 +40,8 @@ def load_splatfacto_run(config_path: Path) -> tuple[GaussianSplat, object]:
     if not hasattr(model, "gauss_params"):
         raise ValueError(
             f"--load-config: {config_path} is a {type(model).__name__} run, not a splatfacto-family model "
-            "(no gauss_params)")
+            "(no gauss_params)"
+        )
     splat = GaussianSplat.from_gauss_params(model.gauss_params)
     cameras = None
     dataset = getattr(getattr(pipeline, "datamanager", None), "train_dataset", None)
@@ -78,8 +80,12 @@ class ExportNix:
         else:
             splat, cameras = load_splatfacto_run(self.load_config)
         blob, report = compress_with_report(
-            splat, rate=self.rate, target_mb=self.target_mb,
-            cameras=cameras if self.use_train_cameras else None, config=config)
+            splat,
+            rate=self.rate,
+            target_mb=self.target_mb,
+            cameras=cameras if self.use_train_cameras else None,
+            config=config,
+        )
         decoded = decompress(blob)
 
         self.output_dir.mkdir(parents=True, exist_ok=True)

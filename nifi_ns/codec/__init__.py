@@ -1,4 +1,5 @@
 """Nix: rate-controlled compression of splatfacto Gaussians into a self-describing container (see docs/codec.md)."""
+
 from nifi_ns.codec.codec import (
     RATE_PRESETS,
     CodecConfig,

@@ -17,6 +17,7 @@ Pipeline (`compress`):
 Decoding only reads codes and stored parameters; encoder and decoder share `_reconstruct`, so
 `decompress(blob)` equals the encoder's dequantized Gaussians bit for bit.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from nifi_ns.codec.container import pack_container, unpack_container
-from nifi_ns.codec.entropy import CODERS, decode_symbols, encode_symbols, pack_varbits, unpack_varbits
+from nifi_ns.codec.entropy import (
+    CODERS,
+    decode_stream,
+    encode_stream,
+    pack_varbits,
+    unpack_varbits,
+)
 from nifi_ns.codec.errors import NixFormatError
 from nifi_ns.codec.importance import CameraSet, importance_order
 from nifi_ns.codec.quantize import (
@@ -76,8 +83,9 @@ class CodecConfig:
     """The codebook is fitted on at most this many random Gaussians (labels are assigned for all)."""
     clip_percentile: float = 0.05
     """Scale / colour grid ranges span [p, 100 - p] percentiles; values outside are clamped."""
-    entropy_coder: str = "rans"
-    """'rans' (constriction, histogram models) or 'lzma' (stdlib baseline on the same symbols)."""
+    entropy_coder: str = "auto"
+    """'rans' (constriction range-ANS, per-stream histogram models, conditioned on the previous channel),
+    'lzma' (stdlib baseline on the same symbols) or 'auto' (per stream, whichever is shorter)."""
     seed: int = 0
     """Seed of the k-means initialisation."""
 
@@ -109,12 +117,24 @@ class RatePreset:
 # NiFi convention: larger lambda = smaller file. Targets are the Table-1 Mip-NeRF360 sizes; bits and SH degree
 # fall with the rate and the Gaussian budget is searched so the container meets the target.
 RATE_PRESETS: dict[float, RatePreset] = {
-    0.1: RatePreset(1.15, CodecConfig(sh_degree=1, position_bits=16, scale_bits=7, rotation_bits=8, opacity_bits=7,
-                                      color_bits=7, sh_codebook_size=1024)),
-    0.5: RatePreset(0.36, CodecConfig(sh_degree=0, position_bits=15, scale_bits=6, rotation_bits=7, opacity_bits=6,
-                                      color_bits=6)),
-    1.0: RatePreset(0.22, CodecConfig(sh_degree=0, position_bits=14, scale_bits=6, rotation_bits=6, opacity_bits=5,
-                                      color_bits=6)),
+    0.1: RatePreset(
+        1.15,
+        CodecConfig(
+            sh_degree=1,
+            position_bits=16,
+            scale_bits=7,
+            rotation_bits=8,
+            opacity_bits=7,
+            color_bits=7,
+            sh_codebook_size=1024,
+        ),
+    ),
+    0.5: RatePreset(
+        0.36, CodecConfig(sh_degree=0, position_bits=15, scale_bits=6, rotation_bits=7, opacity_bits=6, color_bits=6)
+    ),
+    1.0: RatePreset(
+        0.22, CodecConfig(sh_degree=0, position_bits=14, scale_bits=6, rotation_bits=6, opacity_bits=5, color_bits=6)
+    ),
 }
 
 
@@ -156,14 +176,20 @@ class CompressionReport:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out.update(size_mb=self.size_mb, compression_ratio=self.compression_ratio,
-                   bits_per_gaussian=self.bits_per_gaussian, ply_mb=self.ply_bytes / MB)
+        out.update(
+            size_mb=self.size_mb,
+            compression_ratio=self.compression_ratio,
+            bits_per_gaussian=self.bits_per_gaussian,
+            ply_mb=self.ply_bytes / MB,
+        )
         return out
 
     def summary(self) -> str:
-        return (f"{self.size_bytes} bytes = {self.size_mb:.4f} MB, {self.num_gaussians}/{self.num_input_gaussians} "
-                f"Gaussians, SH degree {self.sh_degree}, {self.compression_ratio:.1f}x smaller than the "
-                f"{self.ply_bytes / MB:.2f} MB INRIA PLY, {self.bits_per_gaussian:.1f} bits/Gaussian")
+        return (
+            f"{self.size_bytes} bytes = {self.size_mb:.4f} MB, {self.num_gaussians}/{self.num_input_gaussians} "
+            f"Gaussians, SH degree {self.sh_degree}, {self.compression_ratio:.1f}x smaller than the "
+            f"{self.ply_bytes / MB:.2f} MB INRIA PLY, {self.bits_per_gaussian:.1f} bits/Gaussian"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -214,7 +240,7 @@ def _encode(splat: GaussianSplat, order: np.ndarray, n: int, cfg: CodecConfig, e
     mantissas = np.where(classes > 0, deltas - (np.uint64(1) << lengths.astype(np.uint64)), np.uint64(0))
     codes: dict[str, np.ndarray] = {"position": qpos[perm]}
     sections: dict[str, bytes] = {
-        "position_class": encode_symbols(classes, 7, coder),
+        "position_class": encode_stream(classes, 7, None, coder),
         "position_bits": pack_varbits(mantissas, lengths),
     }
     header: dict[str, Any] = {
@@ -235,26 +261,31 @@ def _encode(splat: GaussianSplat, order: np.ndarray, n: int, cfg: CodecConfig, e
     qc = uniform_quantize(kept.features_dc, c_lo, c_hi, cfg.color_bits)
     ri, qr = quat_quantize(kept.quats, cfg.rotation_bits)
     qo = opacity_quantize(kept.opacities[:, 0], cfg.opacity_bits)
-    codes.update(scale=qs, color=qc, rotation_index=ri, rotation=qr, opacity=qo,
-                 opacity_table=opacity_table(cfg.opacity_bits))
+    codes.update(
+        scale=qs, color=qc, rotation_index=ri, rotation=qr, opacity=qo, opacity_table=opacity_table(cfg.opacity_bits)
+    )
+    for i in range(3):  # each channel conditioned on the previous one (scales of one Gaussian are correlated)
+        sections[f"scale_{i}"] = encode_stream(qs[:, i], cfg.scale_bits, qs[:, i - 1] if i else None, coder)
+    sections["rot_index"] = encode_stream(ri, 2, None, coder)
     for i in range(3):
-        sections[f"scale_{i}"] = encode_symbols(qs[:, i], cfg.scale_bits, coder)
-    sections["rot_index"] = encode_symbols(ri, 2, coder)
-    for i in range(3):
-        sections[f"rot_{i}"] = encode_symbols(qr[:, i], cfg.rotation_bits, coder)
-    sections["opacity"] = encode_symbols(qo, cfg.opacity_bits, coder)
+        sections[f"rot_{i}"] = encode_stream(qr[:, i], cfg.rotation_bits, qr[:, i - 1] if i else ri, coder)
+    sections["opacity"] = encode_stream(qo, cfg.opacity_bits, qs.sum(1), coder)  # big splats: other opacities
     sections["opacity_table"] = codes["opacity_table"].astype("<f4").tobytes()
-    for i, residual in enumerate(_color_residuals(qc, cfg.color_bits)):
-        sections[f"color_{i}"] = encode_symbols(residual, cfg.color_bits + (i > 0), coder)
+    residuals = _color_residuals(qc, cfg.color_bits)
+    for i, residual in enumerate(residuals):
+        sections[f"color_{i}"] = encode_stream(
+            residual, cfg.color_bits + (i > 0), residuals[i - 1] if i else None, coder
+        )
 
     if degree > 0:
         dim = 3 * num_sh_rest(degree)
-        codebook, labels = kmeans(kept.features_rest.reshape(n, dim), cfg.sh_codebook_size, cfg.kmeans_iters,
-                                  cfg.kmeans_sample, cfg.seed)
+        codebook, labels = kmeans(
+            kept.features_rest.reshape(n, dim), cfg.sh_codebook_size, cfg.kmeans_iters, cfg.kmeans_sample, cfg.seed
+        )
         label_bits = max(1, int(codebook.shape[0] - 1).bit_length())
         header["sh_rest"] = {"codebook_size": int(codebook.shape[0]), "dim": dim, "label_bits": label_bits}
         sections["sh_codebook"] = codebook.astype("<f2").tobytes()
-        sections["sh_labels"] = encode_symbols(labels, label_bits, coder)
+        sections["sh_labels"] = encode_stream(labels, label_bits, None, coder)
         codes.update(sh_codebook=codebook, sh_labels=labels)
     header.update(extra)
     return pack_container(header, sections), header, source_index, codes
@@ -281,9 +312,12 @@ def _reconstruct(header: dict, codes: dict[str, np.ndarray]) -> GaussianSplat:
     """Dequantize integer codes with the header's parameters; the only path from codes to floats (both sides)."""
     n, degree = int(header["num_gaussians"]), int(header["sh_degree"])
     pb, sb, rb, cb = (int(header[k]["bits"]) for k in ("position", "scale", "rotation", "color"))
-    means = uniform_dequantize(codes["position"], _floats(header, "position", "lo", 3),
-                               _floats(header, "position", "hi", 3), pb)
-    scales = uniform_dequantize(codes["scale"], _floats(header, "scale", "lo", 3), _floats(header, "scale", "hi", 3), sb)
+    means = uniform_dequantize(
+        codes["position"], _floats(header, "position", "lo", 3), _floats(header, "position", "hi", 3), pb
+    )
+    scales = uniform_dequantize(
+        codes["scale"], _floats(header, "scale", "lo", 3), _floats(header, "scale", "hi", 3), sb
+    )
     dc = uniform_dequantize(codes["color"], _floats(header, "color", "lo", 3), _floats(header, "color", "hi", 3), cb)
     opacities = codes["opacity_table"][codes["opacity"]][:, None]
     k = num_sh_rest(degree)
@@ -299,9 +333,9 @@ def _read_codes(header: dict, sections: dict[str, bytes]) -> dict[str, np.ndarra
     """Entropy-decode every section back to the integer codes / stored tables, validating against the header."""
     if header.get("format") != FORMAT_NAME:
         raise NixFormatError(f"container format {header.get('format')!r} is not {FORMAT_NAME!r}")
-    n, degree, coder = int(header["num_gaussians"]), int(header["sh_degree"]), header["coder"]
+    n, degree = int(header["num_gaussians"]), int(header["sh_degree"])
     pb = int(header["position"]["bits"])
-    classes = decode_symbols(_section(sections, "position_class"), n, 7, coder)
+    classes = decode_stream(_section(sections, "position_class"), n, 7)
     if classes.max(initial=0) > 3 * pb:
         raise NixFormatError("corrupt container: position delta wider than the position grid")
     lengths = np.maximum(classes - 1, 0)
@@ -309,24 +343,36 @@ def _read_codes(header: dict, sections: dict[str, bytes]) -> dict[str, np.ndarra
     deltas = np.where(classes > 0, (np.uint64(1) << lengths.astype(np.uint64)) + mantissas, np.uint64(0))
     codes = {"position": morton_decode(np.cumsum(deltas.astype(np.uint64), dtype=np.uint64))}
     sb, rb, ob, cb = (int(header[k]["bits"]) for k in ("scale", "rotation", "opacity", "color"))
-    codes["scale"] = np.stack([decode_symbols(_section(sections, f"scale_{i}"), n, sb, coder) for i in range(3)], 1)
-    codes["rotation_index"] = decode_symbols(_section(sections, "rot_index"), n, 2, coder)
-    codes["rotation"] = np.stack([decode_symbols(_section(sections, f"rot_{i}"), n, rb, coder) for i in range(3)], 1)
-    codes["opacity"] = decode_symbols(_section(sections, "opacity"), n, ob, coder)
+    scale = []
+    for i in range(3):
+        scale.append(decode_stream(_section(sections, f"scale_{i}"), n, sb, scale[i - 1] if i else None))
+    codes["scale"] = np.stack(scale, 1)
+    codes["rotation_index"] = decode_stream(_section(sections, "rot_index"), n, 2)
+    rotation = []
+    for i in range(3):
+        reference = rotation[i - 1] if i else codes["rotation_index"]
+        rotation.append(decode_stream(_section(sections, f"rot_{i}"), n, rb, reference))
+    codes["rotation"] = np.stack(rotation, 1)
+    codes["opacity"] = decode_stream(_section(sections, "opacity"), n, ob, codes["scale"].sum(1))
     codes["opacity_table"] = np.frombuffer(_section(sections, "opacity_table"), dtype="<f4").astype(np.float32)
     if codes["opacity_table"].size != 1 << ob:
-        raise NixFormatError(f"corrupt container: opacity table has {codes['opacity_table'].size} entries, "
-                             f"expected {1 << ob}")
-    residuals = [decode_symbols(_section(sections, f"color_{i}"), n, cb + (i > 0), coder) for i in range(3)]
+        raise NixFormatError(
+            f"corrupt container: opacity table has {codes['opacity_table'].size} entries, " f"expected {1 << ob}"
+        )
+    residuals = []
+    for i in range(3):
+        reference = residuals[i - 1] if i else None
+        residuals.append(decode_stream(_section(sections, f"color_{i}"), n, cb + (i > 0), reference))
     codes["color"] = _color_from_residuals(residuals, cb)
     if degree > 0:
         meta = header["sh_rest"]
         size, dim = int(meta["codebook_size"]), int(meta["dim"])
         codes["sh_codebook"] = np.frombuffer(_section(sections, "sh_codebook"), dtype="<f2")
         if dim != 3 * num_sh_rest(degree) or codes["sh_codebook"].size != size * dim:
-            raise NixFormatError(f"corrupt container: SH codebook holds {codes['sh_codebook'].size} values, "
-                                 f"expected {size}x{dim}")
-        codes["sh_labels"] = decode_symbols(_section(sections, "sh_labels"), n, int(meta["label_bits"]), coder)
+            raise NixFormatError(
+                f"corrupt container: SH codebook holds {codes['sh_codebook'].size} values, " f"expected {size}x{dim}"
+            )
+        codes["sh_labels"] = decode_stream(_section(sections, "sh_labels"), n, int(meta["label_bits"]))
         if codes["sh_labels"].max(initial=0) >= size:
             raise NixFormatError("corrupt container: SH label beyond the codebook")
     return codes
@@ -371,6 +417,7 @@ def compress_with_report(
     config: CodecConfig | None = None,
     tolerance: float = 0.03,
     return_dequantized: bool = False,
+    order: np.ndarray | None = None,
 ):
     """Compress `splat`; see `compress`. Returns `(container, CompressionReport)`.
 
@@ -378,20 +425,33 @@ def compress_with_report(
     dequantized Gaussians, built from the integer codes (`decompress(container)` must equal it bit for bit), and,
     for each, its row in the input `splat`.
     `tolerance`: the target-size search accepts sizes in [(1 - tolerance) * target, target].
+    `order`: a precomputed importance ranking (input rows, most important first; e.g. `importance_order(...)`)
+    so repeated encodes of one splat skip the scoring; `cameras` is then ignored.
     """
     t0 = time.perf_counter()
     if splat.num_gaussians == 0:
         raise ValueError("cannot compress an empty GaussianSplat")
+    for name in ("means", "scales", "quats", "opacities", "features_dc", "features_rest"):
+        bad = int((~np.isfinite(getattr(splat, name))).sum())
+        if bad:
+            raise ValueError(f"cannot compress: {bad} non-finite values in {name}")
     if target_mb is not None and not target_mb > 0:
         raise ValueError(f"target_mb={target_mb} must be > 0")
     cfg, target = _resolve(rate, target_mb, config)
     if cameras is not None and not isinstance(cameras, CameraSet):
         cameras = CameraSet.from_nerfstudio(cameras)
-    order = importance_order(splat, cameras)
+    if order is None:
+        order = importance_order(splat, cameras)
+    else:
+        order = np.asarray(order, dtype=np.int64)
+        if order.shape != (splat.num_gaussians,) or not np.array_equal(np.sort(order), np.arange(splat.num_gaussians)):
+            raise ValueError("order must be a permutation of range(num_gaussians)")
     n_all = splat.num_gaussians
     ply_bytes = inria_ply_num_bytes(n_all, splat.sh_degree)
-    extra = {"source": {"num_gaussians": n_all, "sh_degree": splat.sh_degree, "ply_bytes": ply_bytes},
-             "encoder": {"rate": rate, "target_mb": target, "config": asdict(cfg)}}
+    extra = {
+        "source": {"num_gaussians": n_all, "sh_degree": splat.sh_degree, "ply_bytes": ply_bytes},
+        "encoder": {"rate": rate, "target_mb": target, "config": asdict(cfg)},
+    }
     n_max = min(n_all, cfg.max_gaussians or n_all)
 
     if target is None:
@@ -399,10 +459,18 @@ def compress_with_report(
     else:
         blob, header, source_index, codes = _search_budget(splat, order, n_max, cfg, extra, int(target * MB), tolerance)
     report = CompressionReport(
-        size_bytes=len(blob), num_gaussians=header["num_gaussians"], num_input_gaussians=n_all,
-        sh_degree=header["sh_degree"], input_sh_degree=splat.sh_degree, ply_bytes=ply_bytes, rate=rate,
-        target_mb=target, encode_seconds=time.perf_counter() - t0,
-        section_bytes={s["name"]: s["length"] for s in read_header(blob)["sections"]}, config=asdict(cfg))
+        size_bytes=len(blob),
+        num_gaussians=header["num_gaussians"],
+        num_input_gaussians=n_all,
+        sh_degree=header["sh_degree"],
+        input_sh_degree=splat.sh_degree,
+        ply_bytes=ply_bytes,
+        rate=rate,
+        target_mb=target,
+        encode_seconds=time.perf_counter() - t0,
+        section_bytes={s["name"]: s["length"] for s in read_header(blob)["sections"]},
+        config=asdict(cfg),
+    )
     if return_dequantized:  # straight from the codes, without the entropy coder or the container
         return blob, report, _reconstruct(header, codes), source_index
     return blob, report
@@ -442,7 +510,8 @@ def _search_budget(splat, order, n_max, cfg, extra, target_bytes, tolerance):
     if lo == 0:
         raise ValueError(
             f"target {target_bytes / MB:.4f} MB is below the smallest container for this input "
-            f"({size(1) / MB:.4f} MB with one Gaussian at these quantization settings)")
+            f"({size(1) / MB:.4f} MB with one Gaussian at these quantization settings)"
+        )
     return tried[lo]
 
 

@@ -11,6 +11,7 @@
 
 Floats in the header are float32 values written as Python floats (exact round trip through JSON).
 """
+
 from __future__ import annotations
 
 import json

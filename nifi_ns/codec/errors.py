@@ -1,4 +1,5 @@
 """Errors raised by the Nix container decoder."""
+
 from __future__ import annotations
 
 

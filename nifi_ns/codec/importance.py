@@ -12,6 +12,7 @@ Why not a closed-form score: on the guitar splat (90,854 Gaussians, keep 24,187,
 uncompressed render) opacity x largest cross-section gave 20.1 dB PSNR, opacity alone 25.7 dB, random pruning
 28.3 dB, this visibility score 31.6 dB (true rasterizer blend weights from 6 views: 30.9 dB, but ~100x slower on CPU).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

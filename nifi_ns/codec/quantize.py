@@ -3,6 +3,7 @@
 Every dequantizer is pure float32 arithmetic on integer codes plus float32 parameters stored in the
 container (or a stored table), so encoder-side and decoder-side reconstructions are bit-identical.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -113,16 +114,26 @@ def _assign(x, cent, chunk: int = 16384):
 def _spread3(v: np.ndarray) -> np.ndarray:
     """Insert two zero bits between each of the low 21 bits (Morton interleave helper)."""
     v = v.astype(np.uint64) & np.uint64(0x1FFFFF)
-    for shift, mask in ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF), (8, 0x100F00F00F00F00F),
-                        (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249)):
+    for shift, mask in (
+        (32, 0x1F00000000FFFF),
+        (16, 0x1F0000FF0000FF),
+        (8, 0x100F00F00F00F00F),
+        (4, 0x10C30C30C30C30C3),
+        (2, 0x1249249249249249),
+    ):
         v = (v | (v << np.uint64(shift))) & np.uint64(mask)
     return v
 
 
 def _compact3(v: np.ndarray) -> np.ndarray:
     v = v.astype(np.uint64) & np.uint64(0x1249249249249249)
-    for shift, mask in ((2, 0x10C30C30C30C30C3), (4, 0x100F00F00F00F00F), (8, 0x1F0000FF0000FF),
-                        (16, 0x1F00000000FFFF), (32, 0x1FFFFF)):
+    for shift, mask in (
+        (2, 0x10C30C30C30C30C3),
+        (4, 0x100F00F00F00F00F),
+        (8, 0x1F0000FF0000FF),
+        (16, 0x1F00000000FFFF),
+        (32, 0x1FFFFF),
+    ):
         v = (v ^ (v >> np.uint64(shift))) & np.uint64(mask)
     return v
 

@@ -22,12 +22,19 @@ METRICS = ("lpips", "dists", "psnr", "ssim")
 class PairMetrics:
     """LPIPS(net) + DISTS + PSNR + SSIM per image from the shared ``difix_ns.metrics``."""
 
-    def __init__(self, device: str | torch.device = "cpu", lpips_net: str = "alex"):
-        from difix_ns.metrics import DISTS, LPIPS, psnr, ssim
+    def __init__(self, device: str | torch.device = "cpu", lpips_net: str = "alex", require_dists: bool = True):
+        from difix_ns.metrics import DISTS, LPIPS, MetricWeightsError, psnr, ssim
 
         self.device = torch.device(device)
         self.lpips_net = lpips_net
-        self._lpips, self._dists = LPIPS(lpips_net).to(self.device), DISTS().to(self.device)
+        self._lpips = LPIPS(lpips_net).to(self.device)
+        self.dists_error = None
+        try:
+            self._dists = DISTS().to(self.device)
+        except MetricWeightsError as err:  # VGG16 weights unobtainable (offline machine without the cache)
+            if require_dists:
+                raise
+            self._dists, self.dists_error = None, str(err)
         self._psnr, self._ssim = psnr, ssim
 
     @torch.no_grad()
@@ -35,7 +42,8 @@ class PairMetrics:
         pred = pred.to(self.device, torch.float32).clamp(0, 1)
         target = target.to(self.device, torch.float32).clamp(0, 1)
         return {
-            "lpips": float(self._lpips(pred, target).mean()), "dists": float(self._dists(pred, target).mean()),
+            "lpips": float(self._lpips(pred, target).mean()),
+            "dists": None if self._dists is None else float(self._dists(pred, target).mean()),
             "psnr": float(self._psnr(pred, target).mean()), "ssim": float(self._ssim(pred, target).mean()),
         }
 
@@ -71,7 +79,7 @@ def evaluate_pairs(
             row["restored"] = str(out)
         rows.append(row)
         log(f"[{i + 1}/{len(records)}] {rec.scene}/rate_{rec.rate}/{rec.name}: "
-            f"LPIPS {before['lpips']:.4f} -> {after['lpips']:.4f}, DISTS {before['dists']:.4f} -> {after['dists']:.4f}")
+            f"LPIPS {before['lpips']:.4f} -> {after['lpips']:.4f}, DISTS {before['dists']} -> {after['dists']}")
     return rows
 
 

@@ -1,4 +1,5 @@
 """Gaussian-splat containers and PLY I/O (INRIA 3DGS layout, PlayCanvas compressed PLY)."""
+
 from nifi_ns.io.gaussians import GAUSS_PARAM_KEYS, SH_C0, GaussianSplat, num_sh_rest, sh_degree_from_rest
 from nifi_ns.io.ply import (
     inria_ply_num_bytes,

@@ -3,6 +3,7 @@
 Values are stored exactly as splatfacto optimises them (pre-activation): log scales, logit opacities,
 unnormalised wxyz quaternions, SH coefficients. Arrays are float32 numpy; `to_gauss_params` gives torch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

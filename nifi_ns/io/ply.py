@@ -4,6 +4,7 @@ INRIA vertex properties, in file order: x y z nx ny nz f_dc_0..2 f_rest_0..3K-1 
 `f_rest` is channel-major: f_rest_{c*K + k} is SH coefficient k of colour channel c (this is how the reference
 3DGS code and `ns-export gaussian-splat` write it), so features_rest[:, k, c] <-> f_rest_{c*K + k}.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -83,7 +84,9 @@ def _require(el, names: list[str], path: Path) -> None:
     have = {p.name for p in el.properties}
     missing = [n for n in names if n not in have]
     if missing:
-        raise ValueError(f"{path}: element '{el.name}' lacks properties {missing[:8]}{'...' if len(missing) > 8 else ''}")
+        raise ValueError(
+            f"{path}: element '{el.name}' lacks properties {missing[:8]}{'...' if len(missing) > 8 else ''}"
+        )
 
 
 def is_playcanvas_compressed(path: str | Path) -> bool:

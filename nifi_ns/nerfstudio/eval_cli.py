@@ -46,7 +46,8 @@ class NifiComputeMetrics:
 
         if not isinstance(config.pipeline, NifiPipelineConfig):
             raise SystemExit(
-                f"error: {self.load_config} is a {config.method_name!r} run; this command evaluates nifi-splatfacto runs"
+                f"error: {self.load_config} is a {config.method_name!r} run; "
+                "this command evaluates nifi-splatfacto runs"
             )
         restorer = config.pipeline.restorer
         for name in ("model_path", "lora_path", "backbone", "prompt_embeds_path"):

@@ -179,7 +179,9 @@ def run_eval_stages(pipeline, output_path: Optional[Path] = None, get_std: bool 
                     for stage in stages:
                         image = stage(pipeline, rate, view)
                         if image.shape != gt.shape:
-                            raise ValueError(f"eval stage {stage.name!r} returned {tuple(image.shape)}, expected {tuple(gt.shape)}")
+                            raise ValueError(
+                                f"eval stage {stage.name!r} returned {tuple(image.shape)}, expected {tuple(gt.shape)}"
+                            )
                         view.images[stage.name] = image
                         for k, v in scorer(image, gt).items():
                             scores[stage.name][k].append(float(v))

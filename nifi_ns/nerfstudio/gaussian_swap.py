@@ -40,11 +40,14 @@ def params_to_splat(params: Dict[str, Tensor], sh_degree: int) -> GaussianSplat:
 
 
 @contextmanager
-def swapped_gaussians(model, params: Dict[str, Tensor], requires_grad: bool = False) -> Iterator[torch.nn.ParameterDict]:
+def swapped_gaussians(
+    model, params: Dict[str, Tensor], requires_grad: bool = False
+) -> Iterator[torch.nn.ParameterDict]:
     """Temporarily install `params` as `model.gauss_params`; the original ParameterDict is put back on exit."""
     original = model.gauss_params
+    device = original["means"].device
     swapped = torch.nn.ParameterDict(
-        {k: torch.nn.Parameter(params[k].to(original["means"].device), requires_grad=requires_grad) for k in GAUSS_PARAM_KEYS}
+        {k: torch.nn.Parameter(params[k].to(device), requires_grad=requires_grad) for k in GAUSS_PARAM_KEYS}
     )
     model.gauss_params = swapped
     try:

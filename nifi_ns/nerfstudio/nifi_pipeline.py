@@ -11,7 +11,7 @@ pipeline config and the checkpoint, and a resumed run sees which rates are alrea
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 
@@ -37,7 +37,8 @@ class NifiPipelineConfig(VanillaPipelineConfig):
     full Mip-NeRF360 sizes, larger than a small scene needs); empty uses the presets."""
     compress_at_step: Optional[int] = None
     """Training step after which compression runs; None compresses once training has finished (after the final
-    checkpoint, which is then re-saved with the containers)."""
+    checkpoint, which is then re-saved with the containers). Rates still missing at the end (e.g. a step beyond
+    the last one) are compressed then."""
     finetune_steps: int = 200
     """Compression-aware fine-tune: optimisation steps on the pruned Gaussians (per rate) before quantization.
     0 disables it (prune -> quantize)."""
@@ -82,27 +83,33 @@ class NifiPipeline(VanillaPipeline):
 
     # training -----------------------------------------------------------------------------------------------
 
-    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> List[TrainingCallback]:
         callbacks = super().get_training_callbacks(training_callback_attributes)
         trainer = training_callback_attributes.trainer
         if trainer is not None:
             self.run_dir = Path(trainer.base_dir)
 
-        def compress(step: int) -> None:
+        def compress(step: int, final: bool) -> None:
             done = self.compress_all(step=step, optimizers=training_callback_attributes.optimizers)
-            if done and trainer is not None and self.config.compress_at_step is None:
+            if done and final and trainer is not None:
                 trainer.save_checkpoint(step)  # the final checkpoint was written before AFTER_TRAIN callbacks
 
         # Appended after the model's callbacks: at AFTER_TRAIN_ITERATION the strategy has already consumed
         # `model.info`, so our renders cannot corrupt densification.
-        if self.config.compress_at_step is None:
-            callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN], compress))
-        else:
+        if self.config.compress_at_step is not None:
             callbacks.append(
                 TrainingCallback(
-                    [TrainingCallbackLocation.AFTER_TRAIN_ITERATION], compress, iters=(self.config.compress_at_step,)
+                    [TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
+                    compress,
+                    iters=(self.config.compress_at_step,),
+                    kwargs={"final": False},
                 )
             )
+        # Always also at the end: compresses whatever is still missing (e.g. compress_at_step beyond the last
+        # step); a no-op when every rate is done, so resumed runs do not redo work.
+        callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN], compress, kwargs={"final": True}))
         return callbacks
 
     def artifact_dir(self) -> Optional[Path]:
@@ -116,11 +123,15 @@ class NifiPipeline(VanillaPipeline):
         out_dir = self.artifact_dir()
         for rate in self.config.rates:
             label = rate_label(rate)
-            if label not in self.compressed:
-                CONSOLE.print(f"[bold]NiFi[/bold]: compressing at {label} (fine-tune {self.config.finetune_steps} steps)")
-                settings = CompressionSettings.from_pipeline_config(self.config, rate)
+            settings = CompressionSettings.from_pipeline_config(self.config, rate)
+            stored = self.compressed.get(label)
+            # Done work is kept unless the compression settings changed since (then the container is stale).
+            if stored is None or stored["report"].get("settings") != asdict(settings):
+                steps = self.config.finetune_steps
+                CONSOLE.print(f"[bold]NiFi[/bold]: compressing at {label} (fine-tune {steps} steps)")
                 container, report = compress_model(self.model, self.datamanager, rate, settings, optimizers)
                 report["step"] = step
+                report["settings"] = asdict(settings)
                 self.compressed[label] = {"rate": float(rate), "container": container, "report": report}
                 done_now.append(label)
             if out_dir is not None:
@@ -142,7 +153,7 @@ class NifiPipeline(VanillaPipeline):
             return metrics
         from nifi_ns.nerfstudio.eval_stages import run_eval_stages
 
-        if not all(rate_label(r) in self.compressed for r in self.config.rates):
+        if not all(rate_label(r) in self.compressed for r in self.config.rates):  # e.g. a pre-compression ckpt
             CONSOLE.print("[yellow]NiFi: the checkpoint holds no containers for some rates; compressing now")
             self.compress_all(step=step)
         metrics.update(run_eval_stages(self, output_path=output_path, get_std=get_std))

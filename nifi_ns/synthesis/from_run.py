@@ -33,7 +33,7 @@ def load_run(config_path: Path):
 
     config_path = Path(config_path)
     if not config_path.is_file():
-        raise FileNotFoundError(f"--load-config {config_path}: no such config.yml (ns-train writes it into the run dir)")
+        raise FileNotFoundError(f"{config_path}: no such config.yml (ns-train writes it into the run directory)")
     config, pipeline, checkpoint, step = eval_setup(config_path, test_mode="test")
     from nerfstudio.models.splatfacto import SplatfactoModel
 

@@ -80,6 +80,8 @@ def validate_pairs(scene_root: Path, rates: Iterable[float], splits: Iterable[st
             for stem, path in clean.items():
                 with Image.open(path) as a, Image.open(degraded[stem]) as b:
                     if a.size != b.size:
-                        raise ValueError(f"{path} is {a.size[0]}x{a.size[1]} but {degraded[stem]} is {b.size[0]}x{b.size[1]}")
+                        raise ValueError(
+                            f"{path} is {a.size[0]}x{a.size[1]} but {degraded[stem]} is {b.size[0]}x{b.size[1]}"
+                        )
             counts[f"{rate_label(rate)}/{split}"] = len(clean)
     return counts

@@ -36,7 +36,7 @@ def find_images_dir(scene_dir: Path, images_dir: Optional[str] = None) -> Path:
 def renders_dir(compressed_scene: Path, rate: float, split: str) -> Path:
     base = Path(compressed_scene) / rate_label(rate)
     if not base.is_dir():
-        present = sorted(p.name for p in Path(compressed_scene).glob("rate_*")) if Path(compressed_scene).is_dir() else []
+        present = sorted(p.name for p in Path(compressed_scene).glob("rate_*"))
         raise LayoutError(f"missing renders folder {base} (present: {present or 'none'})")
     return base / split if (base / split).is_dir() else base
 

@@ -98,6 +98,9 @@ class NiFiTrainer:
         self.loader = self.accelerator.prepare(loader)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(tc.seed * 1000 + self.accelerator.process_index)
         self.step, self.best_metric, self.best_step, self.resumed_from = 0, math.inf, None, None
+        self.stopped_early: Optional[str] = None
+        self.skipped_steps = {"phi_minus": 0, "phi_plus": 0}  # updates skipped for non-finite loss / gradient
+        self.history: list[dict] = []  # every step's losses of the last train() call
         if resume:
             self._resume()
 
@@ -137,6 +140,14 @@ class NiFiTrainer:
                 offset += g.numel()
         return float(torch.nn.utils.clip_grad_norm_(params, self.cfg.train.grad_clip))
 
+    def _step_if_finite(self, optimizer, loss: torch.Tensor, grad_norm: float, name: str) -> None:
+        """A non-finite loss or gradient (bf16 overflow) skips the update instead of poisoning the adapters."""
+        if torch.isfinite(loss.detach()).item() and math.isfinite(grad_norm):
+            optimizer.step()
+        else:
+            self.skipped_steps[name] += 1
+            optimizer.zero_grad(set_to_none=True)
+
     # ----- the two steps ---------------------------------------------------------------------------------------
     def generator_step(self, clean01: torch.Tensor, degraded01: torch.Tensor, captions: list[str]) -> dict:
         bb, w, mc = self.backbone, self.cfg.loss_weights, self.cfg.model
@@ -160,7 +171,7 @@ class NiFiTrainer:
         self.opt_minus.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = self._sync_and_clip(self.params_minus)
-        self.opt_minus.step()
+        self._step_if_finite(self.opt_minus, total, grad_norm, "phi_minus")
         return {"x_hat": x_hat.detach(), "loss_generator": total.item(), "loss_kl": loss_kl.item(),
                 "loss_l2": perceptual["l2"].item(), "loss_lpips": perceptual["lpips"].item(),
                 "grad_norm_phi_minus": grad_norm, "g_abs_mean": float(g.abs().mean()), "sigma_mean": float(sigma.mean())}
@@ -177,7 +188,7 @@ class NiFiTrainer:
         self.opt_plus.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = self._sync_and_clip(self.params_plus)
-        self.opt_plus.step()
+        self._step_if_finite(self.opt_plus, loss, grad_norm, "phi_plus")
         return {"loss_critic": loss.item(), "grad_norm_phi_plus": grad_norm}
 
     # ----- evaluation / checkpoints ----------------------------------------------------------------------------
@@ -235,7 +246,8 @@ class NiFiTrainer:
         self.resumed_from = self.step
 
     # ----- loop ------------------------------------------------------------------------------------------------
-    def train(self, max_steps: Optional[int] = None) -> dict:
+    def train(self, max_steps: Optional[int] = None, time_budget_s: Optional[float] = None) -> dict:
+        """Run until ``max_steps`` (or until ``time_budget_s`` of wall time is spent, checked between steps)."""
         tc = self.cfg.train
         max_steps = tc.max_steps if max_steps is None else max_steps
         self.exp_dir.mkdir(parents=True, exist_ok=True)
@@ -257,7 +269,10 @@ class NiFiTrainer:
                     crit = self.critic_step(gen.pop("x_hat"), captions)
                     self.step += 1
                     row = {"step": self.step, **gen, **crit, "val_lpips": "", "seconds": round(time.time() - t_start, 3)}
-                    last = self.step == max_steps
+                    out_of_time = time_budget_s is not None and time.time() - t_start > time_budget_s
+                    if out_of_time:
+                        self.stopped_early = f"time budget of {time_budget_s:.0f} s reached at step {self.step}"
+                    last = self.step == max_steps or out_of_time
                     if self.step % tc.eval_every == 0 or last:
                         row["val_lpips"] = val = self.evaluate()
                         if val < self.best_metric:
@@ -272,9 +287,14 @@ class NiFiTrainer:
                         handle.flush()
                         self.log(" ".join(f"{k}={_fmt(row[k])}" for k in ("step", "loss_generator", "loss_kl",
                                                                           "loss_lpips", "loss_critic", "val_lpips")))
+                    if out_of_time:
+                        break
+                if self.stopped_early:
+                    break
         finally:
             if handle:
                 handle.close()
+        self.history = rows
         summary = self._summary(rows, time.time() - t_start, max_steps)
         if self.is_main:
             (self.exp_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
@@ -291,7 +311,8 @@ class NiFiTrainer:
             "exp_dir": str(self.exp_dir), "backbone": self.backbone.kind,
             "model_path": str(self.restorer.config.resolved_model_path()),
             "steps_completed": self.step, "max_steps": max_steps, "resumed_from_step": self.resumed_from,
-            "steps_this_run": len(rows), "wall_time_s": round(seconds, 2),
+            "steps_this_run": len(rows), "wall_time_s": round(seconds, 2), "stopped_early": self.stopped_early,
+            "skipped_non_finite_updates": dict(self.skipped_steps),
             "world_size": self.accelerator.num_processes, "device": str(self.device),
             "train_pairs": len(self.train_records), "val_pairs": len(self.val_records), "val_source": self.val_source,
             "best": {"step": self.best_step, "val_lpips": _finite(self.best_metric), "lpips_net": self.cfg.loss_weights.lpips_net},

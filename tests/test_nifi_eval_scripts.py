@@ -1,0 +1,114 @@
+"""eval_nifi.py / eval_benchmark_nifi.py schemas and the data scripts' offline behaviour (CPU, tiny models)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+FOX = ROOT / ".." / "shared" / "data" / "fox"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    if not (FOX / "images_4").is_dir():
+        pytest.skip(f"fox images not found at {FOX} (../shared/data absent)")
+    from nifi_ns.training.synthetic_pairs import write_synthetic_pairs
+
+    root = tmp_path_factory.mktemp("eval")
+    pairs = write_synthetic_pairs(FOX / "images_4", root / "pairs", rates=("0.1", "1.0"), max_images=9)
+    exp = root / "runs" / "smoke"
+    assert load_script("train_nifi").main(["--data_root", str(pairs), "--exp", str(exp), "--smoke_test",
+                                           "--max_steps", "1"]) == 0
+    return pairs, exp
+
+
+def test_eval_nifi_schema(trained, tmp_path):
+    pairs, exp = trained
+    out = tmp_path / "metrics.json"
+    assert load_script("eval_nifi").main(["--ckpt", str(exp / "best"), "--data_root", str(pairs), "--split", "test",
+                                          "--out", str(out), "--device", "cpu", "--rates", "1.0",
+                                          "--save_images", str(tmp_path / "restored")]) == 0
+    data = json.loads(out.read_text())
+    agg = data["metrics"]["aggregate"]
+    for key in ("lpips_before", "lpips_after", "dists_before", "dists_after", "psnr_before", "psnr_after",
+                "ssim_before", "ssim_after"):
+        assert isinstance(agg[key], float), key
+    assert agg["count"] == 2 and len(data["records"]) == 2 and data["lpips_net"] == "alex"
+    rec = data["records"][0]
+    assert rec["rate"] == "1.0" and rec["scene"] == "fox" and 0 < rec["lpips_before"] < 1
+    assert Path(rec["restored"]).is_file()
+    assert agg["lpips_delta"] == pytest.approx(agg["lpips_after"] - agg["lpips_before"])
+    assert data["sigma_t0"] == pytest.approx(0.198, abs=1e-3) and data["backbone"] == "sd3"
+    assert set(data["metrics"]["per_scene"]) == {"default/fox"}
+
+
+def test_eval_benchmark_schema_and_paper_comparison(trained, tmp_path):
+    pairs, exp = trained
+    bench = tmp_path / "benchmarks"
+    shutil.copytree(pairs / "fox" / "rate_0.1", bench / "mipnerf360" / "fox" / "rate_0.1")
+    shutil.copytree(pairs / "fox" / "rate_1.0", bench / "mystery" / "fox" / "rate_1.0")
+    out = tmp_path / "benchmark_metrics.json"
+    assert load_script("eval_benchmark_nifi").main(["--ckpt", str(exp / "best"), "--data_root", str(bench), "--out",
+                                                    str(out), "--device", "cpu", "--max_images", "3"]) == 0
+    data = json.loads(out.read_text())
+    s = data["summary"]
+    assert set(s) >= {"aggregate", "per_dataset", "per_dataset_rate", "per_scene"}
+    assert set(s["per_dataset"]) == {"mipnerf360", "mystery"}
+    assert set(s["per_dataset_rate"]) == {"mipnerf360/0.1", "mystery/1.0"}
+    assert s["aggregate"]["count"] == 3
+    cmp_ = data["paper_comparison"]
+    assert cmp_["unmatched_groups"] == ["mystery/1.0"] and len(cmp_["entries"]) == 1
+    entry = cmp_["entries"][0]
+    assert (entry["paper_nifi_lpips"], entry["paper_nifi_dists"]) == (0.178, 0.109)  # Table 1, Mip-NeRF360 λ=0.1
+    assert entry["delta_lpips_after_vs_paper"] == pytest.approx(s["per_dataset_rate"]["mipnerf360/0.1"]["lpips_after"] - 0.178)
+
+
+def test_eval_rejects_bad_input_without_output(trained, tmp_path, capsys):
+    pairs, exp = trained
+    out = tmp_path / "m.json"
+    assert load_script("eval_nifi").main(["--ckpt", str(tmp_path / "nope"), "--data_root", str(pairs), "--out",
+                                          str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert load_script("eval_nifi").main(["--ckpt", str(exp / "best"), "--data_root", str(pairs), "--split", "val",
+                                          "--out", str(out)]) == 2
+    assert "no 'val' pairs" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_download_scripts_validate_and_instruct(tmp_path, capsys):
+    bench = load_script("download_benchmark_data")
+    assert bench.main(["--dataset", "all", "--out", str(tmp_path / "bm")]) == 1
+    err = capsys.readouterr().err
+    assert "360_v2.zip" in err and "tandt_db.zip" in err and "nothing is downloaded" in err
+    assert bench.main(["--dataset", "mipnerf360", "--out", str(tmp_path / "bm"), "--mip_scenes", "moon"]) == 2
+
+    if not FOX.is_dir():
+        pytest.skip("fox scene absent")
+    src = tmp_path / "local_mip"
+    (src / "garden").mkdir(parents=True)
+    (src / "garden" / "images_4").symlink_to((FOX / "images_4").resolve())
+    assert bench.main(["--dataset", "mipnerf360", "--out", str(tmp_path / "bm"), "--mip_scenes", "garden",
+                       "--source", str(src)]) == 2  # images but no poses
+    assert "no camera poses" in capsys.readouterr().err
+    shutil.copy(FOX / "transforms.json", src / "garden" / "transforms.json")
+    assert bench.main(["--dataset", "mipnerf360", "--out", str(tmp_path / "bm"), "--mip_scenes", "garden",
+                       "--source", str(src)]) == 0
+    assert json.loads(capsys.readouterr().out)["datasets"]["mipnerf360"]["ok"] == ["garden"]
+
+    dl3dv = load_script("download_data")
+    assert dl3dv.main(["--dataset", "dl3dv", "--out", str(tmp_path / "data")]) == 1
+    assert "DL3DV-10K" in capsys.readouterr().err
+    assert dl3dv.main(["--dataset", "dl3dv", "--out", str(tmp_path / "data"), "--dl3dv_source", str(src)]) == 0
+    assert (tmp_path / "data" / "dl3dv" / "garden").is_symlink()
+    assert dl3dv.main(["--dataset", "dl3dv", "--out", str(tmp_path / "data")]) == 0  # now present
