@@ -141,15 +141,25 @@ class Scorer:
 
         self.cameras, self.images, self.device, self.errors = cameras, images, device, errors
         self.metrics = ImageMetrics(device)
-        self.full = True
+        self.full, self.alex_only = True, False
 
     def _one(self, pred, target) -> dict:
         if self.full:
             try:
                 return self.metrics(pred, target)
-            except Exception as err:  # offline weights for LPIPS / DISTS not available on this machine
+            except Exception as err:  # offline weights for LPIPS-vgg / DISTS not available on this machine
                 self.errors["perceptual_metrics"] = f"{type(err).__name__}: {err}"
                 self.full = False
+        if self.metrics is not None:
+            try:  # AlexNet alone is small enough to carry to an offline GPU machine
+                from difix_ns.metrics import ImageMetrics
+
+                if not self.alex_only:
+                    self.metrics, self.alex_only = ImageMetrics(self.device, perceptual=("lpips",)), True
+                return self.metrics(pred, target)
+            except Exception as err:
+                self.errors["lpips_alex"] = f"{type(err).__name__}: {err}"
+                self.metrics = None
         from difix_ns.metrics import psnr, ssim
 
         return {"psnr": float(psnr(pred, target).mean()), "ssim": float(ssim(pred, target).mean())}
@@ -217,6 +227,8 @@ def plot(result: dict, path: Path) -> None:
     for key, label, style in (("nix", "Nix (this codec)", "o-"), ("gsplat_png", "gsplat PngCompression", "s--")):
         rows = sorted((r for r in result[key] if "psnr" in r), key=lambda r: r["size_mb"])
         for ax, metric in zip(axes, ("psnr", "ssim", "lpips")):
+            if not rows or metric not in rows[0]:
+                continue
             ax.plot([r["size_mb"] for r in rows], [r[metric] for r in rows], style, label=label)
     for ax, metric in zip(axes, ("PSNR (dB)", "SSIM", "LPIPS (alex)")):
         ref = result["uncompressed"].get({"PSNR (dB)": "psnr", "SSIM": "ssim", "LPIPS (alex)": "lpips"}[metric])

@@ -134,12 +134,15 @@ def main() -> None:
     from difix_ns.render.cli import batched_rendering, ensure_ffmpeg
     from difix_ns.render.postfix import install_render_fix
 
-    ensure_ffmpeg()
+    try:
+        ensure_ffmpeg()
+    except RuntimeError as err:  # frames are written as images below, so ffmpeg is optional here
+        print(f"note: {err}", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="bench_postfix_"))
     t0 = time.time()
     config = args.load_config or train_run(args.data, work / "runs", args.train_iters, cpu=not cuda)
     train_s = time.time() - t0
-    _, pipeline, _, _ = eval_setup(config, test_mode="inference")
+    _, pipeline, _, _ = eval_setup(config, test_mode="test")
     hook = install_render_fix(pipeline, enabled=False, viewer_controls=False)
     cameras = bench_cameras(pipeline, args.frames, args.height, args.width)
     n = cameras.shape[0]
@@ -198,9 +201,9 @@ def main() -> None:
             }
             print(size, batch, entry[f"batch_{batch}"], flush=True)
         hook.release_fixer()  # drop the model before loading the next size
-        del shared
         if cuda:
             torch.cuda.empty_cache()
+        entry["dtype_effective"] = str(shared.dtype).replace("torch.", "")  # CPU always runs float32
         result["models"][size] = entry
     settings.enable_render_fix(None)
 

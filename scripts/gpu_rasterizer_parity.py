@@ -177,13 +177,13 @@ def fox_scene(config_path: Path, n_views: int, device: str):
         "opacities": model.opacities.squeeze(-1),
         "colors": torch.cat([model.features_dc[:, None], model.features_rest], 1),
     }
-    cams = pipeline.datamanager.eval_dataset.cameras.to(device)
-    idx = torch.linspace(0, len(cams) - 1, n_views).long().to(device)
+    cams = pipeline.datamanager.eval_dataset.cameras
+    idx = torch.linspace(0, len(cams) - 1, n_views).long()  # index on the cameras' own device, then move
     sizes = {(int(cams.width[i]), int(cams.height[i])) for i in idx.tolist()}
     if len(sizes) != 1:
         raise ValueError(f"eval cameras of {config_path} have mixed resolutions {sizes}")
-    viewmats = get_viewmat(cams.camera_to_worlds[idx])
-    Ks = cams.get_intrinsics_matrices()[idx]
+    viewmats = get_viewmat(cams.camera_to_worlds[idx].to(device))
+    Ks = cams.get_intrinsics_matrices()[idx].to(device)
     width, height = sizes.pop()
     sh = model.config.sh_degree
     g = {k: v.detach().float().contiguous() for k, v in g.items()}
@@ -233,22 +233,28 @@ def main() -> None:
         compare("guitar", g, vm, K, width, height, sh, "classic", args.repeats, args.chunk_elements, reference))
     print(json.dumps(report["scenes"][-1], indent=1), flush=True)
 
-    config = args.fox_config
-    if config is None:
-        if not (args.fox_data / "transforms.json").exists():
-            raise SystemExit(f"fox scene not found: {args.fox_data}/transforms.json (pass --fox-data or --fox-config)")
-        t0 = time.perf_counter()
-        config = train_fox(args.fox_data, args.fox_steps, args.workdir)
-        report["fox_train_s"] = time.perf_counter() - t0
-    g, vm, K, w, h, sh, mode, step = fox_scene(config, args.views, device)
-    scene = compare(f"fox splatfacto step {step}", g, vm, K, w, h, sh, mode, args.repeats, args.chunk_elements,
-                    reference)
-    scene["config"] = str(config)
-    report["scenes"].append(scene)
-
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))  # keep the guitar numbers even if the fox part fails
+    try:
+        config = args.fox_config
+        if config is None:
+            if not (args.fox_data / "transforms.json").exists():
+                raise RuntimeError(f"fox scene not found: {args.fox_data}/transforms.json "
+                                   "(pass --fox-data or --fox-config)")
+            t0 = time.perf_counter()
+            config = train_fox(args.fox_data, args.fox_steps, args.workdir)
+            report["fox_train_s"] = time.perf_counter() - t0
+        g, vm, K, w, h, sh, mode, step = fox_scene(config, args.views, device)
+        scene = compare(f"fox splatfacto step {step}", g, vm, K, w, h, sh, mode, args.repeats, args.chunk_elements,
+                        reference)
+        scene["config"] = str(config)
+        report["scenes"].append(scene)
+    except RuntimeError as err:
+        report["fox_error"] = str(err)
     args.out.write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
+    if "fox_error" in report:
+        raise SystemExit(f"fox scene failed: {report['fox_error'][:2000]}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -70,6 +71,24 @@ def build_random_model(path: Path, size: str, device: torch.device) -> dict:
     return counts
 
 
+def stage_device_alexnet(work: Path) -> str:
+    """The GPU machine has no network: hand the difix_ns metric cache the AlexNet weights .device/ ships
+    (``DEVICE_ALEXNET_FEATURES``, set by .device/setup.sh), unless the cache already holds them."""
+    from difix_ns.metrics.weights import cached_features_path
+
+    if cached_features_path("alexnet").exists():
+        return f"cached at {cached_features_path('alexnet')}"
+    shipped = os.environ.get("DEVICE_ALEXNET_FEATURES")
+    if not shipped or not Path(shipped).is_file():
+        return "not cached and DEVICE_ALEXNET_FEATURES unset: LPIPS will try the network"
+    if not os.environ.get("DIFIX_NS_CACHE"):
+        os.environ["DIFIX_NS_CACHE"] = str(work / "metric_cache")
+    target = cached_features_path("alexnet")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shipped, target)
+    return f"copied {shipped} -> {target}"
+
+
 def held_out_metrics(trainer, records, metrics) -> dict:
     from nifi_ns.evaluation.pairs_eval import aggregate, evaluate_pairs, group_by
 
@@ -104,6 +123,7 @@ def main(argv=None) -> int:
                         "+ perceptual matching + critic) on a GPU; restoration quality needs pretrained SD3/SD-Turbo "
                         "weights, so 'after' metrics are expected to be worse than 'before'.")}
 
+    result["alexnet_weights"] = stage_device_alexnet(work)
     from nifi_ns.training.data import scan_pairs
     from nifi_ns.training.synthetic_pairs import SEVERITY, write_synthetic_pairs
 
@@ -150,7 +170,10 @@ def main(argv=None) -> int:
     result["trainable_parameters"] = {"phi_minus": sum(p.numel() for p in trainer.params_minus),
                                       "phi_plus": sum(p.numel() for p in trainer.params_plus)}
 
-    metrics = PairMetrics(device, "alex", require_dists=False)
+    from difix_ns.metrics.weights import cached_features_path
+
+    # DISTS needs VGG16 weights; the GPU machine has none unless a difix_ns cache was carried (DIFIX_NS_CACHE)
+    metrics = PairMetrics(device, "alex", require_dists=False, with_dists=cached_features_path("vgg16").exists())
     result["dists_unavailable"] = metrics.dists_error
     t = time.time()
     result["held_out_at_init"] = held_out_metrics(trainer, test_records, metrics)

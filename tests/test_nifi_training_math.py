@@ -21,7 +21,7 @@ def test_surrogate_gradient_wrt_x_hat_is_exactly_g():
     assert torch.equal(grad, g)
     literal = 0.5 * (x_hat - (x_hat - g).detach()).pow(2).sum()  # the formula as written, for comparison
     (literal_grad,) = torch.autograd.grad(literal, x_hat)
-    assert float(loss) == pytest.approx(float(literal), rel=1e-5)
+    assert loss.item() == pytest.approx(literal.item(), rel=1e-5)
     assert torch.allclose(literal_grad, g, atol=1e-6)
     # through a network: the chain rule delivers g·∂x̂/∂φ, i.e. the same update as autograd on the literal form
     w = torch.randn(5, requires_grad=True)

@@ -55,8 +55,8 @@ def test_stock_ns_render_outputs_rgb_fixed(plugin_run):
     assert frames
     _two_panels(frames[0])
 
-    rt.run(["ns-render", "dataset", *common, "--split", "test", "--downscale-factor", "4",
-            "--output-path", str(work / "dataset")], env, work)
+    # (no --downscale-factor for dataset: it would select the dataparser's images_<n> folder)
+    rt.run(["ns-render", "dataset", *common, "--split", "test", "--output-path", str(work / "dataset")], env, work)
     plain = sorted((work / "dataset" / "test" / "rgb").glob("*.png"))
     fixed = sorted((work / "dataset" / "test" / "rgb_fixed").glob("*.png"))
     assert plain and [p.name for p in plain] == [p.name for p in fixed]

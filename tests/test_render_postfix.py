@@ -188,3 +188,59 @@ def test_hook_unplanned_small_frames_are_fixed_one_by_one(tiny_fixer_config):
     out = hook.get_outputs_for_camera(cam[0:1])
     assert out["rgb_fixed"].shape == (40, 40, 3)
     assert hook.last_reference == 2 and hook.fix_calls == 1
+
+
+# ---------------------------------------------------------------- viewer checkbox logic (fake viewer objects)
+
+
+class _Dropdown:
+    def __init__(self, value, options):
+        self.value, self.options = value, list(options)
+
+    def set_options(self, options):
+        self.options = list(options)
+        if self.value not in self.options:
+            self.value = self.options[0]
+
+
+class _Panel:
+    def __init__(self, split: bool):
+        keys = ["rgb", "depth", "accumulation", "background", "gl_z_buf_depth"]
+        self._output_render = _Dropdown("rgb", keys)
+        self._split_output_render = _Dropdown("gl_z_buf_depth", keys)
+        self.split = split
+
+    def update_output_options(self, options):  # same behaviour as nerfstudio's ControlPanel
+        self._output_render.set_options(options)
+        self._split_output_render.set_options(options)
+        self._split_output_render.value = options[-1]
+
+    def update_control_panel(self):
+        pass
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_viewer_checkbox_switches_output_and_split(split):
+    from types import SimpleNamespace
+
+    from difix_ns.render.viewer import DifixViewerControls
+
+    hook = SimpleNamespace(references=None)
+    controls = DifixViewerControls(hook, pipeline=None)
+    panel = _Panel(split)
+    machine = SimpleNamespace(output_keys=set(panel._output_render.options))
+    controls.viewer_handle.viewer = SimpleNamespace(control_panel=panel, render_statemachines={0: machine})
+
+    controls.fix_render.value = True
+    assert hook.viewer_enabled() is True
+    controls._on_toggle(controls.fix_render)
+    assert "rgb_fixed" in panel._output_render.options and "rgb_fixed" in machine.output_keys
+    if split:  # before/after wipe: rgb | rgb_fixed
+        assert (panel._output_render.value, panel._split_output_render.value) == ("rgb", "rgb_fixed")
+    else:
+        assert panel._output_render.value == "rgb_fixed"
+
+    controls.fix_render.value = False
+    controls._on_toggle(controls.fix_render)
+    assert panel._output_render.value == "rgb" and "rgb_fixed" not in panel._output_render.options
+    assert "rgb_fixed" not in machine.output_keys and not hook.viewer_enabled()

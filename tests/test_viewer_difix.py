@@ -49,7 +49,7 @@ def stock_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("viewer")
     env = rt.cpu_env(work)
     data = rt.make_fox_subset(FOX, work / "fox7", stride=8)
-    config = rt.train_tiny_run(data, work / "outputs", "splatfacto", iterations=10, env=env)
+    config = rt.train_tiny_run(data, work / "outputs", "splatfacto", iterations=5, env=env)
     from difix_ns.testing import save_tiny_difix
 
     return work, env, config, save_tiny_difix(work / "tiny_difix_ref", reference_mixing=True)
@@ -146,7 +146,7 @@ def test_difix_checkbox_switches_displayed_image(viewer_url, browser, tmp_path):
         def check():
             browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", label[0])
             a = _screenshot(browser, path)
-            time.sleep(4)
+            time.sleep(2)
             b = _screenshot(browser, path)
             region = _image_region(b)
             if np.abs(_image_region(a) - region).mean() > 0.5 or region.std() < 1.0:

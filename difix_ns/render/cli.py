@@ -49,7 +49,11 @@ def ensure_ffmpeg() -> str:
     found = shutil.which("ffmpeg")
     if found:
         return found
-    import imageio_ffmpeg
+    try:
+        import imageio_ffmpeg
+    except ImportError as err:
+        raise RuntimeError("no `ffmpeg` on PATH and imageio-ffmpeg is not installed: "
+                           "`pip install imageio-ffmpeg` or install ffmpeg") from err
 
     exe = imageio_ffmpeg.get_ffmpeg_exe()
     folder = Path(tempfile.mkdtemp(prefix="difix-ffmpeg-"))

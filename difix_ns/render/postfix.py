@@ -288,6 +288,23 @@ class DifixRenderHook:
         return F.interpolate(fixed, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
 
 
+def reference_dataset(pipeline: Any) -> Optional["InputDataset"]:
+    """The training views of a loaded pipeline, with image paths that can be read.
+
+    nerfstudio's ``test_mode="inference"`` (ns-render camera-path / dataset) parses the data with
+    ``downscale_factor=1`` to avoid opening images, so its file names point at full-resolution images that may not
+    exist (e.g. only ``images_4/`` is present). Then the training split is parsed again with the run's own settings.
+    """
+    datamanager = getattr(pipeline, "datamanager", None)
+    dataset = getattr(datamanager, "train_dataset", None)
+    if dataset is None or getattr(datamanager, "test_mode", None) != "inference":
+        return dataset
+    from nerfstudio.data.datasets.base_dataset import InputDataset
+
+    outputs = datamanager.config.dataparser.setup().get_dataparser_outputs(split="train")
+    return InputDataset(outputs)
+
+
 def get_render_hook(model: Any) -> Optional[DifixRenderHook]:
     """The hook installed on ``model`` (or None)."""
     return model.__dict__.get(HOOK_ATTR)
@@ -310,7 +327,7 @@ def install_render_fix(
     model = pipeline.model
     hook = get_render_hook(model)
     if hook is None:
-        dataset = getattr(getattr(pipeline, "datamanager", None), "train_dataset", None)
+        dataset = reference_dataset(pipeline)
         references = ReferenceViews.from_dataset(dataset) if dataset is not None and len(dataset) > 0 else None
         hook = DifixRenderHook(model, references, fixer_config, fixer_factory, enabled)
         model.__dict__[HOOK_ATTR] = hook

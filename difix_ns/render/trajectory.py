@@ -140,7 +140,7 @@ class TrajectoryRender:
         names = self.rendered_output_names or ([settings.OUTPUT_NAME] if self.postfix else ["rgb"])
         prepare_cpu()
         settings.enable_render_fix(self.postfix, self.fixer if self.postfix else None)
-        _, pipeline, _, _ = eval_setup(self.load_config, test_mode="inference")
+        _, pipeline, _, _ = eval_setup(self.load_config, test_mode="test")  # as ns-render interpolate
         hook = install_render_fix(pipeline, fixer_config=self.fixer, enabled=self.postfix, viewer_controls=False)
 
         datamanager = pipeline.datamanager

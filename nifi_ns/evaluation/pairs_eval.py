@@ -22,15 +22,16 @@ METRICS = ("lpips", "dists", "psnr", "ssim")
 class PairMetrics:
     """LPIPS(net) + DISTS + PSNR + SSIM per image from the shared ``difix_ns.metrics``."""
 
-    def __init__(self, device: str | torch.device = "cpu", lpips_net: str = "alex", require_dists: bool = True):
+    def __init__(self, device: str | torch.device = "cpu", lpips_net: str = "alex", require_dists: bool = True,
+                 with_dists: bool = True):
         from difix_ns.metrics import DISTS, LPIPS, MetricWeightsError, psnr, ssim
 
         self.device = torch.device(device)
         self.lpips_net = lpips_net
         self._lpips = LPIPS(lpips_net).to(self.device)
-        self.dists_error = None
+        self.dists_error = None if with_dists else "DISTS not requested"
         try:
-            self._dists = DISTS().to(self.device)
+            self._dists = DISTS().to(self.device) if with_dists else None
         except MetricWeightsError as err:  # VGG16 weights unobtainable (offline machine without the cache)
             if require_dists:
                 raise

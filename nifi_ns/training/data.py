@@ -152,11 +152,9 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
 class PairsDataset(torch.utils.data.Dataset):
     """Training pairs with one random crop shared by clean and degraded (both in [0,1])."""
 
-    def __init__(self, records: Sequence[PairRecord], crop_size: int, seed: int = 0):
+    def __init__(self, records: Sequence[PairRecord], crop_size: int):
         self.records = list(records)
-        self.crop_size = int(crop_size)
-        self.seed = seed
-        self.epoch = 0
+        self.crop_size = int(crop_size)  # crop positions come from torch's RNG (seeded per DataLoader worker)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -90,7 +90,7 @@ class NiFiTrainer:
         self.params_minus, self.params_plus = bb.generator_parameters(), bb.critic_parameters()
         self.opt_minus = torch.optim.AdamW(self.params_minus, lr=tc.lr_phi_minus, betas=betas, weight_decay=tc.weight_decay)
         self.opt_plus = torch.optim.AdamW(self.params_plus, lr=tc.lr_phi_plus, betas=betas, weight_decay=tc.weight_decay)
-        dataset = PairsDataset(self.train_records, tc.crop_size, seed=tc.seed)
+        dataset = PairsDataset(self.train_records, tc.crop_size)
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=tc.batch_size, shuffle=True, drop_last=len(dataset) >= tc.batch_size,
             num_workers=tc.num_workers, generator=torch.Generator().manual_seed(tc.seed),
