@@ -1,9 +1,9 @@
 """The "Difix: fix render" checkbox in a REAL browser: headless Chromium (Debian ``chromium`` + ``chromium-driver``)
-driven by Selenium against the nerfstudio viewer of a short splatfacto run.
+driven by Selenium against stock ``ns-viewer`` on a short ``difix3d-splatfacto`` run.
 
-The viewer is started with ``python -m difix_ns.render.viewer`` (``difix-viewer``: nerfstudio's ns-viewer with the
-Difix3D+ controls installed on any run) and a tiny random-weight fixer, so "on" shows the fixer's noise-like output:
-the check is that toggling switches the displayed image, not image quality.
+The run's fixer is a tiny random-weight model, so "on" shows the fixer's noise-like output: the check is that
+toggling switches the displayed image, not image quality. (``difix-viewer`` adds the same controls to runs of
+stock methods; it shares this code path.)
 Set ``DIFIX_VIEWER_SCREENSHOTS=<dir>`` to keep the two screenshots (the pair in docs/ was made this way).
 """
 from __future__ import annotations
@@ -49,10 +49,14 @@ def stock_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("viewer")
     env = rt.cpu_env(work)
     data = rt.make_fox_subset(FOX, work / "fox7", stride=8)
-    config = rt.train_tiny_run(data, work / "outputs", "splatfacto", iterations=5, env=env)
     from difix_ns.testing import save_tiny_difix
 
-    return work, env, config, save_tiny_difix(work / "tiny_difix_ref", reference_mixing=True)
+    tiny = save_tiny_difix(work / "tiny_difix_ref", reference_mixing=True)
+    # A difix3d-splatfacto run: its config carries the fixer, so *stock* ns-viewer shows the Difix controls.
+    fixer = ["--pipeline.fixer.model-name", str(tiny), "--pipeline.fixer.dtype", "float32",
+             "--pipeline.fixer.device", "cpu"]
+    config = rt.train_tiny_run(data, work / "outputs", "difix3d-splatfacto", iterations=5, extra=fixer, env=env)
+    return work, env, config, tiny
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +65,8 @@ def viewer_url(stock_run):
     port = _free_port()
     log = open(work / "viewer.log", "w")
     proc = subprocess.Popen(
-        [*rt.python_module("difix_ns.render.viewer"), "--load-config", str(config),
-         "--viewer.websocket-host", "127.0.0.1", "--viewer.websocket-port", str(port),
-         "--fixer.model-name", str(tiny), "--fixer.dtype", "float32", "--fixer.device", "cpu"],
+        ["ns-viewer", "--load-config", str(config),
+         "--viewer.websocket-host", "127.0.0.1", "--viewer.websocket-port", str(port)],
         env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT,
     )
     try:

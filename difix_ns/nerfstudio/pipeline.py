@@ -148,6 +148,11 @@ class Difix3DPipeline(VanillaPipeline):
             )
         self._lazy_fixer = _LazyFixer(config.fixer)
         self._fix_state = _FixState()
+        # Difix3D+: an `rgb_fixed` output for ns-render / the viewer, sharing this pipeline's fixer. It stays off
+        # (zero cost) unless switched on by ns-render's output names, ns-difix-render or the viewer checkbox.
+        from difix_ns.render.postfix import install_render_fix
+
+        self._render_hook = install_render_fix(self, fixer_factory=self.get_fixer)
 
     # ---------------------------------------------------------------- training step
     @profiler.time_function
@@ -298,13 +303,15 @@ class Difix3DPipeline(VanillaPipeline):
         was_training = model.training
         model.eval()
         renders, alphas = [], []
-        try:
-            for i in range(len(cameras)):
-                out = model.get_outputs_for_camera(cameras[i : i + 1].to(self.device))
-                renders.append(out["rgb"][..., :3].clamp(0, 1).float())  # [H, W, 3]
-                alphas.append(out["accumulation"].reshape(*out["rgb"].shape[:2], 1).float())  # [H, W, 1]
-        finally:
-            model.train(was_training)
+        # Fix-round renders must be the raw model, never post-fixed (the viewer checkbox may be ticked).
+        with self._render_hook.disabled():
+            try:
+                for i in range(len(cameras)):
+                    out = model.get_outputs_for_camera(cameras[i : i + 1].to(self.device))
+                    renders.append(out["rgb"][..., :3].clamp(0, 1).float())  # [H, W, 3]
+                    alphas.append(out["accumulation"].reshape(*out["rgb"].shape[:2], 1).float())  # [H, W, 1]
+            finally:
+                model.train(was_training)
         refs = [self._reference_like(int(r), img) for r, img in zip(ref_idx, renders)]
         fixed = self._fix_images(renders, refs)
         threshold = self.config.alpha_threshold if self.config.use_alpha_mask else -1.0

@@ -50,7 +50,7 @@ def compress_model(
     model, datamanager, rate: float, settings: CompressionSettings, optimizers: Any = None
 ) -> Tuple[bytes, Dict[str, Any]]:
     """Container bytes + JSON-able report for a splatfacto `model` at `rate` (see module docstring)."""
-    from nifi_ns.codec import CameraSet, compress_with_report, importance_scores
+    from nifi_ns.codec import CameraSet, compress_with_report, importance_order
     from nifi_ns.io.ply import inria_ply_num_bytes
     from nifi_ns.nerfstudio.finetune import current_lrs, finetune_splat
 
@@ -60,8 +60,9 @@ def compress_model(
     target_mb = settings.target_mb
 
     # 1. prune: budget from a trial encode, then keep the top-importance Gaussians at the budget's SH degree.
-    _, trial = compress_with_report(splat, rate=rate, target_mb=target_mb, cameras=cameras)
-    order = np.argsort(-importance_scores(splat, cameras), kind="stable")
+    # The codec's own ranking (ties broken by opacity), computed once and shared with the trial encode.
+    order = importance_order(splat, cameras)
+    _, trial = compress_with_report(splat, rate=rate, target_mb=target_mb, cameras=cameras, order=order)
     pruned = splat.subset(np.sort(order[: trial.num_gaussians])).with_sh_degree(trial.sh_degree)
 
     # 2. fine-tune the survivors (skipped when finetune_steps == 0).
