@@ -7,7 +7,7 @@ Each round (at ``fix_steps`` or every ``fix_every`` steps, run BEFORE the traini
 2. render the novel views with ``model.get_outputs_for_camera`` (eval mode, no grad);
 3. fix them with Difix, each with its nearest training view (translation/extent + rotation angle) as reference;
 4. replace (or accumulate into) the datamanager's novel-view pool, with opacity masks ``accumulation > alpha``;
-5. write ``<run>/difix_rounds/step_XXXXXXXXX/{render,fixed,reference,alpha,mask}/NNNN.png`` and ``poses.json``
+5. write ``<run>/difix_rounds/step_<step, 9 digits>/{render,fixed,reference,alpha,mask}/NNNN.png`` and ``poses.json``
    (written last: it marks the round as complete).
 
 On ``--load-dir`` / ``--load-checkpoint`` the rounds found next to the loaded checkpoint with a step before the
