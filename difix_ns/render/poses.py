@@ -9,46 +9,27 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from difix_ns.nerfstudio.poses import pose_distance, rotation_angle, scene_extent  # noqa: F401 (re-exported)
+
 ROTATION_WEIGHT = 1.0
-"""Weight of one radian of viewing-direction change against one scene-scale unit of camera translation."""
+"""Weight of one radian of viewing-direction change against one scene-extent unit of camera translation."""
 
 
-def scene_scale(positions: Tensor) -> Tensor:
-    """Scene extent: the largest distance of a camera centre to the centroid of all centres.
+def pose_distances(query: Tensor, candidates: Tensor, scale: float | None = None) -> Tensor:
+    """Translation + rotation distance of each query pose to each candidate pose, in the fix rounds' units.
 
-    Normalising translations by it makes the nearest-view score independent of the dataparser's scene scale; it is
-    the same unit the Difix3D fix rounds use (``difix_ns.nerfstudio.poses.scene_extent``), so training-time and
-    render-time references agree. positions: [N, 3]. Returns a positive scalar tensor.
-    """
-    if positions.shape[0] < 2:
-        return positions.new_tensor(1.0)
-    spread = (positions - positions.mean(dim=0, keepdim=True)).norm(dim=-1).max()
-    return spread if spread > 1e-9 else positions.new_tensor(1.0)
-
-
-def rotation_angle(rot_a: Tensor, rot_b: Tensor) -> Tensor:
-    """Geodesic angle in radians between rotations. rot_a: [..., 3, 3], rot_b: [..., 3, 3] (broadcast)."""
-    rel = rot_a.transpose(-1, -2) @ rot_b
-    cos = ((rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0).clamp(-1.0, 1.0)
-    return torch.arccos(cos)
-
-
-def pose_distances(query: Tensor, candidates: Tensor, scale: Tensor | float | None = None) -> Tensor:
-    """Translation + rotation distance of each query pose to each candidate pose.
-
-    ``d = |t_q - t_c| / scale + ROTATION_WEIGHT * angle(R_q, R_c)``; scale defaults to ``scene_scale(candidates)``.
-    query: [Q, 3, 4], candidates: [N, 3, 4]. Returns [Q, N].
+    ``d = |t_q - t_c| / scale + ROTATION_WEIGHT * angle(R_q, R_c)``; ``scale`` defaults to
+    ``scene_extent(candidates)``, the unit the Difix3D fix rounds use, so training-time and render-time references
+    agree whatever the dataparser's scene scale. query: [Q, 3, 4], candidates: [N, 3, 4]. Returns [Q, N].
     """
     query = query.float()
     candidates = candidates.float().to(query.device)
     if scale is None:
-        scale = scene_scale(candidates[:, :3, 3])
-    trans = torch.cdist(query[:, :3, 3], candidates[:, :3, 3]) / scale  # [Q, N]
-    rot = rotation_angle(query[:, None, :3, :3], candidates[None, :, :3, :3])  # [Q, N]
-    return trans + ROTATION_WEIGHT * rot
+        scale = scene_extent(candidates)
+    return pose_distance(query, candidates, float(scale), ROTATION_WEIGHT)
 
 
-def nearest_view(query: Tensor, candidates: Tensor, scale: Tensor | float | None = None) -> Tensor:
+def nearest_view(query: Tensor, candidates: Tensor, scale: float | None = None) -> Tensor:
     """Index of the nearest candidate pose for every query pose. query: [Q, 3, 4], candidates: [N, 3, 4] -> [Q]."""
     if candidates.shape[0] == 0:
         raise ValueError("nearest_view: there are no candidate (training) poses to choose a reference from")

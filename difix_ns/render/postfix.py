@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from difix_ns.render import settings
-from difix_ns.render.poses import nearest_view, scene_scale
+from difix_ns.render.poses import nearest_view, scene_extent
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
@@ -126,7 +126,7 @@ class DifixRenderHook:
         self._prefetched: Dict[tuple, Dict[str, Tensor]] = {}
         self._ref_cache = _LRU(4096)  # camera key -> training index, "cached per frame"
         self._ref_images = _LRU(32)  # (training index, H, W) -> [3, H, W]
-        self._scale = scene_scale(references.c2w[:, :3, 3]) if references is not None and len(references) else None
+        self._scale = scene_extent(references.c2w) if references is not None and len(references) else None
         self._lock = threading.RLock()  # viewer render threads and the main thread may both render
         self.last_reference: Optional[int] = None
         self.frames_fixed = 0
