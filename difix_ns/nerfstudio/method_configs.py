@@ -18,7 +18,7 @@ from difix_ns.nerfstudio.pipeline import Difix3DPipelineConfig
 from difix_ns.nerfstudio.stock_configs import (
     install_cpu_support_if_available,
     nerfacto_optimizers,
-    splatfacto_optimizers,
+    splatfacto_trainer_settings,
 )
 
 
@@ -58,12 +58,6 @@ difix3d_method = MethodSpecification(
 difix3d_splatfacto_method = MethodSpecification(
     config=TrainerConfig(
         method_name="difix3d-splatfacto",
-        steps_per_eval_image=100,
-        steps_per_eval_batch=0,
-        steps_per_save=2000,
-        steps_per_eval_all_images=1000,
-        max_num_iterations=30000,
-        mixed_precision=False,
         pipeline=Difix3DPipelineConfig(
             datamanager=Difix3DFullImageDatamanagerConfig(
                 dataparser=NerfstudioDataParserConfig(load_3D_points=True),
@@ -75,9 +69,7 @@ difix3d_splatfacto_method = MethodSpecification(
             pool_loss_weight=0.3,
             train_loss_weight=1.5,
         ),
-        optimizers=splatfacto_optimizers(),
-        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
-        vis="viewer",
+        **splatfacto_trainer_settings(),
     ),
     description="Difix3D on splatfacto (gsplat): progressive training on Difix-fixed novel views (every 3000 steps).",
 )

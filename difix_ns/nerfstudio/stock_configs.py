@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 
@@ -42,6 +43,21 @@ def splatfacto_optimizers() -> dict:
         "camera_opt": _adam(1e-4, final=5e-7, warmup=1000),
         "bilateral_grid": _adam(2e-3, final=1e-4, warmup=1000),
     }
+
+
+def splatfacto_trainer_settings() -> dict:
+    """Stock splatfacto ``TrainerConfig`` fields (everything but ``method_name`` and ``pipeline``)."""
+    return dict(
+        steps_per_eval_image=100,
+        steps_per_eval_batch=0,
+        steps_per_save=2000,
+        steps_per_eval_all_images=1000,
+        max_num_iterations=30000,
+        mixed_precision=False,
+        optimizers=splatfacto_optimizers(),
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
+        vis="viewer",
+    )
 
 
 def install_cpu_support_if_available() -> None:

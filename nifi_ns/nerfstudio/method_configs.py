@@ -5,14 +5,13 @@ so only nerfstudio config classes are imported here; the codec, metrics and rest
 """
 from __future__ import annotations
 
-from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.models.splatfacto import SplatfactoModelConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from difix_ns.nerfstudio.stock_configs import install_cpu_support_if_available, splatfacto_optimizers
+from difix_ns.nerfstudio.stock_configs import install_cpu_support_if_available, splatfacto_trainer_settings
 from nifi_ns.nerfstudio.nifi_pipeline import NifiPipelineConfig
 
 
@@ -23,12 +22,6 @@ def nifi_splatfacto_config() -> TrainerConfig:
     """The `nifi-splatfacto` trainer config: stock splatfacto hyper-parameters plus the NiFi pipeline."""
     return TrainerConfig(
         method_name="nifi-splatfacto",
-        steps_per_eval_image=100,
-        steps_per_eval_batch=0,
-        steps_per_save=2000,
-        steps_per_eval_all_images=1000,
-        max_num_iterations=30000,
-        mixed_precision=False,
         pipeline=NifiPipelineConfig(
             datamanager=FullImageDatamanagerConfig(
                 dataparser=NerfstudioDataParserConfig(load_3D_points=True),
@@ -36,9 +29,7 @@ def nifi_splatfacto_config() -> TrainerConfig:
             ),
             model=SplatfactoModelConfig(),
         ),
-        optimizers=splatfacto_optimizers(),
-        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
-        vis="viewer",
+        **splatfacto_trainer_settings(),
     )
 
 
