@@ -1,6 +1,6 @@
 """Random-weight Difix models in the exact Hugging Face layout, for offline tests and benchmarks.
 
-``save_tiny_difix(path, reference_mixing)`` writes a ~2 MB model whose module structure and state-dict key names
+``save_tiny_difix(path, reference_mixing)`` writes a ~4 MB model whose module structure and state-dict key names
 equal the real ``nvidia/difix`` / ``nvidia/difix_ref`` (338 VAE keys, 686 UNet keys; only the widths are small),
 with a tiny CLIP tokenizer built offline. ``build_difix_pipeline(size="real")`` builds the SD-Turbo-sized
 architecture in memory (random weights) for timing. Random weights prove plumbing, not quality.

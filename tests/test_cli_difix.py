@@ -86,6 +86,51 @@ def test_folder_with_reference_folder_and_video(tiny_ref, fox, tmp_path, capsys)
     assert not np.array_equal(np.array(Image.open(out / "0001.png")), np.array(Image.open(out2 / "0001.png")))
 
 
+def test_seed_difix3d_plus_command_with_fewer_references_than_renders(tiny_ref, fox, tmp_path, capsys):
+    # The seed's command pairs a folder of trajectory renders with the (fewer) training photos, as written.
+    train2 = tmp_path / "train2"
+    train2.mkdir()
+    for p in sorted(fox["train"].iterdir())[:2]:
+        shutil.copy(p, train2 / p.name)
+    seed_flags = ["--model_name", str(tiny_ref), "--input_image", str(fox["renders"]), "--ref_image", str(train2),
+                  "--prompt", "remove degradation", "--timestep", "199"]
+    code, err = run_cli(fix_images.main, seed_flags + ["--output_dir", str(tmp_path / "auto")], capsys)
+    assert code == 0, err
+    assert "2 images for 3 inputs" in err and "most similar reference" in err
+    code, err = run_cli(fix_images.main, seed_flags + ["--output_dir", str(tmp_path / "similar"),
+                                                       "--ref_match", "similar"], capsys)
+    assert code == 0, err
+    for name in ("0000.png", "0001.png", "0002.png"):
+        auto = np.array(Image.open(tmp_path / "auto" / name))
+        assert auto.shape == (160, 96, 3) and np.array_equal(auto, np.array(Image.open(tmp_path / "similar" / name)))
+
+
+def test_plain_model_ignores_a_reference_folder(fox, tmp_path, capsys):
+    from difix_ns.testing import save_tiny_difix
+
+    plain = save_tiny_difix(tmp_path / "tiny_difix", reference_mixing=False)
+    out = tmp_path / "o"
+    code, err = run_cli(fix_images.main, ["--input_image", str(fox["renders"] / "0000.png"), "--ref_image",
+                                          str(fox["train"]), "--ref_match", "similar", "--output_dir", str(out),
+                                          "--model_name", str(plain)], capsys)
+    assert code == 0, err
+    assert "no reference mixing" in err and sorted(p.name for p in out.iterdir()) == ["0000.png"]
+
+
+def test_console_scripts_are_installed_with_the_seed_flags():
+    bindir = Path(sys.executable).parent
+    for name, flags in [("difix-fix", ["--input_image", "--ref_image", "--output_dir", "--model_name", "--prompt",
+                                       "--timestep", "--video"]),
+                        ("difix-enhance-video", ["--input", "--output", "--use-ref", "--ref-images"]),
+                        ("difix-demo", ["--output_dir", "--model_name"])]:
+        script = bindir / name
+        if not script.exists():
+            pytest.skip(f"{script} not found: the package is not pip-installed in this interpreter's environment")
+        proc = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert all(flag in proc.stdout for flag in flags), proc.stdout
+
+
 def test_processing_size_and_similar_matching(tiny_ref, fox, tmp_path, capsys):
     refs = fox["root"] / "two_refs"
     refs.mkdir()
@@ -116,8 +161,8 @@ def test_bad_inputs_fail_cleanly(tiny_ref, fox, tmp_path, capsys):
         (["--input_image", str(tmp_path / "missing.png")], "missing.png"),
         (["--input_image", str(tmp_path / "text.png")], "not an image"),
         (["--input_image", str(tmp_path / "tiny.png")], "smaller than the 64 px minimum"),
-        (["--input_image", str(fox["renders"]), "--ref_image", str(EXAMPLES)],
-         f"has 2 images but --input_image has 3"),
+        (["--input_image", str(fox["renders"]), "--ref_image", str(EXAMPLES), "--ref_match", "order"],
+         "has 2 images but --input_image has 3"),
         (["--input_image", str(fox["renders"]), "--ref_image", str(tmp_path / "text.png")], "text.png"),
     ]
     for extra, needle in cases:
@@ -140,7 +185,7 @@ def test_corrupt_input_mid_run_leaves_nothing(tiny_ref, fox, tmp_path, capsys):
     assert (out / "0000.png").read_text() == "pre-existing file"
 
 
-def test_bad_models_fail_cleanly(tiny_ref, fox, tmp_path, capsys):
+def test_bad_models_fail_cleanly(tiny_ref, fox, tmp_path, capsys, monkeypatch):
     from safetensors.torch import load_file, save_file
 
     broken = tmp_path / "broken_model"
@@ -157,8 +202,15 @@ def test_bad_models_fail_cleanly(tiny_ref, fox, tmp_path, capsys):
     assert str(broken) in err
     code, err = run_cli(fix_images.main, args + ["--model_name", str(tmp_path / "no_such_model")], capsys)
     _assert_failed_cleanly(code, err, "no_such_model", out)
-    code, err = run_cli(fix_images.main, args + ["--model_name", "nvidia/difix_ref"], capsys)
-    _assert_failed_cleanly(code, err, "nvidia/difix_ref", out)
+    # An unreachable hub id: offline mode, and an id no cache can hold, so the test never reaches a hub.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, err = run_cli(fix_images.main, args + ["--model_name", "difix-ns-tests/no-such-model"], capsys)
+    _assert_failed_cleanly(code, err, "--model_name difix-ns-tests/no-such-model", out)
+    assert "HF_HUB_OFFLINE" in err
+    never = tmp_path / "never_video" / "o.mp4"
+    code, err = run_cli(enhance_video.main, ["--input", str(fox["video"]), "--output", str(never), "--model_name",
+                                             "difix-ns-tests/no-such-model"], capsys)
+    _assert_failed_cleanly(code, err, "difix-ns-tests/no-such-model", never.parent)
 
 
 def test_enhance_video_keeps_frames_and_fps(tiny_ref, fox, tmp_path, capsys):
@@ -174,7 +226,8 @@ def test_enhance_video_keeps_frames_and_fps(tiny_ref, fox, tmp_path, capsys):
 def test_enhance_video_seed_script_and_errors(tiny_ref, fox, tmp_path, capsys):
     out = tmp_path / "enh.mp4"
     proc = subprocess.run([sys.executable, "scripts/enhance_existing_video.py", "--input", str(fox["video"]),
-                           "--output", str(out), "--model_name", str(tiny_ref)], cwd=ROOT, capture_output=True,
+                           "--output", str(out), "--use-ref", "--ref-images", str(fox["train"]),
+                           "--model_name", str(tiny_ref)], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     assert video_info(out)[:2] == (24.0, 6)

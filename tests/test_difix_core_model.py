@@ -90,6 +90,53 @@ def test_real_size_text_encoder_has_the_372_checkpoint_tensors():
     assert sum(p.numel() for p in model.parameters()) == 340_387_840
 
 
+@pytest.mark.parametrize(
+    "bundled, reference",
+    [
+        ("unet_config.json", "difix_unet_config.json"),
+        ("vae_config.json", "difix_vae_config.json"),
+        ("scheduler_config.json", "difix_scheduler_config.json"),
+        ("text_encoder_config.json", "difix_ref_text_encoder_config.json"),
+    ],
+)
+def test_bundled_configs_equal_the_reconstructed_checkpoint_configs(bundled, reference):
+    from importlib import resources
+
+    ours = json.loads((resources.files("difix_ns.models") / "configs" / bundled).read_text())
+    assert ours == json.loads(_reference_file(reference).read_text())
+    if bundled == "text_encoder_config.json":
+        assert ours["num_hidden_layers"] == 23 and ours["hidden_size"] == 1024
+
+
+def test_fresh_vae_starts_with_near_zero_skips_and_zero_lora_b():
+    from difix_ns.models.autoencoder import DifixAutoencoderKL
+    from difix_ns.models.configs import tiny_configs
+
+    vae = DifixAutoencoderKL.from_config(tiny_configs(vocab_size=600)["vae"])
+    skips = {k: v for k, v in vae.state_dict().items() if "skip_conv" in k and "base_layer" in k}
+    assert len(skips) == 4 and all(bool((v == 1e-5).all()) for v in skips.values())
+    lora_b = [v for k, v in vae.state_dict().items() if "lora_B.vae_skip" in k]
+    assert len(lora_b) == 43 and all(not v.any() for v in lora_b)  # PEFT gaussian init: the adapter starts as a no-op
+
+
+def test_trust_remote_code_is_accepted_and_no_checkpoint_code_runs(tiny_dirs, tmp_path):
+    from difix_ns.diffusion.hub import DEFAULT_ALLOW_PATTERNS
+
+    assert not any(p.endswith(".py") or p == "*" for p in DEFAULT_ALLOW_PATTERNS)  # hub snapshots skip *.py
+    folder = tmp_path / "with_remote_code"
+    shutil.copytree(tiny_dirs["ref"], folder)
+    marker = tmp_path / "remote_code_ran"
+    payload = f"open({str(marker)!r}, 'w').write('ran')\nraise RuntimeError('remote code executed')\n"
+    for name in ("vae/autoencoder_kl.py", "unet/unet_2d_condition.py", "pipeline_difix.py"):
+        (folder / name).write_text(payload)  # what nvidia/difix_ref ships next to its weights
+    x, refs = torch.rand(1, 3, 64, 64) * 2 - 1, torch.rand(1, 1, 3, 64, 64) * 2 - 1
+    pipe = DifixPipeline.from_pretrained(folder, trust_remote_code=True)
+    assert not marker.exists()
+    assert type(pipe.vae).__module__ == "difix_ns.models.autoencoder"
+    assert pipe.reference_mixing  # the model_index entry is read as a description, the .py is never imported
+    assert torch.equal(pipe.restore(x, refs), DifixPipeline.from_pretrained(tiny_dirs["ref"]).restore(x, refs))
+
+
 def test_tiny_models_use_the_real_layout_and_key_names(tiny_dirs):
     from safetensors import safe_open
 

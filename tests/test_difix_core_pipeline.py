@@ -55,6 +55,15 @@ def test_seed_api_odd_size_with_and_without_reference(ref_pipe):
     assert np.abs(np.asarray(with_ref, float) - np.asarray(without, float)).mean() > 0.01
 
 
+def test_seed_api_on_the_plain_difix_layout(tiny_dirs):
+    # The seed guide's first form: nvidia/difix (no reference mixing), no ref_image. A ref passed anyway is ignored.
+    pipe = DifixPipeline.from_pretrained(str(tiny_dirs["plain"]), trust_remote_code=True).to("cpu")
+    image = _noise_image(131, 77, 20)
+    out = _seed_call(pipe, image)
+    assert out.size == (131, 77) and out.mode == "RGB"
+    assert np.array_equal(np.asarray(out), np.asarray(_seed_call(pipe, image, _noise_image(131, 77, 21))))
+
+
 def test_reference_changes_output_and_repeats_are_bit_identical(ref_pipe):
     image, ref_a, ref_b = _noise_image(96, 72, 2), _noise_image(96, 72, 3), _noise_image(96, 72, 4)
     first = np.asarray(_seed_call(ref_pipe, image, ref_a))

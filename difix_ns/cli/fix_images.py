@@ -46,10 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an image file or a folder of images (png/jpg/jpeg/webp, processed in sorted order)")
     p.add_argument("--ref_image", "--ref-image", default=None,
                    help="reference view(s): one file used for every input, or a folder paired with the inputs")
-    p.add_argument("--ref_match", "--ref-match", choices=("order", "similar"), default="order",
+    p.add_argument("--ref_match", "--ref-match", choices=("auto", "order", "similar"), default="auto",
                    help="pairing for a --ref_image folder: 'order' pairs the i-th sorted input with the i-th sorted "
-                        "reference (the counts must match); 'similar' picks, per input, the reference with the "
-                        "closest 32x32 downsampled pixels (any count) [default: order]")
+                        "reference (the counts must match, else error); 'similar' picks, per input, the reference "
+                        "with the closest 32x32 downsampled pixels (any count); 'auto' uses 'order' when the counts "
+                        "match and 'similar' otherwise (e.g. the seed's 30 renders vs 4 training images) "
+                        "[default: auto]")
     p.add_argument("--output_dir", "--output-dir", required=True, help="where the fixed images are written")
     p.add_argument("--height", type=int, default=0, help="processing height; 0 keeps the input size")
     p.add_argument("--width", type=int, default=0, help="processing width; 0 keeps the input size")
@@ -70,20 +72,29 @@ def _processing_size(size: Tuple[int, int], height: int, width: int) -> Tuple[in
     return height, width
 
 
-def _pair_references(args, inputs: List[Path]) -> Optional[List[Path]]:
-    """References per input (None when no --ref_image); 'similar' mode returns the candidate list instead."""
+def _pair_references(args, inputs: List[Path]) -> Tuple[Optional[List[Path]], bool]:
+    """(references, similar): one reference per input in order, or (similar=True) the candidates to pick from.
+
+    ``--ref_match auto`` keeps upstream's sorted-order pairing when a folder has one reference per input and falls
+    back to similarity matching otherwise, so the seed's Difix3D+ command (a trajectory of renders against the
+    handful of training photos) runs as written.
+    """
     if args.ref_image is None:
-        return None
+        return None, False
     refs = resolve_images(args.ref_image, what="--ref_image")
     for r in refs:
         probe_image(r, what="reference image")
     if not Path(args.ref_image).is_dir():
-        return refs * len(inputs)
+        return refs * len(inputs), False
     if args.ref_match == "order" and len(refs) != len(inputs):
         raise InputError(
             f"--ref_image folder {args.ref_image} has {len(refs)} images but --input_image has {len(inputs)}; "
             "give one reference per input, a single reference file, or --ref_match similar")
-    return refs
+    similar = args.ref_match == "similar" or (args.ref_match == "auto" and len(refs) != len(inputs))
+    if similar and args.ref_match == "auto":
+        console.print(f"[yellow]note:[/] --ref_image folder has {len(refs)} images for {len(inputs)} inputs; "
+                      "pairing each input with its most similar reference (--ref_match similar)")
+    return refs, similar
 
 
 @cli_main
@@ -109,13 +120,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if min(ph, pw) < 64:
             raise InputError(f"--height/--width give a {pw}x{ph} processing size for {size[0]}x{size[1]} inputs; "
                              "Difix needs at least 64 px per side")
-    refs = _pair_references(args, inputs)
-    similar = refs is not None and args.ref_match == "similar" and Path(args.ref_image).is_dir()
+    refs, similar = _pair_references(args, inputs)
 
     fixer = load_fixer(args)
     if refs is not None and not fixer.uses_references:
         console.print(f"[yellow]warning:[/] model {args.model_name} has no reference mixing; --ref_image is ignored")
-        refs = None
+        refs, similar = None, False
     ref_keys = torch.stack([thumbnail(load_image_tensor(r, "reference image")) for r in refs]) if similar else None
     ref_cache: Dict[Path, torch.Tensor] = {}
 
