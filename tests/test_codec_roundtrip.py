@@ -129,6 +129,18 @@ def test_target_mb_is_met(guitar, target_mb):
     assert report.target_mb == target_mb
 
 
+def test_small_targets_dominated_by_the_fixed_overhead():
+    """Header, histograms and tables cost ~1.1 kB: any target above the one-Gaussian container must be met."""
+    splat = GaussianSplat.random(200, sh_degree=3, seed=0)
+    smallest = len(compress(splat, config=preset_config(1.0, max_gaussians=1)))
+    for target_bytes in (smallest + 40, smallest + 200, 1572, 2100):
+        blob, report = compress_with_report(splat, rate=1.0, target_mb=target_bytes / MB)
+        assert len(blob) <= target_bytes and report.num_gaussians >= 1
+        assert decompress(blob).num_gaussians == report.num_gaussians
+    with pytest.raises(ValueError, match="below the smallest container"):
+        compress(splat, rate=1.0, target_mb=(smallest - 1) / MB)
+
+
 def test_bad_arguments(scene):
     with pytest.raises(ValueError, match="not a preset"):
         compress(scene, rate=0.3)

@@ -2,12 +2,16 @@
 
     ns-nifi-export --load-config outputs/fox/splatfacto/<run>/config.yml --rate 0.5 --output-dir exports/fox
     ns-nifi-export --input-ply scene.ply --target-mb 0.3 --output-dir exports/scene
+    ns-nifi-export --input-nifi outputs/fox/nifi-splatfacto/<run>/nifi/rate_0.5.nifi --output-dir exports/fox
 
 Writes `scene.nifi`, `scene_decoded.ply` (INRIA layout of the decoded Gaussians) and `report.json`.
+`--input-nifi` re-exports an existing container (e.g. the fine-tuned ones `nifi-splatfacto` writes into its run
+directory) without re-encoding it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -16,8 +20,8 @@ from typing import Literal, Optional
 
 import tyro
 
-from nifi_ns.codec import CompressionReport, compress_with_report, decompress, preset_config
-from nifi_ns.io import GaussianSplat, read_ply, write_ply
+from nifi_ns.codec import CompressionReport, compress_with_report, decompress, preset_config, read_header
+from nifi_ns.io import GaussianSplat, inria_ply_num_bytes, read_ply, write_ply
 
 
 def load_splatfacto_run(config_path: Path) -> tuple[GaussianSplat, object]:
@@ -60,18 +64,26 @@ class ExportNix:
     """config.yml of a trained splatfacto-family run."""
     input_ply: Optional[Path] = None
     """A 3DGS PLY instead of a run (INRIA layout or PlayCanvas compressed)."""
+    input_nifi: Optional[Path] = None
+    """An existing Nix container (e.g. <run>/nifi/rate_0.5.nifi): copied as is and decoded (no re-encoding;
+    --rate/--target-mb must not be given)."""
     rate: Optional[float] = None
     """Rate preset lambda: 0.1, 0.5 or 1.0 (larger = smaller file: ~1.15 / 0.36 / 0.22 MB)."""
     target_mb: Optional[float] = None
     """Target container size in MB (2^20 bytes); overrides the preset's target."""
     use_train_cameras: bool = True
     """Weight pruning importance by the run's training cameras (ignored for --input-ply)."""
-    entropy_coder: Literal["rans", "lzma"] = "rans"
-    """Entropy coder (rans = constriction range-ANS; lzma = stdlib baseline)."""
+    entropy_coder: Literal["auto", "rans", "lzma"] = "auto"
+    """Entropy coder: rans (constriction range-ANS), lzma (stdlib baseline) or auto (per stream, the shorter)."""
 
     def main(self) -> CompressionReport:
-        if (self.load_config is None) == (self.input_ply is None):
-            raise ValueError("give exactly one of --load-config or --input-ply")
+        sources = [s for s in (self.load_config, self.input_ply, self.input_nifi) if s is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of --load-config, --input-ply or --input-nifi")
+        if self.input_nifi is not None:
+            if self.rate is not None or self.target_mb is not None:
+                raise ValueError("--input-nifi re-exports a finished container: drop --rate/--target-mb")
+            return self._export_container()
         if self.rate is None and self.target_mb is None:
             raise ValueError("give --rate (0.1, 0.5 or 1.0) and/or --target-mb")
         config = preset_config(self.rate if self.rate is not None else 0.5, entropy_coder=self.entropy_coder)
@@ -86,16 +98,64 @@ class ExportNix:
             cameras=cameras if self.use_train_cameras else None,
             config=config,
         )
-        decoded = decompress(blob)
+        return self._write(blob, report, str(self.load_config or self.input_ply))
 
+    def _export_container(self) -> CompressionReport:
+        path = self.input_nifi
+        if not path.is_file():
+            raise FileNotFoundError(f"--input-nifi: {path} does not exist")
+        blob = path.read_bytes()
+        try:
+            decoded, header = decompress(blob), read_header(blob)
+        except ValueError as err:
+            raise ValueError(f"--input-nifi {path}: {err}") from err
+        source, encoder = header.get("source", {}), header.get("encoder", {})
+        reference = {
+            "ply_bytes": source.get("ply_bytes"),
+            "num_input_gaussians": source.get("num_gaussians"),
+            "input_sh_degree": source.get("sh_degree"),
+        }
+        # A nifi-splatfacto container was encoded from the pruned, fine-tuned Gaussians; its run report (same
+        # stem, .json) names the trained model, the reference ns-eval's compression_ratio uses.
+        run_report = path.with_suffix(".json")
+        if run_report.is_file():
+            try:
+                info = json.loads(run_report.read_text())
+            except (OSError, ValueError):
+                info = {}
+            if isinstance(info, dict) and info.get("sha256") == hashlib.sha256(blob).hexdigest():
+                reference.update({k: info[k] for k in reference if isinstance(info.get(k), int)})
+        report = CompressionReport(
+            size_bytes=len(blob),
+            num_gaussians=decoded.num_gaussians,
+            num_input_gaussians=int(reference["num_input_gaussians"] or decoded.num_gaussians),
+            sh_degree=decoded.sh_degree,
+            input_sh_degree=int(reference["input_sh_degree"] or decoded.sh_degree),
+            ply_bytes=int(reference["ply_bytes"] or inria_ply_num_bytes(decoded.num_gaussians, decoded.sh_degree)),
+            rate=encoder.get("rate"),
+            target_mb=encoder.get("target_mb"),
+            section_bytes={s["name"]: s["length"] for s in header["sections"]},
+            config=dict(encoder.get("config", {})),
+        )
+        return self._write(blob, report, str(path), decoded)
+
+    def _write(
+        self, blob: bytes, report: CompressionReport, source: str, decoded: Optional[GaussianSplat] = None
+    ) -> CompressionReport:
+        """Decode (before anything is written), then write container, decoded PLY and report atomically."""
+        if decoded is None:
+            decoded = decompress(blob)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         container = self.output_dir / "scene.nifi"
         tmp = container.with_name(container.name + ".tmp")
-        tmp.write_bytes(blob)
-        write_ply(decoded, self.output_dir / "scene_decoded.ply")
-        tmp.replace(container)
+        try:
+            tmp.write_bytes(blob)
+            write_ply(decoded, self.output_dir / "scene_decoded.ply")
+            tmp.replace(container)
+        finally:
+            tmp.unlink(missing_ok=True)
         info = report.to_dict()
-        info["source"] = str(self.load_config or self.input_ply)
+        info["source"] = source
         (self.output_dir / "report.json").write_text(json.dumps(info, indent=2))
         print(f"[nifi] wrote {container}: {report.summary()}")
         print(f"[nifi] decoded Gaussians -> {self.output_dir / 'scene_decoded.ply'}")
