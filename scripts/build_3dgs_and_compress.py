@@ -4,7 +4,10 @@
     python scripts/build_3dgs_and_compress.py --scene data/mipnerf360/garden --rates 0.1 0.5 1.0 \
         --out artifacts/garden/ [--max-num-iterations 30000] [--downscale-factor 4]
 
-`--scene` is a nerfstudio-format scene (transforms.json; `images_N/` for `--downscale-factor N`). Writes:
+`--scene` is a nerfstudio-format scene (transforms.json) or a COLMAP scene as the benchmarks ship them (Mip-NeRF 360,
+Tanks & Temples, Deep Blending: `images/` + `sparse/0/`, or `colmap/sparse/0/`); `images_N/` is read for
+`--downscale-factor N`. A COLMAP scene without the option gets nerfstudio's automatic factor (longest side <= 1600
+px), chosen here so that a missing `images_N/` is an error instead of an interactive prompt. Writes:
 
     <out>/runs/<scene>/nifi-splatfacto/<timestamp>/        the nerfstudio run (config.yml, checkpoint, nifi/)
     <out>/rate_<λ>.nifi, <out>/rate_<λ>.json              the containers and their compression reports
@@ -24,7 +27,8 @@ ARTIFACTS_FILE = "artifacts.json"
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scene", type=Path, required=True, help="nerfstudio scene folder (transforms.json)")
+    p.add_argument("--scene", type=Path, required=True,
+                   help="scene folder: nerfstudio (transforms.json) or COLMAP (images/ + sparse/0/)")
     p.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.5, 1.0], help="codec rate presets (λ)")
     p.add_argument("--out", type=Path, required=True, help="artifact folder, e.g. artifacts/<scene>/")
     p.add_argument("--max-num-iterations", type=int, default=30000, help="splatfacto training steps")
@@ -38,11 +42,45 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def check_scene(scene: Path, downscale: int | None) -> None:
-    if not (scene / "transforms.json").is_file():
-        raise SystemExit(f"error: --scene {scene}: no transforms.json (expected a nerfstudio-format scene)")
+COLMAP_DIRS = ("sparse/0", "colmap/sparse/0")  # Mip-NeRF 360 / 3DGS-processed T&T, DB; `ns-process-data` output
+MAX_AUTO_RESOLUTION = 1600  # nerfstudio's automatic downscale rule for COLMAP scenes
+
+
+def colmap_dir(scene: Path) -> Path | None:
+    for rel in COLMAP_DIRS:
+        if any((scene / rel / f"cameras{ext}").is_file() for ext in (".bin", ".txt")):
+            return Path(rel)
+    return None
+
+
+def auto_downscale(scene: Path) -> int:
+    """nerfstudio's factor for a COLMAP scene: the smallest power of two that brings the longest side to <= 1600."""
+    from PIL import Image
+
+    from nifi_ns.synthesis.layout import list_images
+
+    images = list_images(scene / "images") if (scene / "images").is_dir() else []
+    if not images:
+        raise SystemExit(f"error: --scene {scene}: no images/ folder to pick a downscale factor from; "
+                         "pass --downscale-factor N (reads images_N/)")
+    with Image.open(images[0]) as im:
+        side = max(im.size)
+    factor = 1
+    while side / factor > MAX_AUTO_RESOLUTION:
+        factor *= 2
+    return factor
+
+
+def check_scene(scene: Path, downscale: int | None) -> int | None:
+    """Validate the scene folder; returns the downscale factor to use (None: the dataparser's default)."""
+    if not (scene / "transforms.json").is_file() and colmap_dir(scene) is None:
+        raise SystemExit(f"error: --scene {scene}: no transforms.json (nerfstudio format) and no COLMAP "
+                         f"{' or '.join(d + '/cameras.bin' for d in COLMAP_DIRS)}")
+    if downscale is None and not (scene / "transforms.json").is_file():
+        downscale = auto_downscale(scene)
     if downscale and downscale > 1 and not (scene / f"images_{downscale}").is_dir():
         raise SystemExit(f"error: --downscale-factor {downscale}: {scene / f'images_{downscale}'} does not exist")
+    return downscale
 
 
 def build_config(args: argparse.Namespace):
@@ -52,6 +90,12 @@ def build_config(args: argparse.Namespace):
 
     config = nifi_splatfacto_config()
     config.pipeline.datamanager.data = args.scene
+    if not (args.scene / "transforms.json").is_file():
+        from nerfstudio.data.dataparsers.colmap_dataparser import ColmapDataParserConfig
+
+        # every 8th image is held out, the benchmarks' convention (and nerfstudio's colmap default)
+        config.pipeline.datamanager.dataparser = ColmapDataParserConfig(
+            colmap_path=colmap_dir(args.scene), load_3D_points=True, eval_mode="interval", eval_interval=8)
     dataparser = config.pipeline.datamanager.dataparser
     if args.downscale_factor:
         dataparser.downscale_factor = args.downscale_factor
@@ -73,7 +117,7 @@ def build_config(args: argparse.Namespace):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    check_scene(args.scene, args.downscale_factor)
+    args.downscale_factor = check_scene(args.scene, args.downscale_factor)
     if args.target_mb and len(args.target_mb) != len(args.rates):
         raise SystemExit(f"error: --target-mb has {len(args.target_mb)} values for {len(args.rates)} rates")
     from nerfstudio.scripts.train import main as ns_train
@@ -98,9 +142,15 @@ def main(argv=None) -> int:
     if not args.skip_render:
         from nifi_ns.synthesis.from_run import synthesize_pairs
 
-        manifest = synthesize_pairs(config_path, args.out / "renders", args.rates, args.splits, prompt=args.prompt)
+        try:
+            manifest = synthesize_pairs(config_path, args.out / "renders", args.rates, args.splits, prompt=args.prompt)
+        except ValueError as err:
+            raise SystemExit(f"error: {err}. The trained run and its containers are kept: render the other split "
+                             f"with `render_pairs.py --scene {config_path} --split ...`") from err
     info = {
         "scene": str(args.scene.resolve()),
+        "scene_format": "nerfstudio" if (args.scene / "transforms.json").is_file() else "colmap",
+        "downscale_factor": args.downscale_factor,
         "config": str(config_path.resolve()),
         "rates": list(args.rates),
         "splits": [] if args.skip_render else list(args.splits),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark protocol (NiFi Sec. 4.2): restore every <dataset>/<scene>/rate_<λ>/test pair and compare with Table 1.
 
-    python scripts/eval_benchmark_nifi.py --ckpt runs/nifi_train/best --data_root pairs/benchmarks --split test \
+    python scripts/eval_benchmark_nifi.py --ckpt runs/nifi_train/best.pt --data_root pairs/benchmarks --split test \
         --out runs/nifi_train/benchmark_metrics.json
 
 Output: summary.{aggregate, per_dataset, per_dataset_rate, per_scene, per_scene_rate}, paper_comparison (ours minus

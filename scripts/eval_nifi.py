@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Evaluate a trained NiFi restorer on a pairs folder: LPIPS/DISTS (and PSNR/SSIM) before and after restoration.
 
-    python scripts/eval_nifi.py --ckpt runs/nifi_train/best --data_root pairs/ --split test --out runs/nifi_train/metrics.json
+    python scripts/eval_nifi.py --ckpt runs/nifi_train/best.pt --data_root pairs/ --split test --out runs/nifi_train/metrics.json
 
 metrics.json: metrics.aggregate.{lpips,dists,psnr,ssim}_{before,after,delta}, metrics.per_scene, metrics.per_rate,
 records[] (one per image). "before" = degraded render vs photo, "after" = restored vs photo.

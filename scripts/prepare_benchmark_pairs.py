@@ -95,8 +95,11 @@ def run_proxy(args, scenes) -> dict:
         build.main(build_argv)
         info = json.loads((artifacts / build.ARTIFACTS_FILE).read_text())
         split = "test" if args.split == "test" else "train"
-        results[scene.name] = synthesize_pairs(Path(info["config"]), args.out / args.dataset / scene.name,
-                                               args.rates, [split])
+        try:
+            results[scene.name] = synthesize_pairs(Path(info["config"]), args.out / args.dataset / scene.name,
+                                                   args.rates, [split])
+        except ValueError as err:
+            raise SystemExit(f"error: scene {scene.name}: {err}") from err
     return results
 
 

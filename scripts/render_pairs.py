@@ -69,8 +69,14 @@ def main(argv=None) -> int:
     else:
         from nifi_ns.synthesis.from_run import synthesize_pairs
 
-        synthesize_pairs(config, out, rates, [args.split], prompt=args.prompt)
-    counts = validate_pairs(out, rates, [args.split])
+        try:
+            synthesize_pairs(config, out, rates, [args.split], prompt=args.prompt)
+        except (ValueError, FileNotFoundError) as err:
+            raise SystemExit(f"error: {err}") from err
+    try:
+        counts = validate_pairs(out, rates, [args.split])
+    except ValueError as err:
+        raise SystemExit(f"error: {out}: {err}") from err
     print(json.dumps({"out": str(out), "pairs": counts}, indent=2))
     return 0
 

@@ -5,8 +5,10 @@
     python scripts/train_nifi.py --config configs/default.yaml --data_root pairs/ --exp runs/nifi_smoke --smoke_test
     accelerate launch scripts/train_nifi.py ...        # multi-GPU
 
-Outputs: runs/<exp>/{latest,best}/ (phi_minus.safetensors = restorer LoRA, phi_plus.safetensors, prompt embedding,
-nifi_restorer.json, training_state.pt), train_log.csv, train_summary.json.
+Outputs: runs/<exp>/{latest,best}.pt (one file each: restorer + critic LoRAs, prompt embedding, optimiser/RNG state;
+`eval_nifi.py --ckpt runs/<exp>/best.pt` and `--resume` read them), runs/<exp>/{latest,best}/ (the same restorer as
+phi_minus.safetensors + phi_plus.safetensors + prompt_embeds.safetensors + nifi_restorer.json, e.g. for ns-eval's
+--pipeline.restorer.lora-path), train_log.csv, train_summary.json.
 --smoke_test: a tiny random backbone in the real layout is written to <exp>/tiny_<backbone>/ (unless --model_path),
 4 steps on CPU at 64x64 crops, rank-4 adapters, LPIPS-alex: it proves the loop runs, not that anything is learned.
 """
@@ -54,6 +56,9 @@ def main(argv=None) -> int:
         scan_pairs(args.data_root, cfg.data.train_split, cfg.data.rates, cfg.data.scenes)
     except PairLayoutError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.resume and not (exp / "latest.pt").is_file():
+        print(f"error: --resume: '{exp / 'latest.pt'}' does not exist (no previous run in '{exp}')", file=sys.stderr)
         return 2
     if args.smoke_test:
         device = "cpu"

@@ -36,7 +36,8 @@ def trained(tmp_path_factory):
 def test_eval_nifi_schema(trained, tmp_path):
     pairs, exp = trained
     out = tmp_path / "metrics.json"
-    assert load_script("eval_nifi").main(["--ckpt", str(exp / "best"), "--data_root", str(pairs), "--split", "test",
+    # the seed's command: --ckpt runs/<exp>/best.pt
+    assert load_script("eval_nifi").main(["--ckpt", str(exp / "best.pt"), "--data_root", str(pairs), "--split", "test",
                                           "--out", str(out), "--device", "cpu", "--rates", "1.0",
                                           "--save_images", str(tmp_path / "restored")]) == 0
     data = json.loads(out.read_text())
@@ -59,7 +60,7 @@ def test_eval_benchmark_schema_and_paper_comparison(trained, tmp_path):
     shutil.copytree(pairs / "fox" / "rate_0.1", bench / "mipnerf360" / "fox" / "rate_0.1")
     shutil.copytree(pairs / "fox" / "rate_1.0", bench / "mystery" / "fox" / "rate_1.0")
     out = tmp_path / "benchmark_metrics.json"
-    assert load_script("eval_benchmark_nifi").main(["--ckpt", str(exp / "best"), "--data_root", str(bench), "--out",
+    assert load_script("eval_benchmark_nifi").main(["--ckpt", str(exp / "best.pt"), "--data_root", str(bench), "--out",
                                                     str(out), "--device", "cpu", "--max_images", "3"]) == 0
     data = json.loads(out.read_text())
     s = data["summary"]

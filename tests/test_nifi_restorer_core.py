@@ -179,6 +179,11 @@ def test_lora_file_roundtrip_changes_and_reproduces_output(tiny_sd3, tmp_path):
     assert torch.equal(reloaded.restore(x), adapted)
     with pytest.raises(ValueError, match="t0=199"):
         _restorer(tiny_sd3, lora_path=str(path), t0=399)
+    # the Euler step's end recorded at training time is used unless the config overrides it
+    assert reloaded.sigma_end == pytest.approx(reloaded.backbone.table.sigma_min)
+    zero = r.backbone.save_generator_lora(tmp_path / "zero.safetensors", 4, 4.0, {"t0": 199, "final_sigma": "zero"})
+    assert _restorer(tiny_sd3, lora_path=str(zero)).sigma_end == 0.0
+    assert _restorer(tiny_sd3, lora_path=str(zero), final_sigma="table_min").sigma_end > 0
 
 
 def test_lora_file_errors(tiny_sd3, tiny_turbo, tmp_path):
@@ -225,3 +230,15 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
     (tmp_path / "half" / "model_index.json").write_text("{}")
     with pytest.raises(ModelResolutionError, match="scheduler/scheduler_config.json"):
         _restorer(tmp_path / "half")
+
+
+def test_sd3_hub_id_of_the_nifi_readme_means_its_diffusers_copy(tmp_path, monkeypatch):
+    from nifi_ns.restoration.config import SD3_HUB_ID, NiFiRestorerConfig
+
+    assert NiFiRestorerConfig().resolved_model_path() == SD3_HUB_ID == "stabilityai/stable-diffusion-3-medium-diffusers"
+    readme_id = "stabilityai/stable-diffusion-3-medium"  # single-file checkpoints only, no model_index.json
+    assert NiFiRestorerConfig(model_path=readme_id).resolved_model_path() == SD3_HUB_ID
+    assert NiFiRestorerConfig(backbone="sdturbo").resolved_model_path() == "stabilityai/sd-turbo"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / readme_id).mkdir(parents=True)  # a local folder of that name is used as it is
+    assert NiFiRestorerConfig(model_path=readme_id).resolved_model_path() == readme_id

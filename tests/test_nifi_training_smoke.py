@@ -45,8 +45,8 @@ def test_train_smoke_writes_all_outputs_and_resumes(pairs, tmp_path):
     exp = tmp_path / "runs" / "smoke"
     assert train.main(["--data_root", str(pairs), "--exp", str(exp), "--smoke_test"]) == 0
     for sub in ("latest", "best"):
-        for f in ("phi_minus.safetensors", "phi_plus.safetensors", "prompt_embeds.safetensors", "nifi_restorer.json",
-                  "training_state.pt"):
+        assert (exp / f"{sub}.pt").is_file(), f"{sub}.pt"  # the seed's runs/<exp>/{latest,best}.pt
+        for f in ("phi_minus.safetensors", "phi_plus.safetensors", "prompt_embeds.safetensors", "nifi_restorer.json"):
             assert (exp / sub / f).is_file(), f"{sub}/{f}"
     rows = list(csv.DictReader((exp / "train_log.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
@@ -56,15 +56,54 @@ def test_train_smoke_writes_all_outputs_and_resumes(pairs, tmp_path):
     assert summary["sigma_t0"] == pytest.approx(0.198, abs=1e-3)
     assert summary["best"]["step"] in (2, 4) and summary["best"]["val_lpips"] > 0
     assert summary["config"]["model"]["guidance_scale"] == 7.5 and summary["config"]["loss_weights"]["alpha"] == 0.7
-    state = torch.load(exp / "latest" / "training_state.pt", map_location="cpu", weights_only=True)
+    ckpt = torch.load(exp / "latest.pt", map_location="cpu", weights_only=True)
+    state = ckpt["training_state"]
     assert state["step"] == 4 and "state" in state["opt_minus"] and "state" in state["opt_plus"]
+    assert set(ckpt["loras"]) == {"phi_minus", "phi_plus"} and ckpt["restorer"]["t0"] == 199
     meta = json.loads((exp / "best" / "nifi_restorer.json").read_text())
     assert meta["backbone"] == "sd3" and meta["t0"] == 199
+    assert summary["outputs"]["best.pt"] == str(exp / "best.pt")
+
+    # best.pt and the best/ folder hold the same trained restorer
+    from nifi_ns.restoration.restorer import load_restorer
+
+    x = torch.rand(1, 3, 32, 48)
+    from_pt, from_dir = load_restorer(str(exp / "best.pt"), device="cpu"), load_restorer(str(exp / "best"), device="cpu")
+    assert from_pt.backbone.has_adapter("phi_minus") and not from_pt.backbone.has_adapter("phi_plus")
+    assert torch.equal(from_pt.restore(x), from_dir.restore(x))
+    # ns-eval's route (--pipeline.restorer.lora-path best.pt): the checkpoint's prompt embedding is used, so a base
+    # model folder without any text encoder suffices
+    import shutil
+
+    from nifi_ns.restoration.config import NiFiRestorerConfig
+    from nifi_ns.restoration.restorer import NiFiRestorer
+
+    stripped = tmp_path / "sd3_without_text_encoders"
+    shutil.copytree(exp / "tiny_sd3", stripped)
+    for sub in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        shutil.rmtree(stripped / sub)
+    lora_only = NiFiRestorer(NiFiRestorerConfig(model_path=str(stripped), lora_path=str(exp / "best.pt"), device="cpu"))
+    assert torch.equal(lora_only.restore(x), from_pt.restore(x))
 
     assert train.main(["--data_root", str(pairs), "--exp", str(exp), "--smoke_test", "--resume", "--max_steps", "5"]) == 0
     rows = list(csv.DictReader((exp / "train_log.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5]
     assert json.loads((exp / "train_summary.json").read_text())["resumed_from_step"] == 4
+    assert torch.load(exp / "latest.pt", map_location="cpu", weights_only=True)["training_state"]["step"] == 5
+
+
+def test_resume_and_load_errors_name_the_file(pairs, tmp_path, capsys):
+    from nifi_ns.restoration.checkpoint import CheckpointError
+    from nifi_ns.restoration.restorer import load_restorer
+
+    train = load_script("train_nifi")
+    assert train.main(["--data_root", str(pairs), "--exp", str(tmp_path / "fresh"), "--smoke_test", "--resume"]) == 2
+    assert "latest.pt' does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "fresh").exists()  # nothing written (not even the tiny model)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"step": 1}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.pt' is not a NiFi training checkpoint"):
+        load_restorer(str(foreign), device="cpu")
 
 
 def test_train_rejects_bad_layout_and_config(tmp_path, capsys):

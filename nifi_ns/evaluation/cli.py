@@ -14,7 +14,7 @@ from nifi_ns.training.data import PairLayoutError, scan_pairs
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", required=True, help="runs/<exp>/best (or latest) folder, or a phi_minus .safetensors file")
+    p.add_argument("--ckpt", required=True, help="runs/<exp>/best.pt (or latest.pt), the runs/<exp>/best folder, or a phi_minus .safetensors file")
     p.add_argument("--data_root", required=True, help="pairs root: [<dataset>/]<scene>/rate_<λ>/<split>/{clean,degraded}/")
     p.add_argument("--split", default="test")
     p.add_argument("--out", required=True, help="output JSON")

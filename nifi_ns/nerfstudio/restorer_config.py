@@ -20,7 +20,8 @@ class NifiRestorerStageConfig:
     model_path: Optional[str] = None
     """Base model: local folder in the diffusers layout or a hub id (None: the backbone's hub id)."""
     lora_path: Optional[str] = None
-    """Restorer (φ⁻) LoRA weights, safetensors; None runs the bare base model (no restoration skill)."""
+    """Restorer (φ⁻) LoRA weights: safetensors, or a training checkpoint `runs/<exp>/best.pt` (its prompt embedding
+    is then used too). None runs the bare base model (no restoration skill)."""
     prompt_embeds_path: Optional[str] = None
     """Precomputed prompt embedding (safetensors); with it no text encoder is loaded."""
     t0: int = 199

@@ -99,24 +99,38 @@ class RestorerBackbone(torch.nn.Module):
     def critic_parameters(self) -> list[torch.nn.Parameter]:
         return L.adapter_parameters(self.denoiser, L.PHI_PLUS)
 
-    def save_generator_lora(self, path, rank: int, alpha: float, extra: dict | None = None) -> Path:
+    def generator_lora(self, rank: int, alpha: float, extra: dict | None = None) -> tuple[dict, dict]:
+        """φ⁻ weights ``{component: state dict}`` and the metadata that rebuilds the adapter."""
         vae_sd = L.adapter_state_dict(self.vae, L.PHI_MINUS)
         meta = {
             "backbone": self.kind, "adapter": L.PHI_MINUS, "rank": rank, "alpha": alpha,
             "denoiser_targets": list(self.generator_targets),
             "vae_targets": sorted({k.split(".lora_")[0] for k in vae_sd}), **(extra or {}),
         }
-        parts = {self.denoiser_name: L.adapter_state_dict(self.denoiser, L.PHI_MINUS), "vae": vae_sd}
-        return L.save_lora_file(path, parts, meta)
+        return {self.denoiser_name: L.adapter_state_dict(self.denoiser, L.PHI_MINUS), "vae": vae_sd}, meta
 
-    def save_critic_lora(self, path, rank: int, alpha: float, extra: dict | None = None) -> Path:
+    def critic_lora(self, rank: int, alpha: float, extra: dict | None = None) -> tuple[dict, dict]:
+        """φ⁺ weights ``{component: state dict}`` and their metadata."""
         meta = {"backbone": self.kind, "adapter": L.PHI_PLUS, "rank": rank, "alpha": alpha,
                 "denoiser_targets": list(self.critic_targets), **(extra or {})}
-        return L.save_lora_file(path, {self.denoiser_name: L.adapter_state_dict(self.denoiser, L.PHI_PLUS)}, meta)
+        return {self.denoiser_name: L.adapter_state_dict(self.denoiser, L.PHI_PLUS)}, meta
 
-    def load_lora(self, path) -> dict:
-        """Build the adapter described by a LoRA file's metadata (if absent) and load it strictly."""
-        parts, meta = L.read_lora_file(path)
+    def save_generator_lora(self, path, rank: int, alpha: float, extra: dict | None = None) -> Path:
+        return L.save_lora_file(path, *self.generator_lora(rank, alpha, extra))
+
+    def save_critic_lora(self, path, rank: int, alpha: float, extra: dict | None = None) -> Path:
+        return L.save_lora_file(path, *self.critic_lora(rank, alpha, extra))
+
+    def load_lora(self, path, adapter: str = L.PHI_MINUS) -> dict:
+        """Build the adapter described by a LoRA file's metadata (if absent) and load it strictly.
+
+        ``path`` is a LoRA safetensors file or a training checkpoint ``<exp>/{best,latest}.pt`` (``adapter`` picks
+        φ⁻ or φ⁺ from the latter)."""
+        parts, meta = L.read_lora_file(path, adapter)
+        return self.load_lora_parts(parts, meta, path)
+
+    def load_lora_parts(self, parts: dict, meta: dict, path) -> dict:
+        """Strictly load adapter weights ``{component: state dict}`` described by ``meta``; ``path`` names the source."""
         if meta.get("backbone") != self.kind:
             raise L.LoraMismatchError(f"LoRA file '{path}' is for backbone '{meta.get('backbone')}', not '{self.kind}'")
         name = meta.get("adapter", L.PHI_MINUS)

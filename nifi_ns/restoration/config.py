@@ -1,6 +1,7 @@
 """Import-light configuration of the NiFi restorer (no diffusers / transformers / peft at module level)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -8,6 +9,9 @@ from nifi_ns.restoration.prompts import DEFAULT_PROMPT
 
 SD3_HUB_ID = "stabilityai/stable-diffusion-3-medium-diffusers"
 SDTURBO_HUB_ID = "stabilityai/sd-turbo"
+# The NiFi README names `stabilityai/stable-diffusion-3-medium`; that repository holds single-file checkpoints
+# (sd3_medium*.safetensors, many GB each) and no diffusers layout, so its id loads the same weights' diffusers copy.
+HUB_ALIASES = {"stabilityai/stable-diffusion-3-medium": SD3_HUB_ID}
 
 
 @dataclass
@@ -17,13 +21,16 @@ class NiFiRestorerConfig:
     backbone: Literal["sd3", "sdturbo"] = "sd3"
     """'sd3' is the paper's SD3-medium MMDiT; 'sdturbo' is the SD-Turbo option built on the Difix core."""
     model_path: Optional[str] = None
-    """Base model: local folder in the diffusers layout or a hub id (None: SD3-medium-diffusers / sd-turbo)."""
+    """Base model: local folder in the diffusers layout or a hub id (None: SD3-medium-diffusers / sd-turbo;
+    'stabilityai/stable-diffusion-3-medium' means its diffusers copy)."""
     lora_path: Optional[str] = None
-    """φ⁻ LoRA weights (safetensors written by nifi training); None runs the bare base model (no restoration skill)."""
+    """φ⁻ LoRA weights written by nifi training (phi_minus.safetensors or a runs/<exp>/best.pt checkpoint); None runs
+    the bare base model (no restoration skill)."""
     prompt: str = DEFAULT_PROMPT
     """The fixed generator prompt (the TSD-SR default prompt NiFi's embeddings are built from)."""
     prompt_embeds_path: Optional[str] = None
-    """Precomputed embedding of `prompt` (safetensors); with it no text encoder is loaded."""
+    """Precomputed embedding of `prompt` (safetensors, or a training checkpoint .pt); with it no text encoder is
+    loaded."""
     t0: int = 199
     """Intermediate timestep the degraded latent is noised to (SD3: σ ≈ 0.198)."""
     final_sigma: Optional[Literal["table_min", "zero"]] = None
@@ -41,7 +48,8 @@ class NiFiRestorerConfig:
 
     def resolved_model_path(self) -> str:
         if self.model_path:
-            return self.model_path
+            alias = HUB_ALIASES.get(self.model_path.rstrip("/"))
+            return alias if alias and not os.path.isdir(self.model_path) else self.model_path  # a local folder wins
         return SD3_HUB_ID if self.backbone == "sd3" else SDTURBO_HUB_ID
 
     def setup(self, **overrides):

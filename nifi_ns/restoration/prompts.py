@@ -71,8 +71,17 @@ class PromptEmbeds:
 
     @staticmethod
     def load(path: str | os.PathLike, backbone: str | None = None) -> "PromptEmbeds":
+        """Read a file written by :meth:`save`, or the generator embedding of a training checkpoint (``.pt``)."""
         from safetensors import safe_open
 
+        from nifi_ns.restoration import checkpoint as C
+
+        if C.is_checkpoint_path(path):
+            payload = C.read_checkpoint(path)
+            made_for = payload["restorer"].get("backbone")
+            if backbone is not None and made_for != backbone:
+                raise ValueError(f"checkpoint '{path}' was made for backbone '{made_for}', not '{backbone}'")
+            return C.embeds_from_checkpoint(payload)
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"prompt embedding file '{path}' does not exist")

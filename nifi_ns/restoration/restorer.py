@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from nifi_ns.restoration import lora as L
 from nifi_ns.restoration.backbones import RestorerBackbone, load_backbone
+from nifi_ns.restoration.checkpoint import is_checkpoint_path, read_checkpoint
 from nifi_ns.restoration.config import NiFiRestorerConfig
 from nifi_ns.restoration.flow import add_noise, euler_step, seeded_noise
 from nifi_ns.restoration.prompts import PromptEmbeds
@@ -40,18 +41,26 @@ class NiFiRestorer:
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.device = torch.device(device)
         self.dtype = _DTYPES[config.dtype] if self.device.type == "cuda" else torch.float32
+        lora_meta: dict = {}
         if backbone is None:
             backbone = load_backbone(config.backbone, config.resolved_model_path(), device=self.device,
                                      dtype=self.dtype, **config.extra)
             if config.lora_path:
-                meta = backbone.load_lora(config.lora_path)
-                if int(meta.get("t0", config.t0)) != config.t0:
-                    raise ValueError(f"LoRA '{config.lora_path}' was trained for t0={meta['t0']}, config asks t0={config.t0}")
+                lora_meta = backbone.load_lora(config.lora_path)
+                if int(lora_meta.get("t0", config.t0)) != config.t0:
+                    raise ValueError(f"LoRA '{config.lora_path}' was trained for t0={lora_meta['t0']}, config asks "
+                                     f"t0={config.t0}")
         self.backbone = backbone
-        if config.prompt_embeds_path:
-            backbone.set_prompt_embedding(config.prompt, PromptEmbeds.load(config.prompt_embeds_path, backbone.kind))
+        embeds_path = config.prompt_embeds_path
+        if embeds_path is None and config.lora_path and is_checkpoint_path(config.lora_path):
+            # a training checkpoint carries its generator prompt's embedding: no text encoder for that prompt
+            if read_checkpoint(config.lora_path)["restorer"].get("prompt") == config.prompt:
+                embeds_path = config.lora_path
+        if embeds_path:
+            backbone.set_prompt_embedding(config.prompt, PromptEmbeds.load(embeds_path, backbone.kind))
         self.sigma_t0, self.timestep_t0 = backbone.table.sigma_at_timestep(config.t0)
-        final = config.final_sigma or backbone.default_final_sigma
+        # the Euler step ends where training ended it (recorded in the LoRA file) unless the config says otherwise
+        final = config.final_sigma or lora_meta.get("final_sigma") or backbone.default_final_sigma
         self.sigma_end = backbone.table.sigma_min if final == "table_min" else 0.0
 
     # ----- building blocks (also used by training) -------------------------------------------------------------
@@ -104,10 +113,11 @@ class NiFiRestorer:
 
 
 def load_restorer(ckpt: str, **overrides) -> NiFiRestorer:
-    """Build a restorer from a training checkpoint folder (``runs/<exp>/best``) or a ``phi_minus`` LoRA file.
+    """Build a restorer from a training checkpoint (``runs/<exp>/best.pt``, or the ``runs/<exp>/best`` folder) or
+    from a bare ``phi_minus`` LoRA file.
 
-    A folder carries ``nifi_restorer.json`` (backbone, base model, t0, prompt) and the generator prompt embedding, so
-    no text encoder is needed; for a bare ``.safetensors`` file pass ``backbone`` / ``model_path`` as overrides.
+    Checkpoints carry the backbone, base model, t0, prompt and the generator prompt embedding, so no text encoder is
+    needed; for a bare ``.safetensors`` file pass ``backbone`` / ``model_path`` as overrides.
     """
     import json
     from pathlib import Path
@@ -118,15 +128,18 @@ def load_restorer(ckpt: str, **overrides) -> NiFiRestorer:
         if not meta_path.is_file():
             raise FileNotFoundError(f"checkpoint folder '{path}' has no nifi_restorer.json (not a NiFi training checkpoint)")
         meta = json.loads(meta_path.read_text())
-        values = {
-            "backbone": meta["backbone"], "model_path": meta["model_path"], "lora_path": str(path / meta["lora_path"]),
-            "prompt": meta["prompt"], "t0": int(meta["t0"]), "final_sigma": meta.get("final_sigma"),
-        }
+        values = {"lora_path": str(path / meta["lora_path"])}
         if meta.get("prompt_embeds_path"):
             values["prompt_embeds_path"] = str(path / meta["prompt_embeds_path"])
+    elif path.is_file() and is_checkpoint_path(path):
+        meta = read_checkpoint(path)["restorer"]
+        values = {"lora_path": str(path)}  # LoRA and prompt embedding are both read from the .pt
     elif path.is_file():
-        values = {"lora_path": str(path)}
+        meta, values = None, {"lora_path": str(path)}
     else:
         raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+    if meta is not None:
+        values.update({"backbone": meta["backbone"], "model_path": meta["model_path"], "prompt": meta["prompt"],
+                       "t0": int(meta["t0"]), "final_sigma": meta.get("final_sigma")})
     values.update({k: v for k, v in overrides.items() if v is not None})
     return NiFiRestorer(NiFiRestorerConfig(**values))

@@ -42,6 +42,13 @@ def load_run(config_path: Path):
     return config, pipeline, checkpoint
 
 
+def split_size(pipeline, split: str) -> int:
+    """Number of images of `split` in the run's dataparser split (no image is loaded)."""
+    dm = pipeline.datamanager
+    dataset = dm.train_dataset if split == "train" else dm.eval_dataset
+    return len(dataset.image_filenames)
+
+
 def split_views(pipeline, split: str) -> Iterator[Tuple[str, object, torch.Tensor]]:
     """(image stem, camera, photo uint8/float [H, W, C]) for every image of `split` ('train' or 'test')."""
     dm = pipeline.datamanager
@@ -96,6 +103,10 @@ def synthesize_pairs(
     if options.target_mb and len(options.target_mb) != len(rates):
         raise ValueError(f"--target-mb has {len(options.target_mb)} values for {len(rates)} rates")
     config, pipeline, checkpoint = load_run(config_path)
+    empty = [split for split in splits if split_size(pipeline, split) == 0]
+    if empty:  # checked before anything is compressed or written
+        raise ValueError(f"{config_path}: the run's {empty} split(s) hold no images (the dataparser's train/eval "
+                         "split of this scene is empty; use more images or another --eval-mode), no pairs written")
     model = pipeline.model
     model.eval()
     containers = containers_for(pipeline, rates, options)

@@ -8,8 +8,10 @@ Per step (reference nifi.md §1.4-§1.5, TSD-SR recipe):
   5. φ⁺ loss = flow-matching MSE on sg(x̂) at a fresh (t, ε), captions with dropout; AdamW step, clip 1.0.
 Multi-GPU: accelerate shards the data; both adapters are plain tensors on a shared frozen model, so their
 gradients are averaged across processes explicitly (one flat all-reduce per optimiser step).
-Outputs in ``exp_dir``: ``latest/`` and ``best/`` (``phi_minus.safetensors`` = the restorer, ``phi_plus.safetensors``,
-``prompt_embeds.safetensors``, ``nifi_restorer.json``, ``training_state.pt``), ``train_log.csv``, ``train_summary.json``.
+Outputs in ``exp_dir``: ``latest.pt`` / ``best.pt`` (one file each: φ⁻, φ⁺, prompt embedding, optimiser and RNG
+state; ``load_restorer`` and ``--resume`` read them), ``latest/`` / ``best/`` (the same restorer as
+``phi_minus.safetensors``, ``phi_plus.safetensors``, ``prompt_embeds.safetensors``, ``nifi_restorer.json``),
+``train_log.csv``, ``train_summary.json``.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Callable, Optional
 import torch
 
 from nifi_ns.restoration import lora as L
+from nifi_ns.restoration.checkpoint import lora_from_checkpoint, read_checkpoint, write_checkpoint
 from nifi_ns.restoration.config import NiFiRestorerConfig
 from nifi_ns.restoration.flow import add_noise
 from nifi_ns.restoration.prompts import DEFAULT_PROMPT, NULL_PROMPT, PromptEmbeds
@@ -34,7 +37,6 @@ from nifi_ns.training.data import PairLayoutError, PairsDataset, center_crop, lo
 
 LOG_COLUMNS = ["step", "loss_generator", "loss_kl", "loss_l2", "loss_lpips", "loss_critic", "grad_norm_phi_minus",
                "grad_norm_phi_plus", "g_abs_mean", "sigma_mean", "val_lpips", "seconds"]
-STATE_FILE = "training_state.pt"
 RESTORER_FILE = "phi_minus.safetensors"
 CRITIC_FILE = "phi_plus.safetensors"
 PROMPT_FILE = "prompt_embeds.safetensors"
@@ -205,39 +207,47 @@ class NiFiTrainer:
         return sum(values) / max(len(values), 1)
 
     def save(self, kind: str) -> Path:
+        """Write ``<exp>/<kind>.pt`` (restorer + critic + optimiser/RNG state, one file) and ``<exp>/<kind>/`` (the
+        same restorer as safetensors + JSON, for ns-eval and other tools); both replace older copies atomically."""
         bb, mc = self.backbone, self.cfg.model
-        final = self.exp_dir / kind
-        tmp = self.exp_dir / f".{kind}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         extra = {"t0": self.cfg.diffusion.t0, "final_sigma": self.cfg.diffusion.final_sigma, "step": self.step}
-        bb.save_generator_lora(tmp / RESTORER_FILE, mc.lora_rank, mc.lora_alpha, extra)
-        bb.save_critic_lora(tmp / CRITIC_FILE, mc.critic_lora_rank, mc.lora_alpha, extra)
-        bb.encode_prompts([self.default_prompt]).save(tmp / PROMPT_FILE, self.default_prompt, bb.kind)
+        generator = bb.generator_lora(mc.lora_rank, mc.lora_alpha, extra)
+        critic = bb.critic_lora(mc.critic_lora_rank, mc.lora_alpha, extra)
+        embeds = bb.encode_prompts([self.default_prompt])
         meta = {
             "backbone": bb.kind, "model_path": str(self.restorer.config.resolved_model_path()), "lora_path": RESTORER_FILE,
             "prompt": self.default_prompt, "prompt_embeds_path": PROMPT_FILE, "t0": self.cfg.diffusion.t0,
             "final_sigma": self.cfg.diffusion.final_sigma, "step": self.step, "best_val_lpips": _finite(self.best_metric),
             "lpips_net": self.cfg.loss_weights.lpips_net,
         }
+        final = self.exp_dir / kind
+        tmp = self.exp_dir / f".{kind}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        L.save_lora_file(tmp / RESTORER_FILE, *generator)
+        L.save_lora_file(tmp / CRITIC_FILE, *critic)
+        embeds.save(tmp / PROMPT_FILE, self.default_prompt, bb.kind)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-        torch.save({
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        state = {
             "step": self.step, "best_metric": float(self.best_metric), "best_step": self.best_step,
             "opt_minus": self.opt_minus.state_dict(), "opt_plus": self.opt_plus.state_dict(),
             "noise_rng": self.noise_gen.get_state(), "torch_rng": torch.get_rng_state(),
-        }, tmp / STATE_FILE)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        }
+        write_checkpoint(self.exp_dir / f"{kind}.pt", meta, {L.PHI_MINUS: generator, L.PHI_PLUS: critic}, embeds, state)
         return final
 
     def _resume(self) -> None:
-        latest = self.exp_dir / "latest"
-        state_path = latest / STATE_FILE
-        if not state_path.is_file():
-            raise FileNotFoundError(f"--resume: '{state_path}' does not exist (no previous run in '{self.exp_dir}')")
-        self.backbone.load_lora(latest / RESTORER_FILE)
-        self.backbone.load_lora(latest / CRITIC_FILE)
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        path = self.exp_dir / "latest.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: '{path}' does not exist (no previous run in '{self.exp_dir}')")
+        payload = read_checkpoint(path)
+        state = payload["training_state"]
+        if not state:
+            raise ValueError(f"--resume: '{path}' holds no training state")
+        for adapter in (L.PHI_MINUS, L.PHI_PLUS):
+            self.backbone.load_lora_parts(*lora_from_checkpoint(payload, adapter, path), path)
         self.opt_minus.load_state_dict(state["opt_minus"])
         self.opt_plus.load_state_dict(state["opt_plus"])
         self.noise_gen.set_state(state["noise_rng"].to(self.noise_gen.get_state().device))
@@ -319,7 +329,8 @@ class NiFiTrainer:
             "first_steps_mean": {k: mean(k, rows[:n]) for k in keys} if rows else {},
             "last_steps_mean": {k: mean(k, rows[-n:]) for k in keys} if rows else {},
             "sigma_t0": self.restorer.sigma_t0, "timestep_t0": self.restorer.timestep_t0,
-            "outputs": {k: str(self.exp_dir / k) for k in ("latest", "best", "train_log.csv", "train_summary.json")},
+            "outputs": {k: str(self.exp_dir / k) for k in ("latest.pt", "best.pt", "latest", "best", "train_log.csv",
+                                                             "train_summary.json")},
             "config": self.cfg.to_dict(),
         }
 
