@@ -176,12 +176,13 @@ def test_restorer_smoke_training_and_eval_on_synthesized_pairs(synthesized, tmp_
     exp = tmp_path / "runs" / "smoke"
     assert load("train_nifi").main(["--data_root", str(pairs_root), "--exp", str(exp), "--smoke_test",
                                     "--max_steps", "2"]) == 0
-    for name in ("latest/phi_minus.safetensors", "best/phi_minus.safetensors", "train_log.csv", "train_summary.json"):
+    for name in ("latest.pt", "best.pt", "latest/phi_minus.safetensors", "best/phi_minus.safetensors",
+                 "train_log.csv", "train_summary.json"):
         assert (exp / name).is_file(), name
     assert json.loads((exp / "train_summary.json").read_text())["steps_completed"] == 2
 
     metrics = tmp_path / "metrics.json"
-    assert load("eval_nifi").main(["--ckpt", str(exp / "best"), "--data_root", str(pairs_root), "--split", "test",
+    assert load("eval_nifi").main(["--ckpt", str(exp / "best.pt"), "--data_root", str(pairs_root), "--split", "test",
                                    "--out", str(metrics), "--device", "cpu"]) == 0
     data = json.loads(metrics.read_text())
     assert {"lpips_before", "lpips_after", "dists_before", "dists_after"} <= set(data["metrics"]["aggregate"])
