@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""GPU benchmark: ``difix3d-splatfacto`` vs plain ``splatfacto`` on fox with sparse training views.
+r"""GPU benchmark: ``difix3d-splatfacto`` vs plain ``splatfacto`` on fox with sparse training views.
 
 Same data, same steps; Difix3D adds ``--num-rounds`` fix rounds. Reports training wall time (``trainer.train()``
 only, setup excluded), the time of each fix round, peak GPU memory (``torch.cuda.max_memory_allocated``) and test
@@ -10,7 +10,7 @@ The fixers are RANDOM-WEIGHT models built by ``difix_ns.testing``: a tiny one (p
 measures COST, NOT QUALITY: its outputs are noise, so the Difix3D PSNRs below say nothing about Difix3D's benefit.
 
     source .device/setup.sh && python scripts/gpu_difix3d_splatfacto.py --data .device/data/fox \
-        --downscale-factor 4 --out $OUT/gpu_difix3d_splatfacto.json
+        --downscale-factor 2 --out $OUT/gpu_difix3d_splatfacto.json
 """
 
 from __future__ import annotations
@@ -130,7 +130,9 @@ def run(method: str, scene: Path, outdir: Path, name: str, steps: int, downscale
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="nerfstudio scene folder (e.g. .device/data/fox)")
-    parser.add_argument("--downscale-factor", type=int, default=4, help="uses images_N (fox on the GPU box: 4)")
+    parser.add_argument(
+        "--downscale-factor", type=int, default=2, help="uses images_N (fox has images_2 and images_4)"
+    )
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--num-rounds", type=int, default=3, help="fix rounds, evenly spaced over the run")
     parser.add_argument("--train-every", type=int, default=5, help="every N-th frame trains (sparse views)")

@@ -151,10 +151,11 @@ def guitar_scene(path: Path, n_views: int, width: int, height: int, device: str)
     return {k: v.to(device) for k, v in g.items()}, viewmats.to(device), Ks.to(device), splat.sh_degree
 
 
-def train_fox(data: Path, steps: int, workdir: Path) -> Path:
+def train_fox(data: Path, steps: int, workdir: Path, device: str = "cuda") -> Path:
     """Trains stock splatfacto with nerfstudio's own CLI and returns the run's config.yml."""
     cmd = [sys.executable, "-m", "nerfstudio.scripts.train", "splatfacto", "--data", str(data),
            "--output-dir", str(workdir), "--max-num-iterations", str(steps), "--steps-per-save", str(steps),
+           "--machine.device-type", device,
            "--vis", "tensorboard", "--pipeline.model.warmup-length", "100", "--pipeline.model.refine-every", "50",
            "nerfstudio-data", "--downscale-factor", "4"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -242,7 +243,7 @@ def main() -> None:
                 raise RuntimeError(f"fox scene not found: {args.fox_data}/transforms.json "
                                    "(pass --fox-data or --fox-config)")
             t0 = time.perf_counter()
-            config = train_fox(args.fox_data, args.fox_steps, args.workdir)
+            config = train_fox(args.fox_data, args.fox_steps, args.workdir, device)
             report["fox_train_s"] = time.perf_counter() - t0
         g, vm, K, w, h, sh, mode, step = fox_scene(config, args.views, device)
         scene = compare(f"fox splatfacto step {step}", g, vm, K, w, h, sh, mode, args.repeats, args.chunk_elements,

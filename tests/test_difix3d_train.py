@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ SPLAT = [
     "--pipeline.datamanager.pool-sample-prob",
     "0.5",
 ]
-NERFACTO = [
+NERFACTO_SMALL = [
     "--mixed-precision",
     "False",
     "--pipeline.datamanager.train-num-rays-per-batch",
@@ -67,10 +68,28 @@ NERFACTO = [
     "64",
     "--pipeline.model.log2-hashmap-size",
     "12",
+]
+NERFACTO = [
+    *NERFACTO_SMALL,
     "--pipeline.use-alpha-mask",
     "False",  # a few-step nerfacto is nearly transparent everywhere
     "--pipeline.datamanager.pool-sample-prob",
     "0.5",
+]
+# The seed's nerfacto flags: model options and the dataparser of the Difix3D datasets (file-name split).
+SEED_MODEL_ARGS = ["--pipeline.model.appearance-embed-dim", "0", "--pipeline.model.camera-optimizer.mode", "off"]
+SEED_DATA_ARGS = [
+    "nerfstudio-data",
+    "--orientation-method",
+    "none",
+    "--center-method",
+    "none",
+    "--auto-scale-poses",
+    "False",
+    "--downscale-factor",
+    "4",
+    "--eval-mode",
+    "filename",
 ]
 
 
@@ -95,6 +114,21 @@ def fox_small(tmp_path_factory) -> Path:
         name = Path(f["file_path"]).name
         img = Image.open(FOX / "images_4" / name)
         img.resize((img.width // 4, img.height // 4), Image.LANCZOS).save(root / "images_4" / name)
+    (root / "transforms.json").write_text(json.dumps(meta))
+    return root
+
+
+@pytest.fixture(scope="module")
+def fox_filename_split(tmp_path_factory, fox_small) -> Path:
+    """fox_small named like the Difix3D datasets (``image_train_*`` / ``image_eval_*``) for ``--eval-mode filename``."""
+    root = tmp_path_factory.mktemp("fox_names")
+    meta = json.loads((fox_small / "transforms.json").read_text())
+    (root / "images_4").mkdir()
+    for i, frame in enumerate(meta["frames"]):
+        src = fox_small / "images_4" / Path(frame["file_path"]).name
+        name = f"image_{'eval' if i % 3 == 1 else 'train'}_{i:06d}{src.suffix}"
+        shutil.copy(src, root / "images_4" / name)
+        frame["file_path"] = f"images/{name}"
     (root / "transforms.json").write_text(json.dumps(meta))
     return root
 
@@ -165,12 +199,19 @@ def test_difix3d_splatfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
         str(tiny_fixer),
         *COMMON,
         *SPLAT,
+        # per-image parameters on: pool views carry no cam_idx, so both must leave them alone
+        "--pipeline.model.camera-optimizer.mode",
+        "SO3xR3",
+        "--pipeline.model.use-bilateral-grid",
+        "True",
     ]
     first = ns_train(
         base + ["--timestamp", "a", "--max-num-iterations", "8", "--pipeline.fix-steps", "3", "6", *DATA_ARGS]
     )
     run_a = out / "fox" / "difix3d-splatfacto" / "a"
     dm = first.pipeline.datamanager
+    model = first.pipeline.model
+    assert model.config.use_bilateral_grid and model.camera_optimizer.config.mode == "SO3xR3"
     assert first.pipeline.completed_rounds == [3, 6]
     assert len(dm.novel_pool) == 2 and len(dm.eval_dataset) == 2  # replace mode: one view per test camera
     assert dm.pool_draws > 0 and dm.dataset_draws > 0, (dm.pool_draws, dm.dataset_draws)
@@ -190,6 +231,7 @@ def test_difix3d_splatfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
         seen["schedule"] = trainer.pipeline.fix_schedule
         seen["pool"] = pool_arrays(trainer)
         seen["masks"] = [m.cpu().numpy() for m in trainer.pipeline.datamanager.novel_pool.masks]
+        seen["fixer_loaded"] = trainer.pipeline._lazy_fixer.fixer is not None
 
     resumed = ns_train(
         base
@@ -209,6 +251,7 @@ def test_difix3d_splatfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
         inspect=before_train,
     )
     assert seen["completed"] == [3, 6] and seen["schedule"] == (10,)
+    assert not seen["fixer_loaded"]  # lazy: restoring the pool from disk does not load the fixer
     assert len(seen["pool"]) == 2
     for a, b in zip(seen["pool"], saved):
         np.testing.assert_array_equal(a, b)  # the same pool, restored from disk
@@ -321,6 +364,68 @@ def test_difix3d_splatfacto_from_plain_splatfacto_checkpoint(tmp_path, fox_small
     assert set(plain) == set(trainer.pipeline.state_dict())
 
 
+@pytest.mark.slow
+def test_seed_nerfacto_command_from_plain_nerfacto_checkpoint(tmp_path, fox_filename_split, tiny_fixer):
+    """The seed's ``ns-train difix3d`` flags (appearance embedding and camera optimizer off, no reorientation /
+    recentering / rescaling, file-name split) train, starting from a plain ``nerfacto`` checkpoint."""
+    from difix_ns.metrics import install_torchvision_offline_fallback
+
+    install_torchvision_offline_fallback()  # stock nerfacto builds torchmetrics LPIPS (AlexNet); this box is offline
+    out = tmp_path / "out"
+    common = [
+        "--data",
+        str(fox_filename_split),
+        "--output-dir",
+        str(out),
+        "--experiment-name",
+        "fox",
+        *COMMON,
+        *NERFACTO_SMALL,
+        *SEED_MODEL_ARGS,
+    ]
+    ns_train(["nerfacto", *common, "--timestamp", "plain", "--max-num-iterations", "3", *SEED_DATA_ARGS])
+    ckpt = out / "fox" / "nerfacto" / "plain" / "nerfstudio_models" / "step-000000002.ckpt"
+    plain = torch.load(ckpt, map_location="cpu")["pipeline"]
+    seen = {}
+
+    def loaded(trainer):
+        state = trainer.pipeline.state_dict()
+        seen["keys_equal"] = set(state) == set(plain)
+        seen["weights_equal"] = all(torch.equal(state[k].cpu(), plain[k]) for k in plain)
+
+    trainer = ns_train(
+        [
+            "difix3d",
+            *common,
+            "--timestamp",
+            "dfx",
+            "--max-num-iterations",
+            "3",
+            "--load-checkpoint",
+            str(ckpt),
+            "--pipeline.fixer.model-name",
+            str(tiny_fixer),
+            "--pipeline.fix-every",
+            "3",
+            "--pipeline.use-alpha-mask",
+            "False",
+            "--pipeline.datamanager.pool-sample-prob",
+            "0.5",
+            *SEED_DATA_ARGS,
+        ],
+        inspect=loaded,
+    )
+    assert seen == {"keys_equal": True, "weights_equal": True}  # difix3d starts from the plain model
+    pipeline = trainer.pipeline
+    assert pipeline.model.field.embedding_appearance is None and pipeline.model.config.camera_optimizer.mode == "off"
+    dm = pipeline.datamanager
+    eval_names = [Path(f).name for f in dm.eval_dataset.image_filenames]
+    assert len(eval_names) == 2 and all("_eval_" in n for n in eval_names)  # --eval-mode filename
+    assert pipeline.completed_rounds == [3] and len(dm.novel_pool) == 2  # first step after the checkpoint
+    assert dm.pool_draws > 0, (dm.pool_draws, dm.dataset_draws)
+    check_round_dir(out / "fox" / "difix3d" / "dfx", 3, 2)
+
+
 def test_nerfacto_state_dict_keys_match_stock(fox_small):
     """A plain nerfacto checkpoint loads strictly into difix3d (and back)."""
     from nerfstudio.data.scene_box import SceneBox
@@ -397,12 +502,30 @@ def test_seed_command_parses():
 
 @pytest.mark.slow
 def test_pool_and_memory_stay_bounded_over_ten_rounds(tmp_path, fox_small, tiny_fixer):
-    """10 fix rounds: replace mode holds one round, accumulate mode respects its cap, RSS stays flat."""
+    """10 fix rounds inside a real training run (one training step after each round, pool draws included):
+    replace mode holds one round and frees the previous one, accumulate mode respects its cap, and neither the
+    process RSS nor the bytes of live tensors grow from round 3 on."""
+    import gc
+    import weakref
+
     import tyro
     from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
 
     def rss_mb() -> float:
         return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def live_tensor_mb() -> float:
+        """Bytes of every storage reachable from a Python tensor object (deduplicated), in MB."""
+        gc.collect()
+        storages = {}
+        for obj in gc.get_objects():
+            if isinstance(obj, torch.Tensor) and obj.device.type == "cpu" and obj.layout == torch.strided:
+                try:
+                    storage = obj.untyped_storage()
+                except RuntimeError:  # tensors without a storage of their own
+                    continue
+                storages[storage.data_ptr()] = storage.nbytes()
+        return sum(storages.values()) / 2**20
 
     for mode, cap, expected in (("replace", 0, 2), ("accumulate", 5, 5)):
         config = tyro.cli(
@@ -416,6 +539,8 @@ def test_pool_and_memory_stay_bounded_over_ten_rounds(tmp_path, fox_small, tiny_
                 "--timestamp",
                 mode,
                 *COMMON,
+                "--max-num-iterations",
+                "11",
                 "--pipeline.model.num-random",
                 "300",
                 "--pipeline.model.sh-degree",
@@ -426,6 +551,8 @@ def test_pool_and_memory_stay_bounded_over_ten_rounds(tmp_path, fox_small, tiny_
                 mode,
                 "--pipeline.datamanager.pool-max-views",
                 str(cap),
+                "--pipeline.datamanager.pool-sample-prob",
+                "0.5",
                 "--pipeline.fix-every",
                 "1",
                 *DATA_ARGS,
@@ -435,16 +562,34 @@ def test_pool_and_memory_stay_bounded_over_ten_rounds(tmp_path, fox_small, tiny_
         trainer = config.setup(local_rank=0, world_size=1)
         trainer.setup()
         pipeline = trainer.pipeline
-        rss = []
-        for step in range(1, 11):
-            pipeline.run_fix_round(step)
-            rss.append(rss_mb())
         pool = pipeline.datamanager.novel_pool
+        rss, tensors, released = [], [], []
+        previous: list = []
+        run_round = pipeline.run_fix_round
+
+        def recording_round(step: int) -> None:  # the fix callback calls self.run_fix_round
+            run_round(step)
+            current = [weakref.ref(t) for t in pool.images]
+            if mode == "replace" and previous:
+                released.append(all(ref() is None for ref in previous[-1]))
+            previous.append(current)
+            rss.append(rss_mb())
+            if step in (3, 10):  # a full gc scan takes seconds: only where the comparison needs it
+                tensors.append(live_tensor_mb())
+
+        pipeline.run_fix_round = recording_round
+        trainer.train()
+        assert pipeline.completed_rounds == list(range(1, 11)), pipeline.completed_rounds
         assert len(pool) == expected, (mode, len(pool))
         assert pool.nbytes == sum(int(h) * int(w) * 4 for h, w in zip(pool.cameras.height, pool.cameras.width))
+        assert pipeline.datamanager.pool_draws > 0
         assert len(list((trainer.base_dir / "difix_rounds").glob("step_*/poses.json"))) == 10
+        if mode == "replace":
+            assert released == [True] * 9, released  # each round's images are freed by the next round
+        print(f"{mode}: RSS (MB) {[round(r) for r in rss]}; live tensors after rounds 3, 10 (MB) {tensors}")
         assert rss[-1] - rss[2] < 40, f"{mode}: RSS grew {rss[-1] - rss[2]:.1f} MB over rounds 3-10: {rss}"
-        print(f"{mode}: RSS after rounds 1..10 (MB): {[round(r) for r in rss]}")
+        view_mb = pool.nbytes / len(pool) / 2**20
+        assert tensors[1] - tensors[0] < view_mb, f"{mode}: live tensors grew over rounds 3-10: {tensors}"
 
     # camera-path targets (viewer / ns-render JSON) instead of the test split
     train_c2w = pipeline.datamanager.reference_cameras().camera_to_worlds

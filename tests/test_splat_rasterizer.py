@@ -273,3 +273,21 @@ def test_large_view_renders_in_bounded_memory():
                                             torch.eye(4)[None], Ks, 270, 480, packed=False)
     assert render.shape == (1, 480, 270, 3) and torch.isfinite(render).all()
     assert alpha.mean() > 0.5 and (info["radii"] > 0).sum() > 40_000
+
+
+def test_absgrad_hook_does_not_keep_means2d_alive():
+    """The absgrad hook must not hold its own tensor: autograd's C++ side would close an uncollectable cycle and
+    every training step would leak its means2d (with grad and absgrad)."""
+    import gc
+    import weakref
+
+    scene = make_scene(n=20)
+    means = scene["means"].clone().requires_grad_(True)
+    render, alpha, info = torch_rasterization(**{**scene, "means": means}, packed=False, absgrad=True)
+    info["means2d"].retain_grad()
+    render.sum().backward()
+    assert info["means2d"].absgrad.abs().sum() > 0  # the hook still fills absgrad
+    ref = weakref.ref(info["means2d"])
+    del render, alpha, info
+    gc.collect()
+    assert ref() is None, "means2d is still alive after its render was dropped"

@@ -77,6 +77,15 @@ def test_checkpoint_needs_the_allow_list_without_difix_ns(nerfstudio_checkpoint)
     assert "REJECTED" in out and "numpy" in out
 
 
+def test_entry_point_discovery_installs_the_allow_list(nerfstudio_checkpoint):
+    """Every ns-* command imports nerfstudio's method registry, which loads the plugin's entry points: that alone
+    (no explicit `import difix_ns`) must make the default safe `torch.load` accept the checkpoint."""
+    code = (f"import torch\nimport nerfstudio.configs.method_configs\n"
+            f"state = torch.load({str(nerfstudio_checkpoint)!r}, map_location='cpu')\nprint('LOADED', state['step'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "LOADED 7" in out.stdout, out.stderr[-3000:]
+
+
 def test_ns_eval_loader_reads_trainer_checkpoint(nerfstudio_checkpoint):
     from nerfstudio.utils.eval_utils import eval_load_checkpoint
 

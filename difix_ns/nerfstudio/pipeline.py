@@ -220,8 +220,10 @@ class Difix3DPipeline(VanillaPipeline):
                     if self.restore_rounds(source, before_step=start):
                         break
         self._fix_state.schedule = self.planned_fix_steps(start, end)
-        if self._fix_state.schedule:
-            CONSOLE.print(f"[bold]Difix3D[/bold] fix rounds at steps {list(self._fix_state.schedule)}")
+        schedule = list(self._fix_state.schedule)
+        if schedule:
+            shown = schedule if len(schedule) <= 12 else [*schedule[:10], "...", schedule[-1]]
+            CONSOLE.print(f"[bold]Difix3D[/bold] {len(schedule)} fix round(s) at steps {shown}")
         # Appended after the model callbacks and run BEFORE the iteration: rendering inside a fix must not
         # overwrite splatfacto's `info` between its forward pass and its densification post-backward hook.
         callbacks.append(

@@ -9,6 +9,7 @@ on it unchanged.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -143,10 +144,15 @@ def torch_rasterization(
     absgrad_acc = None
     if absgrad and info_means2d.requires_grad and torch.is_grad_enabled():
         absgrad_acc = torch.zeros(means2d_f.shape, device=device, dtype=means2d_f.dtype)
+        # Weak: a hook that held the tensor it is registered on would form a cycle through autograd's C++ side,
+        # which Python's gc cannot see, so every training step would leak its means2d (+ grad, absgrad).
+        means2d_ref = weakref.ref(info_means2d)
 
         def _set_absgrad(grad: Tensor) -> None:
             # Runs once the full gradient of means2d is known, i.e. after every per-pixel hook has fired.
-            info_means2d.absgrad = absgrad_acc.reshape(grad.shape)
+            target = means2d_ref()
+            if target is not None:
+                target.absgrad = absgrad_acc.reshape(grad.shape)
 
         info_means2d.register_hook(_set_absgrad)
 
