@@ -121,9 +121,9 @@ def main() -> None:
     if not cuda and not args.allow_cpu:
         raise SystemExit("error: this benchmark needs a CUDA GPU (--allow-cpu runs a CPU smoke test)")
     if not cuda:
-        from difix_ns.render.cli import prepare_cpu
+        from difix_ns.render.cli import prepare_runtime
 
-        prepare_cpu()
+        prepare_runtime()
         args.sizes = ["tiny"]
     device = "cuda" if cuda else "cpu"
     import nerfstudio.scripts.render as render_module

@@ -1,8 +1,8 @@
-"""ns-difix-render and difix-trajectory on a STOCK splatfacto run (no retraining), CPU, tiny offline fixer.
+"""ns-difix-render and difix-trajectory on STOCK splatfacto / nerfacto runs (no retraining), CPU, tiny offline fixer.
 
-One 10-iteration splatfacto run on 7 quarter-resolution fox views is trained per session; the fixer is a tiny
-random-weight Difix, so the checks are about plumbing: both panels present, the fixed panel differs from the plain
-one, frame counts and file layout.
+One 10-iteration splatfacto run (and one 3-iteration nerfacto run) on 7 quarter-resolution fox views is trained per
+session; the fixer is a tiny random-weight Difix, so the checks are about plumbing: both panels present, the fixed
+panel differs from the plain one, frame counts and file layout.
 """
 from __future__ import annotations
 
@@ -41,9 +41,13 @@ def tiny_ref(workdir):
 
 
 @pytest.fixture(scope="session")
-def stock_run(workdir, env):
-    data = rt.make_fox_subset(FOX, workdir / "fox7", stride=8)
-    return rt.train_tiny_run(data, workdir / "outputs", "splatfacto", iterations=10, env=env)
+def fox7(workdir):
+    return rt.make_fox_subset(FOX, workdir / "fox7", stride=8)
+
+
+@pytest.fixture(scope="session")
+def stock_run(fox7, workdir, env):
+    return rt.train_tiny_run(fox7, workdir / "outputs", "splatfacto", iterations=10, env=env)
 
 
 def _fixer_args(tiny_ref, batch_size=3):
@@ -77,9 +81,37 @@ def test_interpolate_flag_cli_on_stock_splatfacto(stock_run, tiny_ref, env, work
         _assert_two_panels(frame, width)
 
 
+def test_flag_cli_on_stock_nerfacto(fox7, tiny_ref, env, workdir):
+    """A stock nerfacto run (3 iterations) post-fixed by the console script, in a fresh (offline) process."""
+    config = rt.train_tiny_nerfacto(fox7, workdir / "outputs_nerfacto", iterations=3, env=env)
+    out = workdir / "interp_nerfacto"
+    rt.run(
+        ["ns-difix-render", "interpolate", "--load-config", str(config), "--pose-source", "eval",
+         "--interpolation-steps", "2", "--downscale-factor", str(RENDER_DOWNSCALE), "--output-format", "images",
+         "--image-format", "png", "--rendered-output-names", "rgb", "rgb_fixed", "--output-path", str(out),
+         *_fixer_args(tiny_ref)],
+        env, cwd=workdir,
+    )
+    frames = sorted(out.glob("*.png"))
+    assert frames, f"no frames in {out}"
+    frame = iio.imread(frames[0])
+    assert frame.shape[0] == 120
+    _assert_two_panels(frame, frame.shape[1] // 2)
+
+
 def test_dataset_and_camera_path_in_process(stock_run, tiny_ref, workdir, monkeypatch):
     from difix_ns.render import cli, settings
+    from difix_ns.render.postfix import DifixRenderHook
 
+    batches = []  # frames per fixer call
+    original_fix = DifixRenderHook._fix
+
+    def counting_fix(self, images, refs):
+        batches.append(images.shape[0])
+        assert refs is not None and refs.shape[:2] == (images.shape[0], 1)  # one nearest-view reference per frame
+        return original_fix(self, images, refs)
+
+    monkeypatch.setattr(DifixRenderHook, "_fix", counting_fix)
     monkeypatch.chdir(workdir)
     try:
         out = workdir / "dataset"
@@ -90,6 +122,10 @@ def test_dataset_and_camera_path_in_process(stock_run, tiny_ref, workdir, monkey
         plain = sorted((out / "train" / "rgb").glob("*.png"))
         fixed = sorted((out / "train" / "rgb_fixed").glob("*.png"))
         assert len(plain) >= 5 and [p.name for p in plain] == [p.name for p in fixed]
+        # ns-render's dataset loop renders one image at a time; the planned dataloader lets them be fixed 4 at a time
+        n = len(plain)
+        assert batches == [4] * (n // 4) + ([n % 4] if n % 4 else []), batches
+        batches.clear()
         a, b = iio.imread(plain[0]), iio.imread(fixed[0])
         assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).mean() > 2.0
 
@@ -112,6 +148,7 @@ def test_dataset_and_camera_path_in_process(stock_run, tiny_ref, workdir, monkey
                         "--rendered-output-names", "rgb", "rgb_fixed", *_fixer_args(tiny_ref)])
         shots = sorted(out_cp.glob("*.png"))
         assert len(shots) == 3
+        assert batches == [3], batches  # --fixer.batch-size 3: the whole camera path in one fixer call
         for shot in shots:
             _assert_two_panels(iio.imread(shot), 68)
     finally:
@@ -155,3 +192,24 @@ def test_trajectory_mp4_frame_count(stock_run, tiny_ref, env, workdir):
     assert png.shape[1] % 2 == 0 and abs(png.shape[1] / 2 / png.shape[0] - 270 / 480) < 0.05  # two fox panels
     assert first.shape[:2] == (png.shape[0] + png.shape[0] % 2, png.shape[1])  # mp4 frames: even-padded PNGs
     _assert_two_panels(png, png.shape[1] // 2)
+
+
+def test_reference_is_nearest_training_view_on_real_cameras(stock_run, monkeypatch):
+    """On the run's own (dataparser-normalised) cameras, trajectory keyframes pick their training view as reference."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    from difix_ns.render.cli import prepare_runtime
+    from difix_ns.render.postfix import install_render_fix
+    from difix_ns.render.trajectory import trajectory_cameras
+
+    monkeypatch.chdir(stock_run.parent)
+    prepare_runtime()
+    _, pipeline, _, _ = eval_setup(stock_run, test_mode="test")
+    hook = install_render_fix(pipeline, enabled=False, viewer_controls=False)
+    train = pipeline.datamanager.train_dataset
+    n_interp = 3
+    cams = trajectory_cameras(train.cameras, n_interp)
+    picks = [hook.reference_index(cams[i : i + 1]) for i in range(cams.shape[0])]
+    assert picks[::n_interp] == list(range(len(train)))  # a training pose's nearest training view is itself
+    assert len(hook._ref_cache) == cams.shape[0]  # one cached choice per frame
+    assert [hook.references.names[i] for i in picks[::n_interp]] == [p.name for p in train.image_filenames]

@@ -1,10 +1,10 @@
 """The "Difix: fix render" checkbox in a REAL browser: headless Chromium (Debian ``chromium`` + ``chromium-driver``)
-driven by Selenium against stock ``ns-viewer`` on a short ``difix3d-splatfacto`` run.
+driven by Selenium against stock ``ns-viewer`` on a short ``difix3d-splatfacto`` run (with one persisted fix round),
+against the viewer of a running ``ns-train``, and against ``difix-viewer`` on a STOCK ``splatfacto`` run.
 
-The run's fixer is a tiny random-weight model, so "on" shows the fixer's noise-like output: the check is that
-toggling switches the displayed image, not image quality. (``difix-viewer`` adds the same controls to runs of
-stock methods; it shares this code path.)
-Set ``DIFIX_VIEWER_SCREENSHOTS=<dir>`` to keep the two screenshots (the pair in docs/ was made this way).
+The fixer is a tiny random-weight model, so "on" shows the fixer's noise-like output: the check is that toggling
+switches the displayed image, not image quality.
+Set ``DIFIX_VIEWER_SCREENSHOTS=<dir>`` to keep the screenshots (the pair in docs/ was made this way).
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ CHROME_FLAGS = [
     "--disable-dev-shm-usage", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--window-size=1200,800",
 ]
 CHECKBOX_LABEL = "Difix: fix render"
+RGB_FIXED_XPATH = "//*[contains(text(), 'rgb_fixed')] | //input[@value='rgb_fixed']"
+"""The "Output type" dropdown showing rgb_fixed."""
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
@@ -53,35 +56,36 @@ def stock_run(tmp_path_factory):
 
     tiny = save_tiny_difix(work / "tiny_difix_ref", reference_mixing=True)
     # A difix3d-splatfacto run: its config carries the fixer, so *stock* ns-viewer shows the Difix controls.
-    fixer = ["--pipeline.fixer.model-name", str(tiny), "--pipeline.fixer.dtype", "float32",
-             "--pipeline.fixer.device", "cpu"]
-    config = rt.train_tiny_run(data, work / "outputs", "difix3d-splatfacto", iterations=5, extra=fixer, env=env)
+    # One fix round at step 3 is persisted under <run>/difix_rounds/, so the viewer has a novel-view pool to draw.
+    config = rt.train_tiny_run(data, work / "outputs", "difix3d-splatfacto", iterations=5,
+                               extra=[*_fixer_args(tiny), "--pipeline.fix-steps", "3"], env=env)
     return work, env, config, tiny
 
 
-@pytest.fixture(scope="module")
-def viewer_url(stock_run):
-    work, env, config, tiny = stock_run
-    port = _free_port()
-    log = open(work / "viewer.log", "w")
-    proc = subprocess.Popen(
-        ["ns-viewer", "--load-config", str(config),
-         "--viewer.websocket-host", "127.0.0.1", "--viewer.websocket-port", str(port)],
-        env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT,
-    )
+def _fixer_args(tiny: Path) -> list:
+    return ["--pipeline.fixer.model-name", str(tiny), "--pipeline.fixer.dtype", "float32",
+            "--pipeline.fixer.device", "cpu"]
+
+
+@contextmanager
+def _serve(cmd: list, env: dict, work: Path, log_path: Path, port: int):
+    """Start a viewer process (ns-viewer or ns-train) and yield its URL once it listens on ``port``."""
+    log = open(log_path, "w")
+    env = dict(env, COLUMNS="400")  # rich wraps console lines at 80 columns when writing to a file
+    proc = subprocess.Popen(cmd, env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 240
+        deadline = time.time() + 300
         while time.time() < deadline:
             if proc.poll() is not None:
-                raise AssertionError(f"viewer exited {proc.returncode}:\n{(work / 'viewer.log').read_text()[-3000:]}")
+                raise AssertionError(f"{cmd[0]} exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
                     break
             except OSError:
                 time.sleep(1)
         else:
-            raise AssertionError(f"viewer did not listen on {port}:\n{(work / 'viewer.log').read_text()[-3000:]}")
-        yield f"http://127.0.0.1:{port}", work
+            raise AssertionError(f"{cmd[0]} did not listen on {port}:\n{log_path.read_text()[-3000:]}")
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         try:
@@ -89,6 +93,16 @@ def viewer_url(stock_run):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def viewer_url(stock_run):
+    work, env, config, tiny = stock_run
+    port = _free_port()
+    cmd = ["ns-viewer", "--load-config", str(config),
+           "--viewer.websocket-host", "127.0.0.1", "--viewer.websocket-port", str(port)]
+    with _serve(cmd, env, work, work / "viewer.log", port) as url:
+        yield url, work
 
 
 @pytest.fixture()
@@ -130,49 +144,77 @@ def _wait_for(predicate, timeout: float, interval: float = 1.0):
     return None
 
 
+def _find_checkbox(browser, log_path: Path):
+    """The "Difix: fix render" label and its checkbox input (waits for the GUI to arrive over the websocket)."""
+    from selenium.webdriver.common.by import By
+
+    xpath = f"//*[normalize-space(text())='{CHECKBOX_LABEL}']"
+    label = _wait_for(lambda: browser.find_elements(By.XPATH, xpath), timeout=120)
+    assert label, f"no '{CHECKBOX_LABEL}' control in the viewer page; log:\n{log_path.read_text()[-2000:]}"
+    checkbox = browser.find_element(
+        By.XPATH, f"{xpath}/ancestor::*[.//input[@type='checkbox']][1]//input[@type='checkbox']"
+    )
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", label[0])  # in the screenshots
+    return label[0], checkbox
+
+
+def _stable_shot(browser, label, path: Path, differs_from=None):
+    """Predicate: a screenshot whose image region no longer changes (the static full-resolution render arrived)."""
+    def check():
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", label)
+        a = _screenshot(browser, path)
+        time.sleep(2)
+        b = _screenshot(browser, path)
+        region = _image_region(b)
+        if np.abs(_image_region(a) - region).mean() > 0.5 or region.std() < 1.0:
+            return None
+        if differs_from is not None and np.abs(region - _image_region(differs_from)).mean() < 5.0:
+            return None
+        return b
+    return check
+
+
+def _reference_names(browser) -> list:
+    """Values of the viewer's text inputs that are training image names (the "Difix reference" field)."""
+    from selenium.webdriver.common.by import By
+
+    return [v for v in (e.get_attribute("value") or "" for e in browser.find_elements(By.XPATH, "//input"))
+            if v.endswith(".jpg")]
+
+
+def _pool_messages(log_path: Path) -> list:
+    """The viewer's "Difix: showing N novel views (<source>) under /difix/novel_views" lines (rich wraps them)."""
+    import re
+
+    text = " ".join(log_path.read_text().split())
+    return re.findall(r"Difix: showing \d+ novel views \((.*?)\) under /difix/novel_views", text)
+
+
 def test_difix_checkbox_switches_displayed_image(viewer_url, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
     url, work = viewer_url
+    log_path = work / "viewer.log"
     out = Path(os.environ.get("DIFIX_VIEWER_SCREENSHOTS", tmp_path))
     out.mkdir(parents=True, exist_ok=True)
     browser.get(url)
-    xpath = f"//*[normalize-space(text())='{CHECKBOX_LABEL}']"
-    label = _wait_for(lambda: browser.find_elements(By.XPATH, xpath), timeout=120)
-    assert label, f"no '{CHECKBOX_LABEL}' control in the viewer page; viewer log:\n{(work / 'viewer.log').read_text()[-2000:]}"
-    checkbox = browser.find_element(By.XPATH, f"{xpath}/ancestor::*[.//input[@type='checkbox']][1]//input[@type='checkbox']")
+    label, checkbox = _find_checkbox(browser, log_path)
     assert not checkbox.is_selected()
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", label[0])  # in the screenshots
+    assert not _reference_names(browser), "a reference is shown before anything was fixed"
 
-    def stable(path: Path, differs_from=None):
-        """A screenshot whose image region no longer changes (the static full-resolution render arrived)."""
-        def check():
-            browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", label[0])
-            a = _screenshot(browser, path)
-            time.sleep(2)
-            b = _screenshot(browser, path)
-            region = _image_region(b)
-            if np.abs(_image_region(a) - region).mean() > 0.5 or region.std() < 1.0:
-                return None
-            if differs_from is not None and np.abs(region - _image_region(differs_from)).mean() < 5.0:
-                return None
-            return b
-        return check
-
-    off = _wait_for(stable(out / "viewer_difix_off.png"), timeout=150, interval=0.5)
+    off = _wait_for(_stable_shot(browser, label, out / "viewer_difix_off.png"), timeout=150, interval=0.5)
     assert off is not None, "the viewer never showed a stable rendered image"
+    # stock ns-viewer on a finished difix3d run draws the persisted fix round as the novel-view pool
+    pool = _wait_for(lambda: _pool_messages(log_path), 20)
+    assert pool and "difix_rounds (step 3)" in pool[0], log_path.read_text()[-2000:]
 
     browser.execute_script("arguments[0].click();", checkbox)
     assert _wait_for(checkbox.is_selected, timeout=10)
-    on = _wait_for(stable(out / "viewer_difix_on.png", differs_from=off), timeout=240, interval=1.0)
-    assert on is not None, f"image did not change after ticking '{CHECKBOX_LABEL}'; log:\n{(work / 'viewer.log').read_text()[-2000:]}"
+    on = _wait_for(_stable_shot(browser, label, out / "viewer_difix_on.png", differs_from=off), timeout=240)
+    assert on is not None, f"image did not change after ticking the box; log:\n{log_path.read_text()[-2000:]}"
     # the displayed output is now rgb_fixed and the reference view is named in the panel
-    assert _wait_for(lambda: browser.find_elements(By.XPATH, "//*[contains(text(), 'rgb_fixed')] | //input[@value='rgb_fixed']"), 20)
-    ref_name = _wait_for(
-        lambda: [e for e in browser.find_elements(By.XPATH, "//input") if (e.get_attribute("value") or "").endswith(".jpg")],
-        20,
-    )
-    assert ref_name, "the reference view's file name is not shown"
+    assert _wait_for(lambda: browser.find_elements(By.XPATH, RGB_FIXED_XPATH), 20)
+    assert _wait_for(lambda: _reference_names(browser), 20), "the reference view's file name is not shown"
 
     browser.execute_script("arguments[0].click();", checkbox)
     assert _wait_for(lambda: not checkbox.is_selected(), timeout=10)
@@ -184,3 +226,58 @@ def test_difix_checkbox_switches_displayed_image(viewer_url, browser, tmp_path):
         return diffs[-1] < 3.0
 
     assert _wait_for(back, timeout=120, interval=2.0), f"unticking did not return to the plain render: {diffs[-5:]}"
+
+
+def test_difix_checkbox_during_ns_train(stock_run, browser, tmp_path):
+    """The controls also exist in the viewer of a running ``ns-train``; the in-memory pool is drawn after a round."""
+    work, env, _, tiny = stock_run
+    data = work / "fox7"
+    port = _free_port()
+    out = Path(os.environ.get("DIFIX_VIEWER_SCREENSHOTS", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = ["ns-train", "difix3d-splatfacto", "--data", str(data), "--output-dir", str(work / "train_viewer"),
+           "--experiment-name", "fox", "--timestamp", "run", "--max-num-iterations", "5",
+           *[a for a in rt.CPU_TRAIN_ARGS if a not in ("--vis", "tensorboard")], "--vis", "viewer",
+           "--viewer.websocket-host", "127.0.0.1", "--viewer.websocket-port", str(port),
+           *_fixer_args(tiny), "--pipeline.fix-steps", "3",
+           "nerfstudio-data", "--downscale-factor", "4", "--eval-mode", "interval", "--eval-interval", "4"]
+    log_path = work / "train_viewer.log"
+    with _serve(cmd, env, work, log_path, port) as url:
+        browser.get(url)
+        label, checkbox = _find_checkbox(browser, log_path)
+        assert not checkbox.is_selected()
+        # the viewer stays up after the 5 steps; by then the step-3 round has filled the in-memory pool
+        assert _wait_for(lambda: "Training Finished" in log_path.read_text(), timeout=240), log_path.read_text()[-2000:]
+        off = _wait_for(_stable_shot(browser, label, out / "viewer_difix_train_off.png"), timeout=150, interval=0.5)
+        assert off is not None, "the ns-train viewer never showed a stable rendered image"
+        browser.execute_script("arguments[0].click();", checkbox)
+        assert _wait_for(checkbox.is_selected, timeout=10)
+        on = _wait_for(_stable_shot(browser, label, out / "viewer_difix_train_on.png", differs_from=off), 240)
+        assert on is not None, f"ns-train viewer image did not change; log:\n{log_path.read_text()[-2000:]}"
+        assert _wait_for(lambda: _reference_names(browser), 20), "the reference view's file name is not shown"
+        assert "in-memory pool" in _pool_messages(log_path), log_path.read_text()[-2000:]
+
+
+def test_difix_viewer_on_stock_splatfacto(stock_run, browser, tmp_path):
+    """``difix-viewer`` gives a STOCK splatfacto run (trained without the plugin) the same checkbox and reference."""
+    from selenium.webdriver.common.by import By
+
+    work, env, _, tiny = stock_run
+    config = rt.train_tiny_run(work / "fox7", work / "outputs_stock", "splatfacto", iterations=5, env=env)
+    port = _free_port()
+    cmd = ["difix-viewer", "--load-config", str(config), "--viewer.websocket-host", "127.0.0.1",
+           "--viewer.websocket-port", str(port), "--fixer.model-name", str(tiny), "--fixer.dtype", "float32",
+           "--fixer.device", "cpu"]
+    log_path = work / "difix_viewer.log"
+    with _serve(cmd, env, work, log_path, port) as url:
+        browser.get(url)
+        label, checkbox = _find_checkbox(browser, log_path)
+        assert not checkbox.is_selected()
+        off = _wait_for(_stable_shot(browser, label, tmp_path / "stock_off.png"), timeout=150, interval=0.5)
+        assert off is not None, "difix-viewer never showed a stable rendered image"
+        browser.execute_script("arguments[0].click();", checkbox)
+        assert _wait_for(checkbox.is_selected, timeout=10)
+        on = _wait_for(_stable_shot(browser, label, tmp_path / "stock_on.png", differs_from=off), timeout=240)
+        assert on is not None, f"difix-viewer image did not change; log:\n{log_path.read_text()[-2000:]}"
+        assert _wait_for(lambda: _reference_names(browser), 20), "the reference view's file name is not shown"
+        assert browser.find_elements(By.XPATH, RGB_FIXED_XPATH)

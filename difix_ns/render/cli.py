@@ -32,8 +32,17 @@ from difix_ns.render import settings
 from difix_ns.render.postfix import get_render_hook, install_render_fix
 
 
-def prepare_cpu() -> None:
-    """Let splatfacto render on machines without CUDA (no-op with CUDA)."""
+def prepare_runtime() -> None:
+    """Let any stock run load and render here.
+
+    * Offline machines: nerfacto and splatfacto build torchmetrics' LPIPS (AlexNet) when the model is constructed,
+      which downloads torchvision weights; the offline fallback serves the cached ImageNet features instead
+      (a no-op when the download works).
+    * Machines without CUDA: splatfacto gets the pure-PyTorch rasterizer (no-op with CUDA).
+    """
+    from difix_ns.metrics import install_torchvision_offline_fallback
+
+    install_torchvision_offline_fallback()
     if not torch.cuda.is_available():
         os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
         from difix_ns.splat import install_cpu_support
@@ -142,7 +151,7 @@ class PostFixArgs:
             self.rendered_output_names = self._default_output_names()
         if self.postfix and self.fixer.batch_size < 1:
             raise SystemExit(f"error: --fixer.batch-size must be >= 1, got {self.fixer.batch_size}")
-        prepare_cpu()
+        prepare_runtime()
         ensure_ffmpeg()
         settings.enable_render_fix(self.postfix, self.fixer if self.postfix else None)
         with ExitStack() as stack:

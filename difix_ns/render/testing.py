@@ -84,6 +84,37 @@ def train_tiny_run(
     return config
 
 
+NERFACTO_CPU_ARGS = [
+    "--vis", "tensorboard",
+    "--machine.device-type", "cpu",
+    "--pipeline.datamanager.train-num-rays-per-batch", "256",
+    "--pipeline.model.eval-num-rays-per-chunk", "4096",
+    "--steps-per-eval-image", "100000",
+    "--steps-per-eval-batch", "100000",
+    "--steps-per-eval-all-images", "100000",
+]
+"""ns-train options that keep a stock nerfacto run tiny and CPU-only."""
+
+def train_tiny_nerfacto(data: Path, out_dir: Path, iterations: int = 3, env: Optional[Dict[str, str]] = None) -> Path:
+    """A STOCK ``ns-train nerfacto`` run of a few iterations on CPU; returns its config.yml.
+
+    Stock nerfacto downloads torchvision's AlexNet (torchmetrics LPIPS) when the model is built. On an offline machine
+    this works only because importing the plugin's method configs (which every ``ns-*`` command does) installs the
+    offline ImageNet-weight fallback: this run is the check of that.
+    """
+    cmd: List[str] = [
+        "ns-train", "nerfacto", "--data", str(data), "--output-dir", str(out_dir),
+        "--experiment-name", "fox", "--timestamp", "run", "--max-num-iterations", str(iterations), *NERFACTO_CPU_ARGS,
+        "nerfstudio-data", "--downscale-factor", "4", "--eval-mode", "interval", "--eval-interval", "4",
+    ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run(cmd, env or cpu_env(out_dir), cwd=out_dir)
+    config = out_dir / "fox" / "nerfacto" / "run" / "config.yml"
+    if not config.is_file():
+        raise AssertionError(f"ns-train nerfacto wrote no {config}")
+    return config
+
+
 def python_module(module: str) -> List[str]:
     """Command prefix running ``module`` with this interpreter (``python -m module``)."""
     return [sys.executable, "-m", module]

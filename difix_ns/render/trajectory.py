@@ -134,11 +134,11 @@ class TrajectoryRender:
         self._check()
         from nerfstudio.utils.eval_utils import eval_setup
 
-        from difix_ns.render.cli import prepare_cpu
+        from difix_ns.render.cli import prepare_runtime
         from difix_ns.render.postfix import install_render_fix
 
         names = self.rendered_output_names or ([settings.OUTPUT_NAME] if self.postfix else ["rgb"])
-        prepare_cpu()
+        prepare_runtime()
         settings.enable_render_fix(self.postfix, self.fixer if self.postfix else None)
         _, pipeline, _, _ = eval_setup(self.load_config, test_mode="test")  # as ns-render interpolate
         hook = install_render_fix(pipeline, fixer_config=self.fixer, enabled=self.postfix, viewer_controls=False)

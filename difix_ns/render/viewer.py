@@ -203,11 +203,20 @@ class DifixViewerControls(nn.Module):
 
     # ------------------------------------------------------------------ novel-view pool
 
+    def _run_dir(self) -> Optional[Path]:
+        """The run directory: set by difix-viewer, else the viewer's log file's folder (ns-viewer and ns-train put
+        it in the run directory, and nerfstudio's own viewer finds ``config.yml`` there the same way)."""
+        if self.run_dir is not None:
+            return Path(self.run_dir)
+        log_filename = getattr(self.viewer, "log_filename", None)
+        return Path(log_filename).parent if log_filename is not None else None
+
     def _rounds_dir(self) -> Optional[Path]:
         rounds = getattr(self._pipeline, "rounds_dir", None)  # set while training
-        if rounds is None and self.run_dir is not None:
+        run_dir = self._run_dir() if rounds is None else None
+        if run_dir is not None:
             name = getattr(getattr(self._pipeline, "config", None), "rounds_dir_name", "difix_rounds")
-            rounds = Path(self.run_dir) / name
+            rounds = run_dir / name
         return Path(rounds) if rounds is not None else None
 
     def refresh_pool(self, force: bool = False) -> None:
@@ -259,11 +268,11 @@ def _viewer_command():
         def main(self) -> None:
             import nerfstudio.scripts.viewer.run_viewer as run_viewer
 
-            from difix_ns.render.cli import patched_eval_setup, prepare_cpu
+            from difix_ns.render.cli import patched_eval_setup, prepare_runtime
 
             if not self.load_config.is_file():
                 raise SystemExit(f"error: --load-config {self.load_config} does not exist (expected a run's config.yml)")
-            prepare_cpu()
+            prepare_runtime()
             with patched_eval_setup(run_viewer, fixer_config=self.fixer, enabled=None):
                 super().main()
 
