@@ -10,7 +10,7 @@ What breaks on a CPU-only machine and what `install_cpu_support` does about it (
 * ``get_viewmat`` is ``torch.compile``'d (needs a C toolchain, slow to warm up on CPU) -> the uncompiled function.
 * ``cache_images="cpu"`` calls ``Tensor.pin_memory()``, which raises without an accelerator -> inside
   ``FullImageDatamanager._load_images`` pinning is skipped (plain CPU tensors work the same, just unpinned).
-* torchmetrics' LPIPS downloads AlexNet when the model is built -> before the first splatfacto model is built,
+* torchmetrics' LPIPS downloads AlexNet when the model is built -> before the first splatfacto or nerfacto model is built,
   `difix_ns.metrics.install_torchvision_offline_fallback()` serves the real ImageNet weights from the local cache
   when the download cannot happen (a no-op whenever torchvision can download).
 
@@ -88,9 +88,14 @@ def install_cpu_support() -> bool:
         from nerfstudio.data.datamanagers import full_images_datamanager
         from nerfstudio.models import splatfacto
 
+        from nerfstudio.models import nerfacto
+
         model_cls = splatfacto.SplatfactoModel
-        if not getattr(model_cls.populate_modules, "_difix_ns_lpips", False):
-            model_cls.populate_modules = _with_offline_lpips(model_cls.populate_modules)
+        # Stock nerfacto builds the same torchmetrics LPIPS, so plain `ns-train nerfacto` (the seed's starting point
+        # for `--load-checkpoint`) works offline too.
+        for cls in (model_cls, nerfacto.NerfactoModel):
+            if not getattr(cls.populate_modules, "_difix_ns_lpips", False):
+                cls.populate_modules = _with_offline_lpips(cls.populate_modules)
         if torch.cuda.is_available():
             _INSTALLED = True
             return False
