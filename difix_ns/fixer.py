@@ -96,8 +96,10 @@ class DifixFixer:
         return self.pipeline.reference_mixing
 
     @torch.no_grad()
-    def fix(self, images: torch.Tensor, refs: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def fix(self, images: torch.Tensor, refs: Optional[torch.Tensor] = None, cameras=None) -> torch.Tensor:
         """images [B,3,H,W] in [0,1] (H, W >= 64); refs [B,V,3,H',W'] or None -> [B,3,H,W] float32 in [0,1].
+
+        Implements ``difix_ns.fixers.ImageFixer``; ``cameras`` is accepted for the contract and not used.
 
         Sizes are floored to a multiple of 8 for the model and resized back (antialiased bilinear); references are
         resized to the render's floored size. Runs in chunks of ``batch_size``.
@@ -134,5 +136,5 @@ class DifixFixer:
             outputs.append(y.to(images.device))
         return torch.cat(outputs)
 
-    def __call__(self, images: torch.Tensor, refs: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.fix(images, refs)
+    def __call__(self, images: torch.Tensor, refs: Optional[torch.Tensor] = None, cameras=None) -> torch.Tensor:
+        return self.fix(images, refs, cameras)
