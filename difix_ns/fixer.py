@@ -7,8 +7,9 @@ used (``fixer.pipeline``, ``fixer.fix`` or ``fixer.uses_references``), so nerfst
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Iterator, Literal, Optional
 
 import torch
 
@@ -38,6 +39,21 @@ class DifixFixerConfig:
     """Diffusion timestep of the single denoising step (Difix was trained at 199)."""
     prompt: str = "remove degradation"
     """Text prompt (Difix was trained with this fixed prompt)."""
+    compile: bool = True
+    """CUDA fast path: channels_last, torch.compile'd static-shape graphs replayed as CUDA graphs (each new size
+    compiles once, cached on disk). False (--no-compile) runs eager. CPU always runs eager."""
+    compile_min_frames: int = 16
+    """Frames of one size fixed eagerly before that size is compiled (a compile takes tens of seconds, much less
+    once cached on disk), so short jobs such as fix rounds of a few views stay eager. 0 compiles at once."""
+    cuda_graphs: bool = True
+    """Replay the compiled step as one CUDA graph per input shape (only with compile)."""
+    compile_cache_dir: Optional[str] = None
+    """On-disk compile cache (TORCHINDUCTOR_CACHE_DIR, unless already set); None: ~/.cache/difix_ns/torch_compile."""
+    cache_references: Optional[bool] = None
+    """Encode each distinct reference view once and reuse its latent across frames and fix rounds (keyed by
+    content). None: on CUDA, off on CPU (where the eager path stays exactly as before)."""
+    reference_cache_size: int = 256
+    """Reference latents kept (least recently used dropped)."""
 
 
 class DifixFixer:
@@ -60,6 +76,11 @@ class DifixFixer:
         self.dtype = _DTYPES[self.config.dtype] if self.device.type == "cuda" else torch.float32
         self._pipeline: Optional["DifixPipeline"] = None
         self._warned_refs = False
+        self._fast = None  # CompiledDifixStep once built; False after a failure (eager from then on)
+        self._shape_frames: dict[tuple, int] = {}
+        self._ready_keys: set[tuple] = set()
+        self._force_eager = False
+        self._ref_cache = None
 
     @classmethod
     def from_pipeline(cls, pipeline: "DifixPipeline", config: Optional[DifixFixerConfig] = None, **overrides):
@@ -95,6 +116,115 @@ class DifixFixer:
         """True for reference-mixing checkpoints (nvidia/difix_ref layout)."""
         return self.pipeline.reference_mixing
 
+    # ------------------------------------------------------------------ fast path / reference cache
+    @property
+    def compiled(self) -> bool:
+        """Whether fixes run (or will run, once a size has been seen ``compile_min_frames`` times) compiled."""
+        if not self.config.compile or self._fast is False:
+            return False
+        return self.device.type == "cuda" or self._fast is not None
+
+    @contextmanager
+    def eager(self) -> Iterator[None]:
+        """Within the block, fixes run eagerly (for short jobs such as a fix round of a few views, where a compile
+        would cost more than it saves); frames fixed here do not count toward ``compile_min_frames``."""
+        previous, self._force_eager = self._force_eager, True
+        try:
+            yield
+        finally:
+            self._force_eager = previous
+
+    def set_fast_step(self, step) -> None:
+        """Use this prebuilt step (a ``CompiledDifixStep``, e.g. uncompiled on CPU in tests and smoke benchmarks)
+        as the fast path; it runs from the next call on, regardless of ``compile_min_frames``."""
+        self._fast = step
+        self.config = replace(self.config, compile=True, compile_min_frames=0)
+
+    @property
+    def caches_references(self) -> bool:
+        flag = self.config.cache_references
+        return (self.device.type == "cuda") if flag is None else bool(flag)
+
+    @property
+    def reference_cache(self):
+        """The :class:`difix_ns.fixers.reference_cache.ReferenceLatentCache` of this fixer."""
+        if self._ref_cache is None:
+            from difix_ns.fixers.reference_cache import ReferenceLatentCache
+
+            self._ref_cache = ReferenceLatentCache(self.config.reference_cache_size)
+        return self._ref_cache
+
+    def _reference_latents(self, refs: torch.Tensor, size8: tuple[int, int]) -> torch.Tensor:
+        """[b,V,3,H,W] in [0,1] -> cached latents [b,V,4,h,w] (each view resized and encoded alone)."""
+        from difix_ns.fixers.reference_cache import ReferenceLatentCache
+
+        pipe = self.pipeline
+
+        def encode(view: torch.Tensor) -> torch.Tensor:
+            x = resize_tensor(view.to(self.device, torch.float32), size8) * 2 - 1
+            return pipe.encode_latents(x)
+
+        b, v = refs.shape[:2]
+        context = (id(pipe), str(pipe.model_dtype), tuple(size8))
+        cache = self.reference_cache if self.caches_references else ReferenceLatentCache(0)
+        latents = cache.latents(refs.reshape(b * v, *refs.shape[2:]), context, encode)
+        return latents.reshape(b, v, *latents.shape[1:])
+
+    def _fast_step(self, key: tuple, frames: int):
+        """The compiled step when it should run this shape now (after ``compile_min_frames`` eager frames), else
+        None."""
+        if not self.compiled:
+            return None
+        seen = self._shape_frames.get(key, 0) + frames
+        self._shape_frames[key] = seen
+        if key not in self._ready_keys and seen <= self.config.compile_min_frames:
+            return None
+        if self._fast is None:
+            try:
+                from difix_ns.fixers.compiled import CompiledDifixStep
+
+                self._fast = CompiledDifixStep(
+                    self.pipeline,
+                    self.config.timestep,
+                    self.config.prompt,
+                    cuda_graphs=self.config.cuda_graphs,
+                    cache_dir=self.config.compile_cache_dir,
+                )
+            except Exception as err:  # noqa: BLE001
+                self._fast_failed(err)
+                return None
+        return self._fast
+
+    def _fast_failed(self, err: Exception) -> None:
+        first = str(err).splitlines()[0] if str(err) else ""
+        logger.warning("Difix fast path failed (%s: %s); running eager from now on", type(err).__name__, first[:200])
+        self._fast = False
+        pipe = self._pipeline
+        if pipe is not None:  # eager kernels are faster in the default layout
+            pipe.vae.to(memory_format=torch.contiguous_format)
+            pipe.unet.to(memory_format=torch.contiguous_format)
+
+    def _restore(self, x: torch.Tensor, r: Optional[torch.Tensor], latents: Optional[torch.Tensor]) -> torch.Tensor:
+        """One chunk in [-1,1] on the device -> [b,3,h,w] in [-1,1]; fast path when available."""
+        pipe = self.pipeline
+        key = (tuple(x.shape), None if latents is None else tuple(latents.shape))
+        fast = self._fast_step(key, x.shape[0]) if r is None and not self._force_eager else None
+        if fast is not None:
+            try:
+                y = fast(x.to(self.dtype), latents)
+                self._ready_keys.add(key)
+                return y
+            except Exception as err:  # noqa: BLE001  (compile errors of any kind: eager from now on)
+                self._fast_failed(err)
+        if latents is not None:
+            return pipe.restore(x, None, prompt=self.config.prompt, timestep=self.config.timestep, ref_latents=latents)
+        return pipe.restore(x, r, prompt=self.config.prompt, timestep=self.config.timestep)
+
+    def clear_reference_cache(self) -> None:
+        """Forget cached reference latents (e.g. after changing the model's weights in place)."""
+        if self._ref_cache is not None:
+            self._ref_cache.clear()
+
     @torch.no_grad()
     def fix(self, images: torch.Tensor, refs: Optional[torch.Tensor] = None, cameras=None) -> torch.Tensor:
         """images [B,3,H,W] in [0,1] (H, W >= 64); refs [B,V,3,H',W'] or None -> [B,3,H,W] float32 in [0,1].
@@ -123,15 +253,23 @@ class DifixFixer:
                 self._warned_refs = True
             refs = None
         size8 = floor_to_multiple(height, width)
+        bs, total = self.config.batch_size, images.shape[0]
         outputs = []
-        for start in range(0, images.shape[0], self.config.batch_size):
-            chunk = images[start : start + self.config.batch_size].to(self.device, torch.float32)
+        for start in range(0, total, bs):
+            chunk = images[start : start + bs].to(self.device, torch.float32)
+            ref_chunk = refs[start : start + bs] if refs is not None else None
+            count = chunk.shape[0]
+            if self.compiled and total > bs and count < bs:  # a short tail chunk reuses the full chunk's graph
+                chunk = torch.cat([chunk, chunk[-1:].expand(bs - count, -1, -1, -1)])
+                if ref_chunk is not None:
+                    ref_chunk = torch.cat([ref_chunk, ref_chunk[-1:].expand(bs - count, -1, -1, -1, -1)])
             x = resize_tensor(chunk, size8) * 2 - 1
-            r = None
-            if refs is not None:
-                r = refs[start : start + self.config.batch_size].to(self.device, torch.float32)
-                r = resize_tensor(r, size8) * 2 - 1
-            y = pipe.restore(x, r, prompt=self.config.prompt, timestep=self.config.timestep)
+            r = latents = None
+            if ref_chunk is not None and (self.caches_references or self.compiled):
+                latents = self._reference_latents(ref_chunk, size8)
+            elif ref_chunk is not None:
+                r = resize_tensor(ref_chunk.to(self.device, torch.float32), size8) * 2 - 1
+            y = self._restore(x, r, latents)[:count]
             y = resize_tensor((y.float() + 1) / 2, (height, width)).clamp(0, 1)
             outputs.append(y.to(images.device))
         return torch.cat(outputs)

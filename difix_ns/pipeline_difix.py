@@ -177,10 +177,13 @@ class DifixPipeline(DiffusionPipeline):
         prompt: str = DEFAULT_PROMPT,
         timestep: int = DEFAULT_TIMESTEP,
         prompt_embeds: Optional[torch.Tensor] = None,
+        ref_latents: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """images [B,3,h,w] in [-1,1] (h, w multiples of 8), refs [B,V,3,h,w] in [-1,1] or None -> [B,3,h,w].
 
         The output is in [-1,1] and in the pipeline's dtype; V may be 0 (or refs None) on any model.
+        ``ref_latents`` [B,V,4,h/8,w/8] (from :meth:`encode_latents`) replaces ``refs``: the references are then
+        not encoded again, so callers can cache them across frames.
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [B,3,H,W], got {tuple(images.shape)}")
@@ -188,6 +191,13 @@ class DifixPipeline(DiffusionPipeline):
             raise ValueError(f"image size {tuple(images.shape[-2:])} must be a multiple of 8 (floor it first)")
         device, dtype = self.unet.device, self.unet.dtype
         batch = images.shape[0]
+        if refs is not None and ref_latents is not None:
+            raise ValueError("pass refs or ref_latents, not both")
+        if ref_latents is not None and ref_latents.shape[1] > 0:
+            if not self.reference_mixing:
+                self.warn_refs_ignored()
+            else:
+                return self._restore_with_latents(images, ref_latents, prompt, timestep, prompt_embeds)
         if refs is not None and refs.shape[1] > 0 and not self.reference_mixing:
             self.warn_refs_ignored()
             refs = None
@@ -209,6 +219,34 @@ class DifixPipeline(DiffusionPipeline):
         with reference_views(self.unet, views):
             eps = self.unet(z, t, encoder_hidden_states=emb, return_dict=False)[0]
         z0 = self.predict_x0(z[::views], eps[::views], timestep)  # keep the degraded view only
+        return self.vae.decode_with_skips(z0 / scale, skips).clamp(-1, 1)
+
+    @torch.no_grad()
+    def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
+        """Scaled latent (posterior mode x scaling factor) of images [N,3,h,w] in [-1,1]: what a reference view
+        contributes to the UNet, [N,4,h/8,w/8] in the pipeline's dtype."""
+        x = images.to(device=self.unet.device, dtype=self.unet.dtype)
+        posterior, _ = self.vae.encode_with_skips(x)
+        return posterior.mode() * self.vae.config.scaling_factor
+
+    def _restore_with_latents(self, images, ref_latents, prompt, timestep, prompt_embeds) -> torch.Tensor:
+        device, dtype = self.unet.device, self.unet.dtype
+        batch, num_refs = ref_latents.shape[:2]
+        if ref_latents.ndim != 5 or batch != images.shape[0]:
+            raise ValueError(f"ref_latents must be [B={images.shape[0]},V,C,h,w], got {tuple(ref_latents.shape)}")
+        posterior, skips = self.vae.encode_with_skips(images.to(device=device, dtype=dtype))
+        scale = self.vae.config.scaling_factor
+        z = posterior.mode() * scale
+        if tuple(ref_latents.shape[2:]) != tuple(z.shape[1:]):
+            raise ValueError(f"ref_latents {tuple(ref_latents.shape)} do not match the image latents {tuple(z.shape)}")
+        views = 1 + num_refs
+        joint = torch.cat([z[:, None], ref_latents.to(device=device, dtype=dtype)], dim=1).flatten(0, 1)
+        emb = prompt_embeds if prompt_embeds is not None else self.prompt_embeddings(prompt)
+        emb = emb.to(device=device, dtype=dtype).expand(joint.shape[0], -1, -1)
+        t = torch.full((joint.shape[0],), int(timestep), device=device, dtype=torch.long)
+        with reference_views(self.unet, views):
+            eps = self.unet(joint, t, encoder_hidden_states=emb, return_dict=False)[0]
+        z0 = self.predict_x0(z, eps[::views], timestep)
         return self.vae.decode_with_skips(z0 / scale, skips).clamp(-1, 1)
 
     # ------------------------------------------------------------------ seed API

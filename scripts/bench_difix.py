@@ -1,25 +1,36 @@
-"""Benchmark the Difix forward pass (real SD-Turbo-sized architecture, random weights) and print JSON.
+"""Benchmark the Difix forward pass side by side: plain-diffusers anchor, this project's eager path, its fast path.
 
-GPU (the numbers for the README):
-    python scripts/bench_difix.py --out $OUT/bench_difix.json
-CPU smoke run (tiny architecture, small images; proves the script works, the timings mean nothing):
-    python scripts/bench_difix.py --quick --out /tmp/bench_difix_quick.json
+GPU (the numbers for the README; about 4-5 minutes on an H200 with a cold compile cache):
+    python scripts/bench_difix.py --out $OUT/bench_difix.json --compile-cache-dir /tmp/difix_compile_cache
+CPU smoke run (tiny architecture, 64x96; the fast path runs its plumbing uncompiled; timings mean nothing):
+    python scripts/bench_difix.py --smoke-cpu --out /tmp/bench_difix_smoke.json
 
-Measured: ms per restored frame for fp32 and bf16 weights, batch 1 and 8, with 0 and 1 reference view, at
-576x1024 (Difix's training resolution), plus peak GPU memory per setting. Random weights: timing only, no quality.
-Each setting is warmed up, then timed over several iterations with CUDA synchronisation.
+All models have the real SD-Turbo-sized architecture (``difix_ns.testing``) with RANDOM weights: the numbers are
+timings (and numerical differences between code paths), not restoration quality. Measured at 576x1024:
+
+* ``anchor``: stock diffusers ``AutoencoderKL`` + ``UNet2DConditionModel`` (encode -> UNet at t=199 -> x0 ->
+  decode), diffusers defaults, eager; bf16 batch 1 and 8, fp32 batch 1.
+* ``eager``: ``DifixFixer(compile=False)`` (LoRA merged, references cached), fp32 and bf16, batch 1 and 8,
+  0 and 1 reference view; plus one reference *without* the latent cache (what a reference cost before).
+* ``fast``: ``DifixFixer`` defaults on CUDA (compiled static-shape graphs replayed as CUDA graphs, channels_last,
+  references cached), bf16, batch 1 and 8, V = 0 and 1; ``first_call_s`` is the compile + capture time of that
+  shape (with the compile cache dir given, a second process finds most of it on disk); an ablation without CUDA
+  graphs; the bf16 fast-vs-eager output difference (mean / max abs on [0,1]).
+
+Every measurement is wrapped: an error is recorded in the JSON and the run goes on; the JSON is rewritten after
+each measurement, so a run cut short still leaves its numbers. ``--budget-s`` skips what would start too late.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import json
+import os
 import platform
 import sys
 import time
+import traceback
 from pathlib import Path
-
-import torch
 
 if __package__ in (None, ""):  # `python scripts/bench_difix.py` from a checkout that is not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,185 +38,357 @@ if __package__ in (None, ""):  # `python scripts/bench_difix.py` from a checkout
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=None, help="write the JSON result here as well as to stdout")
-    parser.add_argument("--quick", action="store_true", help="CPU smoke run: tiny architecture, 64x96, 1 iteration")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (rewritten after every measurement)")
+    parser.add_argument("--smoke-cpu", "--quick", dest="smoke", action="store_true",
+                        help="CPU smoke run: tiny architecture, 64x96, 1 iteration, fast path uncompiled")
     parser.add_argument("--height", type=int, default=576)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--refs", type=int, nargs="+", default=[0, 1], help="reference views per frame")
-    parser.add_argument(
-        "--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16", "float16"]
-    )
+    parser.add_argument("--eager-dtypes", nargs="+", default=["float32", "bfloat16"],
+                        choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--fast-dtypes", nargs="+", default=["bfloat16"], choices=["float32", "bfloat16", "float16"],
+                        help="dtypes of the compiled path (each dtype compiles every shape again)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--iters", type=int, default=5)
-    parser.add_argument("--channels-last", action="store_true", help="channels_last memory format for UNet and VAE")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet and VAE forward functions")
-    parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls in float32 runs")
-    parser.add_argument(
-        "--no-fuse-lora",
-        dest="fuse_lora",
-        action="store_false",
-        help="keep the VAE LoRA unmerged (DifixFixer merges it on CUDA)",
-    )
-    parser.add_argument("--no-ablation", dest="ablation", action="store_false", help="skip the batch-1 bf16 variants")
+    parser.add_argument("--iters", type=int, default=10, help="timed calls per setting (batch 8: a quarter)")
+    parser.add_argument("--compile-cache-dir", default=None,
+                        help="TORCHINDUCTOR_CACHE_DIR for this run (share it with bench_postfix_render.py)")
+    parser.add_argument("--budget-s", type=float, default=285.0,
+                        help="skip measurements that would start after this many seconds")
+    parser.add_argument("--no-anchor", dest="anchor", action="store_false")
+    parser.add_argument("--no-eager", dest="eager", action="store_false")
     args = parser.parse_args(argv)
-    if args.quick:
+    if args.smoke:
         args.height, args.width, args.batches, args.warmup, args.iters = 64, 96, [1, 2], 1, 1
+        args.eager_dtypes, args.fast_dtypes = ["float32"], ["float32"]
     return args
+
+
+class Bench:
+    """Result JSON + the wrapped, budgeted measurements."""
+
+    def __init__(self, args, result: dict):
+        self.args, self.result, self.start = args, result, time.perf_counter()
+
+    def save(self) -> None:
+        if self.args.out is not None:
+            self.args.out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.args.out.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.result, indent=2) + "\n")
+            tmp.replace(self.args.out)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def measure(self, section: str, name: str, fn, **labels) -> dict:
+        import torch
+
+        entry = {"name": name, **labels}
+        if self.elapsed() > self.args.budget_s:
+            entry["skipped"] = f"time budget ({self.args.budget_s:.0f} s) used up"
+        else:
+            t0 = time.perf_counter()
+            try:
+                entry.update(fn())
+            except Exception as err:  # noqa: BLE001  (record and go on)
+                entry["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:500]
+                entry["traceback_tail"] = traceback.format_exc()[-1500:]
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                    torch.cuda.empty_cache()
+            entry["wall_s"] = round(time.perf_counter() - t0, 2)
+        self.result.setdefault(section, []).append(entry)
+        self.save()
+        print(json.dumps({k: v for k, v in entry.items() if k != "traceback_tail"}), file=sys.stderr, flush=True)
+        return entry
+
+
+def sync(cuda: bool) -> None:
+    import torch
+
+    if cuda:
+        torch.cuda.synchronize()
+
+
+def time_calls(call, frames: int, warmup: int, iters: int, cuda: bool) -> dict:
+    """Warm up, then time ``iters`` calls (host clock around synchronised calls)."""
+    import torch
+
+    for _ in range(warmup):
+        call()
+    sync(cuda)
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    times, out = [], None
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        out = call()
+        sync(cuda)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    stats = {
+        "ms_per_frame": round(1000 * sum(times) / len(times) / frames, 2),
+        "ms_per_frame_median": round(1000 * times[len(times) // 2] / frames, 2),
+        "ms_per_batch_min": round(1000 * times[0], 2),
+        "output_finite": bool(torch.isfinite(out.float()).all()),
+    }
+    if cuda:
+        stats["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        stats["reserved_gib"] = round(torch.cuda.memory_reserved() / 2**30, 2)
+    return stats
+
+
+def iters_for(args, batch: int) -> int:
+    return max(1, args.iters // 4) if batch >= 8 else args.iters
+
+
+# ---------------------------------------------------------------------------------------------------- anchor
+def build_anchor(size: str, device: str):
+    """Stock diffusers VAE + UNet of the SD-Turbo architecture (the VAE without Difix's skips/LoRA)."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+    from difix_ns.models.configs import real_configs, tiny_configs
+
+    cfg = real_configs() if size == "real" else tiny_configs(1000)
+    vae_cfg = {k: v for k, v in cfg["vae"].items() if k not in ("lora_rank", "lora_alpha", "gamma", "ignore_skip")}
+    torch.manual_seed(0)
+    with torch.device(device):
+        vae = AutoencoderKL.from_config(vae_cfg).eval().requires_grad_(False)
+        unet = UNet2DConditionModel.from_config(cfg["unet"]).eval().requires_grad_(False)
+    scheduler = DDPMScheduler.from_config(cfg["scheduler"])
+    emb = torch.randn(1, 77, unet.config.cross_attention_dim, device=device)
+    return vae, unet, scheduler, emb
+
+
+def anchor_step(vae, unet, scheduler, emb, x, timestep: int = 199):
+    import torch
+
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
+        t = torch.full((x.shape[0],), timestep, device=x.device, dtype=torch.long)
+        eps = unet(z, t, encoder_hidden_states=emb.expand(x.shape[0], -1, -1)).sample
+        abar = scheduler.alphas_cumprod[timestep].to(x.device)
+        x0 = (z.float() - (1 - abar).sqrt() * eps.float()) / abar.sqrt()
+        return vae.decode(x0.to(z.dtype) / vae.config.scaling_factor).sample
+
+
+def run_anchor(bench: Bench, size: str, device: str, cuda: bool) -> None:
+    import torch
+
+    args = bench.args
+    built = {}
+
+    def build():
+        t0 = time.perf_counter()
+        built["m"] = build_anchor(size, device)
+        return {"build_s": round(time.perf_counter() - t0, 2)}
+
+    bench.measure("anchor", "build", build)
+    if "m" not in built:
+        return
+    vae, unet, scheduler, emb = built["m"]
+    plan = [("float32", 1)] if "float32" in args.eager_dtypes else []
+    plan += [("bfloat16", b) for b in args.batches] if cuda else []
+    for dtype_name, batch in plan:
+        dtype = getattr(torch, dtype_name)
+
+        def fn(dtype=dtype, batch=batch):
+            vae.to(dtype), unet.to(dtype)
+            x = (torch.rand(batch, 3, args.height, args.width, device=device) * 2 - 1).to(dtype)
+            e = emb.to(dtype)
+            return time_calls(lambda: anchor_step(vae, unet, scheduler, e, x), batch, args.warmup,
+                              iters_for(args, batch), cuda)
+
+        bench.measure("anchor", f"anchor_{dtype_name}_b{batch}", fn, dtype=dtype_name, batch=batch, refs=0)
+    del vae, unet, built["m"]
+    if cuda:
+        torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------------------------------------------- difix paths
+def inputs(args, batch: int, refs: int, device: str, seed: int):
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.rand(batch, 3, args.height, args.width, generator=gen).to(device)
+    r = torch.rand(batch, refs, 3, args.height, args.width, generator=gen).to(device) if refs else None
+    return x, r
+
+
+def fixer_runs(bench: Bench, section: str, fixer, dtype_name: str, cuda: bool, device: str, first_call: bool):
+    """batch x refs grid through ``fixer.fix``; refs are the same tensors every call (cached after the first)."""
+    args = bench.args
+    for refs in args.refs:
+        for batch in args.batches:
+            def fn(batch=batch, refs=refs):
+                x, r = inputs(args, batch, refs, device, seed=100 * batch + refs)
+                stats = {}
+                if first_call:  # compile + capture of this shape (and the references' encoding)
+                    t0 = time.perf_counter()
+                    fixer.fix(x, r)
+                    sync(cuda)
+                    stats["first_call_s"] = round(time.perf_counter() - t0, 2)
+                stats.update(time_calls(lambda: fixer.fix(x, r), batch, args.warmup, iters_for(args, batch), cuda))
+                return stats
+
+            bench.measure(section, f"{section}_{dtype_name}_b{batch}_v{refs}", fn, dtype=dtype_name, batch=batch,
+                          refs=refs, cached_refs=bool(refs))
+
+
+def output_diff(a, b) -> dict:
+    d = (a.float() - b.float()).abs()
+    return {"mean_abs": float(d.mean()), "max_abs": float(d.max()), "p99_abs": float(d.flatten().kthvalue(
+        max(1, int(0.99 * d.numel()))).values)}
+
+
+def run_difix(bench: Bench, size: str, device: str, cuda: bool) -> None:
+    import torch
+
+    from difix_ns.fixer import DifixFixer
+    from difix_ns.testing import build_difix_pipeline
+
+    args = bench.args
+    has_peft = importlib.util.find_spec("peft") is not None
+    state = {}
+
+    def build():
+        t0 = time.perf_counter()
+        state["pipe"] = build_difix_pipeline(size, reference_mixing=True, seed=0, device=device, vae_lora=has_peft)
+        pipe = state["pipe"]
+        return {"build_s": round(time.perf_counter() - t0, 2),
+                "unet_params": sum(p.numel() for p in pipe.unet.parameters()),
+                "vae_params": sum(p.numel() for p in pipe.vae.parameters())}
+
+    bench.measure("difix", "build", build)
+    if "pipe" not in state:
+        return
+    pipe = state["pipe"]
+    probe = {v: inputs(args, 1, v, device, seed=7 + v) for v in (0, 1)}  # fixed inputs for the differences
+    outputs = {}
+    common = dict(model_name="random-weights", batch_size=max(args.batches))
+
+    if args.eager:
+        for dtype_name in args.eager_dtypes:
+            if not cuda and dtype_name != "float32":
+                continue
+            fixer = DifixFixer.from_pipeline(pipe, dtype=dtype_name, compile=False, **common)
+            fixer_runs(bench, "eager", fixer, dtype_name, cuda, device, first_call=False)
+            if 1 in args.refs:  # one reference, re-encoded every call (the behaviour before the latent cache)
+                def uncached(fixer=fixer, dtype_name=dtype_name):
+                    plain = DifixFixer.from_pipeline(pipe, dtype=dtype_name, compile=False, cache_references=False,
+                                                     **common)
+                    x, r = inputs(args, 1, 1, device, seed=101)
+                    return time_calls(lambda: plain.fix(x, r), 1, args.warmup, args.iters, cuda)
+
+                bench.measure("eager", f"eager_{dtype_name}_b1_v1_uncached", uncached, dtype=dtype_name, batch=1,
+                              refs=1, cached_refs=False)
+            for v, (x, r) in probe.items():
+                try:
+                    outputs[(dtype_name, "eager", v)] = fixer.fix(x, r).cpu()
+                except Exception as err:  # noqa: BLE001
+                    bench.result.setdefault("errors", []).append(f"eager {dtype_name} probe: {err}")
+
+    for dtype_name in args.fast_dtypes:
+        if not cuda and dtype_name != "float32":
+            continue
+        fixer = DifixFixer.from_pipeline(pipe, dtype=dtype_name, compile=True, compile_min_frames=0,
+                                         compile_cache_dir=args.compile_cache_dir, **common)
+        if not cuda:  # smoke: the fast step's plumbing (reference latents, padding, x0 + decode), uncompiled
+            from difix_ns.fixers.compiled import CompiledDifixStep
+
+            fixer.set_fast_step(CompiledDifixStep(fixer.pipeline, fixer.config.timestep, fixer.config.prompt,
+                                                  cuda_graphs=False, compile=False))
+        fixer_runs(bench, "fast", fixer, dtype_name, cuda, device, first_call=True)
+        fast = fixer._fast
+        bench.result.setdefault("fast_info", {})[dtype_name] = {
+            "compiled": bool(fast) and fixer.compiled,
+            "cuda_graphs": bool(fast) and bool(getattr(fast, "cuda_graphs", False)),
+            "compile_cache_dir": getattr(fast, "cache_dir", None) if fast else None,
+            "reference_cache_hits": fixer.reference_cache.hits,
+            "reference_cache_misses": fixer.reference_cache.misses,
+        }
+        for v, (x, r) in probe.items():
+            try:
+                outputs[(dtype_name, "fast", v)] = fixer.fix(x, r).cpu()
+            except Exception as err:  # noqa: BLE001
+                bench.result.setdefault("errors", []).append(f"fast {dtype_name} probe: {err}")
+        if fast and getattr(fast, "cuda_graphs", False):
+            def no_graphs(fast=fast, fixer=fixer):
+                fast.cuda_graphs = False
+                try:
+                    x, _ = inputs(args, 1, 0, device, seed=100)
+                    return time_calls(lambda: fixer.fix(x), 1, args.warmup, args.iters, cuda)
+                finally:
+                    fast.cuda_graphs = True
+
+            bench.measure("fast", f"fast_{dtype_name}_b1_v0_compiled_no_cuda_graphs", no_graphs, dtype=dtype_name,
+                          batch=1, refs=0, cuda_graphs=False)
+        bench.save()
+
+    diffs = {}
+    for (dtype_name, path, v), out in outputs.items():
+        if path == "fast" and (dtype_name, "eager", v) in outputs:
+            diffs[f"fast_vs_eager_{dtype_name}_v{v}"] = output_diff(out, outputs[(dtype_name, "eager", v)])
+        if path == "eager" and dtype_name != "float32" and ("float32", "eager", v) in outputs:
+            diffs[f"eager_{dtype_name}_vs_eager_float32_v{v}"] = output_diff(out, outputs[("float32", "eager", v)])
+    bench.result["output_differences_on_0_1"] = diffs
+    bench.save()
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from difix_ns.testing import build_difix_pipeline
+    if args.compile_cache_dir:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(args.compile_cache_dir).resolve())
+    import torch
 
-    use_cuda = torch.cuda.is_available() and not args.quick
-    device = torch.device("cuda" if use_cuda else "cpu")
-    torch.backends.cuda.matmul.allow_tf32 = bool(args.tf32)
-    size = "tiny" if args.quick else "real"
-    # Without peft the VAE is built without the adapter: the same compute as the merged LoRA (the default here).
-    has_peft = importlib.util.find_spec("peft") is not None
-    t0 = time.perf_counter()
-    pipe = build_difix_pipeline(size, reference_mixing=True, seed=0, device=str(device), vae_lora=has_peft)
-    build_s = time.perf_counter() - t0
-    torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest conv kernels
-    if args.fuse_lora:
-        pipe.vae.merge_lora()
-    if args.channels_last:
-        _channels_last(pipe, True)
-    if args.compile:
-        pipe.unet.forward = torch.compile(pipe.unet.forward)
-        pipe.vae.encode_with_skips = torch.compile(pipe.vae.encode_with_skips)
-        pipe.vae.decode_with_skips = torch.compile(pipe.vae.decode_with_skips)
-
+    cuda = torch.cuda.is_available() and not args.smoke
+    if not cuda and not args.smoke:
+        raise SystemExit("error: no CUDA GPU; use --smoke-cpu for a CPU smoke run")
+    device = "cuda" if cuda else "cpu"
+    size = "real" if cuda else "tiny"
     result = {
-        "what": "Difix single-step forward (VAE encode + UNet at t=199 + x0 step + skip decode), random weights",
+        "what": "Difix single step (VAE encode + UNet at t=199 + x0 + skip decode): anchor vs eager vs fast path",
+        "note": "random-weight models in the real architecture: timings and code-path differences only, no quality",
         "architecture": size,
-        "unet_params": sum(p.numel() for p in pipe.unet.parameters()),
-        "vae_params": sum(p.numel() for p in pipe.vae.parameters()),
-        "device": torch.cuda.get_device_name(device) if use_cuda else platform.processor() or "cpu",
+        "gpu": torch.cuda.get_device_name(0) if cuda else "none (CPU smoke run)",
         "torch": torch.__version__,
+        "python": platform.python_version(),
         "resolution_hw": [args.height, args.width],
         "warmup": args.warmup,
         "iters": args.iters,
-        "channels_last": args.channels_last,
-        "compile": args.compile,
-        "tf32": args.tf32,
-        "vae_lora_merged": args.fuse_lora,
-        "peft_available": has_peft,
-        "build_seconds": round(build_s, 2),
-        "runs": [],
+        "compile_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
     }
-    generator = torch.Generator(device="cpu").manual_seed(0)
-    for dtype_name in args.dtypes:
-        dtype = getattr(torch, dtype_name)
-        if not use_cuda and dtype != torch.float32:
-            continue  # CPU runs float32 only, as the fixer does
-        pipe.to(dtype=dtype)
-        for batch in args.batches:
-            for num_refs in args.refs:
-                x = torch.rand(batch, 3, args.height, args.width, generator=generator) * 2 - 1
-                refs = torch.rand(batch, num_refs, 3, args.height, args.width, generator=generator) * 2 - 1
-                run = {"dtype": dtype_name, "batch": batch, "refs": num_refs}
-                try:
-                    run.update(_time(pipe, x.to(device), refs.to(device) if num_refs else None, args, use_cuda))
-                except torch.cuda.OutOfMemoryError as err:
-                    run["error"] = f"out of memory: {str(err).splitlines()[0]}"
-                    torch.cuda.empty_cache()
-                result["runs"].append(run)
-                print(json.dumps(run), file=sys.stderr, flush=True)
-    if use_cuda:
-        result["checks"] = _cuda_checks(pipe, args, device, generator)
-    if args.ablation and has_peft:
-        result["ablation"] = _ablation(pipe, args, device, use_cuda, generator)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    try:
+        import diffusers
+
+        result["diffusers"] = diffusers.__version__
+    except ImportError:
+        pass
+    bench = Bench(args, result)
+    bench.save()
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 here (the process default)
+    if args.anchor:
+        run_anchor(bench, size, device, cuda)
+    run_difix(bench, size, device, cuda)
+    result["total_s"] = round(bench.elapsed(), 1)
+    bench.save()
+    print(json.dumps(summary(result), indent=1))
     return result
 
 
-def _cuda_checks(pipe, args, device, generator) -> dict:
-    """Numerical sanity of the CUDA path (random weights, so these say nothing about restoration quality)."""
-    from difix_ns.testing import build_difix_pipeline
-
-    x = torch.rand(1, 3, args.height, args.width, generator=generator) * 2 - 1
-    r = torch.rand(1, 1, 3, args.height, args.width, generator=generator) * 2 - 1
-    checks = {}
-    # The same tiny model on CPU and CUDA (float32) must agree: joint-view SDPA, skips and LoRA on the GPU.
-    tiny = build_difix_pipeline("tiny", reference_mixing=True, seed=0)
-    small_x, small_r = x[..., :64, :96], r[..., :64, :96]
-    cpu_out = tiny.restore(small_x, small_r)
-    cuda_out = tiny.to(device).restore(small_x.to(device), small_r.to(device)).cpu()
-    checks["tiny_cpu_vs_cuda_fp32_max_abs"] = float((cpu_out - cuda_out).abs().max())
-    # Real-size model: bf16 weights vs float32 on one frame with one reference.
-    outs = {}
-    for name in ("float32", "bfloat16"):
-        pipe.to(dtype=getattr(torch, name))
-        outs[name] = pipe.restore(x.to(device), r.to(device)).float().cpu()
-    checks["real_bf16_vs_fp32_mean_abs"] = float((outs["float32"] - outs["bfloat16"]).abs().mean())
-    checks["real_reference_effect_mean_abs"] = float(
-        (outs["bfloat16"] - pipe.restore(x.to(device), None).float().cpu()).abs().mean()
-    )
-    return checks
-
-
-def _channels_last(pipe, enable: bool) -> None:
-    fmt = torch.channels_last if enable else torch.contiguous_format
-    pipe.unet.to(memory_format=fmt)
-    pipe.vae.to(memory_format=fmt)
-
-
-def _ablation(pipe, args, device, use_cuda, generator) -> list[dict]:
-    """Batch 1, no reference, lowest-precision dtype: LoRA merged vs not, channels_last vs not."""
-    dtype_name = "bfloat16" if use_cuda else "float32"
-    pipe.to(dtype=getattr(torch, dtype_name))
-    x = (torch.rand(1, 3, args.height, args.width, generator=generator) * 2 - 1).to(device)
-    runs = []
-    for merged in (False, True):
-        for channels_last in (False, True):
-            (pipe.vae.merge_lora if merged else pipe.vae.unmerge_lora)()
-            _channels_last(pipe, channels_last)
-            variant = dict(args.__dict__, channels_last=channels_last)
-            run = {"dtype": dtype_name, "batch": 1, "refs": 0}
-            run.update(vae_lora_merged=merged, channels_last=channels_last)
-            run.update(_time(pipe, x, None, argparse.Namespace(**variant), use_cuda))
-            runs.append(run)
-            print(json.dumps(run), file=sys.stderr, flush=True)
-    return runs
-
-
-def _time(pipe, x, refs, args, use_cuda) -> dict:
-    if args.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    if use_cuda:
-        torch.cuda.synchronize()
-    for _ in range(args.warmup):
-        pipe.restore(x, refs)
-    if use_cuda:
-        # Reset after warm-up: cudnn.benchmark's algorithm search allocates large one-off workspaces (over 100 GiB
-        # in fp32 on an H200) that a steady-state run never needs again.
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.iters):
-        start = time.perf_counter()
-        out = pipe.restore(x, refs)
-        if use_cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    batch = x.shape[0]
-    stats = {
-        "ms_per_frame": round(1000 * sum(times) / len(times) / batch, 2),
-        "ms_per_frame_median": round(1000 * times[len(times) // 2] / batch, 2),
-        "ms_per_batch_min": round(1000 * times[0], 2),
-        "output_finite": bool(torch.isfinite(out.float()).all()),
-    }
-    if use_cuda:
-        stats["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    return stats
+def summary(result: dict) -> dict:
+    """ms/frame per setting, for the end of the log."""
+    table = {}
+    for section in ("anchor", "eager", "fast"):
+        for e in result.get(section, []):
+            if "ms_per_frame" in e:
+                table[e["name"]] = e["ms_per_frame"]
+            elif "error" in e or "skipped" in e:
+                table[e["name"]] = e.get("error") or e.get("skipped")
+    table["differences"] = result.get("output_differences_on_0_1")
+    return table
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
     p.add_argument("--sizes", nargs="+", default=["tiny", "real"], choices=["tiny", "real"])
     p.add_argument("--allow-cpu", action="store_true", help="smoke-test the script without a GPU (tiny model only)")
+    p.add_argument("--no-compile", dest="compile", action="store_false", help="eager fixer (default: fast path)")
+    p.add_argument("--compile-cache-dir", default=None,
+                   help="TORCHINDUCTOR_CACHE_DIR (share it with bench_difix.py so shapes it compiled load from disk)")
     return p.parse_args()
 
 
@@ -115,6 +118,8 @@ def time_render(render_module, pipeline, cameras, names, out_dir: Path) -> float
 
 def main() -> None:
     args = parse_args()
+    if args.compile_cache_dir:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(args.compile_cache_dir).resolve())
     import torch
 
     cuda = torch.cuda.is_available()
@@ -156,6 +161,8 @@ def main() -> None:
         "scene": str(config),
         "train_seconds": round(train_s, 1) if args.load_config is None else None,
         "note": "random-weight Difix models: timings only, no quality claim",
+        "compile": args.compile,
+        "compile_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
         "models": {},
     }
 
@@ -167,7 +174,9 @@ def main() -> None:
 
     for size in args.sizes:
         model_dir = save_model(size, work / f"difix_{size}")
-        shared = DifixFixer(DifixFixerConfig(model_name=str(model_dir), dtype=args.dtype))  # loaded once per size
+        # Loaded once per size; compiled from the first frame (compile_min_frames=0) so warm-up renders compile.
+        shared = DifixFixer(DifixFixerConfig(model_name=str(model_dir), dtype=args.dtype, compile=args.compile,
+                                             compile_min_frames=0))
         entry = {}
         for batch in args.batch_sizes:
             shared.config = replace(shared.config, batch_size=batch)
@@ -176,10 +185,21 @@ def main() -> None:
             hook.fixer_config = None
             hook.fixer_factory = lambda: shared
             with batched_rendering(render_module, [hook]):
+                t_warm = time.perf_counter()
                 time_render(render_module, pipeline, cameras[: batch + 1], ["rgb_fixed"], work / "warm")  # load + warm
+                warm_s = time.perf_counter() - t_warm
                 calls = hook.fix_calls
                 fixed_s = time_render(render_module, pipeline, cameras, ["rgb_fixed"], work / f"{size}_{batch}")
                 calls = hook.fix_calls - calls
+            # render + post-fix through the hook alone (no video/image writing): the viewer's per-frame work
+            hook.plan(cameras)
+            sync()
+            start = time.perf_counter()
+            for i in range(n):
+                hook.get_outputs_for_camera(cameras[i : i + 1].to(device))
+            sync()
+            hook_s = time.perf_counter() - start
+            hook.plan(None)
             # fixer alone on a batch of renders of the same size
             fixer = hook.fixer
             images = torch.rand(batch, 3, args.height, args.width, device=device)
@@ -194,6 +214,11 @@ def main() -> None:
             fixer_ms = (time.perf_counter() - start) / (reps * batch) * 1000
             entry[f"batch_{batch}"] = {
                 "ns_render_ms_per_frame": round(fixed_s / n * 1000, 2),
+                "ns_render_fps": round(n / fixed_s, 1),
+                "render_plus_fix_ms_per_frame": round(hook_s / n * 1000, 2),
+                "render_plus_fix_fps": round(n / hook_s, 1),
+                "warmup_render_s": round(warm_s, 1),
+                "compiled": bool(shared.compiled),
                 "postfix_ms_per_frame": round((fixed_s - plain_s) / n * 1000, 2),
                 "fixer_only_ms_per_frame": round(fixer_ms, 2),
                 "fixer_calls": calls,

@@ -100,6 +100,9 @@ def run(method: str, scene: Path, outdir: Path, name: str, steps: int, downscale
     torch.cuda.synchronize()
     t1 = time.perf_counter()
     trainer.train()
+    wait_writes = getattr(trainer.pipeline, "wait_for_round_writes", None)
+    if callable(wait_writes):  # round files are written in the background: count them in the wall time
+        wait_writes()
     torch.cuda.synchronize()
     t2 = time.perf_counter()
     result = {
@@ -117,6 +120,7 @@ def run(method: str, scene: Path, outdir: Path, name: str, steps: int, downscale
         result.update(
             fix_rounds=pipeline.completed_rounds,
             fix_round_s=pipeline.fix_round_seconds,
+            fix_round_breakdown=getattr(pipeline, "fix_round_breakdown", None),
             pool_views=len(dm.novel_pool),
             pool_draws=dm.pool_draws,
             dataset_draws=dm.dataset_draws,
@@ -137,6 +141,7 @@ def main() -> None:
     parser.add_argument("--num-rounds", type=int, default=3, help="fix rounds, evenly spaced over the run")
     parser.add_argument("--train-every", type=int, default=5, help="every N-th frame trains (sparse views)")
     parser.add_argument("--skip-sdturbo", action="store_true", help="skip the SD-Turbo-sized random fixer run")
+    parser.add_argument("--skip-tiny", action="store_true", help="skip the tiny random fixer run")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here as well")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -162,7 +167,7 @@ def main() -> None:
         "runs": {},
     }
     tiny = save_tiny_difix(work / "tiny_difix_ref", reference_mixing=True)
-    fixers = {"difix3d_tiny_random_fixer": tiny}
+    fixers = {} if args.skip_tiny else {"difix3d_tiny_random_fixer": tiny}
     if not args.skip_sdturbo:
         folder = work / "sdturbo_sized_random_difix_ref"
         # Without peft the VAE is built without its LoRA adapter: the same compute as a merged LoRA.

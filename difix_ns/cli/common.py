@@ -65,6 +65,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16",
                         help="compute dtype on CUDA; CPU always uses float32 [default: %(default)s]")
     parser.add_argument("--device", default=None, help="torch device [default: cuda if available, else cpu]")
+    parser.add_argument("--no-compile", "--no_compile", dest="compile", action="store_false",
+                        help="run the model eagerly on CUDA (default: compiled fast path, cached on disk)")
 
 
 def load_fixer(args: argparse.Namespace):
@@ -76,7 +78,8 @@ def load_fixer(args: argparse.Namespace):
     if not 0 <= args.timestep < 1000:
         raise InputError(f"--timestep must be in [0, 1000), got {args.timestep}")
     config = DifixFixerConfig(model_name=args.model_name, device=args.device, dtype=args.dtype,
-                              batch_size=args.batch_size, timestep=args.timestep, prompt=args.prompt)
+                              batch_size=args.batch_size, timestep=args.timestep, prompt=args.prompt,
+                              compile=getattr(args, "compile", True))
     fixer = DifixFixer(config)
     with console.status(f"loading Difix model {args.model_name}"):
         try:

@@ -17,6 +17,7 @@ lazily on the first round, held outside the module tree (never in a checkpoint),
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -104,6 +105,7 @@ class _FixState:
     completed: list[int] = field(default_factory=list)
     schedule: tuple[int, ...] = ()
     round_seconds: list[float] = field(default_factory=list)
+    round_breakdown: list[dict] = field(default_factory=list)  # seconds per phase of each round
 
 
 def _save_png(path: Path, image_hwc: Tensor) -> None:
@@ -112,13 +114,37 @@ def _save_png(path: Path, image_hwc: Tensor) -> None:
         array = (array.float().clamp(0, 1) * 255).round().to(torch.uint8)
     if array.shape[-1] == 1:
         array = array[..., 0]
-    Image.fromarray(array.numpy()).save(path)
+    Image.fromarray(array.numpy()).save(path, compress_level=1)  # lossless either way; level 1 is ~5x faster
 
 
 def _load_png(path: Path) -> Tensor:
     if not path.exists():
         raise FileNotFoundError(f"Difix3D round file missing: {path}")
     return torch.from_numpy(np.array(Image.open(path)))
+
+
+class _RoundWriter:
+    """Writes a round's files on one background thread while training goes on (PNG encoding releases the GIL).
+
+    ``wait()`` blocks until the last round is on disk and re-raises its error; the pipeline waits before the next
+    round and before every checkpoint, so a checkpoint never refers to a round that is not complete on disk."""
+
+    def __init__(self) -> None:
+        self._executor = None
+        self._pending = None
+
+    def submit(self, fn, *args) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.wait()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="difix-round-writer")
+        self._pending = self._executor.submit(fn, *args)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
 
 class Difix3DPipeline(VanillaPipeline):
@@ -148,11 +174,21 @@ class Difix3DPipeline(VanillaPipeline):
             )
         self._lazy_fixer = _LazyFixer(config.fixer)
         self._fix_state = _FixState()
+        self._round_writer = _RoundWriter()
         # Difix3D+: an `rgb_fixed` output for ns-render / the viewer, sharing this pipeline's fixer. It stays off
         # (zero cost) unless switched on by ns-render's output names, ns-difix-render or the viewer checkbox.
         from difix_ns.render.postfix import install_render_fix
 
         self._render_hook = install_render_fix(self, fixer_factory=self.get_fixer)
+
+    def wait_for_round_writes(self) -> None:
+        """Block until the files of the last fix round are written (re-raises a write error)."""
+        self._round_writer.wait()
+
+    def state_dict(self, *args, **kwargs):
+        # Checkpoints are taken through here: make sure the rounds they imply are complete on disk.
+        self._round_writer.wait()
+        return super().state_dict(*args, **kwargs)
 
     # ---------------------------------------------------------------- training step
     @profiler.time_function
@@ -188,6 +224,11 @@ class Difix3DPipeline(VanillaPipeline):
     def fix_round_seconds(self) -> list[float]:
         """Wall time of each fix round run by this process (render + fix + write), for benchmarks."""
         return list(self._fix_state.round_seconds)
+
+    @property
+    def fix_round_breakdown(self) -> list[dict]:
+        """Per round: seconds rendering, fixing, and updating the pool (round files are written in the background)."""
+        return list(self._fix_state.round_breakdown)
 
     @property
     def fix_schedule(self) -> tuple[int, ...]:
@@ -285,6 +326,7 @@ class Difix3DPipeline(VanillaPipeline):
     @torch.no_grad()
     def run_fix_round(self, step: int) -> None:
         """Run one fix round at ``step`` and refresh the novel-view pool (see module docstring)."""
+        self._round_writer.wait()
         started = time.perf_counter()
         dm, model = self.datamanager, self.model
         ref_cams = dm.reference_cameras()
@@ -314,21 +356,29 @@ class Difix3DPipeline(VanillaPipeline):
                     alphas.append(out["accumulation"].reshape(*out["rgb"].shape[:2], 1).float())  # [H, W, 1]
             finally:
                 model.train(was_training)
+        rendered = time.perf_counter()
         refs = [self._reference_like(int(r), img) for r, img in zip(ref_idx, renders)]
         fixed = self._fix_images(renders, refs)
         threshold = self.config.alpha_threshold if self.config.use_alpha_mask else -1.0
         masks = [a > threshold for a in alphas]
         images_u8 = [(f.clamp(0, 1) * 255).round().to(torch.uint8) for f in fixed]
-        if self._fix_state.rounds_dir is not None:
-            self._write_round(
-                step, cameras, poses, shifted.arrived, ref_idx, renders, fixed, refs, alphas, masks, extent
+        fixed_at = time.perf_counter()
+        if self._fix_state.rounds_dir is not None:  # PNGs are encoded in the background from CPU copies
+            cpu = lambda ts: [t.detach().cpu() for t in ts]
+            self._round_writer.submit(
+                self._write_round, step, cameras, poses, shifted.arrived, ref_idx, cpu(renders), cpu(images_u8),
+                cpu(refs), cpu(alphas), cpu(masks), extent,
             )
         dm.novel_pool.update(cameras, images_u8, masks, step)
         self._fix_state.novel_poses = poses
         self._fix_state.completed.append(int(step))
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        self._fix_state.round_seconds.append(time.perf_counter() - started)
+        finished = time.perf_counter()
+        self._fix_state.round_seconds.append(finished - started)
+        self._fix_state.round_breakdown.append(
+            {"render_s": rendered - started, "fix_s": fixed_at - rendered, "pool_and_copies_s": finished - fixed_at}
+        )
         if not dm.novel_pool.supervised_views:
             CONSOLE.print(
                 f"[bold yellow]Difix3D step {step}: every novel view has opacity <= {threshold} everywhere; "
@@ -351,6 +401,13 @@ class Difix3DPipeline(VanillaPipeline):
 
     def _fix_images(self, renders: list[Tensor], refs: list[Tensor]) -> list[Tensor]:
         fixer = self.get_fixer()
+        # A round fixes a few views: compiling the fixer's fast path would cost more than it saves (ns-render and
+        # the viewer, which fix many frames, use it). References are still encoded once across rounds.
+        eager = getattr(fixer, "eager", None)
+        with eager() if callable(eager) else contextlib.nullcontext():
+            return self._fix_batches(fixer, renders, refs)
+
+    def _fix_batches(self, fixer, renders: list[Tensor], refs: list[Tensor]) -> list[Tensor]:
         with_refs = bool(fixer.uses_references)
         out: list[Tensor | None] = [None] * len(renders)
         by_size: dict[tuple[int, int], list[int]] = {}

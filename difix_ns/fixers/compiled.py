@@ -1,0 +1,241 @@
+"""The CUDA fast path of ``DifixFixer``: compiled static-shape graphs replayed as CUDA graphs.
+
+``CompiledDifixStep(pipe, timestep, prompt)`` runs the same single step as ``DifixPipeline.restore`` (with
+reference *latents*, see ``reference_cache``) but
+
+* with weights in channels_last and the VAE LoRA merged (the caller's ``DifixFixer._prepare`` merges it);
+* SDPA attention everywhere (VAE mid block, UNet self/cross attention, the reference-mixing processor);
+* the VAE encoder, the UNet and the x0 step + VAE decoder compiled by inductor with static shapes (``dynamic=False``):
+  GroupNorm+SiLU and the other elementwise work fuse into Triton kernels, 1x1 convolutions become matmuls;
+* the whole step captured once per input shape as one CUDA graph (cuDNN algorithms picked by its benchmark mode
+  during warm-up), so a frame is a single graph launch with no per-kernel CPU overhead.
+
+Compiled artifacts go to a persistent on-disk cache (``compile_cache_dir``; inductor's FX-graph, AOT-autograd and
+Triton caches), so a second process with the same shapes skips most of the compile. A new shape (size, batch,
+number of references) compiles and captures once. Failures are the caller's to catch: ``DifixFixer`` falls back to
+the eager path with a one-line warning; a failed CUDA-graph capture alone falls back to the compiled functions.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+INDUCTOR_OPTIONS = {
+    "conv_1x1_as_mm": True,  # decoder skips, conv shortcuts, quant convs: plain matmuls in channels_last
+    "fx_graph_cache": True,  # persistent compiled-graph cache (on by default; stated for older torch)
+    "triton.cudagraphs": False,  # the whole step is captured below instead (one graph, no output aliasing rules)
+}
+"""Inductor options (default mode; max-autotune's conv/matmul template search costs minutes per shape)."""
+
+
+def default_compile_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/difix_ns/torch_compile`` (``~/.cache/difix_ns/torch_compile``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "difix_ns" / "torch_compile"
+
+
+def use_compile_cache(path: Optional[str] = None) -> str:
+    """Point inductor's on-disk caches at ``path`` (default :func:`default_compile_cache_dir`) unless the process
+    already set ``TORCHINDUCTOR_CACHE_DIR``; returns the directory in use."""
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        folder = Path(path) if path else default_compile_cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    return os.environ["TORCHINDUCTOR_CACHE_DIR"]
+
+
+@contextmanager
+def cudnn_benchmark() -> Iterator[None]:
+    """cuDNN picks the fastest algorithm per convolution shape while warming up / capturing; the process setting
+    is restored afterwards (replays reuse the captured kernels)."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def use_sdpa_attention(*models: torch.nn.Module) -> int:
+    """Give every diffusers ``Attention`` that still has a non-SDPA default processor ``AttnProcessor2_0``
+    (custom processors such as the reference-mixing one are kept; they call SDPA themselves). Returns the count."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
+
+    changed = 0
+    for model in models:
+        for module in model.modules():
+            if isinstance(module, Attention) and type(module.processor) is AttnProcessor:
+                module.set_processor(AttnProcessor2_0())
+                changed += 1
+    return changed
+
+
+def x0_coefficients(scheduler, timestep: int) -> tuple[float, float]:
+    """(a, b) with x0 = a * z + b * model_output for the scheduler's prediction type at ``timestep``."""
+    abar = float(scheduler.alphas_cumprod[int(timestep)])
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return 1.0 / abar**0.5, -((1.0 - abar) ** 0.5) / abar**0.5
+    if kind == "v_prediction":
+        return abar**0.5, -((1.0 - abar) ** 0.5)
+    if kind == "sample":
+        return 0.0, 1.0
+    raise ValueError(f"unsupported scheduler prediction_type {kind!r}")
+
+
+class _CaptureError(RuntimeError):
+    """CUDA-graph capture failed (the compiled functions themselves worked)."""
+
+
+class _Graph:
+    def __init__(self, graph, x, zref, out):
+        self.graph, self.x, self.zref, self.out = graph, x, zref, out
+
+
+class CompiledDifixStep:
+    """One Difix step, compiled, replayed as CUDA graphs: ``step(x, ref_latents) -> y`` (see module docstring).
+
+    ``x`` [B,3,h,w] in [-1,1] in the model dtype (h, w multiples of 8); ``ref_latents`` [B,V,4,h/8,w/8] or None.
+    Returns a new tensor [B,3,h,w] in [-1,1] (model dtype). ``compile=False`` and ``cuda_graphs=False`` leave
+    those parts out (the CPU tests use both off; the benchmark times each layer).
+    """
+
+    def __init__(
+        self,
+        pipe,
+        timestep: int,
+        prompt: str,
+        cuda_graphs: bool = True,
+        max_graphs: int = 4,
+        cache_dir: Optional[str] = None,
+        compile: bool = True,
+    ):
+        on_cuda = pipe.unet.device.type == "cuda"
+        if cuda_graphs and not on_cuda:
+            raise ValueError("CUDA graphs need the model on a CUDA device")
+        self.pipe = pipe
+        self.timestep = int(timestep)
+        self.prompt = prompt
+        self.cuda_graphs = bool(cuda_graphs)
+        self.max_graphs = max(1, int(max_graphs))
+        self.cache_dir = use_compile_cache(cache_dir) if compile else None
+        self._coef = x0_coefficients(pipe.scheduler, self.timestep)
+        self._scale = float(pipe.vae.config.scaling_factor)
+        use_sdpa_attention(pipe.vae, pipe.unet)
+        pipe.vae.to(memory_format=torch.channels_last)
+        pipe.unet.to(memory_format=torch.channels_last)
+        self._encode, self._unet, self._decode = self._encode_eager, pipe.unet, self._decode_eager
+        if compile:  # compile=False: the same step uncompiled (CPU tests of the plumbing, benchmarks' ablations)
+            options = dict(INDUCTOR_OPTIONS)
+            self._encode = torch.compile(self._encode_eager, dynamic=False, options=options)
+            self._unet = torch.compile(pipe.unet, dynamic=False, options=options)
+            self._decode = torch.compile(self._decode_eager, dynamic=False, options=options)
+        self._conditioning: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
+        self._pool = None
+
+    # ------------------------------------------------------------------ the step (compiled pieces)
+    def _encode_eager(self, x: torch.Tensor):
+        posterior, skips = self.pipe.vae.encode_with_skips(x)
+        return posterior.mode() * self._scale, skips
+
+    def _decode_eager(self, z: torch.Tensor, eps: torch.Tensor, skips):
+        a, b = self._coef
+        z0 = (a * z.float() + b * eps.float()).to(z.dtype)
+        return self.pipe.vae.decode_with_skips(z0 / self._scale, skips).clamp(-1, 1)
+
+    def _cond(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if n not in self._conditioning:
+            pipe = self.pipe
+            emb = pipe.prompt_embeddings(self.prompt).to(device=pipe.unet.device, dtype=pipe.unet.dtype)
+            emb = emb.expand(n, -1, -1).contiguous()
+            t = torch.full((n,), self.timestep, device=pipe.unet.device, dtype=torch.long)
+            self._conditioning[n] = (emb, t)
+        return self._conditioning[n]
+
+    def _step(self, x: torch.Tensor, zref: Optional[torch.Tensor]) -> torch.Tensor:
+        from difix_ns.models.reference_attention import reference_views
+
+        z, skips = self._encode(x)
+        if zref is not None and zref.shape[1] > 0:
+            views = 1 + zref.shape[1]
+            joint = torch.cat([z[:, None], zref], dim=1).flatten(0, 1)
+        else:
+            views, joint = 1, z
+        emb, t = self._cond(joint.shape[0])
+        with reference_views(self.pipe.unet, views):
+            eps = self._unet(joint, t, encoder_hidden_states=emb, return_dict=False)[0]
+        if views > 1:
+            eps = eps[::views]
+        return self._decode(z, eps, skips)
+
+    # ------------------------------------------------------------------ entry point
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, ref_latents: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        if ref_latents is not None and ref_latents.shape[1] == 0:
+            ref_latents = None
+        if self.cuda_graphs:
+            try:
+                return self._replay(x, ref_latents)
+            except _CaptureError as err:
+                logger.warning("Difix fast path: CUDA-graph capture failed (%s); using compiled kernels only", err)
+                self.cuda_graphs = False
+                self._graphs.clear()
+                self._pool = None
+        with cudnn_benchmark():
+            return self._step(x, ref_latents).clone()
+
+    def warm_up(self, x: torch.Tensor, ref_latents: Optional[torch.Tensor] = None) -> None:
+        """Compile (and capture) for this input shape now."""
+        self(x, ref_latents)
+
+    def _key(self, x, zref) -> tuple:
+        return (tuple(x.shape), None if zref is None else tuple(zref.shape), x.dtype)
+
+    def _replay(self, x: torch.Tensor, zref: Optional[torch.Tensor]) -> torch.Tensor:
+        key = self._key(x, zref)
+        entry = self._graphs.get(key)
+        if entry is None:
+            entry = self._capture(x, zref)
+            self._graphs[key] = entry
+            while len(self._graphs) > self.max_graphs:
+                self._graphs.popitem(last=False)
+        else:
+            self._graphs.move_to_end(key)
+            entry.x.copy_(x)
+            if zref is not None:
+                entry.zref.copy_(zref)
+        entry.graph.replay()
+        return entry.out.clone()
+
+    def _capture(self, x: torch.Tensor, zref: Optional[torch.Tensor]) -> _Graph:
+        static_x = x.clone(memory_format=torch.channels_last)
+        static_zref = zref.clone() if zref is not None else None
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with cudnn_benchmark(), torch.cuda.stream(side):
+            for _ in range(2):  # the first call compiles; both pick cuDNN algorithms and warm the allocator
+                self._step(static_x, static_zref)
+        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with cudnn_benchmark(), torch.cuda.graph(graph, pool=self._pool):
+                out = self._step(static_x, static_zref)
+        except Exception as err:  # noqa: BLE001  (any capture problem: fall back to uncaptured compiled calls)
+            torch.cuda.synchronize()
+            raise _CaptureError(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+        if self._pool is None:
+            self._pool = graph.pool()
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()  # warm-up and cuDNN search workspaces
+        return _Graph(graph, static_x, static_zref, out)
