@@ -229,7 +229,8 @@ class CompiledDifixStep:
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         try:
-            with cudnn_benchmark(), torch.cuda.graph(graph, pool=self._pool):
+            # thread_local: CUDA work of other threads (a viewer's render thread, training) cannot spoil the capture
+            with cudnn_benchmark(), torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
                 out = self._step(static_x, static_zref)
         except Exception as err:  # noqa: BLE001  (any capture problem: fall back to uncaptured compiled calls)
             torch.cuda.synchronize()
