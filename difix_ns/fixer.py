@@ -3,6 +3,9 @@
 Import-light: this module imports torch only; diffusers/transformers/peft are imported when the model is first
 used (``fixer.pipeline``, ``fixer.fix`` or ``fixer.uses_references``), so nerfstudio method configs can hold a
 ``DifixFixerConfig`` without paying for the diffusion stack.
+
+A model folder (or hub id) in NVIDIA Fixer's layout loads ``difix_ns.fixers.cosmos_fixer.CosmosFixerPipeline``
+instead of a ``DifixPipeline``; both expose ``restore`` and ``reference_mixing``.
 """
 from __future__ import annotations
 
@@ -27,15 +30,16 @@ class DifixFixerConfig:
     """How to load and run the Difix fixer."""
 
     model_name: str = "nvidia/difix_ref"
-    """Hugging Face hub id or local directory in the HF layout (e.g. one written by difix-make-tiny-model)."""
+    """Hugging Face hub id or local directory: a Difix model in the HF layout, or NVIDIA Fixer's layout (e.g.
+    nvidia/Fixer; detected by its files). difix-make-tiny-model writes tiny ones of both kinds."""
     device: Optional[str] = None
     """Torch device; None picks "cuda" when available, else "cpu"."""
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     """Weights/compute dtype on CUDA. CPU always runs float32."""
     batch_size: int = 4
     """Images per forward pass (each carries its V reference views)."""
-    timestep: int = 199
-    """Diffusion timestep of the single denoising step (Difix was trained at 199)."""
+    timestep: Optional[int] = None
+    """Diffusion timestep of the single denoising step; None: the model's own (Difix 199, Fixer 250)."""
     prompt: str = "remove degradation"
     """Text prompt (Difix was trained with this fixed prompt)."""
 
@@ -54,7 +58,7 @@ class DifixFixer:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.config.dtype!r}")
         if self.config.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.config.batch_size}")
-        if not 0 <= self.config.timestep < 1000:
+        if self.config.timestep is not None and not 0 <= self.config.timestep < 1000:
             raise ValueError(f"timestep must be in [0, 1000), got {self.config.timestep}")
         self.device = torch.device(self.config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = _DTYPES[self.config.dtype] if self.device.type == "cuda" else torch.float32
@@ -77,13 +81,22 @@ class DifixFixer:
         return self._pipeline
 
     def _load(self) -> "DifixPipeline":
+        from difix_ns.fixers.cosmos_files import locate_fixer_model
         from difix_ns.pipeline_difix import DifixPipeline
 
+        fixer_dir = locate_fixer_model(self.config.model_name)
+        if fixer_dir is not None:  # NVIDIA Fixer layout: same restore() interface, no reference mixing
+            from difix_ns.fixers.cosmos_fixer import CosmosFixerPipeline
+
+            logger.info("loading Fixer model %s on %s (%s)", self.config.model_name, self.device, self.dtype)
+            return CosmosFixerPipeline.from_pretrained(fixer_dir).to(device=self.device, dtype=self.dtype)
         logger.info("loading Difix model %s on %s (%s)", self.config.model_name, self.device, self.dtype)
         pipe = DifixPipeline.from_pretrained(self.config.model_name, torch_dtype=self.dtype).to(self.device)
         return self._prepare(pipe)
 
     def _prepare(self, pipe: "DifixPipeline") -> "DifixPipeline":
+        if not hasattr(pipe, "vae"):  # a Fixer pipeline: nothing to fold
+            return pipe
         # GPU fast path: fold the decoder LoRA into its base weights (differences ~1e-5). CPU keeps the exact
         # unmerged computation so CPU results match DifixPipeline bit for bit.
         if self.device.type == "cuda":
@@ -119,10 +132,13 @@ class DifixFixer:
         if refs is not None and not pipe.reference_mixing:
             if not self._warned_refs:
                 name = self.config.model_name
-                logger.warning("Difix model %s has no reference mixing; references are ignored.", name)
+                logger.warning("model %s has no reference mixing; references are ignored.", name)
                 self._warned_refs = True
             refs = None
-        size8 = floor_to_multiple(height, width)
+        size8 = getattr(pipe, "working_size", None) or floor_to_multiple(height, width)  # Fixer: fixed 576x1024
+        timestep = self.config.timestep
+        if timestep is None:
+            timestep = getattr(pipe, "default_timestep", 199)
         outputs = []
         for start in range(0, images.shape[0], self.config.batch_size):
             chunk = images[start : start + self.config.batch_size].to(self.device, torch.float32)
@@ -131,7 +147,7 @@ class DifixFixer:
             if refs is not None:
                 r = refs[start : start + self.config.batch_size].to(self.device, torch.float32)
                 r = resize_tensor(r, size8) * 2 - 1
-            y = pipe.restore(x, r, prompt=self.config.prompt, timestep=self.config.timestep)
+            y = pipe.restore(x, r, prompt=self.config.prompt, timestep=timestep)
             y = resize_tensor((y.float() + 1) / 2, (height, width)).clamp(0, 1)
             outputs.append(y.to(images.device))
         return torch.cat(outputs)
