@@ -15,7 +15,8 @@ The forward pass follows NVIDIA's inference (nv-tlabs/Fixer with cosmos-predict2
 4. de-normalise, decode with the TorchScript decoder; the caller maps back to [0, 1] and the input size.
 
 The DiT runs as diffusers' ``CosmosTransformer3DModel`` after renaming NVIDIA's keys; the query/key RMSNorm
-epsilon is set to NVIDIA's 1e-6 (diffusers' default is 1e-5).
+epsilon is set to NVIDIA's 1e-6 (diffusers' default is 1e-5). Its weights are rounded to bfloat16 as in NVIDIA's
+code (which copies the float32 fine-tune into bfloat16 parameters), also when computing in float32.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMESTEP = 250
 WORKING_SIZE = (576, 1024)  # (height, width) NVIDIA resizes every input to
+DIT_PARAM_DTYPE = torch.bfloat16  # precision NVIDIA's inference holds the DiT weights in
 
 
 class ZeroContextAttnProcessor:
@@ -93,6 +95,9 @@ class CosmosFixerPipeline(torch.nn.Module):
         state = files.convert_dit_state_dict(base, "net.", str(dit_path))
         overlay_dit, overlay_encoder, overlay_decoder = files.split_overlay(overlay, str(overlay_path))
         state.update(files.convert_dit_state_dict(overlay_dit, "dit.", f"{overlay_path} (state_dict_unet)"))
+        # NVIDIA keeps the DiT parameters in bfloat16 (the base file's dtype and Text2ImagePipeline's default) and
+        # copies the float32 fine-tune into them, i.e. rounds it to bfloat16; float32 runs here do the same.
+        state = {k: v.to(DIT_PARAM_DTYPE) if v.is_floating_point() else v for k, v in state.items()}
         config = files.dit_config_from_state(state, str(dit_path))
         transformer = build_transformer(config)
         files.strict_load(transformer, state, f"{dit_path} + {overlay_path}")

@@ -241,3 +241,13 @@ def build_fixer_pipeline(size: str = "real", device: Optional[str] = None, dtype
     pipe = CosmosFixerPipeline(transformer, encoder.eval().requires_grad_(False),
                                decoder.eval().requires_grad_(False), mean, std, name=f"random-{size}-fixer")
     return pipe.to(device=device, dtype=dtype)
+
+
+def parity_image(height: int, width: int) -> torch.Tensor:
+    """A deterministic smooth test image [1,3,H,W] in [0,1] (sinusoids and a ramp; no RNG involved)."""
+    y = torch.linspace(0, 1, height, dtype=torch.float64)[:, None]
+    x = torch.linspace(0, 1, width, dtype=torch.float64)[None, :]
+    r = 0.5 + 0.4 * torch.sin(2 * math.pi * (3 * x + 2 * y))
+    g = 0.5 + 0.4 * torch.cos(2 * math.pi * (5 * x * y + y))
+    b = (0.2 + 0.6 * x * (1 - y)).expand(height, width)
+    return torch.stack([r, g, b])[None].float()
