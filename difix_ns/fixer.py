@@ -3,6 +3,9 @@
 Import-light: this module imports torch only; diffusers/transformers/peft are imported when the model is first
 used (``fixer.pipeline``, ``fixer.fix`` or ``fixer.uses_references``), so nerfstudio method configs can hold a
 ``DifixFixerConfig`` without paying for the diffusion stack.
+
+A model folder (or hub id) in NVIDIA Fixer's layout loads ``difix_ns.fixers.cosmos_fixer.CosmosFixerPipeline``
+instead of a ``DifixPipeline``; both expose ``restore`` and ``reference_mixing``.
 """
 from __future__ import annotations
 
@@ -28,15 +31,16 @@ class DifixFixerConfig:
     """How to load and run the Difix fixer."""
 
     model_name: str = "nvidia/difix_ref"
-    """Hugging Face hub id or local directory in the HF layout (e.g. one written by difix-make-tiny-model)."""
+    """Hugging Face hub id or local directory: a Difix model in the HF layout, or NVIDIA Fixer's layout (e.g.
+    nvidia/Fixer; detected by its files). difix-make-tiny-model writes tiny ones of both kinds."""
     device: Optional[str] = None
     """Torch device; None picks "cuda" when available, else "cpu"."""
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     """Weights/compute dtype on CUDA. CPU always runs float32."""
     batch_size: int = 4
     """Images per forward pass (each carries its V reference views)."""
-    timestep: int = 199
-    """Diffusion timestep of the single denoising step (Difix was trained at 199)."""
+    timestep: Optional[int] = None
+    """Diffusion timestep of the single denoising step; None: the model's own (Difix 199, Fixer 250)."""
     prompt: str = "remove degradation"
     """Text prompt (Difix was trained with this fixed prompt)."""
     compile: bool = True
@@ -70,7 +74,7 @@ class DifixFixer:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.config.dtype!r}")
         if self.config.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.config.batch_size}")
-        if not 0 <= self.config.timestep < 1000:
+        if self.config.timestep is not None and not 0 <= self.config.timestep < 1000:
             raise ValueError(f"timestep must be in [0, 1000), got {self.config.timestep}")
         self.device = torch.device(self.config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = _DTYPES[self.config.dtype] if self.device.type == "cuda" else torch.float32
@@ -98,18 +102,34 @@ class DifixFixer:
         return self._pipeline
 
     def _load(self) -> "DifixPipeline":
+        from difix_ns.fixers.cosmos_files import locate_fixer_model
         from difix_ns.pipeline_difix import DifixPipeline
 
+        fixer_dir = locate_fixer_model(self.config.model_name)
+        if fixer_dir is not None:  # NVIDIA Fixer layout: same restore() interface, no reference mixing
+            from difix_ns.fixers.cosmos_fixer import CosmosFixerPipeline
+
+            logger.info("loading Fixer model %s on %s (%s)", self.config.model_name, self.device, self.dtype)
+            return CosmosFixerPipeline.from_pretrained(fixer_dir).to(device=self.device, dtype=self.dtype)
         logger.info("loading Difix model %s on %s (%s)", self.config.model_name, self.device, self.dtype)
         pipe = DifixPipeline.from_pretrained(self.config.model_name, torch_dtype=self.dtype).to(self.device)
         return self._prepare(pipe)
 
     def _prepare(self, pipe: "DifixPipeline") -> "DifixPipeline":
+        if not hasattr(pipe, "vae"):  # a Fixer pipeline: nothing to fold
+            return pipe
         # GPU fast path: fold the decoder LoRA into its base weights (differences ~1e-5). CPU keeps the exact
         # unmerged computation so CPU results match DifixPipeline bit for bit.
         if self.device.type == "cuda":
             pipe.vae.merge_lora()
         return pipe
+
+    @property
+    def timestep(self) -> int:
+        """The configured timestep, or the model's own default (Difix 199, Fixer 250)."""
+        if self.config.timestep is not None:
+            return self.config.timestep
+        return getattr(self.pipeline, "default_timestep", 199)
 
     @property
     def uses_references(self) -> bool:
@@ -173,7 +193,7 @@ class DifixFixer:
     def _fast_step(self, key: tuple, frames: int):
         """The compiled step when it should run this shape now (after ``compile_min_frames`` eager frames), else
         None."""
-        if not self.compiled:
+        if not self.compiled or not hasattr(self.pipeline, "unet"):  # the compiled step is Difix-specific
             return None
         seen = self._shape_frames.get(key, 0) + frames
         self._shape_frames[key] = seen
@@ -185,7 +205,7 @@ class DifixFixer:
 
                 self._fast = CompiledDifixStep(
                     self.pipeline,
-                    self.config.timestep,
+                    self.timestep,
                     self.config.prompt,
                     cuda_graphs=self.config.cuda_graphs,
                     cache_dir=self.config.compile_cache_dir,
@@ -200,7 +220,7 @@ class DifixFixer:
         logger.warning("Difix fast path failed (%s: %s); running eager from now on", type(err).__name__, first[:200])
         self._fast = False
         pipe = self._pipeline
-        if pipe is not None:  # eager kernels are faster in the default layout
+        if pipe is not None and hasattr(pipe, "unet"):  # eager kernels are faster in the default layout
             pipe.vae.to(memory_format=torch.contiguous_format)
             pipe.unet.to(memory_format=torch.contiguous_format)
 
@@ -217,8 +237,8 @@ class DifixFixer:
             except Exception as err:  # noqa: BLE001  (compile errors of any kind: eager from now on)
                 self._fast_failed(err)
         if latents is not None:
-            return pipe.restore(x, None, prompt=self.config.prompt, timestep=self.config.timestep, ref_latents=latents)
-        return pipe.restore(x, r, prompt=self.config.prompt, timestep=self.config.timestep)
+            return pipe.restore(x, None, prompt=self.config.prompt, timestep=self.timestep, ref_latents=latents)
+        return pipe.restore(x, r, prompt=self.config.prompt, timestep=self.timestep)
 
     def clear_reference_cache(self) -> None:
         """Forget cached reference latents (e.g. after changing the model's weights in place)."""
@@ -249,10 +269,10 @@ class DifixFixer:
         if refs is not None and not pipe.reference_mixing:
             if not self._warned_refs:
                 name = self.config.model_name
-                logger.warning("Difix model %s has no reference mixing; references are ignored.", name)
+                logger.warning("model %s has no reference mixing; references are ignored.", name)
                 self._warned_refs = True
             refs = None
-        size8 = floor_to_multiple(height, width)
+        size8 = getattr(pipe, "working_size", None) or floor_to_multiple(height, width)  # Fixer: fixed 576x1024
         bs, total = self.config.batch_size, images.shape[0]
         outputs = []
         for start in range(0, total, bs):

@@ -5,7 +5,8 @@ equal the real ``nvidia/difix`` / ``nvidia/difix_ref`` (338 VAE keys, 686 UNet k
 with a tiny CLIP tokenizer built offline. ``build_difix_pipeline(size="real")`` builds the SD-Turbo-sized
 architecture in memory (random weights) for timing. Random weights prove plumbing, not quality.
 
-Console script: ``difix-make-tiny-model OUT_DIR [--no-reference-mixing]``.
+Console script: ``difix-make-tiny-model OUT_DIR [--no-reference-mixing] [--kind fixer]`` (``--kind fixer``: the
+``nvidia/Fixer`` layout, see ``difix_ns.fixers.cosmos_testing``).
 """
 from __future__ import annotations
 
@@ -127,10 +128,12 @@ def save_tiny_difix(path, reference_mixing: bool = True, seed: int = 0) -> Path:
 
 @dataclass
 class MakeTinyModel:
-    """Write a tiny random-weight Difix model in the Hugging Face layout (for offline tests; outputs are noise)."""
+    """Write a tiny random-weight Difix (or Fixer) model for offline tests; outputs are noise."""
 
     out_dir: tyro.conf.Positional[Path]
-    """Directory to write (model_index.json, scheduler/, text_encoder/, tokenizer/, unet/, vae/)."""
+    """Directory to write (Difix: model_index.json, scheduler/, ..., vae/; Fixer: base/ and pretrained/)."""
+    kind: Literal["difix", "fixer"] = "difix"
+    """difix: the Hugging Face layout of nvidia/difix(_ref); fixer: NVIDIA Fixer's layout (nvidia/Fixer)."""
     reference_mixing: bool = True
     """Write the nvidia/difix_ref layout (references mixed in self-attention); --no-reference-mixing: nvidia/difix."""
     seed: int = 0
@@ -139,6 +142,11 @@ class MakeTinyModel:
 
 def entrypoint() -> None:
     args = tyro.cli(MakeTinyModel)
+    if args.kind == "fixer":
+        from difix_ns.fixers.cosmos_testing import save_tiny_fixer
+
+        print(f"wrote tiny random-weight Fixer model to {save_tiny_fixer(args.out_dir, seed=args.seed)}")
+        return
     out = save_tiny_difix(args.out_dir, reference_mixing=args.reference_mixing, seed=args.seed)
     kind = "difix_ref" if args.reference_mixing else "difix"
     print(f"wrote tiny random-weight {kind} model to {out}")

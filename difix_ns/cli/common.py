@@ -59,7 +59,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Hugging Face hub id or local model directory in the HF layout "
                              "(e.g. one written by difix-make-tiny-model) [default: nvidia/difix_ref]")
     parser.add_argument("--prompt", default="remove degradation", help="text prompt [default: %(default)s]")
-    parser.add_argument("--timestep", type=int, default=199, help="denoising timestep [default: %(default)s]")
+    parser.add_argument("--timestep", type=int, default=None,
+                        help="denoising timestep [default: the model's own: 199 for Difix, 250 for Fixer]")
     parser.add_argument("--batch_size", "--batch-size", type=int, default=4,
                         help="images per forward pass [default: %(default)s]")
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16",
@@ -75,7 +76,7 @@ def load_fixer(args: argparse.Namespace):
 
     if args.batch_size < 1:
         raise InputError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if not 0 <= args.timestep < 1000:
+    if args.timestep is not None and not 0 <= args.timestep < 1000:
         raise InputError(f"--timestep must be in [0, 1000), got {args.timestep}")
     config = DifixFixerConfig(model_name=args.model_name, device=args.device, dtype=args.dtype,
                               batch_size=args.batch_size, timestep=args.timestep, prompt=args.prompt,
