@@ -298,7 +298,7 @@ def run_difix(bench: Bench, size: str, device: str, cuda: bool) -> None:
         if not cuda:  # smoke: the fast step's plumbing (reference latents, padding, x0 + decode), uncompiled
             from difix_ns.fixers.compiled import CompiledDifixStep
 
-            fixer.set_fast_step(CompiledDifixStep(fixer.pipeline, fixer.config.timestep, fixer.config.prompt,
+            fixer.set_fast_step(CompiledDifixStep(fixer.pipeline, fixer.timestep, fixer.config.prompt,
                                                   cuda_graphs=False, compile=False))
         fixer_runs(bench, "fast", fixer, dtype_name, cuda, device, first_call=True)
         fast = fixer._fast
