@@ -211,6 +211,7 @@ def train_run(name: str, method: str, scene: Path, args, out_root: Path, steps: 
     config.vis = "none"  # no event writers / viewer: keep logging I/O out of the timing
     config.pipeline.datamanager.data = config.data
     config.set_timestamp()
+    config.save_config()  # config.yml: the teacher fixer loads the dense run through it
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -314,7 +315,7 @@ def write_plot(report: dict, path: Path) -> None:
         for row, metric in enumerate(("psnr", "lpips")):
             ax = axes[row, col]
             for name, run in runs.items():
-                pts = [(c["step"], c[metric]) for c in run["per_round"] if metric in c]
+                pts = [(c["step"], c[metric]) for c in run.get("per_round", []) if metric in c]
                 if pts:
                     ax.plot(*zip(*pts), marker="o", label=name, linestyle="--" if name == "dense_teacher" else "-")
             for s in report["scenes"][scene].get("fix_steps", []):
