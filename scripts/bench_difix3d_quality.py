@@ -379,6 +379,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                         help="runs to train (fixer_model is added by --fixer-model)")
     parser.add_argument("--fixer-model", type=Path, default=None, help="Difix-layout fixer folder: adds fixer_model")
     parser.add_argument("--extra", nargs="*", default=[], help="extra ns-train options for the Difix3D runs")
+    parser.add_argument("--ablate", action="append", default=[], metavar="'NAME=VARIANT OPTIONS...'",
+                        help="an extra Difix3D run: VARIANT's fixer plus these ns-train options, e.g. "
+                        "'teacher_w1=teacher --pipeline.pool-loss-weight 1.0' (repeatable)")
     parser.add_argument("--no-dists", action="store_true", help="skip DISTS")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--smoke-cpu", action="store_true",
@@ -387,6 +390,17 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parser.parse_args(argv)
 
     variants = list(dict.fromkeys(args.variants + (["fixer_model"] if args.fixer_model else [])))
+    ablations: dict[str, tuple[str, list[str]]] = {}
+    for spec in args.ablate:
+        name, sep, rest = spec.partition("=")
+        parts = rest.split()
+        if not sep or not name or not parts or parts[0] not in ("identity", "teacher", "degraded_teacher", "fixer_model"):
+            sys.exit(f"error: --ablate {spec!r}: expected 'NAME=VARIANT OPTIONS...' with a Difix3D VARIANT")
+        if name in VARIANTS or name in ablations:
+            sys.exit(f"error: --ablate {spec!r}: run name {name!r} is taken")
+        ablations[name] = (parts[0], parts[1:])
+        if parts[0] in ("teacher", "degraded_teacher") and "dense_teacher" not in variants:
+            sys.exit("error: teacher ablations need the dense_teacher run")
     if "fixer_model" in variants and args.fixer_model is None:
         sys.exit("error: the fixer_model variant needs --fixer-model DIR")
     if args.fixer_model is not None and not args.fixer_model.is_dir():
@@ -429,68 +443,84 @@ def main(argv: Optional[list[str]] = None) -> None:
     }
     base_method, difix_method = BASE_METHOD[args.method], DIFIX_METHOD[args.method]
     started = time.perf_counter()
+    scenes = []
     for data, ds, every, steps in zip(args.data, downscales, train_every, steps_list):
-        args.scene_downscale = ds
         split = make_split_scene(data, ds, every, work, shrink=4 if args.smoke_cpu else 1,
                                  max_frames=12 if args.smoke_cpu else 0)
         name = split["name"]
         fix_steps = sorted({max(1, round(steps * f)) for f in args.fix_fractions})
-        scene_report = report["scenes"][name] = {
+        report["scenes"][name] = {
             "data": str(data), "downscale_factor": ds, "train_every": every, "train_views": split["train_views"],
             "test_views": split["test_views"], "steps": steps, "fix_steps": fix_steps, "runs": {},
         }
-        log(f"{name}: {split['train_views']} training / {split['test_views']} test views, {steps} steps, "
-            f"fix rounds at {fix_steps}")
-        runs_root = work / "runs"
-        teacher_yml: Optional[Path] = None
-        previews: dict[str, torch.Tensor] = {}
         targets_args: list[str] = []
         if args.targets == "path":
+            args.scene_downscale = ds
             path = interpolated_path(split["sparse"], args, work / f"{name}_path.json")
             targets_args = ["--pipeline.novel-view-targets", "camera-path", "--pipeline.camera-path", str(path)]
-        for variant in variants:
-            fixer: list[str] = []
-            method, scene = difix_method, split["sparse"]
-            if variant == "baseline":
-                method = base_method
-            elif variant == "dense_teacher":
-                method, scene = base_method, split["dense"]
-            elif variant == "identity":
-                fixer = ["--pipeline.fixer.kind", "identity"]
-            elif variant in ("teacher", "degraded_teacher"):
-                assert teacher_yml is not None, "dense_teacher runs before the teacher variants"
-                fixer = ["--pipeline.fixer.kind", variant.replace("_", "-"),
-                         "--pipeline.fixer.teacher-config", str(teacher_yml)]
-            elif variant == "fixer_model":
-                fixer = ["--pipeline.fixer.kind", "difix", "--pipeline.fixer.model-name", str(args.fixer_model)]
-            extra = []
-            if method == difix_method:
-                extra = [*fixer, "--pipeline.fix-steps", *map(str, fix_steps), *targets_args, *args.extra]
-            log(f"{name}: training {variant} ({method})")
-            try:
-                result, config_yml, preds, gts = train_run(
-                    variant, method, scene, args, runs_root, steps, fix_steps, evaluator, device, extra
-                )
-            except Exception as err:  # keep the other runs' results; record the failure
-                import traceback
+        scenes.append({"name": name, "split": split, "downscale": ds, "steps": steps, "fix_steps": fix_steps,
+                       "targets_args": targets_args, "teacher_yml": None, "previews": {}})
+    runs_root = work / "runs"
+    # Main runs of every scene first, then the ablations: a timeout cuts the ablations, not a scene.
+    for run_names in (variants, list(ablations)):
+        for sc in scenes:
+            name, split, steps, fix_steps = sc["name"], sc["split"], sc["steps"], sc["fix_steps"]
+            scene_report = report["scenes"][name]
+            args.scene_downscale = sc["downscale"]
+            if run_names is variants:
+                log(f"{name}: {split['train_views']} training / {split['test_views']} test views, {steps} steps, "
+                    f"fix rounds at {fix_steps}")
+            for run_name in run_names:
+                variant, ablation_args = ablations.get(run_name, (run_name, []))
+                fixer: list[str] = []
+                method, scene = difix_method, split["sparse"]
+                if variant == "baseline":
+                    method = base_method
+                elif variant == "dense_teacher":
+                    method, scene = base_method, split["dense"]
+                elif variant == "identity":
+                    fixer = ["--pipeline.fixer.kind", "identity"]
+                elif variant in ("teacher", "degraded_teacher"):
+                    if sc["teacher_yml"] is None:
+                        scene_report["runs"][run_name] = {"error": "the dense_teacher run failed or did not run"}
+                        continue
+                    fixer = ["--pipeline.fixer.kind", variant.replace("_", "-"),
+                             "--pipeline.fixer.teacher-config", str(sc["teacher_yml"])]
+                elif variant == "fixer_model":
+                    fixer = ["--pipeline.fixer.kind", "difix", "--pipeline.fixer.model-name", str(args.fixer_model)]
+                extra = []
+                if method == difix_method:
+                    extra = [*fixer, "--pipeline.fix-steps", *map(str, fix_steps), *sc["targets_args"], *args.extra,
+                             *ablation_args]
+                shown = f", {' '.join(ablation_args)}" if ablation_args else ""
+                log(f"{name}: training {run_name} ({method}{shown})")
+                try:
+                    result, config_yml, preds, gts = train_run(
+                        run_name, method, scene, args, runs_root, steps, fix_steps, evaluator, device, extra
+                    )
+                except Exception as err:  # keep the other runs' results; record the failure
+                    import traceback
 
-                traceback.print_exc()
-                scene_report["runs"][variant] = {"error": f"{type(err).__name__}: {err}"}
+                    traceback.print_exc()
+                    scene_report["runs"][run_name] = {"error": f"{type(err).__name__}: {err}"}
+                    save_report(report, args.out)
+                    continue
+                if variant == "dense_teacher":
+                    sc["teacher_yml"] = config_yml
+                if ablation_args:
+                    result["options"] = ablation_args
+                scene_report["runs"][run_name] = result
+                previews = sc["previews"]
+                previews.setdefault("ground truth", gts[len(gts) // 2])
+                previews[run_name] = preds[len(preds) // 2]
+                base = scene_report["runs"].get("baseline")
+                if base and "final" in base and run_name != "baseline":
+                    result["psnr_gain_vs_baseline"] = result["final"]["psnr"] - base["final"]["psnr"]
+                report["elapsed_s"] = time.perf_counter() - started
                 save_report(report, args.out)
-                continue
-            if variant == "dense_teacher":
-                teacher_yml = config_yml
-            scene_report["runs"][variant] = result
-            previews.setdefault("ground truth", gts[len(gts) // 2])
-            previews[variant] = preds[len(preds) // 2]
-            base = scene_report["runs"].get("baseline")
-            if base and "final" in base and variant != "baseline":
-                result["psnr_gain_vs_baseline"] = result["final"]["psnr"] - base["final"]["psnr"]
-            report["elapsed_s"] = time.perf_counter() - started
-            save_report(report, args.out)
-            write_plot(report, args.out / "bench_difix3d_quality.png")
-            if len(previews) > 1:
-                write_side_by_side(previews, args.out / f"{name}_side_by_side.png")
+                write_plot(report, args.out / "bench_difix3d_quality.png")
+                if len(previews) > 1:
+                    write_side_by_side(previews, args.out / f"{name}_side_by_side.png")
     report["elapsed_s"] = time.perf_counter() - started
     save_report(report, args.out)
     write_plot(report, args.out / "bench_difix3d_quality.png")
