@@ -324,7 +324,7 @@ def write_plot(report: dict, path: Path) -> None:
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
         axes[0, col].legend(fontsize=8)
-    fig.suptitle(f"Difix3D loop with control / oracle fixers ({report['method']}, {report['device']})")
+    fig.suptitle(f"Difix3D loop, control / oracle fixers ({report['method']}, {report['device']})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
