@@ -36,7 +36,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
 from torch import Tensor
 
-from difix_ns.fixer import DifixFixerConfig
+from difix_ns.fixers.config import FixerConfig
 from difix_ns.nerfstudio.datamanager import POOL_BATCH_KEY
 from difix_ns.nerfstudio.poses import nearest_views, scene_extent, shift_poses
 
@@ -49,8 +49,9 @@ class Difix3DPipelineConfig(VanillaPipelineConfig):
 
     _target: type = field(default_factory=lambda: Difix3DPipeline)
     """Target class to instantiate."""
-    fixer: DifixFixerConfig = field(default_factory=DifixFixerConfig)
-    """Difix fixer: --pipeline.fixer.model-name (hub id or local HF-layout dir), device, dtype, batch-size."""
+    fixer: FixerConfig = field(default_factory=FixerConfig)
+    """Fixer: --pipeline.fixer.kind difix (default; --pipeline.fixer.model-name hub id or local HF-layout dir,
+    device, dtype, batch-size) or the evaluation tools identity / teacher / degraded-teacher."""
     fix_steps: tuple[int, ...] = ()
     """Explicit fix-round steps (like the seed's --fix_steps 3000 6000 ...); when set, fix-every is ignored."""
     fix_every: int = 2000
@@ -82,17 +83,20 @@ class Difix3DPipelineConfig(VanillaPipelineConfig):
 
 
 class _LazyFixer:
-    """Builds the DifixFixer on first use. A plain object, so the fixer never joins the module tree."""
+    """Builds the fixer on first use. A plain object, so the fixer never joins the module tree."""
 
-    def __init__(self, config: DifixFixerConfig) -> None:
+    def __init__(self, config: FixerConfig, pipeline: Any = None) -> None:
         self.config = config
         self.fixer: Any = None
+        self._pipeline = pipeline  # gives a teacher fixer the world frame of the cameras it is asked for
 
     def get(self):
         if self.fixer is None:
-            from difix_ns.fixer import DifixFixer
+            from difix_ns.fixers.factory import build_fixer
+            from difix_ns.fixers.frames import WorldFrame
 
-            self.fixer = DifixFixer(self.config)
+            frame = WorldFrame.of_pipeline(self._pipeline) if self._pipeline is not None else None
+            self.fixer = build_fixer(self.config, student_frame=frame)
         return self.fixer
 
 
@@ -172,7 +176,7 @@ class Difix3DPipeline(VanillaPipeline):
             raise TypeError(
                 f"{type(self.datamanager).__name__} has no novel-view pool; use a Difix3D datamanager config"
             )
-        self._lazy_fixer = _LazyFixer(config.fixer)
+        self._lazy_fixer = _LazyFixer(config.fixer, self)
         self._fix_state = _FixState()
         self._round_writer = _RoundWriter()
         # Difix3D+: an `rgb_fixed` output for ns-render / the viewer, sharing this pipeline's fixer. It stays off
@@ -358,7 +362,7 @@ class Difix3DPipeline(VanillaPipeline):
                 model.train(was_training)
         rendered = time.perf_counter()
         refs = [self._reference_like(int(r), img) for r, img in zip(ref_idx, renders)]
-        fixed = self._fix_images(renders, refs)
+        fixed = self._fix_images(renders, refs, cameras)
         threshold = self.config.alpha_threshold if self.config.use_alpha_mask else -1.0
         masks = [a > threshold for a in alphas]
         images_u8 = [(f.clamp(0, 1) * 255).round().to(torch.uint8) for f in fixed]
@@ -399,7 +403,7 @@ class Difix3DPipeline(VanillaPipeline):
             ref = ref[0].permute(1, 2, 0)
         return ref.clamp(0, 1)
 
-    def _fix_images(self, renders: list[Tensor], refs: list[Tensor]) -> list[Tensor]:
+    def _fix_images(self, renders: list[Tensor], refs: list[Tensor], cameras: Cameras) -> list[Tensor]:
         fixer = self.get_fixer()
         # A round fixes a few views: compiling the fixer's fast path would cost more than it saves (ns-render and
         # the viewer, which fix many frames, use it). References are still encoded once across rounds.
@@ -416,7 +420,8 @@ class Difix3DPipeline(VanillaPipeline):
         for indices in by_size.values():  # views of one size are fixed in batches (fixer chunks by batch_size)
             images = torch.stack([renders[i] for i in indices]).permute(0, 3, 1, 2)  # [B, 3, H, W]
             ref_batch = torch.stack([refs[i] for i in indices]).permute(0, 3, 1, 2)[:, None] if with_refs else None
-            result = fixer.fix(images, ref_batch).to(images.device).permute(0, 2, 3, 1)  # [B, H, W, 3]
+            cams = cameras[torch.tensor(indices)]  # the cameras these views were rendered from (teacher fixers)
+            result = fixer.fix(images, ref_batch, cams).to(images.device).permute(0, 2, 3, 1)  # [B, H, W, 3]
             for j, i in enumerate(indices):
                 out[i] = result[j]
         return [o for o in out if o is not None]
@@ -466,7 +471,7 @@ class Difix3DPipeline(VanillaPipeline):
             "views": views,
         }
         tmp = round_dir / "poses.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=1))
+        tmp.write_text(json.dumps(meta, indent=1, default=str))  # default: Path options of the fixer
         tmp.replace(round_dir / "poses.json")  # written last: marks the round complete
 
     @staticmethod

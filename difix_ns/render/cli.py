@@ -28,6 +28,7 @@ import tyro
 from typing_extensions import Annotated
 
 from difix_ns.fixer import DifixFixerConfig
+from difix_ns.fixers.config import FixerConfig
 from difix_ns.render import settings
 from difix_ns.render.postfix import get_render_hook, install_render_fix
 
@@ -171,8 +172,8 @@ def _render_classes():
         """Outputs to render side by side; default: rgb_fixed with --postfix, rgb with --no-postfix."""
         postfix: bool = True
         """Post-fix every rendered frame with Difix (adds the rgb_fixed output)."""
-        fixer: DifixFixerConfig = field(default_factory=lambda: DifixFixerConfig(batch_size=4))
-        """Difix model used for post-fixing."""
+        fixer: FixerConfig = field(default_factory=lambda: FixerConfig(batch_size=4))
+        """Fixer used for post-fixing: --fixer.kind difix (default, --fixer.model-name) or an evaluation tool."""
 
     @dataclass
     class DifixRenderInterpolated(PostFixArgs, RenderInterpolated):
@@ -182,8 +183,8 @@ def _render_classes():
         """Outputs to render side by side; default: rgb_fixed with --postfix, rgb with --no-postfix."""
         postfix: bool = True
         """Post-fix every rendered frame with Difix (adds the rgb_fixed output)."""
-        fixer: DifixFixerConfig = field(default_factory=lambda: DifixFixerConfig(batch_size=4))
-        """Difix model used for post-fixing."""
+        fixer: FixerConfig = field(default_factory=lambda: FixerConfig(batch_size=4))
+        """Fixer used for post-fixing: --fixer.kind difix (default, --fixer.model-name) or an evaluation tool."""
 
     @dataclass
     class DifixDatasetRender(PostFixArgs, DatasetRender):
@@ -191,8 +192,8 @@ def _render_classes():
 
         postfix: bool = True
         """Post-fix every rendered frame with Difix (adds the rgb_fixed output)."""
-        fixer: DifixFixerConfig = field(default_factory=lambda: DifixFixerConfig(batch_size=4))
-        """Difix model used for post-fixing."""
+        fixer: FixerConfig = field(default_factory=lambda: FixerConfig(batch_size=4))
+        """Fixer used for post-fixing: --fixer.kind difix (default, --fixer.model-name) or an evaluation tool."""
 
         def _default_output_names(self) -> Optional[List[str]]:
             return None  # nerfstudio's default for dataset renders: every output (gt-rgb, rgb, ..., rgb_fixed)

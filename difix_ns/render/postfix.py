@@ -129,6 +129,8 @@ class DifixRenderHook:
         self._scale = scene_extent(references.c2w) if references is not None and len(references) else None
         self._lock = threading.RLock()  # viewer render threads and the main thread may both render
         self.last_reference: Optional[int] = None
+        self.world_frame: Any = None
+        """World frame (``difix_ns.fixers.frames.WorldFrame``) of the rendered cameras, for teacher fixers."""
         self.frames_fixed = 0
         self.fix_calls = 0
 
@@ -159,9 +161,9 @@ class DifixRenderHook:
             if config is None and self.fixer_factory is not None:
                 self._fixer = self.fixer_factory()
             else:
-                from difix_ns.fixer import DifixFixer, DifixFixerConfig
+                from difix_ns.fixers.factory import build_fixer
 
-                self._fixer = DifixFixer(config if config is not None else DifixFixerConfig())
+                self._fixer = build_fixer(config, student_frame=self.world_frame)
             self._fixer_source = source
         return self._fixer
 
@@ -260,7 +262,7 @@ class DifixRenderHook:
             if getattr(self.fixer, "uses_references", False) and all(refs[i] is not None for i in idx):
                 ref_batch = torch.stack([self._reference_image(refs[i], height, width) for i in idx])[:, None]
                 ref_batch = ref_batch.to(images.device)  # [B, 1, 3, H, W]
-            fixed = self._fix(images, ref_batch)
+            fixed = self._fix(images, ref_batch, _stack_cameras([cameras[i] for i in idx]))
             for b, i in enumerate(idx):
                 rgb = outputs[i]["rgb"]
                 outputs[i][settings.OUTPUT_NAME] = fixed[b].permute(1, 2, 0).to(device=rgb.device, dtype=rgb.dtype)
@@ -271,12 +273,12 @@ class DifixRenderHook:
             if self.on_reference is not None:
                 self.on_reference(refs[-1], cameras[-1])
 
-    def _fix(self, images: Tensor, refs: Optional[Tensor]) -> Tensor:
+    def _fix(self, images: Tensor, refs: Optional[Tensor], cameras: Optional["Cameras"] = None) -> Tensor:
         """Fixer call that also accepts renders smaller than the fixer's 64 px minimum."""
         height, width = images.shape[-2:]
         scale = MIN_FIX_SIZE / min(height, width)
         if scale <= 1:
-            return self.fixer.fix(images.clamp(0, 1), refs)
+            return self.fixer.fix(images.clamp(0, 1), refs, cameras)
         size = (max(MIN_FIX_SIZE, round(height * scale)), max(MIN_FIX_SIZE, round(width * scale)))
         up = F.interpolate(images, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
         up_refs = None
@@ -284,8 +286,18 @@ class DifixRenderHook:
             b, v = refs.shape[:2]
             up_refs = F.interpolate(refs.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
             up_refs = up_refs.clamp(0, 1).unflatten(0, (b, v))
-        fixed = self.fixer.fix(up, up_refs)
+        fixed = self.fixer.fix(up, up_refs, cameras)  # camera-based fixers scale intrinsics to the image size
         return F.interpolate(fixed, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+
+
+def _stack_cameras(cameras: List["Cameras"]) -> Optional["Cameras"]:
+    """One ``Cameras`` [N] from single cameras (None when that is not possible, e.g. mixed camera models)."""
+    try:
+        from difix_ns.nerfstudio.pool import _cat_cameras
+
+        return _cat_cameras([c.reshape((-1,))[:1].to("cpu") for c in cameras])
+    except (RuntimeError, ValueError, TypeError):
+        return None
 
 
 def reference_dataset(pipeline: Any) -> Optional["InputDataset"]:
@@ -330,6 +342,9 @@ def install_render_fix(
         dataset = reference_dataset(pipeline)
         references = ReferenceViews.from_dataset(dataset) if dataset is not None and len(dataset) > 0 else None
         hook = DifixRenderHook(model, references, fixer_config, fixer_factory, enabled)
+        from difix_ns.fixers.frames import WorldFrame
+
+        hook.world_frame = WorldFrame.of_pipeline(pipeline)
         model.__dict__[HOOK_ATTR] = hook
         # An instance attribute shadows the class method: ns-render, the viewer and eval all call through it.
         model.__dict__["get_outputs_for_camera"] = hook.get_outputs_for_camera

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerControl, ViewerText
 from torch import nn
 
-from difix_ns.fixer import DifixFixerConfig
+from difix_ns.fixers.config import FixerConfig
 from difix_ns.render import settings
 
 if TYPE_CHECKING:
@@ -262,8 +262,8 @@ def _viewer_command():
     class DifixRunViewer(RunViewer):
         """ns-viewer with the Difix3D+ controls ("Difix: fix render", reference view, novel-view pool)."""
 
-        fixer: DifixFixerConfig = field(default_factory=lambda: DifixFixerConfig(batch_size=1))
-        """Difix model used when "Difix: fix render" is ticked (a plugin run's own pipeline fixer is not used)."""
+        fixer: FixerConfig = field(default_factory=lambda: FixerConfig(batch_size=1))
+        """Fixer (--fixer.kind, default difix) used when "Difix: fix render" is ticked (a plugin run's own pipeline fixer is not used)."""
 
         def main(self) -> None:
             import nerfstudio.scripts.viewer.run_viewer as run_viewer
