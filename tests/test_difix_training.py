@@ -41,7 +41,7 @@ def pairs_config(scene: Path, out: Path):
     from difix_ns.training.splat_runs import SplatSettings
 
     return MakePairsConfig(
-        scene=scene, out=out, steps=4, sparse_every=2, underfit_fractions=(0.5,), cross_blocks=4, cross_runs=1,
+        scene=scene, out=out, steps=4, recipes=("sparse", "underfit"), sparse_every=2, underfit_fractions=(0.5,),
         test_every=3, splat=SplatSettings(num_random=200, sh_degree=0, downscale_factor=4, device="cpu"),
     )
 
@@ -75,11 +75,11 @@ def test_make_pairs_writes_upstream_json_and_pngs(pairs):
     data = json.loads((out / "pairs.json").read_text())
     assert set(data) == {"train", "test"}
     assert data["train"] and data["test"]
-    assert set(summary["recipes"]) == {"sparse", "underfit", "cross"}
-    assert summary["runs_done"] == ["sparse2_o0", "underfit", "cross4_b0"]
+    assert set(summary["recipes"]) == {"sparse", "underfit"}
+    assert summary["runs_done"] == ["sparse2_o0", "underfit"]
     for split, entries in data.items():
         for pid, e in entries.items():
-            assert e["prompt"] == "remove degradation" and e["recipe"] in ("sparse", "underfit", "cross")
+            assert e["prompt"] == "remove degradation" and e["recipe"] in ("sparse", "underfit")
             sizes = {Image.open(out / e[k]).size for k in ("image", "target_image", "ref_image")}
             assert len(sizes) == 1, (pid, sizes)
             assert e["ref_image"] != e["target_image"]  # the nearest *other* clean view
@@ -93,6 +93,27 @@ def test_make_pairs_writes_upstream_json_and_pngs(pairs):
     render = torch.tensor(list(Image.open(out / e["image"]).getdata()), dtype=torch.float32)
     photo = torch.tensor(list(Image.open(out / e["target_image"]).getdata()), dtype=torch.float32)
     assert (render - photo).abs().mean() > 1.0
+
+
+def test_plan_runs_cross_and_holdout(fox_tiny, tmp_path):
+    """Which views each recipe trains on and renders (the splatfacto part is covered above)."""
+    from difix_ns.training.pairs import plan_runs
+    from difix_ns.training.scenes import holdout_split, load_scene
+
+    cfg = pairs_config(fox_tiny, tmp_path)
+    cfg.recipes, cfg.cross_blocks, cfg.holdout, cfg.holdout_interval = ("cross", "holdout", "sparse"), 3, "interval", 4
+    scene = load_scene(fox_tiny, tmp_path)
+    usable, held = holdout_split(scene.frames, cfg.holdout, cfg.holdout_fraction, cfg.holdout_interval)
+    assert [f.index for f in held] == [0, 4]  # nerfstudio's interval split
+    plans = {p.run_id: p for p in plan_runs(cfg, usable, held)}
+    assert set(plans) == {"sparse2_o0", "cross3_b0", "cross3_b1", "cross3_b2", "holdout"}
+    for p in plans.values():
+        trained = {f.index for f in p.train}
+        assert not trained & {0, 4}  # held-out views never train
+        if p.recipe == "cross":
+            pos = sorted(usable.index(f) for f in p.render)  # a contiguous block of the usable trajectory
+            assert pos == list(range(pos[0], pos[-1] + 1)) and not trained & {f.index for f in p.render}
+    assert sorted(f.index for f in plans["holdout"].render) == [0, 4]
 
 
 def test_make_pairs_resume_skips_finished_runs(pairs, fox_tiny):
