@@ -73,6 +73,15 @@ def _build_config(scene_dir: Path, out_dir: Path, name: str, steps: int, setting
     return config
 
 
+def _photo(dm, split: str, i: int) -> torch.Tensor:
+    """The photo the run trained / evaluated against: nerfstudio's cached image, i.e. *undistorted* for captures
+    with lens distortion (the raw file would not be pixel-aligned with the render)."""
+    cached = dm.cached_train if split == "train" else dm.cached_eval
+    image = cached[i]["image"]
+    image = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+    return image[..., :3].cpu()
+
+
 @torch.no_grad()
 def _render_split(pipeline, split: str, step: int, sink: RenderSink, wanted: Optional[set]) -> None:
     dm = pipeline.datamanager
@@ -89,7 +98,9 @@ def _render_split(pipeline, split: str, step: int, sink: RenderSink, wanted: Opt
                 continue
             camera = dataset.cameras[i : i + 1].to(device)
             rgb = model.get_outputs_for_camera(camera)["rgb"].clamp(0, 1).float().cpu()
-            gt = dataset.get_image_float32(i)[..., :3].float().cpu()
+            gt = _photo(dm, split, i)
+            if gt.shape != rgb.shape:
+                raise RuntimeError(f"render {tuple(rgb.shape)} and photo {tuple(gt.shape)} of {key} differ in size")
             sink(step, split, key, rgb, gt)
     finally:
         model.train(was_training)
@@ -131,10 +142,10 @@ def train_and_render(
         _render_split(trainer.pipeline, split, steps, sink, wanted)
     if clean_sink is not None:
         dm = trainer.pipeline.datamanager
-        for dataset in (dm.train_dataset, dm.eval_dataset):
+        for split, dataset in (("train", dm.train_dataset), ("eval", dm.eval_dataset)):
             names = dataset._dataparser_outputs.image_filenames
             for i in range(len(dataset)):
-                clean_sink(Path(names[i]).name, dataset.get_image_float32(i)[..., :3].float().cpu())
+                clean_sink(Path(names[i]).name, _photo(dm, split, i))
     del trainer
     gc.collect()
     if torch.cuda.is_available():
