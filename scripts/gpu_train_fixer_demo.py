@@ -148,13 +148,13 @@ def main(argv=None) -> int:
                    help="folder with fox/ and strecha/ (default: .device/data, else ../shared/data)")
     p.add_argument("--smoke-cpu", action="store_true", help="tiny CPU dry run: shrunk scenes, tiny model, few steps")
     p.add_argument("--budget-s", type=float, default=420.0, help="wall-clock budget of the whole script")
-    p.add_argument("--splat-steps", type=int, default=1000, help="splatfacto iterations per pair-making run")
+    p.add_argument("--splat-steps", type=int, default=1500, help="splatfacto iterations per pair-making run")
     p.add_argument("--train-seconds", type=float, default=170.0, help="upper bound on generic fixer training")
     p.add_argument("--per-scene-seconds", type=float, default=30.0, help="fox per-scene fine-tuning (0: skip)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--pairs-fraction", type=float, default=0.55,
+    p.add_argument("--pairs-fraction", type=float, default=0.6,
                    help="start no further training scene once this fraction of the budget is spent")
     p.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
     p.add_argument("--vgg-features", type=Path, default=ROOT / ".device" / "vgg16_imagenet_features.pth",

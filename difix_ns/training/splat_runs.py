@@ -86,6 +86,8 @@ def _photo(dm, split: str, i: int) -> torch.Tensor:
 def _render_split(pipeline, split: str, step: int, sink: RenderSink, wanted: Optional[set]) -> None:
     dm = pipeline.datamanager
     dataset = dm.train_dataset if split == "train" else dm.eval_dataset
+    # Loading the cache undistorts the images *and* updates the dataset's cameras in place: do it before rendering.
+    _ = dm.cached_train if split == "train" else dm.cached_eval
     model = pipeline.model
     was_training = model.training
     model.eval()
