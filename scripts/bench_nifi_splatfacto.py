@@ -51,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.5, 1.0])
     p.add_argument("--target-mb", type=float, nargs="*", default=None, help="one size per rate (default: presets)")
     p.add_argument("--budget-steps", type=int, default=0, help="steps of each budget-capped splatfacto (0: skip)")
+    p.add_argument("--deadline-s", type=float, default=None,
+                   help="skip the budget-capped trainings still to come once the run has taken this long")
     p.add_argument("--num-random", type=int, default=None, help="random-init Gaussians (with --random-init)")
     p.add_argument("--random-init", action="store_true", help="random Gaussians instead of the SfM points")
     p.add_argument("--smoke-cpu", action="store_true", help="tiny CPU run that exercises every variant")
@@ -230,7 +232,7 @@ def main(argv=None) -> int:
     config.pipeline.finetune_quant_start = None if args.quant_start < 0 else args.quant_start
     config.pipeline.save_finetuned = True
     config.pipeline.importance_views = 4 if args.smoke_cpu else config.pipeline.importance_views
-    t0 = time.perf_counter()
+    t0 = start = time.perf_counter()
     ns_train(config)  # training + the AFTER_TRAIN compression callback
     train_and_compress_s = time.perf_counter() - t0
     run_dir = config.get_base_dir()
@@ -279,7 +281,13 @@ def main(argv=None) -> int:
     }
     print(f"[bench] uncompressed {result['uncompressed']}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench_png_", dir=work))
-    for label, rep in reports.items():
+    out_json = args.out / "bench_nifi_splatfacto.json"
+
+    def save() -> None:  # after every variant, so a run cut short still leaves its numbers
+        result["total_seconds"] = time.perf_counter() - start
+        out_json.write_text(json.dumps(result, indent=2), "utf8")
+
+    for label, rep in sorted(reports.items(), key=lambda kv: -kv[1]["rate"]):  # smallest files first
         blob = (run_dir / "nifi" / f"{label}.nifi").read_bytes()
         t2 = time.perf_counter()
         decoded = decompress(blob)
@@ -311,7 +319,10 @@ def main(argv=None) -> int:
             errors[f"png_{label}"] = f"{type(err).__name__}: {err}"
             print(f"[bench] PngCompression failed at {label}: {err}", flush=True)
             continue
-        if args.budget_steps > 0:
+        save()
+        if args.budget_steps > 0 and args.deadline_s is not None and time.perf_counter() - start > args.deadline_s:
+            errors[f"budget_{label}"] = f"skipped: past --deadline-s {args.deadline_s}"
+        elif args.budget_steps > 0:
             try:
                 t3 = time.perf_counter()
                 capped = train_capped_splatfacto(args, device, work, n, f"budget_{label}")
@@ -325,9 +336,9 @@ def main(argv=None) -> int:
             except Exception as err:
                 errors[f"budget_{label}"] = f"{type(err).__name__}: {err}"
                 print(f"[bench] budget-trained splatfacto failed at {label}: {err}", flush=True)
+        save()
     shutil.rmtree(tmp, ignore_errors=True)
-    out_json = args.out / "bench_nifi_splatfacto.json"
-    out_json.write_text(json.dumps(result, indent=2), "utf8")
+    save()
     plot(result, out_json.with_suffix(".png"))
     print(json.dumps(result, indent=2))
     return 0

@@ -104,6 +104,26 @@ def test_fake_quantize_matches_the_codec_grids(scene):
     for axis in range(3):
         assert len(torch.unique(q["means"][:, axis])) <= 1 << cfg.position_bits
     assert len(torch.unique(q["features_dc"][:, 0])) <= 1 << cfg.color_bits
-    # close to the input: within half a grid step (+ clipping of the percentile tails)
+    # without the warp: within half a grid step of the input
+    plain = fake_quantize(params, preset_config(1.0, position_contraction=False))
     step = (params["means"].max(0).values - params["means"].min(0).values) / ((1 << cfg.position_bits) - 1)
-    assert ((q["means"] - params["means"]).abs() <= step / 2 + 1e-6).all()
+    assert ((plain["means"] - params["means"]).abs() <= step / 2 + 1e-6).all()
+    # with it, the codec's own reconstruction and the fine-tune's agree closely
+    blob, _, decoded, index = compress_with_report(scene, config=preset_config(1.0), return_dequantized=True)
+    mirrored = q["means"][torch.from_numpy(index)].numpy()
+    assert np.abs(mirrored - decoded.means).max() < 2 * float(step.max())
+
+
+def test_position_contraction_is_exact_and_finer_near_the_centre():
+    splat = GaussianSplat.random(3000, sh_degree=0, seed=1)
+    splat.means[:100] *= 30  # far background splats stretch the bounding box
+    errors = {}
+    for warp in (False, True):
+        cfg = CodecConfig(position_bits=10, position_contraction=warp)
+        blob, _, expected, index = compress_with_report(splat, config=cfg, return_dequantized=True)
+        decoded = decompress(blob)
+        assert decoded.equal(expected)
+        near = np.linalg.norm(splat.means[index], axis=1) < 1.0
+        errors[warp] = np.abs(decoded.means - splat.means[index])[near].mean()
+        assert ("contraction" in read_header(blob)["position"]) == warp
+    assert errors[True] < errors[False] / 3

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from nifi_ns.codec import vq
+from nifi_ns.codec import positions, vq
 from nifi_ns.codec.container import pack_container, unpack_container
 from nifi_ns.codec.entropy import (
     CODERS,
@@ -94,6 +94,9 @@ class CodecConfig:
     the scale / rotation grids (container version 2, `vq.py`); 0 keeps the grids."""
     color_codebook_size: int = 0
     """> 0: vector-quantise the SH DC colour with a k-means codebook of this many entries; 0 keeps the grid."""
+    position_contraction: bool = False
+    """Quantize positions on a log-radial warp about the scene centre (`positions.py`, container version 2): finer
+    steps near the centre, coarser far away, so few position bits still place the foreground accurately."""
     vq_iters: int = 12
     """Lloyd iterations of the covariance / colour codebook fits."""
 
@@ -133,6 +136,7 @@ RATE_PRESETS: dict[float, RatePreset] = {
         CodecConfig(
             sh_degree=1,
             position_bits=14,
+            position_contraction=True,
             scale_bits=6,
             rotation_bits=5,
             opacity_bits=5,
@@ -144,10 +148,16 @@ RATE_PRESETS: dict[float, RatePreset] = {
     # ~80 bits per Gaussian) keep ~1.5x more Gaussians at the same size and score better (docs/codec.md, guitar
     # sweep); the compression-aware fine-tune renders through these grids, so it adapts the survivors to them.
     0.5: RatePreset(
-        0.36, CodecConfig(sh_degree=0, position_bits=13, scale_bits=5, rotation_bits=4, opacity_bits=4, color_bits=5)
+        0.36, CodecConfig(
+            sh_degree=0, position_bits=13, position_contraction=True, scale_bits=5, rotation_bits=4, opacity_bits=4,
+            color_bits=5,
+        ),
     ),
     1.0: RatePreset(
-        0.22, CodecConfig(sh_degree=0, position_bits=12, scale_bits=4, rotation_bits=4, opacity_bits=4, color_bits=5)
+        0.22, CodecConfig(
+            sh_degree=0, position_bits=12, position_contraction=True, scale_bits=4, rotation_bits=4, opacity_bits=4,
+            color_bits=5,
+        ),
     ),
 }
 
@@ -243,8 +253,13 @@ def _encode(splat: GaussianSplat, order: np.ndarray, n: int, cfg: CodecConfig, e
     kept = kept.with_sh_degree(degree)
     coder = cfg.entropy_coder
 
-    pos_lo, pos_hi = uniform_range(kept.means)
-    qpos = uniform_quantize(kept.means, pos_lo, pos_hi, cfg.position_bits)
+    pos_values, warp = kept.means, None
+    if cfg.position_contraction:
+        centre, warp_scale = positions.fit(kept.means)
+        warp = {"centre": _f32_list(centre), "scale": float(warp_scale)}
+        pos_values = positions.contract(kept.means, centre, warp_scale)
+    pos_lo, pos_hi = uniform_range(pos_values)
+    qpos = uniform_quantize(pos_values, pos_lo, pos_hi, cfg.position_bits)
     morton = morton_encode(qpos)
     perm = np.argsort(morton, kind="stable")
     kept, morton, source_index = kept.subset(perm), morton[perm], source_index[perm]
@@ -265,6 +280,8 @@ def _encode(splat: GaussianSplat, order: np.ndarray, n: int, cfg: CodecConfig, e
         "position": {"bits": cfg.position_bits, "lo": _f32_list(pos_lo), "hi": _f32_list(pos_hi)},
         "opacity": {"bits": cfg.opacity_bits},
     }
+    if warp is not None:
+        header["position"]["contraction"] = warp
     if cfg.cov_codebook_size == 0:
         header["rotation"] = {"bits": cfg.rotation_bits}
 
@@ -348,6 +365,12 @@ def _reconstruct(header: dict, codes: dict[str, np.ndarray]) -> GaussianSplat:
     means = uniform_dequantize(
         codes["position"], _floats(header, "position", "lo", 3), _floats(header, "position", "hi", 3), pb
     )
+    warp = header["position"].get("contraction")
+    if warp is not None:
+        centre = np.asarray(warp["centre"], dtype=np.float32)
+        if centre.shape != (3,) or not float(warp["scale"]) > 0:
+            raise NixFormatError("corrupt container: bad position contraction parameters")
+        means = positions.expand(means, centre, np.float32(warp["scale"]))
     if "cov_vq" in header:
         scales, quats = vq.covariance_from_codebook(codes["cov_codebook"], codes["cov_labels"])
     else:

@@ -33,7 +33,18 @@ def fake_quantize(params: Dict[str, Tensor], cfg) -> Dict[str, Tensor]:
     """Quantized copies of splatfacto-shaped tensors at `cfg` (a `nifi_ns.codec.CodecConfig`)'s grids."""
     out = {k: v.detach().clone() for k, v in params.items()}
     means = params["means"]
-    out["means"] = _grid(means, means.min(0).values, means.max(0).values, cfg.position_bits)
+    if getattr(cfg, "position_contraction", False):  # the codec's log-radial warp (nifi_ns.codec.positions)
+        centre = means.median(dim=0).values
+        v = means - centre
+        r = v.norm(dim=1, keepdim=True)
+        scale = r.median().clamp(min=1e-6)
+        warped = v * torch.where(r > 0, scale * torch.log1p(r / scale) / r.clamp(min=1e-30), torch.ones_like(r))
+        grid = _grid(warped, warped.min(0).values, warped.max(0).values, cfg.position_bits)
+        rw = grid.norm(dim=1, keepdim=True)
+        out["means"] = centre + grid * torch.where(rw > 0, scale * torch.expm1(rw / scale) / rw.clamp(min=1e-30),
+                                                   torch.ones_like(rw))
+    else:
+        out["means"] = _grid(means, means.min(0).values, means.max(0).values, cfg.position_bits)
     if cfg.cov_codebook_size == 0:
         lo, hi = _percentile_range(params["scales"], cfg.clip_percentile)
         out["scales"] = _grid(params["scales"], lo, hi, cfg.scale_bits)
