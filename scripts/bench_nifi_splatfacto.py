@@ -1,71 +1,238 @@
 #!/usr/bin/env python
-"""GPU benchmark of `nifi-splatfacto` on one scene: train, compress at the rate presets, ns-eval; JSON out.
+"""Benchmark of the `nifi-splatfacto` product path against gsplat's PngCompression; JSON + rate-distortion PNG.
 
+GPU (the lead runs it, fox at half resolution):
     source .device/setup.sh && python scripts/bench_nifi_splatfacto.py --data .device/data/fox \
-        --out $OUT/bench_nifi_splatfacto.json [--max-num-iterations 3000] [--finetune-steps 200]
+        --downscale-factor 2 --max-num-iterations 7000 --out $OUT [--budget-steps 3000]
+CPU plumbing check (tiny: 6 quarter-res views, a few steps, random-init Gaussians; numbers mean nothing):
+    python scripts/bench_nifi_splatfacto.py --smoke-cpu --data ../shared/data/fox --out /tmp/bench_smoke
 
-Reports per rate: container size (MB = 2^20 bytes), Gaussian count, ratio to the trained model's INRIA PLY,
-compression time, and PSNR / SSIM / LPIPS (alex, vgg) / DISTS of the compressed renders next to the
-uncompressed ones, plus the machine and wall times. Restored metrics are not part of this benchmark (no
-trained restorer weights exist offline). The fox scene is small, so the presets' Mip-NeRF360 target sizes
-prune it less than they would prune a full scene; `--target-mb` adds scene-scaled operating points.
+Variants, all scored on the same eval views by the same metrics:
+  1. `nifi` — what users get: `ns-train nifi-splatfacto` containers (prune -> compression-aware fine-tune ->
+     quantize), scored by `ns-eval`'s compressed stage (`ns_eval`) and, like every other variant, by decoding the
+     container and rendering it with the project's rasterizer (`metrics`);
+  2. `png_same_gaussians` — gsplat 1.4.0 `PngCompression(use_sort=False)` on the *same* fine-tuned Gaussians (saved
+     by the pipeline before quantization) pruned by importance until its files match the container's size, and
+     on all of them (`png_all_finetuned`): isolates coding efficiency;
+  3. `png_budget_trained` (`--budget-steps` > 0) — stock splatfacto trained from scratch while capped at the
+     Gaussian count whose PngCompression matches the container's size (lowest-opacity Gaussians are removed
+     whenever densification exceeds the cap): gsplat's intended rate knob.
+Metrics: PSNR, SSIM, LPIPS-alex and, where the weights exist, LPIPS-vgg and DISTS (missing ones are named under
+`errors`). Sizes in MB = 2^20 bytes; encode/decode times in seconds; the GPU is named.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 IMAGE_METRICS = ("psnr", "ssim", "lpips", "lpips_vgg", "dists")
+MB = float(1 << 20)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="nerfstudio scene (transforms.json + images_4/)")
-    p.add_argument("--out", type=Path, required=True, help="JSON result file")
-    p.add_argument("--downscale-factor", type=int, default=4)
-    p.add_argument("--max-num-iterations", type=int, default=3000)
-    p.add_argument("--finetune-steps", type=int, default=200)
+    p.add_argument("--data", type=Path, required=True, help="nerfstudio scene (transforms.json + images_N/)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (bench_nifi_splatfacto.json + .png)")
+    p.add_argument("--downscale-factor", type=int, default=2)
+    p.add_argument("--max-num-iterations", type=int, default=7000)
+    p.add_argument("--finetune-steps", type=int, default=1000)
+    p.add_argument("--distill-weight", type=float, default=0.5)
+    p.add_argument("--quant-start", type=float, default=0.5, help="fraction of the fine-tune; <0 disables QAT")
     p.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.5, 1.0])
     p.add_argument("--target-mb", type=float, nargs="*", default=None, help="one size per rate (default: presets)")
-    p.add_argument("--num-random", type=int, default=None, help="random-init Gaussians (splatfacto default 50000)")
-    p.add_argument("--work-dir", type=Path, default=None, help="run folder (default: next to --out)")
+    p.add_argument("--budget-steps", type=int, default=0, help="steps of each budget-capped splatfacto (0: skip)")
+    p.add_argument("--deadline-s", type=float, default=None,
+                   help="skip the budget-capped trainings still to come once the run has taken this long")
+    p.add_argument("--num-random", type=int, default=None, help="random-init Gaussians (with --random-init)")
+    p.add_argument("--random-init", action="store_true", help="random Gaussians instead of the SfM points")
+    p.add_argument("--smoke-cpu", action="store_true", help="tiny CPU run that exercises every variant")
+    p.add_argument("--work-dir", type=Path, default=None, help="run folder (default: <out>/runs)")
     return p.parse_args(argv)
+
+
+def _smoke_scene(data: Path, root: Path, count: int = 6) -> Path:
+    meta = json.loads((data / "transforms.json").read_text())
+    meta["frames"] = meta["frames"][::8][:count]
+    scene = root / "smoke_scene"
+    scene.mkdir(parents=True, exist_ok=True)
+    (scene / "transforms.json").write_text(json.dumps(meta))
+    link = scene / "images_4"
+    if not link.exists():
+        link.symlink_to((data / "images_4").resolve())
+    return scene
+
+
+def _helpers():
+    """`render`, `Scorer` and `png_variant` of scripts/bench_codec_vs_gsplat.py (one implementation of each)."""
+    path = Path(__file__).with_name("bench_codec_vs_gsplat.py")
+    spec = importlib.util.spec_from_file_location("bench_codec_vs_gsplat", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _configure(config, args, device: str, work: Path, name: str, steps: int):
+    config.pipeline.datamanager.data = args.data
+    config.pipeline.datamanager.dataparser.downscale_factor = args.downscale_factor
+    if args.smoke_cpu:
+        config.pipeline.datamanager.dataparser.eval_mode = "interval"
+        config.pipeline.datamanager.dataparser.eval_interval = 3
+    config.output_dir = work
+    config.experiment_name = name
+    config.timestamp = "run"
+    config.max_num_iterations = steps
+    config.steps_per_save = steps
+    config.steps_per_eval_all_images = 10**9
+    config.steps_per_eval_image = 10**9
+    config.steps_per_eval_batch = 10**9
+    config.vis = "tensorboard"
+    config.viewer.quit_on_train_completion = True
+    config.machine.device_type = device
+    if args.random_init:
+        config.pipeline.model.random_init = True
+    if args.num_random is not None:
+        config.pipeline.model.num_random = args.num_random
+    return config
+
+
+def train_capped_splatfacto(args, device: str, work: Path, budget: int, name: str):
+    """Stock splatfacto trained for --budget-steps with at most `budget` Gaussians; returns its GaussianSplat."""
+    import torch
+    from gsplat.strategy.ops import remove
+    from nerfstudio.configs.method_configs import method_configs
+    from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
+
+    from nifi_ns.io import GaussianSplat
+
+    config = _configure(method_configs["splatfacto"], args, device, work, name, args.budget_steps)
+    config.set_timestamp()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    model = trainer.pipeline.model
+
+    def cap(step: int) -> None:
+        n = model.num_points
+        optimizers = getattr(model, "optimizers", None)
+        if n <= budget or optimizers is None:
+            return
+        with torch.no_grad():
+            rank = torch.argsort(model.gauss_params["opacities"][:, 0], descending=True)
+            mask = torch.ones(n, dtype=torch.bool, device=rank.device)
+            mask[rank[:budget]] = False
+        remove(params=model.gauss_params, optimizers=optimizers, state=model.strategy_state, mask=mask)
+
+    trainer.callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], cap))
+    trainer.train()
+    cap(trainer.step)
+    return GaussianSplat.from_gauss_params(model.gauss_params)
+
+
+def png_at_size(h, splat, cameras, target_bytes: int, device, workdir: Path):
+    """PngCompression (SH degree 0) of the `n` most important Gaussians, `n` searched so the files land at or
+    just under `target_bytes`. Returns (decoded, size, encode s, decode s, n)."""
+    from nifi_ns.codec import CameraSet, importance_order
+
+    order = importance_order(splat, CameraSet.from_nerfstudio(cameras))
+    probe = min(splat.num_gaussians, 20000)
+    _, size, _, _, _ = h.png_variant(splat, np.sort(order[:probe]), device, workdir, with_sh_rest=False)
+    per = size / probe
+    n = int(min(splat.num_gaussians, max(64, target_bytes / per)))
+    best = None
+    for _ in range(4):
+        dec, size, enc, dec_s, _ = h.png_variant(splat, np.sort(order[:n]), device, workdir, with_sh_rest=False)
+        if size <= target_bytes or n <= 64:
+            best = (dec, size, enc, dec_s, n)
+            if size >= 0.97 * target_bytes or n >= splat.num_gaussians:
+                break
+        n = int(min(splat.num_gaussians, max(64, n * target_bytes / size * (0.995 if size > target_bytes else 1.0))))
+    if best is None:
+        best = (dec, size, enc, dec_s, n)
+    return best
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = (
+        ("nifi", "nifi-splatfacto (this codec)", "o-"),
+        ("png_same_gaussians", "PngCompression, same fine-tuned Gaussians", "s--"),
+        ("png_budget_trained", "PngCompression, splatfacto trained to the budget", "^:"),
+    )
+    metrics = [m for m in ("psnr", "ssim", "lpips") if m in result["uncompressed"]]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.2))
+    axes = np.atleast_1d(axes)
+    for key, label, style in series:
+        rows = sorted((r for r in result.get(key, []) if "metrics" in r), key=lambda r: r["size_mb"])
+        for ax, metric in zip(axes, metrics):
+            pts = [(r["size_mb"], r["metrics"][metric]) for r in rows if metric in r["metrics"]]
+            if pts:
+                ax.plot(*zip(*pts), style, label=label)
+    for ax, metric in zip(axes, metrics):
+        ax.axhline(result["uncompressed"][metric], color="gray", ls=":", label="uncompressed")
+        ax.set_xscale("log")
+        ax.set_xlabel("size (MB, 2^20 bytes)")
+        ax.set_ylabel({"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS (alex)"}[metric])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{result['scene']} - {result['machine']['gpu'] or 'CPU'}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not (args.data / "transforms.json").is_file():
         raise SystemExit(f"error: --data {args.data}: no transforms.json")
+    if args.target_mb and len(args.target_mb) != len(args.rates):
+        raise SystemExit(f"error: --target-mb has {len(args.target_mb)} values for {len(args.rates)} --rates")
+    os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
     import torch
+
+    import nifi_ns  # noqa: F401  (torch checkpoint allow-list before nerfstudio loads a run)
     from nerfstudio.scripts.eval import ComputePSNR
     from nerfstudio.scripts.train import main as ns_train
+    from nerfstudio.utils.eval_utils import eval_setup
 
+    from nifi_ns.codec import decompress, read_header
+    from nifi_ns.io import read_ply
     from nifi_ns.nerfstudio.method_configs import nifi_splatfacto_config
 
-    work = args.work_dir or args.out.parent / "bench_nifi_splatfacto_run"
-    config = nifi_splatfacto_config()
-    config.pipeline.datamanager.data = args.data
-    config.pipeline.datamanager.dataparser.downscale_factor = args.downscale_factor
-    config.output_dir = work
-    config.experiment_name = "bench"
-    config.timestamp = "run"
-    config.max_num_iterations = args.max_num_iterations
-    config.steps_per_save = args.max_num_iterations
-    config.steps_per_eval_all_images = 10**9
-    config.vis = "tensorboard"
-    config.viewer.quit_on_train_completion = True
-    config.machine.device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = args.work_dir or args.out / "runs"
+    if args.smoke_cpu:
+        args.data = _smoke_scene(args.data, work)
+        args.downscale_factor, args.max_num_iterations, args.finetune_steps = 4, 6, 4
+        args.rates, args.target_mb = [1.0], [0.004]
+        args.budget_steps, args.random_init = 6, True
+        args.num_random = args.num_random or 300
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.target_mb:
+        for rate, mb in zip(args.rates, args.target_mb):
+            print(f"[bench] rate {rate}: target {mb} MB", flush=True)
+
+    config = _configure(nifi_splatfacto_config(), args, device, work, "nifi", args.max_num_iterations)
     config.pipeline.rates = tuple(args.rates)
     config.pipeline.target_mb = tuple(args.target_mb or ())
     config.pipeline.finetune_steps = args.finetune_steps
-    if args.num_random is not None:
-        config.pipeline.model.num_random = args.num_random
-
-    t0 = time.perf_counter()
+    config.pipeline.finetune_distill_weight = args.distill_weight
+    config.pipeline.finetune_quant_start = None if args.quant_start < 0 else args.quant_start
+    config.pipeline.save_finetuned = True
+    config.pipeline.importance_views = 4 if args.smoke_cpu else config.pipeline.importance_views
+    t0 = start = time.perf_counter()
     ns_train(config)  # training + the AFTER_TRAIN compression callback
     train_and_compress_s = time.perf_counter() - t0
     run_dir = config.get_base_dir()
@@ -73,41 +240,107 @@ def main(argv=None) -> int:
     t1 = time.perf_counter()
     ComputePSNR(load_config=run_dir / "config.yml", output_path=eval_json).main()
     eval_s = time.perf_counter() - t1
-
-    results = json.loads(eval_json.read_text())["results"]
+    ns_results = json.loads(eval_json.read_text())["results"]
     reports = json.loads((run_dir / "nifi" / "summary.json").read_text())
-    per_rate = {}
-    for label, rep in reports.items():
-        per_rate[label] = {
-            "size_mb": rep["size_mb"],
-            "num_gaussians": rep["num_gaussians"],
-            "pruned_to": rep["pruned_gaussians"],
-            "num_input_gaussians": rep["num_input_gaussians"],
-            "sh_degree": rep["sh_degree"],
-            "compression_ratio": rep["compression_ratio"],
-            "compress_seconds": rep["total_seconds"],
-            "metrics": {m: results[f"compressed/{label}/{m}"] for m in IMAGE_METRICS},
-        }
-    summary = {
+
+    # common scorer: the eval split's photos, rendered by the project's rasterizer
+    h = _helpers()
+    _, pipeline, _, _ = eval_setup(run_dir / "config.yml", test_mode="test")
+    dm = pipeline.datamanager
+    eval_cams, train_cams = dm.eval_dataset.cameras, dm.train_dataset.cameras
+    images = [dm.eval_dataset.get_image_float32(i).permute(2, 0, 1)[:3] for i in range(len(dm.eval_dataset))]
+    errors: dict = {}
+    score = h.Scorer(eval_cams, images, torch.device(device), errors)
+    from nifi_ns.io import GaussianSplat
+
+    uncompressed = GaussianSplat.from_gauss_params(pipeline.model.gauss_params)
+    result = {
         "machine": {
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "python": platform.python_version(),
             "torch": torch.__version__,
         },
         "scene": str(args.data),
+        "smoke_cpu": bool(args.smoke_cpu),
+        "downscale_factor": args.downscale_factor,
         "max_num_iterations": args.max_num_iterations,
-        "finetune_steps": args.finetune_steps,
+        "finetune": {"steps": args.finetune_steps, "distill_weight": args.distill_weight,
+                     "quant_start": args.quant_start},
+        "eval_images": len(images),
+        "num_gaussians": uncompressed.num_gaussians,
         "train_and_compress_seconds": train_and_compress_s,
-        "eval_seconds": eval_s,
-        "uncompressed": {m: results[f"uncompressed/{m}"] for m in IMAGE_METRICS},
-        "nerfstudio_metrics": {k: results[k] for k in ("psnr", "ssim", "lpips") if k in results},
-        "rates": per_rate,
-        "note": "LPIPS 'lpips' = AlexNet, 'lpips_vgg' = VGG; sizes in MB = 2^20 bytes; rates use NiFi's lambda "
-        "convention (larger = smaller file) mapped to this codec's presets, not HAC++ itself.",
+        "ns_eval_seconds": eval_s,
+        "ns_eval_uncompressed": {m: ns_results[f"uncompressed/{m}"] for m in IMAGE_METRICS
+                                 if f"uncompressed/{m}" in ns_results},
+        "uncompressed": score(uncompressed),
+        "nifi": [],
+        "png_same_gaussians": [],
+        "png_all_finetuned": [],
+        "png_budget_trained": [],
+        "errors": errors,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2), "utf8")
-    print(json.dumps(summary, indent=2))
+    print(f"[bench] uncompressed {result['uncompressed']}", flush=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_png_", dir=work))
+    out_json = args.out / "bench_nifi_splatfacto.json"
+
+    def save() -> None:  # after every variant, so a run cut short still leaves its numbers
+        result["total_seconds"] = time.perf_counter() - start
+        out_json.write_text(json.dumps(result, indent=2), "utf8")
+
+    for label, rep in sorted(reports.items(), key=lambda kv: -kv[1]["rate"]):  # smallest files first
+        blob = (run_dir / "nifi" / f"{label}.nifi").read_bytes()
+        t2 = time.perf_counter()
+        decoded = decompress(blob)
+        decode_s = time.perf_counter() - t2
+        row = {
+            "label": label, "rate": rep["rate"], "size_mb": len(blob) / MB, "num_gaussians": rep["num_gaussians"],
+            "pruned_to": rep["pruned_gaussians"], "sh_degree": rep["sh_degree"],
+            "container_version": int.from_bytes(blob[8:10], "little"),
+            "coding": sorted(k for k in read_header(blob) if k in ("cov_vq", "color_vq", "scale", "color")),
+            "encode_s": rep["encode_seconds"], "compress_total_s": rep["total_seconds"], "decode_s": decode_s,
+            "ns_eval": {m: ns_results[f"compressed/{label}/{m}"] for m in IMAGE_METRICS
+                        if f"compressed/{label}/{m}" in ns_results},
+            "metrics": score(decoded),
+        }
+        result["nifi"].append(row)
+        print(f"[bench] nifi {row}", flush=True)
+        tuned = read_ply(run_dir / "nifi" / f"{label}.finetuned.ply")
+        try:
+            dec, size, enc, dec_s, n = png_at_size(h, tuned, train_cams, len(blob), torch.device(device), tmp)
+            png = {"label": label, "size_mb": size / MB, "num_gaussians": n, "encode_s": enc, "decode_s": dec_s,
+                   "metrics": score(dec)}
+            result["png_same_gaussians"].append(png)
+            print(f"[bench] png same Gaussians {png}", flush=True)
+            dec, size, enc, dec_s, _ = h.png_variant(tuned, None, torch.device(device), tmp, with_sh_rest=True)
+            result["png_all_finetuned"].append({"label": label, "size_mb": size / MB, "num_gaussians":
+                                                tuned.num_gaussians, "sh_degree": tuned.sh_degree, "encode_s": enc,
+                                                "decode_s": dec_s, "metrics": score(dec)})
+        except Exception as err:  # torchpq / cupy / PNG stack missing on this machine: recorded, others continue
+            errors[f"png_{label}"] = f"{type(err).__name__}: {err}"
+            print(f"[bench] PngCompression failed at {label}: {err}", flush=True)
+            continue
+        save()
+        if args.budget_steps > 0 and args.deadline_s is not None and time.perf_counter() - start > args.deadline_s:
+            errors[f"budget_{label}"] = f"skipped: past --deadline-s {args.deadline_s}"
+        elif args.budget_steps > 0:
+            try:
+                t3 = time.perf_counter()
+                capped = train_capped_splatfacto(args, device, work, n, f"budget_{label}")
+                train_s = time.perf_counter() - t3
+                dec, size, enc, dec_s, _ = h.png_variant(capped, None, torch.device(device), tmp, with_sh_rest=False)
+                budget_row = {"label": label, "budget": n, "num_gaussians": capped.num_gaussians,
+                              "train_steps": args.budget_steps, "train_s": train_s, "size_mb": size / MB,
+                              "encode_s": enc, "decode_s": dec_s, "metrics": score(dec)}
+                result["png_budget_trained"].append(budget_row)
+                print(f"[bench] png budget-trained {budget_row}", flush=True)
+            except Exception as err:
+                errors[f"budget_{label}"] = f"{type(err).__name__}: {err}"
+                print(f"[bench] budget-trained splatfacto failed at {label}: {err}", flush=True)
+        save()
+    shutil.rmtree(tmp, ignore_errors=True)
+    save()
+    plot(result, out_json.with_suffix(".png"))
+    print(json.dumps(result, indent=2))
     return 0
 
 

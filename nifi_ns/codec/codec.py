@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from nifi_ns.codec import positions, vq
 from nifi_ns.codec.container import pack_container, unpack_container
 from nifi_ns.codec.entropy import (
     CODERS,
@@ -88,6 +89,16 @@ class CodecConfig:
     'lzma' (stdlib baseline on the same symbols) or 'auto' (per stream, whichever is shorter)."""
     seed: int = 0
     """Seed of the k-means initialisation."""
+    cov_codebook_size: int = 0
+    """> 0: vector-quantise (log-scale, rotation) jointly with a k-means codebook of this many entries instead of
+    the scale / rotation grids (container version 2, `vq.py`); 0 keeps the grids."""
+    color_codebook_size: int = 0
+    """> 0: vector-quantise the SH DC colour with a k-means codebook of this many entries; 0 keeps the grid."""
+    position_contraction: bool = False
+    """Quantize positions on a log-radial warp about the scene centre (`positions.py`, container version 2): finer
+    steps near the centre, coarser far away, so few position bits still place the foreground accurately."""
+    vq_iters: int = 12
+    """Lloyd iterations of the covariance / colour codebook fits."""
 
     def __post_init__(self) -> None:
         limits = {"position_bits": 21, "scale_bits": 12, "rotation_bits": 12, "opacity_bits": 10, "color_bits": 12}
@@ -95,6 +106,9 @@ class CodecConfig:
             value = getattr(self, name)
             if not 1 <= value <= top:
                 raise ValueError(f"CodecConfig.{name}={value} must be in [1, {top}]")
+        for name in ("cov_codebook_size", "color_codebook_size"):
+            if not 0 <= getattr(self, name) <= 65536:
+                raise ValueError(f"CodecConfig.{name}={getattr(self, name)} must be in [0, 65536]")
         if not 1 <= self.sh_codebook_size <= 65536:
             raise ValueError(f"CodecConfig.sh_codebook_size={self.sh_codebook_size} must be in [1, 65536]")
         if self.max_gaussians is not None and self.max_gaussians < 1:
@@ -121,19 +135,29 @@ RATE_PRESETS: dict[float, RatePreset] = {
         1.15,
         CodecConfig(
             sh_degree=1,
-            position_bits=16,
-            scale_bits=7,
-            rotation_bits=8,
-            opacity_bits=7,
-            color_bits=7,
+            position_bits=14,
+            position_contraction=True,
+            scale_bits=6,
+            rotation_bits=5,
+            opacity_bits=5,
+            color_bits=6,
             sh_codebook_size=1024,
         ),
     ),
+    # Below 0.5 MB the Gaussian count matters more than per-attribute precision: coarser grids (~55 instead of
+    # ~80 bits per Gaussian) keep ~1.5x more Gaussians at the same size and score better (docs/codec.md, guitar
+    # sweep); the compression-aware fine-tune renders through these grids, so it adapts the survivors to them.
     0.5: RatePreset(
-        0.36, CodecConfig(sh_degree=0, position_bits=15, scale_bits=6, rotation_bits=7, opacity_bits=6, color_bits=6)
+        0.36, CodecConfig(
+            sh_degree=0, position_bits=13, position_contraction=True, scale_bits=5, rotation_bits=4, opacity_bits=4,
+            color_bits=5,
+        ),
     ),
     1.0: RatePreset(
-        0.22, CodecConfig(sh_degree=0, position_bits=14, scale_bits=6, rotation_bits=6, opacity_bits=5, color_bits=6)
+        0.22, CodecConfig(
+            sh_degree=0, position_bits=12, position_contraction=True, scale_bits=4, rotation_bits=4, opacity_bits=4,
+            color_bits=5,
+        ),
     ),
 }
 
@@ -229,8 +253,13 @@ def _encode(splat: GaussianSplat, order: np.ndarray, n: int, cfg: CodecConfig, e
     kept = kept.with_sh_degree(degree)
     coder = cfg.entropy_coder
 
-    pos_lo, pos_hi = uniform_range(kept.means)
-    qpos = uniform_quantize(kept.means, pos_lo, pos_hi, cfg.position_bits)
+    pos_values, warp = kept.means, None
+    if cfg.position_contraction:
+        centre, warp_scale = positions.fit(kept.means)
+        warp = {"centre": _f32_list(centre), "scale": float(warp_scale)}
+        pos_values = positions.contract(kept.means, centre, warp_scale)
+    pos_lo, pos_hi = uniform_range(pos_values)
+    qpos = uniform_quantize(pos_values, pos_lo, pos_hi, cfg.position_bits)
     morton = morton_encode(qpos)
     perm = np.argsort(morton, kind="stable")
     kept, morton, source_index = kept.subset(perm), morton[perm], source_index[perm]
@@ -249,33 +278,54 @@ def _encode(splat: GaussianSplat, order: np.ndarray, n: int, cfg: CodecConfig, e
         "sh_degree": int(degree),
         "coder": coder,
         "position": {"bits": cfg.position_bits, "lo": _f32_list(pos_lo), "hi": _f32_list(pos_hi)},
-        "rotation": {"bits": cfg.rotation_bits},
         "opacity": {"bits": cfg.opacity_bits},
     }
+    if warp is not None:
+        header["position"]["contraction"] = warp
+    if cfg.cov_codebook_size == 0:
+        header["rotation"] = {"bits": cfg.rotation_bits}
 
-    s_lo, s_hi = uniform_range(kept.scales, cfg.clip_percentile)
-    header["scale"] = {"bits": cfg.scale_bits, "lo": _f32_list(s_lo), "hi": _f32_list(s_hi)}
-    qs = uniform_quantize(kept.scales, s_lo, s_hi, cfg.scale_bits)
-    c_lo, c_hi = uniform_range(kept.features_dc, cfg.clip_percentile)
-    header["color"] = {"bits": cfg.color_bits, "lo": _f32_list(c_lo), "hi": _f32_list(c_hi)}
-    qc = uniform_quantize(kept.features_dc, c_lo, c_hi, cfg.color_bits)
-    ri, qr = quat_quantize(kept.quats, cfg.rotation_bits)
-    qo = opacity_quantize(kept.opacities[:, 0], cfg.opacity_bits)
-    codes.update(
-        scale=qs, color=qc, rotation_index=ri, rotation=qr, opacity=qo, opacity_table=opacity_table(cfg.opacity_bits)
-    )
-    for i in range(3):  # each channel conditioned on the previous one (scales of one Gaussian are correlated)
-        sections[f"scale_{i}"] = encode_stream(qs[:, i], cfg.scale_bits, qs[:, i - 1] if i else None, coder)
-    sections["rot_index"] = encode_stream(ri, 2, None, coder)
-    for i in range(3):
-        sections[f"rot_{i}"] = encode_stream(qr[:, i], cfg.rotation_bits, qr[:, i - 1] if i else ri, coder)
-    sections["opacity"] = encode_stream(qo, cfg.opacity_bits, qs.sum(1), coder)  # big splats: other opacities
-    sections["opacity_table"] = codes["opacity_table"].astype("<f4").tobytes()
-    residuals = _color_residuals(qc, cfg.color_bits)
-    for i, residual in enumerate(residuals):
-        sections[f"color_{i}"] = encode_stream(
-            residual, cfg.color_bits + (i > 0), residuals[i - 1] if i else None, coder
+    if cfg.cov_codebook_size > 0:  # version 2: joint (scale, rotation) codebook
+        book, labels = vq.fit_covariance(
+            kept.scales, kept.quats, cfg.cov_codebook_size, cfg.vq_iters, cfg.kmeans_sample, cfg.seed
         )
+        header["cov_vq"] = {"codebook_size": int(book.shape[0]), "label_bits": vq.label_bits(book.shape[0])}
+        sections["cov_codebook"] = book.astype("<f2").tobytes()
+        sections["cov_labels"] = encode_stream(labels, header["cov_vq"]["label_bits"], None, coder)
+        codes.update(cov_codebook=book, cov_labels=labels)
+        opacity_context = vq.scale_context(book, labels)
+    else:
+        s_lo, s_hi = uniform_range(kept.scales, cfg.clip_percentile)
+        header["scale"] = {"bits": cfg.scale_bits, "lo": _f32_list(s_lo), "hi": _f32_list(s_hi)}
+        qs = uniform_quantize(kept.scales, s_lo, s_hi, cfg.scale_bits)
+        ri, qr = quat_quantize(kept.quats, cfg.rotation_bits)
+        codes.update(scale=qs, rotation_index=ri, rotation=qr)
+        for i in range(3):  # each channel conditioned on the previous one (scales of one Gaussian are correlated)
+            sections[f"scale_{i}"] = encode_stream(qs[:, i], cfg.scale_bits, qs[:, i - 1] if i else None, coder)
+        sections["rot_index"] = encode_stream(ri, 2, None, coder)
+        for i in range(3):
+            sections[f"rot_{i}"] = encode_stream(qr[:, i], cfg.rotation_bits, qr[:, i - 1] if i else ri, coder)
+        opacity_context = qs.sum(1)  # big splats: other opacities
+    qo = opacity_quantize(kept.opacities[:, 0], cfg.opacity_bits)
+    codes.update(opacity=qo, opacity_table=opacity_table(cfg.opacity_bits))
+    sections["opacity"] = encode_stream(qo, cfg.opacity_bits, opacity_context, coder)
+    sections["opacity_table"] = codes["opacity_table"].astype("<f4").tobytes()
+    if cfg.color_codebook_size > 0:
+        book, labels = vq.fit_color(kept.features_dc, cfg.color_codebook_size, cfg.vq_iters, cfg.kmeans_sample, cfg.seed)
+        header["color_vq"] = {"codebook_size": int(book.shape[0]), "label_bits": vq.label_bits(book.shape[0])}
+        sections["color_codebook"] = book.astype("<f2").tobytes()
+        sections["color_labels"] = encode_stream(labels, header["color_vq"]["label_bits"], None, coder)
+        codes.update(color_codebook=book, color_labels=labels)
+    else:
+        c_lo, c_hi = uniform_range(kept.features_dc, cfg.clip_percentile)
+        header["color"] = {"bits": cfg.color_bits, "lo": _f32_list(c_lo), "hi": _f32_list(c_hi)}
+        qc = uniform_quantize(kept.features_dc, c_lo, c_hi, cfg.color_bits)
+        codes["color"] = qc
+        residuals = _color_residuals(qc, cfg.color_bits)
+        for i, residual in enumerate(residuals):
+            sections[f"color_{i}"] = encode_stream(
+                residual, cfg.color_bits + (i > 0), residuals[i - 1] if i else None, coder
+            )
 
     if degree > 0:
         dim = 3 * num_sh_rest(degree)
@@ -311,21 +361,37 @@ def _floats(header: dict, key: str, field_name: str, size: int) -> np.ndarray:
 def _reconstruct(header: dict, codes: dict[str, np.ndarray]) -> GaussianSplat:
     """Dequantize integer codes with the header's parameters; the only path from codes to floats (both sides)."""
     n, degree = int(header["num_gaussians"]), int(header["sh_degree"])
-    pb, sb, rb, cb = (int(header[k]["bits"]) for k in ("position", "scale", "rotation", "color"))
+    pb = int(header["position"]["bits"])
     means = uniform_dequantize(
         codes["position"], _floats(header, "position", "lo", 3), _floats(header, "position", "hi", 3), pb
     )
-    scales = uniform_dequantize(
-        codes["scale"], _floats(header, "scale", "lo", 3), _floats(header, "scale", "hi", 3), sb
-    )
-    dc = uniform_dequantize(codes["color"], _floats(header, "color", "lo", 3), _floats(header, "color", "hi", 3), cb)
+    warp = header["position"].get("contraction")
+    if warp is not None:
+        centre = np.asarray(warp["centre"], dtype=np.float32)
+        if centre.shape != (3,) or not float(warp["scale"]) > 0:
+            raise NixFormatError("corrupt container: bad position contraction parameters")
+        means = positions.expand(means, centre, np.float32(warp["scale"]))
+    if "cov_vq" in header:
+        scales, quats = vq.covariance_from_codebook(codes["cov_codebook"], codes["cov_labels"])
+    else:
+        sb, rb = int(header["scale"]["bits"]), int(header["rotation"]["bits"])
+        scales = uniform_dequantize(
+            codes["scale"], _floats(header, "scale", "lo", 3), _floats(header, "scale", "hi", 3), sb
+        )
+        quats = quat_dequantize(codes["rotation_index"], codes["rotation"], rb)
+    if "color_vq" in header:
+        dc = vq.color_from_codebook(codes["color_codebook"], codes["color_labels"])
+    else:
+        cb = int(header["color"]["bits"])
+        dc = uniform_dequantize(
+            codes["color"], _floats(header, "color", "lo", 3), _floats(header, "color", "hi", 3), cb
+        )
     opacities = codes["opacity_table"][codes["opacity"]][:, None]
     k = num_sh_rest(degree)
     rest = np.zeros((n, k, 3), np.float32)
     if degree > 0:
         size, dim = int(header["sh_rest"]["codebook_size"]), int(header["sh_rest"]["dim"])
         rest = codes["sh_codebook"].astype(np.float32).reshape(size, dim)[codes["sh_labels"]].reshape(n, k, 3)
-    quats = quat_dequantize(codes["rotation_index"], codes["rotation"], rb)
     return GaussianSplat(means, scales, quats, opacities, dc, rest, degree)
 
 
@@ -342,28 +408,44 @@ def _read_codes(header: dict, sections: dict[str, bytes]) -> dict[str, np.ndarra
     mantissas = unpack_varbits(_section(sections, "position_bits"), lengths)
     deltas = np.where(classes > 0, (np.uint64(1) << lengths.astype(np.uint64)) + mantissas, np.uint64(0))
     codes = {"position": morton_decode(np.cumsum(deltas.astype(np.uint64), dtype=np.uint64))}
-    sb, rb, ob, cb = (int(header[k]["bits"]) for k in ("scale", "rotation", "opacity", "color"))
-    scale = []
-    for i in range(3):
-        scale.append(decode_stream(_section(sections, f"scale_{i}"), n, sb, scale[i - 1] if i else None))
-    codes["scale"] = np.stack(scale, 1)
-    codes["rotation_index"] = decode_stream(_section(sections, "rot_index"), n, 2)
-    rotation = []
-    for i in range(3):
-        reference = rotation[i - 1] if i else codes["rotation_index"]
-        rotation.append(decode_stream(_section(sections, f"rot_{i}"), n, rb, reference))
-    codes["rotation"] = np.stack(rotation, 1)
-    codes["opacity"] = decode_stream(_section(sections, "opacity"), n, ob, codes["scale"].sum(1))
+    ob = int(header["opacity"]["bits"])
+    if "cov_vq" in header:
+        size = int(header["cov_vq"]["codebook_size"])
+        codes["cov_codebook"] = vq.read_codebook(_section(sections, "cov_codebook"), size, 7, "covariance")
+        labels = decode_stream(_section(sections, "cov_labels"), n, int(header["cov_vq"]["label_bits"]))
+        codes["cov_labels"] = vq.check_labels(labels, size, "covariance")
+        opacity_context = vq.scale_context(codes["cov_codebook"], codes["cov_labels"])
+    else:
+        sb, rb = int(header["scale"]["bits"]), int(header["rotation"]["bits"])
+        scale = []
+        for i in range(3):
+            scale.append(decode_stream(_section(sections, f"scale_{i}"), n, sb, scale[i - 1] if i else None))
+        codes["scale"] = np.stack(scale, 1)
+        codes["rotation_index"] = decode_stream(_section(sections, "rot_index"), n, 2)
+        rotation = []
+        for i in range(3):
+            reference = rotation[i - 1] if i else codes["rotation_index"]
+            rotation.append(decode_stream(_section(sections, f"rot_{i}"), n, rb, reference))
+        codes["rotation"] = np.stack(rotation, 1)
+        opacity_context = codes["scale"].sum(1)
+    codes["opacity"] = decode_stream(_section(sections, "opacity"), n, ob, opacity_context)
     codes["opacity_table"] = np.frombuffer(_section(sections, "opacity_table"), dtype="<f4").astype(np.float32)
     if codes["opacity_table"].size != 1 << ob:
         raise NixFormatError(
             f"corrupt container: opacity table has {codes['opacity_table'].size} entries, " f"expected {1 << ob}"
         )
-    residuals = []
-    for i in range(3):
-        reference = residuals[i - 1] if i else None
-        residuals.append(decode_stream(_section(sections, f"color_{i}"), n, cb + (i > 0), reference))
-    codes["color"] = _color_from_residuals(residuals, cb)
+    if "color_vq" in header:
+        size = int(header["color_vq"]["codebook_size"])
+        codes["color_codebook"] = vq.read_codebook(_section(sections, "color_codebook"), size, 3, "colour")
+        labels = decode_stream(_section(sections, "color_labels"), n, int(header["color_vq"]["label_bits"]))
+        codes["color_labels"] = vq.check_labels(labels, size, "colour")
+    else:
+        cb = int(header["color"]["bits"])
+        residuals = []
+        for i in range(3):
+            reference = residuals[i - 1] if i else None
+            residuals.append(decode_stream(_section(sections, f"color_{i}"), n, cb + (i > 0), reference))
+        codes["color"] = _color_from_residuals(residuals, cb)
     if degree > 0:
         meta = header["sh_rest"]
         size, dim = int(meta["codebook_size"]), int(meta["dim"])

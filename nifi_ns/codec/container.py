@@ -2,7 +2,8 @@
 
     offset  size  field
     0       8     magic  b"\\x89NIX\\r\\n\\x1a\\n"  (PNG-style: catches text-mode mangling and truncation early)
-    8       2     version (uint16 LE, currently 1)
+    8       2     version (uint16 LE, currently 2; version 1 containers, written before the vector-quantisation
+                  stages existed, are still read: their sections are a subset of version 2's)
     10      2     flags (uint16 LE, 0)
     12      4     header length H (uint32 LE)
     16      4     CRC-32 of the header bytes
@@ -21,7 +22,8 @@ import zlib
 from nifi_ns.codec.errors import NixFormatError
 
 MAGIC = b"\x89NIX\r\n\x1a\n"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _PREFIX = struct.Struct("<8sHHII")
 
 
@@ -45,8 +47,11 @@ def unpack_container(blob: bytes) -> tuple[dict, dict[str, bytes]]:
     magic, version, _flags, head_len, head_crc = _PREFIX.unpack_from(blob)
     if magic != MAGIC:
         raise NixFormatError(f"not a Nix container (magic {magic!r}, expected {MAGIC!r})")
-    if version != VERSION:
-        raise NixFormatError(f"unsupported Nix container version {version} (this decoder reads version {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise NixFormatError(
+            f"unsupported Nix container version {version} (this decoder reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}); re-encode it with a matching nifi_ns release"
+        )
     end = _PREFIX.size + head_len
     if len(blob) < end:
         raise NixFormatError(f"truncated container: header needs {end} bytes, blob has {len(blob)}")

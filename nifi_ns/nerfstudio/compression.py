@@ -3,7 +3,8 @@
 1. Prune: a first encode of the trained Gaussians finds the budget (Gaussian count and SH degree) at which the
    rate's container fits its target size; the most important Gaussians (opacity x footprint over training
    views) up to that budget are kept.
-2. Fine-tune: the survivors re-fit the training photos for `finetune_steps` steps (`finetune.py`).
+2. Fine-tune: the survivors re-fit for `finetune_steps` steps (`finetune.py`) against a mix of the training photos
+   and the uncompressed model's renders, rendered on the codec's grids for the second half (straight-through).
 3. Quantize: the fine-tuned Gaussians are encoded at the same rate; the codec's budget search may drop a few
    more if fine-tuning made them less compressible, so the container still meets the target.
 """
@@ -35,22 +36,27 @@ class CompressionSettings:
     """Knobs of `compress_model` (the pipeline config's fields of the same names)."""
 
     target_mb: Optional[float] = None  # overrides the rate preset's container size
-    finetune_steps: int = 200
+    finetune_steps: int = 1000
     finetune_lr_scale: float = 1.0
     finetune_ssim_lambda: float = 0.2
     importance_views: int = 32
+    finetune_distill_weight: float = 0.5
+    finetune_quant_start: Optional[float] = 0.5  # None: no quantisation in the loop
 
     @classmethod
     def from_pipeline_config(cls, cfg, rate: float) -> "CompressionSettings":
         return cls(_target_for(cfg, rate), cfg.finetune_steps, cfg.finetune_lr_scale, cfg.finetune_ssim_lambda,
-                   cfg.importance_views)
+                   cfg.importance_views, cfg.finetune_distill_weight, cfg.finetune_quant_start)
 
 
 def compress_model(
-    model, datamanager, rate: float, settings: CompressionSettings, optimizers: Any = None
+    model, datamanager, rate: float, settings: CompressionSettings, optimizers: Any = None,
+    keep: Optional[Dict[str, Any]] = None,
 ) -> Tuple[bytes, Dict[str, Any]]:
-    """Container bytes + JSON-able report for a splatfacto `model` at `rate` (see module docstring)."""
-    from nifi_ns.codec import CameraSet, compress_with_report, importance_order
+    """Container bytes + JSON-able report for a splatfacto `model` at `rate` (see module docstring).
+
+    keep: if a dict, receives ``"finetuned"``: the fine-tuned Gaussians before quantization (for benchmarks)."""
+    from nifi_ns.codec import CameraSet, compress_with_report, importance_order, rate_preset
     from nifi_ns.io.ply import inria_ply_num_bytes
     from nifi_ns.nerfstudio.finetune import current_lrs, finetune_splat
 
@@ -67,7 +73,16 @@ def compress_model(
 
     # 2. fine-tune the survivors (skipped when finetune_steps == 0).
     lrs = {k: v * settings.finetune_lr_scale for k, v in current_lrs(optimizers).items()}
-    tuned = finetune_splat(model, datamanager, pruned, settings.finetune_steps, lrs, settings.finetune_ssim_lambda)
+    quant_start = settings.finetune_quant_start
+    tuned = finetune_splat(
+        model, datamanager, pruned, settings.finetune_steps, lrs, settings.finetune_ssim_lambda,
+        distill_weight=settings.finetune_distill_weight,
+        quant_config=None if quant_start is None else rate_preset(rate).config,
+        quant_start=0.0 if quant_start is None else quant_start,
+    )
+
+    if keep is not None:
+        keep["finetuned"] = tuned
 
     # 3. quantize + entropy-code at the same rate.
     container, report = compress_with_report(tuned, rate=rate, target_mb=target_mb, cameras=cameras)

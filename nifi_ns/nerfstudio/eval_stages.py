@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -141,15 +141,45 @@ def decoded_rates(pipeline) -> List[DecodedRate]:
     return out
 
 
-@torch.no_grad()
-def run_eval_stages(pipeline, output_path: Optional[Path] = None, get_std: bool = False) -> Dict[str, float]:
-    """All per-rate fields for ns-eval (see docs/nifi_compression.md for the schema)."""
+def available_scorer(device) -> Tuple[object, Dict[str, str]]:
+    """`ImageMetrics` with every perceptual metric whose backbone weights can be had here, and {metric: why not}
+    for the others: PSNR / SSIM need no weights, LPIPS-alex needs AlexNet, LPIPS-vgg and DISTS need VGG16."""
     from difix_ns.metrics import ImageMetrics
+
+    probe = ImageMetrics(device)
+    usable, missing = [], {}
+    for name in ImageMetrics.PERCEPTUAL:
+        try:
+            probe._net(name)
+            usable.append(name)
+        except Exception as err:  # MetricWeightsError offline, or a broken cache file
+            missing[name] = f"{type(err).__name__}: {err}"
+    scorer = ImageMetrics(device, perceptual=tuple(usable))
+    scorer._nets = {k: v for k, v in probe._nets.items() if k in usable}
+    return scorer, missing
+
+
+@torch.no_grad()
+def run_eval_stages(
+    pipeline, output_path: Optional[Path] = None, get_std: bool = False, name_missing: bool = True
+) -> Dict[str, object]:
+    """All per-rate fields for ns-eval (see docs/nifi_compression.md for the schema).
+
+    Metrics whose backbone weights are unavailable (e.g. LPIPS-vgg / DISTS offline) are left out and, with
+    `name_missing`, named under ``missing_metrics`` (metric -> reason) instead of failing the evaluation."""
     from nifi_ns.nerfstudio.gaussian_swap import model_sh_degree, splat_to_params, swapped_gaussians
 
     model = pipeline.model
     stages = build_stages(pipeline.config.eval_stages, pipeline)
-    scorer = ImageMetrics(model.device)
+    scorer, missing = available_scorer(model.device)
+    if missing:
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        CONSOLE.print(
+            f"[yellow]NiFi ns-eval: no backbone weights for {', '.join(sorted(missing))}; reporting "
+            f"PSNR/SSIM{'/' + '/'.join(scorer.perceptual) if scorer.perceptual else ''} only "
+            "(`difix-fetch-metric-weights` caches the rest)"
+        )
     views = list(pipeline.datamanager.fixed_indices_eval_dataloader)
     if not views:
         raise ValueError("ns-eval: the eval split is empty; NiFi stages need eval images")
@@ -191,6 +221,8 @@ def run_eval_stages(pipeline, output_path: Optional[Path] = None, get_std: bool 
                 results.update(_aggregate(values, f"{name}/{rate.label}", get_std))
     finally:
         model.train(was_training)
+    if missing and name_missing:
+        results["missing_metrics"] = dict(sorted(missing.items()))
     return results
 
 

@@ -1,8 +1,15 @@
-"""Compression-aware fine-tune: a few splatfacto-loss steps on the pruned Gaussians before they are quantized.
+"""Compression-aware fine-tune: splatfacto-loss steps on the pruned Gaussians before they are quantized.
 
-Pruning to an extreme budget removes most primitives; letting the survivors re-fit the training photos for a
-few hundred steps recovers much of the lost quality (LightGaussian / RAVE do the same). No densification: the
-count is the budget. Runs on a copy swapped into the model (see `gaussian_swap`), in eval mode so the camera
+Pruning to an extreme budget removes most primitives; letting the survivors re-fit for a few hundred steps
+recovers much of the lost quality (LightGaussian / RAVE do the same). No densification: the count is the budget.
+Two optional terms make it compression-aware:
+
+* distillation (`distill_weight` > 0): the target mixes the training photo with the *uncompressed* model's render
+  of the same view (cached once per view), so the survivors imitate what the full model shows, floaters and
+  view-dependent effects included, instead of re-fitting noisy photos from a depleted set;
+* quantisation in the loop (`quant_config`, from step `quant_start` on): every step renders the Gaussians on the
+  codec's grids (`fake_quant.py`) and applies the gradient to the unquantised values (straight-through).
+ Runs on a copy swapped into the model (see `gaussian_swap`), in eval mode so the camera
 optimizer, random backgrounds and the densification strategy are left alone.
 """
 from __future__ import annotations
@@ -11,6 +18,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from nifi_ns.nerfstudio.fake_quant import fake_quantize
 from nifi_ns.io.gaussians import GAUSS_PARAM_KEYS, GaussianSplat, num_sh_rest
 from nifi_ns.nerfstudio.gaussian_swap import model_sh_degree, params_to_splat, splat_to_params, swapped_gaussians
 
@@ -42,33 +50,73 @@ def finetune_splat(
     steps: int,
     lrs: Optional[Dict[str, float]] = None,
     ssim_lambda: float = 0.2,
+    distill_weight: float = 0.0,
+    quant_config: Any = None,
+    quant_start: float = 0.5,
 ) -> GaussianSplat:
-    """Optimise `splat` for `steps` training views with (1-λ)·L1 + λ·(1-SSIM); returns a new splat."""
+    """Optimise `splat` for `steps` training views with (1-λ)·L1 + λ·(1-SSIM) against
+    (1 - distill_weight)·photo + distill_weight·uncompressed render; returns a new splat.
+
+    quant_config: a `CodecConfig`; from `quant_start` x steps on, renders use its grids (straight-through).
+    """
     if steps <= 0:
         return splat
+    if not 0.0 <= distill_weight <= 1.0:
+        raise ValueError(f"distill_weight={distill_weight} must be in [0, 1]")
     lrs = lrs or dict(END_OF_SCHEDULE_LRS)
     degree = model_sh_degree(model)
     params = splat_to_params(splat, degree, model.device)
     kept_rest = num_sh_rest(splat.sh_degree)  # bands above this were dropped by the codec: keep them at zero
+    teacher_params = model.gauss_params
+    teacher_cache: Dict[int, torch.Tensor] = {}
+    quant_from = int(round(quant_start * steps)) if quant_config is not None else steps + 1
+    raw = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     was_training = model.training
     model.eval()
     try:
         with torch.enable_grad(), swapped_gaussians(model, params, requires_grad=True) as gp:
-            optimizer = torch.optim.Adam([{"params": [gp[k]], "lr": lrs[k]} for k in GAUSS_PARAM_KEYS], eps=1e-15)
-            for _ in range(steps):
+            optimizer = torch.optim.Adam([{"params": [raw[k]], "lr": lrs[k]} for k in GAUSS_PARAM_KEYS], eps=1e-15)
+            for step in range(steps):
                 camera, batch = datamanager.next_train(0)
+                with torch.no_grad():  # the values rendered this step: raw, or raw on the codec's grids
+                    shown = fake_quantize(raw, quant_config) if step >= quant_from else raw
+                    for k in GAUSS_PARAM_KEYS:
+                        gp[k].copy_(shown[k])
                 outputs = model.get_outputs(camera)
                 pred = outputs["rgb"]  # [H, W, 3]
                 gt = model.composite_with_background(model.get_gt_img(batch["image"]), outputs["background"])
+                if distill_weight > 0:
+                    teacher = _teacher_render(model, teacher_params, gp, camera, teacher_cache)
+                    gt = (1.0 - distill_weight) * gt + distill_weight * teacher
                 l1 = (pred - gt).abs().mean()
                 ssim = model.ssim(gt.permute(2, 0, 1)[None], pred.permute(2, 0, 1)[None])
                 loss = (1.0 - ssim_lambda) * l1 + ssim_lambda * (1.0 - ssim)
-                optimizer.zero_grad(set_to_none=True)
+                for k in GAUSS_PARAM_KEYS:
+                    gp[k].grad = None
                 loss.backward()
-                if gp["features_rest"].grad is not None:
-                    gp["features_rest"].grad[:, kept_rest:] = 0.0
+                for k in GAUSS_PARAM_KEYS:  # straight-through: the gradient at the shown values moves the raw ones
+                    raw[k].grad = None if gp[k].grad is None else gp[k].grad.detach().clone()
+                if raw["features_rest"].grad is not None:
+                    raw["features_rest"].grad[:, kept_rest:] = 0.0
                 optimizer.step()
-            tuned = {k: gp[k].detach().clone() for k in GAUSS_PARAM_KEYS}
+            tuned = {k: raw[k].detach().clone() for k in GAUSS_PARAM_KEYS}
     finally:
         model.train(was_training)
     return params_to_splat(tuned, splat.sh_degree)
+
+
+def _teacher_render(model, teacher_params, student_params, camera, cache: Dict[int, torch.Tensor]) -> torch.Tensor:
+    """The uncompressed model's render of `camera` (cached per training view; rendered with the original
+    Gaussians swapped back in for a moment)."""
+    key = int((camera.metadata or {}).get("cam_idx", -1))
+    if key >= 0 and key in cache:
+        return cache[key].float()
+    model.gauss_params = teacher_params
+    try:
+        with torch.no_grad():
+            render = model.get_outputs(camera)["rgb"].detach().clamp(0, 1)
+    finally:
+        model.gauss_params = student_params
+    if key >= 0:
+        cache[key] = render.half()
+    return render

@@ -39,9 +39,15 @@ class NifiPipelineConfig(VanillaPipelineConfig):
     """Training step after which compression runs; None compresses once training has finished (after the final
     checkpoint, which is then re-saved with the containers). Rates still missing at the end (e.g. a step beyond
     the last one) are compressed then."""
-    finetune_steps: int = 200
+    finetune_steps: int = 1000
     """Compression-aware fine-tune: optimisation steps on the pruned Gaussians (per rate) before quantization.
     0 disables it (prune -> quantize)."""
+    finetune_distill_weight: float = 0.5
+    """Fine-tune target = (1 - w) x training photo + w x the uncompressed model's render of the same view
+    (distillation; 0 = photos only)."""
+    finetune_quant_start: Optional[float] = 0.5
+    """Fraction of the fine-tune after which renders use the rate's quantization grids (straight-through
+    gradients); None disables quantisation in the loop."""
     finetune_lr_scale: float = 1.0
     """Multiplier on the per-group learning rates used by the fine-tune (the trainer's current rates when called
     from training, splatfacto's end-of-schedule rates otherwise)."""
@@ -49,6 +55,9 @@ class NifiPipelineConfig(VanillaPipelineConfig):
     """Weight of the (1 - SSIM) term in the fine-tune loss, as in splatfacto (the rest is L1)."""
     importance_views: int = 32
     """Number of training views over which the pruning importance (opacity x projected footprint) is accumulated."""
+    save_finetuned: bool = False
+    """Also write ``<label>.finetuned.ply`` (INRIA PLY of the fine-tuned Gaussians before quantization) next to
+    each container, e.g. to compare other codecs on the same Gaussians (scripts/bench_nifi_splatfacto.py)."""
     output_subdir: str = "nifi"
     """Folder inside the run directory that receives the containers and their JSON reports."""
     eval_stages: Tuple[str, ...] = ("compressed", "restored")
@@ -129,7 +138,13 @@ class NifiPipeline(VanillaPipeline):
             if stored is None or stored["report"].get("settings") != asdict(settings):
                 steps = self.config.finetune_steps
                 CONSOLE.print(f"[bold]NiFi[/bold]: compressing at {label} (fine-tune {steps} steps)")
-                container, report = compress_model(self.model, self.datamanager, rate, settings, optimizers)
+                keep: Dict[str, Any] = {}
+                container, report = compress_model(self.model, self.datamanager, rate, settings, optimizers, keep)
+                if self.config.save_finetuned and out_dir is not None:
+                    from nifi_ns.io import write_ply
+
+                    out_dir.mkdir(parents=True, exist_ok=True)
+                    write_ply(keep["finetuned"], out_dir / f"{label}.finetuned.ply")
                 report["step"] = step
                 report["settings"] = asdict(settings)
                 self.compressed[label] = {"rate": float(rate), "container": container, "report": report}
@@ -156,5 +171,6 @@ class NifiPipeline(VanillaPipeline):
         if not all(rate_label(r) in self.compressed for r in self.config.rates):  # e.g. a pre-compression ckpt
             CONSOLE.print("[yellow]NiFi: the checkpoint holds no containers for some rates; compressing now")
             self.compress_all(step=step)
-        metrics.update(run_eval_stages(self, output_path=output_path, get_std=get_std))
+        # A string-valued `missing_metrics` only in ns-eval's JSON; training's writers take scalars only.
+        metrics.update(run_eval_stages(self, output_path=output_path, get_std=get_std, name_missing=step is None))
         return metrics
