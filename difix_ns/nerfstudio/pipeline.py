@@ -409,9 +409,9 @@ class Difix3DPipeline(VanillaPipeline):
         # the viewer, which fix many frames, use it). References are still encoded once across rounds.
         eager = getattr(fixer, "eager", None)
         with eager() if callable(eager) else contextlib.nullcontext():
-            return self._fix_batches(fixer, renders, refs)
+            return self._fix_batches(fixer, renders, refs, cameras)
 
-    def _fix_batches(self, fixer, renders: list[Tensor], refs: list[Tensor]) -> list[Tensor]:
+    def _fix_batches(self, fixer, renders: list[Tensor], refs: list[Tensor], cameras: Cameras) -> list[Tensor]:
         with_refs = bool(fixer.uses_references)
         out: list[Tensor | None] = [None] * len(renders)
         by_size: dict[tuple[int, int], list[int]] = {}
