@@ -142,3 +142,16 @@ def test_fast_step_plumbing_matches_the_eager_step():
     with fast.eager():  # fix rounds: eager inside the block
         n = len(calls)
         assert torch.allclose(fast.fix(images[:1]), expected_plain[:1], atol=1e-4) and len(calls) == n
+
+
+def test_compile_cache_dir_defaults_to_the_user_cache(monkeypatch, tmp_path):
+    from difix_ns.fixers.compiled import _inductor_default_dir, use_compile_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert use_compile_cache() == str(tmp_path / "difix_ns" / "torch_compile")
+    if _inductor_default_dir() is not None:  # inductor's own /tmp default is replaced too
+        monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", _inductor_default_dir())
+        assert use_compile_cache(str(tmp_path / "mine")) == str(tmp_path / "mine")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "user_choice"))  # a user's choice is kept
+    assert use_compile_cache(str(tmp_path / "other")) == str(tmp_path / "user_choice")
