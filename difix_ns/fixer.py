@@ -279,7 +279,8 @@ class DifixFixer:
             chunk = images[start : start + bs].to(self.device, torch.float32)
             ref_chunk = refs[start : start + bs] if refs is not None else None
             count = chunk.shape[0]
-            if self.compiled and total > bs and count < bs:  # a short tail chunk reuses the full chunk's graph
+            if self.compiled and not self._force_eager and total > bs and count < bs:
+                # a short tail chunk is padded so it reuses the full chunk's compiled graph
                 chunk = torch.cat([chunk, chunk[-1:].expand(bs - count, -1, -1, -1)])
                 if ref_chunk is not None:
                     ref_chunk = torch.cat([ref_chunk, ref_chunk[-1:].expand(bs - count, -1, -1, -1, -1)])

@@ -44,12 +44,23 @@ def default_compile_cache_dir() -> Path:
 
 def use_compile_cache(path: Optional[str] = None) -> str:
     """Point inductor's on-disk caches at ``path`` (default :func:`default_compile_cache_dir`) unless the process
-    already set ``TORCHINDUCTOR_CACHE_DIR``; returns the directory in use."""
-    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    set ``TORCHINDUCTOR_CACHE_DIR`` itself (inductor's own ``/tmp`` default, filled in on first use, does not count);
+    returns the directory in use."""
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or current == _inductor_default_dir():
         folder = Path(path) if path else default_compile_cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
     return os.environ["TORCHINDUCTOR_CACHE_DIR"]
+
+
+def _inductor_default_dir() -> Optional[str]:
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        return os.path.abspath(default_cache_dir())
+    except Exception:  # noqa: BLE001  (private API; without it only an unset variable is replaced)
+        return None
 
 
 @contextmanager

@@ -55,10 +55,13 @@ class ReferenceLatentCache:
         flat = views.detach().reshape(n, -1).contiguous()
         if flat.dtype == torch.bool:
             flat = flat.to(torch.uint8)
-        bits = flat.view(_BIT_VIEWS[flat.element_size()]).to(torch.int64)
-        w = self._hash_weights(bits.shape[1], bits.device)
-        sums = torch.stack([(bits * w[0]).sum(dim=1), (bits * w[1]).sum(dim=1)], dim=1).cpu().tolist()
-        return [(int(a), int(b)) for a, b in sums]
+        flat = flat.view(_BIT_VIEWS[flat.element_size()])
+        w = self._hash_weights(flat.shape[1], flat.device)
+        sums = []
+        for i in range(n):  # one view at a time keeps the int64 temporaries at one image
+            bits = flat[i].to(torch.int64)
+            sums.append(torch.stack([(bits * w[0]).sum(), (bits * w[1]).sum()]))
+        return [(int(a), int(b)) for a, b in torch.stack(sums).cpu().tolist()]
 
     def latents(
         self,

@@ -1,0 +1,157 @@
+"""DifixFixer's fast-path switches and reference-latent cache on CPU (tiny random-weight model).
+
+The compiled CUDA path itself is exercised by scripts/bench_difix.py on a GPU; here: the switches fall back to the
+unchanged eager path without CUDA, a failing fast path falls back with one warning, the fast step's plumbing
+(reference latents, tail padding, x0 + decode) matches the eager step, and cached reference latents give outputs
+bit-identical to recomputing them.
+"""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from difix_ns.fixer import DifixFixer
+from difix_ns.fixers.reference_cache import ReferenceLatentCache
+from difix_ns.testing import build_difix_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return build_difix_pipeline("tiny", reference_mixing=True, seed=0)
+
+
+def _inputs(seed: int, batch: int = 2, views: int = 1):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, 64, 88, generator=gen), torch.rand(batch, views, 3, 66, 88, generator=gen)
+
+
+def test_compile_switch_without_cuda_stays_eager_and_unchanged(pipe, monkeypatch):
+    import difix_ns.fixers.compiled as compiled
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("the fast path must not be built on CPU")
+
+    monkeypatch.setattr(compiled, "CompiledDifixStep", no_compile)
+    images, refs = _inputs(0)
+    on = DifixFixer.from_pipeline(pipe, model_name="tiny", compile=True, compile_min_frames=0)
+    off = DifixFixer.from_pipeline(pipe, model_name="tiny", compile=False)
+    assert not on.compiled and not on.caches_references  # CPU: eager, references encoded with the render as before
+    assert torch.equal(on.fix(images, refs), off.fix(images, refs))
+    assert torch.equal(on.fix(images), off.fix(images))
+
+
+def test_no_compile_cli_flag():
+    import argparse
+
+    from difix_ns.cli.common import add_model_arguments
+
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    assert parser.parse_args([]).compile is True
+    assert parser.parse_args(["--no-compile"]).compile is False
+
+
+class _Broken:
+    calls = 0
+
+    def __call__(self, x, ref_latents=None):
+        _Broken.calls += 1
+        raise RuntimeError("inductor exploded\nlong traceback text")
+
+
+def test_failing_fast_path_warns_once_and_runs_eager(pipe, caplog):
+    images, refs = _inputs(1)
+    fixer = DifixFixer.from_pipeline(pipe, model_name="tiny", cache_references=True)
+    reference = DifixFixer.from_pipeline(pipe, model_name="tiny", cache_references=True, compile=False)
+    fixer.set_fast_step(_Broken())
+    with caplog.at_level(logging.WARNING):
+        out = fixer.fix(images, refs)
+        again = fixer.fix(images, refs)
+    warnings = [r.getMessage() for r in caplog.records if "fast path failed" in r.getMessage()]
+    assert len(warnings) == 1 and "\n" not in warnings[0] and "inductor exploded" in warnings[0]
+    assert _Broken.calls == 1 and not fixer.compiled
+    expected = reference.fix(images, refs)
+    assert torch.equal(out, expected) and torch.equal(again, expected)
+
+
+def test_reference_latents_cached_are_bit_identical_to_recomputed(pipe):
+    images, refs = _inputs(2, batch=3, views=2)
+    fixer = DifixFixer.from_pipeline(pipe, model_name="tiny", cache_references=True, batch_size=2)
+    first = fixer.fix(images, refs)  # 6 distinct reference views: all misses
+    cache = fixer.reference_cache
+    assert (cache.misses, cache.hits, len(cache)) == (6, 0, 6)
+    second = fixer.fix(images, refs.clone())  # same content, new tensors: all hits
+    assert cache.hits == 6 and torch.equal(first, second)
+    fixer.clear_reference_cache()
+    assert torch.equal(first, fixer.fix(images, refs)) and cache.misses == 6  # recomputed from scratch
+    # The same step computed by hand: each reference resized and encoded alone, latents passed to restore().
+    from difix_ns.diffusion.images import resize_tensor
+
+    size = (64, 88)
+    lat = torch.stack([
+        torch.cat([pipe.encode_latents(resize_tensor(refs[b, v : v + 1], size) * 2 - 1) for v in range(2)])
+        for b in range(3)
+    ])
+    by_hand = torch.cat([pipe.restore(images[i : i + 2] * 2 - 1, ref_latents=lat[i : i + 2]) for i in (0, 2)])
+    assert torch.equal(first, ((by_hand + 1) / 2).clamp(0, 1))
+    # Joint encoding (the cache-less path) computes the same function up to float rounding.
+    joint = DifixFixer.from_pipeline(pipe, model_name="tiny", cache_references=False, batch_size=2)
+    assert torch.allclose(first, joint.fix(images, refs), atol=1e-4)
+    # A changed pixel is a different reference.
+    changed = refs.clone()
+    changed[0, 0, 0, 0, 0] += 0.25
+    misses, hits = cache.misses, cache.hits
+    fixer.fix(images[:1], changed[:1])
+    assert (cache.misses, cache.hits) == (misses + 1, hits + 1)  # view 0a changed, view 0b did not
+
+
+def test_fingerprints_do_not_depend_on_the_batch():
+    views = torch.rand(4, 3, 16, 24)
+    cache = ReferenceLatentCache(8)
+    together = cache.fingerprints(views)
+    assert together == [cache.fingerprints(views[i : i + 1])[0] for i in range(4)]
+    assert len(set(together)) == 4
+    assert cache.fingerprints(views.to(torch.bfloat16))[0] != together[0] or views.dtype == torch.bfloat16
+
+
+def test_fast_step_plumbing_matches_the_eager_step():
+    from difix_ns.fixers.compiled import CompiledDifixStep
+
+    pipe = build_difix_pipeline("tiny", reference_mixing=True, seed=0)
+    images, refs = _inputs(3, batch=3)
+    eager = DifixFixer.from_pipeline(pipe, model_name="tiny", cache_references=True, compile=False, batch_size=2)
+    expected = eager.fix(images, refs)
+    expected_plain = eager.fix(images)
+    fast = DifixFixer.from_pipeline(pipe, model_name="tiny", cache_references=True, batch_size=2)
+    step = CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False)
+    calls = []
+    original = step.__call__
+
+    def spy(x, ref_latents=None):
+        calls.append((tuple(x.shape), None if ref_latents is None else tuple(ref_latents.shape)))
+        return original(x, ref_latents)
+
+    fast.set_fast_step(spy)
+    out = fast.fix(images, refs)
+    # 3 images in chunks of 2: the tail chunk is padded to 2 so it reuses the full chunk's graph
+    assert calls == [((2, 3, 64, 88), (2, 1, 4, 8, 11))] * 2
+    assert out.shape == expected.shape and torch.allclose(out, expected, atol=1e-4)
+    assert torch.allclose(fast.fix(images), expected_plain, atol=1e-4)
+    with fast.eager():  # fix rounds: eager inside the block
+        n = len(calls)
+        assert torch.allclose(fast.fix(images[:1]), expected_plain[:1], atol=1e-4) and len(calls) == n
+
+
+def test_compile_cache_dir_defaults_to_the_user_cache(monkeypatch, tmp_path):
+    from difix_ns.fixers.compiled import _inductor_default_dir, use_compile_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert use_compile_cache() == str(tmp_path / "difix_ns" / "torch_compile")
+    if _inductor_default_dir() is not None:  # inductor's own /tmp default is replaced too
+        monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", _inductor_default_dir())
+        assert use_compile_cache(str(tmp_path / "mine")) == str(tmp_path / "mine")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "user_choice"))  # a user's choice is kept
+    assert use_compile_cache(str(tmp_path / "other")) == str(tmp_path / "user_choice")
