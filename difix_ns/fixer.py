@@ -148,7 +148,7 @@ class DifixFixer:
                 r = refs[start : start + self.config.batch_size].to(self.device, torch.float32)
                 r = resize_tensor(r, size8) * 2 - 1
             y = pipe.restore(x, r, prompt=self.config.prompt, timestep=timestep)
-            y = resize_tensor((y.float() + 1) / 2, (height, width)).clamp(0, 1)
+            y = resize_tensor(((y.float() + 1) / 2).clamp(0, 1), (height, width)).clamp(0, 1)  # clamp, then resize
             outputs.append(y.to(images.device))
         return torch.cat(outputs)
 
