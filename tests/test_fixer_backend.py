@@ -22,6 +22,7 @@ from difix_ns.diffusion.images import pil_to_tensor
 from difix_ns.fixers import cosmos_files as files
 from difix_ns.fixers.cosmos_fixer import CosmosFixerPipeline
 from difix_ns.fixers.cosmos_testing import parity_image, save_tiny_fixer
+from test_difix3d_train import fox_small  # noqa: F401  (the shared six-frame fox fixture)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fixer_parity"
 # float32 here vs NVIDIA's float32 run differ by ~1e-6; a wrong timestep or RoPE scaling moves outputs by >= 5e-4.
@@ -169,3 +170,27 @@ def test_difix_fix_cli_with_a_fixer_folder(tiny_fixer, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["a.png"] and Image.open(out / "a.png").size == (160, 96)
     expected = np.array(Image.open(FIXTURES / "nvidia_e2e_t250.png"), dtype=np.int16)
     assert np.abs(np.array(Image.open(out / "a.png"), dtype=np.int16) - expected).max() <= 2
+
+
+FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (FOX / "transforms.json").exists(), reason=f"fox data not found at {FOX}")
+def test_difix3d_splatfacto_fix_round_with_the_tiny_fixer(tmp_path, tiny_fixer, fox_small):
+    from test_difix3d_train import COMMON, DATA_ARGS, SPLAT, ns_train  # the shared ns-train pattern
+
+    out = tmp_path / "out"
+    trainer = ns_train(["difix3d-splatfacto", "--data", str(fox_small), "--output-dir", str(out),
+                        "--experiment-name", "fox", "--timestamp", "fixer", "--pipeline.fixer.model-name",
+                        str(tiny_fixer), "--max-num-iterations", "3", "--pipeline.fix-steps", "2", *COMMON, *SPLAT,
+                        *DATA_ARGS])
+    pipeline = trainer.pipeline
+    assert pipeline.config.fixer.model_name == str(tiny_fixer)
+    fixer = pipeline._lazy_fixer.fixer
+    assert type(fixer.pipeline).__name__ == "CosmosFixerPipeline" and not fixer.uses_references
+    assert pipeline.completed_rounds == [2] and len(pipeline.datamanager.novel_pool) == 2
+    round_dir = out / "fox" / "difix3d-splatfacto" / "fixer" / "difix_rounds" / f"step_{2:09d}"
+    fixed = sorted((round_dir / "fixed").glob("*.png"))
+    renders = [np.array(Image.open(p)) for p in sorted((round_dir / "render").glob("*.png"))]
+    assert len(fixed) == 2 and np.array(Image.open(fixed[0])).shape == renders[0].shape
