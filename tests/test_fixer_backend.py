@@ -154,6 +154,14 @@ def test_layout_detection_is_by_files(tiny_fixer, tmp_path, monkeypatch):
     assert "HF_HUB_OFFLINE" in str(err.value)
 
 
+def test_make_tiny_model_kind_fixer(tmp_path, monkeypatch, capsys):
+    from difix_ns import testing
+
+    monkeypatch.setattr("sys.argv", ["difix-make-tiny-model", str(tmp_path / "tiny"), "--kind", "fixer"])
+    testing.entrypoint()
+    assert "Fixer" in capsys.readouterr().out and files.is_fixer_dir(tmp_path / "tiny")
+
+
 def test_difix_fix_cli_with_a_fixer_folder(tiny_fixer, tmp_path, capsys):
     from difix_ns.cli import fix_images
 
