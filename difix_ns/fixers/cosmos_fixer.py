@@ -182,8 +182,8 @@ class CosmosFixerPipeline(torch.nn.Module):
         padding = torch.zeros(1, 1, height, width, dtype=self.model_dtype, device=z.device)
         net = self.transformer(hidden_states=xt, timestep=t.expand(batch), encoder_hidden_states=text,
                                padding_mask=padding, return_dict=False)[0]
-        t32 = t.float()
-        return (1 - t32) * z.float() - t32 * net[:, :, 0].float()
+        # NVIDIA: c_skip * x_t in the latent's dtype, plus c_out * (DiT output in float32), summed in float32.
+        return ((1 - t) * z).float() + (-t).float() * net[:, :, 0].float()
 
     @torch.no_grad()
     def restore(self, x: torch.Tensor, refs: Optional[torch.Tensor] = None, prompt: Optional[str] = None,
