@@ -291,7 +291,7 @@ class DifixFixer:
             elif ref_chunk is not None:
                 r = resize_tensor(ref_chunk.to(self.device, torch.float32), size8) * 2 - 1
             y = self._restore(x, r, latents)[:count]
-            y = resize_tensor((y.float() + 1) / 2, (height, width)).clamp(0, 1)
+            y = resize_tensor(((y.float() + 1) / 2).clamp(0, 1), (height, width)).clamp(0, 1)  # clamp, then resize
             outputs.append(y.to(images.device))
         return torch.cat(outputs)
 

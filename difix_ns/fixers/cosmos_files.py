@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -183,10 +184,25 @@ def dit_config_from_state(state: Mapping[str, torch.Tensor], source: str) -> dic
     )
 
 
-def strict_load(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with an error naming the missing and unexpected keys."""
+def nvidia_names(layers: int) -> dict[str, str]:
+    """diffusers key -> NVIDIA key (``net.`` + MiniTrainDIT name) for the weights of a ``layers``-block DiT."""
+    keys = list(_TOP_LEVEL)
+    for i in range(layers):
+        for attn in _ATTENTION:
+            keys += [f"blocks.{i}.{attn}.{part}.weight" for part in _ATTENTION_PARTS]
+        keys += [f"blocks.{i}.mlp.{part}.weight" for part in _MLP]
+        keys += [f"blocks.{i}.adaln_modulation_{part}.{j}.weight" for part in _MODULATION for j in ("1", "2")]
+    return {rename_dit_key(k): f"net.{k}" for k in keys}
+
+
+def strict_load(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str,
+                names: Optional[Mapping[str, str]] = None) -> None:
+    """``load_state_dict(strict=True)`` with an error naming the missing and unexpected keys (``names`` adds the
+    file's own name of a missing key)."""
     expected = set(module.state_dict())
     missing = sorted(expected - set(state))
+    if names:
+        missing = [f"{k} ({names[k]})" if k in names else k for k in missing]
     unexpected = sorted(set(state) - expected)
     if missing or unexpected:
         lines = []
@@ -208,7 +224,9 @@ def load_scripted(blob: Any, what: str, source: str) -> torch.jit.ScriptModule:
     if not isinstance(blob, (bytes, bytearray)):
         raise FixerLoadError(f"{source}: '{what}' should hold TorchScript archive bytes, got {type(blob).__name__}")
     try:
-        return torch.jit.load(io.BytesIO(bytes(blob)), map_location="cpu")
+        with warnings.catch_warnings():  # torch >= 2.9 flags TorchScript as deprecated; the file format is what it is
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(io.BytesIO(bytes(blob)), map_location="cpu")
     except Exception as err:
         raise FixerLoadError(f"{source}: '{what}' is not a loadable TorchScript archive: {err}") from err
 

@@ -15,7 +15,8 @@ The forward pass follows NVIDIA's inference (nv-tlabs/Fixer with cosmos-predict2
 4. de-normalise, decode with the TorchScript decoder; the caller maps back to [0, 1] and the input size.
 
 The DiT runs as diffusers' ``CosmosTransformer3DModel`` after renaming NVIDIA's keys; the query/key RMSNorm
-epsilon is set to NVIDIA's 1e-6 (diffusers' default is 1e-5). Its weights are rounded to bfloat16 as in NVIDIA's
+epsilon is set to NVIDIA's 1e-6 (diffusers' default is 1e-5) and the rotary embedding is evaluated as NVIDIA's
+code does (bfloat16-held frequency exponents, ``NvidiaRope3D``). Its weights are rounded to bfloat16 as in NVIDIA's
 code (which copies the float32 fine-tune into bfloat16 parameters), also when computing in float32.
 """
 from __future__ import annotations
@@ -45,12 +46,50 @@ class ZeroContextAttnProcessor:
         return torch.zeros_like(hidden_states)
 
 
+class NvidiaRope3D(torch.nn.Module):
+    """3D rotary embedding of Cosmos-Predict2 as NVIDIA's inference evaluates it.
+
+    Per axis (t, h, w; head-dim split ``d_h = d_w = head_dim // 6 * 2``, ``d_t = head_dim - 2 d_h``) the
+    frequencies are ``theta ** -(2k / d)`` with ``theta = 10000 * ratio ** (d / (d - 2))`` (NTK scaling by the
+    extrapolation ratio, ``rope_scale`` = (t, h, w)); angles are position x frequency, laid out as [t, h, w] twice.
+    NVIDIA keeps the exponents ``2k / d`` in buffers that its pipeline casts to bfloat16 with the DiT, so they are
+    rounded to bfloat16 here too (an unrounded 0.2 instead of bf16's 0.2002 shifts high-position phases by ~1%).
+    Returns (cos, sin) [T*H*W, head_dim] in float32, the form diffusers' Cosmos attention applies.
+    """
+
+    def __init__(self, head_dim: int, patch_size, rope_scale) -> None:
+        super().__init__()
+        self.head_dim = head_dim
+        self.patch_size = tuple(patch_size)
+        self.rope_scale = tuple(float(r) for r in rope_scale)
+
+    def _angles(self, dim: int, ratio: float, length: int, device) -> torch.Tensor:
+        exponents = (torch.arange(0, dim, 2, device=device)[: dim // 2].float() / dim).to(torch.bfloat16).float()
+        theta = 10000.0 * ratio ** (dim / (dim - 2))
+        positions = torch.arange(length, device=device, dtype=torch.float32)
+        return positions[:, None] * (1.0 / theta**exponents)[None, :]
+
+    def forward(self, hidden_states: torch.Tensor, fps=None) -> tuple[torch.Tensor, torch.Tensor]:
+        _, _, frames, height, width = hidden_states.shape
+        t, h, w = frames // self.patch_size[0], height // self.patch_size[1], width // self.patch_size[2]
+        dim_hw = self.head_dim // 6 * 2
+        dim_t = self.head_dim - 2 * dim_hw
+        device = hidden_states.device
+        at = self._angles(dim_t, self.rope_scale[0], t, device)[:, None, None, :].expand(t, h, w, -1)
+        ah = self._angles(dim_hw, self.rope_scale[1], h, device)[None, :, None, :].expand(t, h, w, -1)
+        aw = self._angles(dim_hw, self.rope_scale[2], w, device)[None, None, :, :].expand(t, h, w, -1)
+        angles = torch.cat([at, ah, aw, at, ah, aw], dim=-1).reshape(t * h * w, -1)
+        return torch.cos(angles), torch.sin(angles)
+
+
 def build_transformer(config: dict, device: Optional[torch.device | str] = None, dtype=None):
-    """A ``CosmosTransformer3DModel`` wired like NVIDIA's DiT (qk-norm epsilon 1e-6, cross-attention skipped)."""
+    """A ``CosmosTransformer3DModel`` wired like NVIDIA's DiT (qk-norm epsilon 1e-6, NVIDIA's RoPE evaluation,
+    cross-attention skipped)."""
     from diffusers import CosmosTransformer3DModel
 
     with torch.device(device or "cpu"):
         model = CosmosTransformer3DModel(**config)
+    model.rope = NvidiaRope3D(config["attention_head_dim"], config["patch_size"], config["rope_scale"])
     for block in model.transformer_blocks:
         block.attn1.norm_q.eps = 1e-6
         block.attn1.norm_k.eps = 1e-6
@@ -100,7 +139,7 @@ class CosmosFixerPipeline(torch.nn.Module):
         state = {k: v.to(DIT_PARAM_DTYPE) if v.is_floating_point() else v for k, v in state.items()}
         config = files.dit_config_from_state(state, str(dit_path))
         transformer = build_transformer(config)
-        files.strict_load(transformer, state, f"{dit_path} + {overlay_path}")
+        files.strict_load(transformer, state, f"{dit_path} + {overlay_path}", files.nvidia_names(config["num_layers"]))
 
         encoder = files.load_scripted(tokenizer["encoder"], "encoder", str(tok_path))
         decoder = files.load_scripted(tokenizer["decoder"], "decoder", str(tok_path))
@@ -143,8 +182,8 @@ class CosmosFixerPipeline(torch.nn.Module):
         padding = torch.zeros(1, 1, height, width, dtype=self.model_dtype, device=z.device)
         net = self.transformer(hidden_states=xt, timestep=t.expand(batch), encoder_hidden_states=text,
                                padding_mask=padding, return_dict=False)[0]
-        t32 = t.float()
-        return (1 - t32) * z.float() - t32 * net[:, :, 0].float()
+        # NVIDIA: c_skip * x_t in the latent's dtype, plus c_out * (DiT output in float32), summed in float32.
+        return ((1 - t) * z).float() + (-t).float() * net[:, :, 0].float()
 
     @torch.no_grad()
     def restore(self, x: torch.Tensor, refs: Optional[torch.Tensor] = None, prompt: Optional[str] = None,
