@@ -53,6 +53,9 @@ def load_torch_file(path: str | os.PathLike):
     if not path.is_file():
         raise FileNotFoundError(f"NiFi checkpoint '{path}' does not exist")
     try:
+        if path.name.endswith(".safetensors"):  # torch.load would read a path with this suffix as safetensors
+            with open(path, "rb") as f:
+                return torch.load(f, map_location="cpu", weights_only=True)
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as err:  # legacy (non-zip) torch files cannot be memory-mapped

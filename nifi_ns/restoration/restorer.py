@@ -131,7 +131,8 @@ class NiFiRestorer:
         dtype = bb.dtype_  # the official code runs the latent arithmetic and the final affine in the model dtype
         out = []
         for k, chunk in enumerate(images.split(self.config.batch_size)):
-            x = chunk.to(self.device, torch.float32).clamp(0, 1) * 2 - 1
+            # contiguous NCHW like the official ToTensor input: CPU bf16 kernels round differently per memory layout
+            x = chunk.to(self.device, torch.float32).contiguous().clamp(0, 1) * 2 - 1
             x, (h, w) = reflect_pad(x, bb.pixel_pad_multiple)
             shape = self.latent_shape(x.shape[0], x.shape[-2], x.shape[-1])
             if noise is None:
