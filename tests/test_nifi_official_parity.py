@@ -21,10 +21,9 @@ W/8 odd: latent padding) and 37x45 (pixel and latent padding). Random weights: t
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +56,10 @@ def _image(data, i) -> torch.Tensor:
     return torch.from_numpy(data[f"image_{i}"]).permute(2, 0, 1).float()[None] / 255  # HWC uint8, as a PNG
 
 
-def _max_errors(restorer, dtype="f32") -> list[float]:
+def _max_errors(restorer, dtype="f32", cases=None) -> list[float]:
     meta, data = _fixture(dtype)
     errors = []
-    for case in meta["cases"]:
+    for case in meta["cases"] if cases is None else [meta["cases"][i] for i in cases]:
         i = case["index"]
         noise = torch.from_numpy(data[f"noise_{i}"])
         image = _image(data, i)
@@ -179,7 +178,7 @@ def test_converter_round_trip_and_project_format_parity(official_files, tmp_path
     # the converted project files restore exactly like the official ones (same parity numbers)
     r = NiFiRestorer(NiFiRestorerConfig(model_path=str(official_files["model"]), lora_path=str(st),
                                         prompt_embeds_path=str(emb), device="cpu"))
-    assert max(_max_errors(r)) < TOL
+    assert max(_max_errors(r, cases=[2])) < TOL  # the 37x45 case (pixel and latent padding)
     # existing outputs are kept; a bad input writes nothing
     capsys.readouterr()
     assert entrypoint(["--lora", str(st), "--lora-out", str(back_ckpt)]) == 2
@@ -201,11 +200,12 @@ def test_eval_nifi_script_accepts_the_official_files(official_files, tmp_path):
         arr = (torch.rand(40, 56, 3, generator=g) * 255).byte().numpy()
         Image.fromarray(arr).save(split / sub / "a.png")
     out = tmp_path / "metrics.json"
-    cmd = [sys.executable, str(ROOT / "scripts" / "eval_nifi.py"), "--ckpt", str(official_files["ckpt"]),
-           "--model_path", str(official_files["model"]), "--prompt_embeds", str(official_files["npz"]),
-           "--data_root", str(tmp_path / "pairs"), "--out", str(out), "--device", "cpu"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    spec = importlib.util.spec_from_file_location("eval_nifi", ROOT / "scripts" / "eval_nifi.py")
+    eval_nifi = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(eval_nifi)
+    assert eval_nifi.main(["--ckpt", str(official_files["ckpt"]), "--model_path", str(official_files["model"]),
+                           "--prompt_embeds", str(official_files["npz"]), "--data_root", str(tmp_path / "pairs"),
+                           "--out", str(out), "--device", "cpu"]) == 0
     data = json.loads(out.read_text())
     assert data["backbone"] == "sd3" and data["t0"] == 199 and data["lora_path"] == str(official_files["ckpt"])
-    assert data["metrics"]["aggregate"]["count"] == 1
+    assert data["prompt_embeds_path"] == str(official_files["npz"]) and data["metrics"]["aggregate"]["count"] == 1

@@ -26,13 +26,18 @@ def main(argv=None) -> int:
     parser.add_argument("--model_path", required=True, help="SD3 / SD-Turbo folder in the diffusers layout, or a hub id")
     parser.add_argument("--backbone", choices=["sd3", "sdturbo"], default="sd3")
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
-    parser.add_argument("--out", required=True, help="output .safetensors")
+    parser.add_argument("--out", required=True, help="output .safetensors, or .npz for the official format")
     args = parser.parse_args(argv)
     from nifi_ns.restoration.backbones import load_backbone
 
     backbone = load_backbone(args.backbone, args.model_path, device="cpu", dtype=torch.float32, load_denoiser=False)
     embeds = backbone.encode_prompts([args.prompt])
-    out = embeds.save(args.out, args.prompt, args.backbone)
+    if args.out.endswith(".npz"):  # the official format (what the authors' embedding.py writes)
+        from nifi_ns.restoration.official import write_official_npz
+
+        out = write_official_npz(args.out, embeds)
+    else:
+        out = embeds.save(args.out, args.prompt, args.backbone)
     print(json.dumps({"out": str(out), "prompt_embeds": list(embeds.prompt_embeds.shape)}))
     return 0
 
