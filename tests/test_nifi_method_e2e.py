@@ -39,11 +39,12 @@ def run(tmp_path_factory):
     from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
     from nerfstudio.scripts.train import main as ns_train
 
-    from nifi_ns.restoration.testing import make_tiny_sd3
+    from nifi_ns.restoration.testing import make_official_restorer_files
 
     root = tmp_path_factory.mktemp("nifi_run")
     scene = _fox_subset(root)
-    restorer = make_tiny_sd3(root / "tiny_sd3")
+    # the restorer is given as the authors' released file formats (.ckpt + .npz), tiny random weights
+    official = make_official_restorer_files(root / "official")
     argv = [
         "nifi-splatfacto", "--data", str(scene), "--output-dir", str(root / "outputs"), "--experiment-name", "fox",
         "--timestamp", "run", "--max-num-iterations", "12", "--steps-per-eval-all-images", "6",
@@ -51,7 +52,9 @@ def run(tmp_path_factory):
         "--pipeline.model.random-init", "True", "--pipeline.model.num-random", "200",
         "--pipeline.rates", *RATES, "--pipeline.target-mb", *TARGETS, "--pipeline.finetune-steps", "2",
         "--pipeline.importance-views", "4",
-        "--pipeline.restorer.enabled", "True", "--pipeline.restorer.model-path", str(restorer),
+        "--pipeline.restorer.enabled", "True", "--pipeline.restorer.model-path", str(official["model"]),
+        "--pipeline.restorer.lora-path", str(official["ckpt"]),
+        "--pipeline.restorer.prompt-embeds-path", str(official["npz"]),
         "--pipeline.restorer.seed", "0",
         "nerfstudio-data", "--downscale-factor", "4", "--eval-mode", "interval", "--eval-interval", "3",
     ]

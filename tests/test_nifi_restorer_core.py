@@ -8,7 +8,7 @@ import torch
 
 from nifi_ns.restoration import lora as L
 from nifi_ns.restoration.flow import SigmaTable, add_noise, euler_step, flow_sigma_table_sd3, vp_sigma_table
-from nifi_ns.restoration.prompts import PromptEmbeds
+from nifi_ns.restoration.files import load_prompt_embeds
 
 SD3_MEDIUM_TRANSFORMER = dict(  # stabilityai/stable-diffusion-3-medium-diffusers transformer/config.json
     sample_size=128, patch_size=2, in_channels=16, num_layers=24, attention_head_dim=64, num_attention_heads=24,
@@ -215,10 +215,10 @@ def test_precomputed_embeddings_need_no_text_encoder(tiny_sd3, tmp_path):
     assert torch.equal(offline.restore(x), full.restore(x))
     with pytest.raises(ModelResolutionError, match="prompt_embeds_path"):
         _restorer(stripped).restore(x)
-    loaded = PromptEmbeds.load(emb_file, "sd3")
+    loaded = load_prompt_embeds(emb_file, "sd3")
     assert torch.equal(loaded.prompt_embeds, emb.prompt_embeds.float())
     with pytest.raises(ValueError, match="backbone 'sd3'"):
-        PromptEmbeds.load(emb_file, "sdturbo")
+        load_prompt_embeds(emb_file, "sdturbo")
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path):

@@ -14,7 +14,10 @@ from nifi_ns.training.data import PairLayoutError, scan_pairs
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", required=True, help="runs/<exp>/best.pt (or latest.pt), the runs/<exp>/best folder, or a phi_minus .safetensors file")
+    p.add_argument("--ckpt", required=True, help="runs/<exp>/best.pt (or latest.pt), the runs/<exp>/best folder, a "
+                   "phi_minus .safetensors file, or the authors' released .ckpt (recognised by content)")
+    p.add_argument("--prompt_embeds", default=None, help="precomputed prompt embedding (official default_embeddings.npz "
+                   "or safetensors); without it a checkpoint's own embedding or the base model's text encoders are used")
     p.add_argument("--data_root", required=True, help="pairs root: [<dataset>/]<scene>/rate_<λ>/<split>/{clean,degraded}/")
     p.add_argument("--split", default="test")
     p.add_argument("--out", required=True, help="output JSON")
@@ -39,6 +42,7 @@ def run_evaluation(args) -> tuple[list[dict], dict]:
     from nifi_ns.restoration.restorer import load_restorer
 
     restorer = load_restorer(args.ckpt, backbone=args.backbone, model_path=args.model_path, device=args.device,
+                             prompt_embeds_path=args.prompt_embeds,
                              dtype=args.dtype, seed=args.seed, batch_size=1)
     metrics = PairMetrics(restorer.device, args.lpips_net)
     rows = evaluate_pairs(records, lambda x: restorer.restore(x, seed=args.seed), metrics,
@@ -46,7 +50,7 @@ def run_evaluation(args) -> tuple[list[dict], dict]:
     info = {
         "ckpt": str(args.ckpt), "data_root": str(args.data_root), "split": args.split,
         "backbone": restorer.backbone.kind, "model_path": str(restorer.config.resolved_model_path()),
-        "lora_path": restorer.config.lora_path, "t0": restorer.config.t0, "sigma_t0": restorer.sigma_t0,
+        "lora_path": restorer.config.lora_path, "prompt_embeds_path": restorer.config.prompt_embeds_path, "t0": restorer.config.t0, "sigma_t0": restorer.sigma_t0,
         "seed": args.seed, "device": str(restorer.device), "dtype": str(restorer.dtype).replace("torch.", ""),
         "lpips_net": args.lpips_net, "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }

@@ -4,7 +4,7 @@
 config.yml. This is the same evaluation (nerfstudio's `ComputePSNR` output, same JSON), plus overrides:
 
     python -m nifi_ns.nerfstudio.eval_cli --load-config <run>/config.yml --output-path eval.json \
-        [--render-output-path DIR] [--restorer-model-path DIR --restorer-lora-path W.safetensors \
+        [--render-output-path DIR] [--restorer-model-path DIR --restorer-lora-path W.ckpt|W.safetensors --restorer-prompt-embeds-path E.npz \
          --restorer-backbone sd3|sdturbo] [--no-restorer] [--eval-stages compressed restored]
 """
 from __future__ import annotations
@@ -28,13 +28,14 @@ class NifiComputeMetrics:
     render_output_path: Optional[Path] = None
     """Optional folder for rendered images (nerfstudio's eval_img_* plus <stage>/rate_<r>/eval_*.png)."""
     restorer_model_path: Optional[str] = None
-    """Enable the restored stage with this base model (local diffusers folder or hub id)."""
+    """Enable the restored stage with this base model (local diffusers folder or hub id); --restorer-lora-path
+    enables it too."""
     restorer_lora_path: Optional[str] = None
-    """Restorer LoRA weights (safetensors)."""
+    """Restorer LoRA weights: the authors' released .ckpt, this project's safetensors or a training best.pt."""
     restorer_backbone: Optional[Literal["sd3", "sdturbo"]] = None
     """Restorer backbone (default: the run's config)."""
     restorer_prompt_embeds_path: Optional[str] = None
-    """Precomputed prompt embedding (safetensors); no text encoder is loaded with it."""
+    """Precomputed prompt embedding (official default_embeddings.npz or safetensors); no text encoder is loaded."""
     no_restorer: bool = False
     """Disable the restored stage even if the run's config enables it."""
     eval_stages: Optional[Tuple[str, ...]] = None
@@ -54,7 +55,7 @@ class NifiComputeMetrics:
             value = getattr(self, f"restorer_{name}")
             if value is not None:
                 setattr(restorer, name, value)
-        if self.restorer_model_path is not None:
+        if self.restorer_model_path is not None or self.restorer_lora_path is not None:
             restorer.enabled = True
         if self.no_restorer:
             restorer.enabled = False

@@ -20,10 +20,12 @@ class NifiRestorerStageConfig:
     model_path: Optional[str] = None
     """Base model: local folder in the diffusers layout or a hub id (None: the backbone's hub id)."""
     lora_path: Optional[str] = None
-    """Restorer (φ⁻) LoRA weights: safetensors, or a training checkpoint `runs/<exp>/best.pt` (its prompt embedding
-    is then used too). None runs the bare base model (no restoration skill)."""
+    """Restorer (φ⁻) LoRA weights: the authors' released `3dgs-compression-restore.ckpt`, this project's safetensors,
+    or a training checkpoint `runs/<exp>/best.pt` (its prompt embedding is then used too); recognised by content.
+    None runs the bare base model (no restoration skill)."""
     prompt_embeds_path: Optional[str] = None
-    """Precomputed prompt embedding (safetensors); with it no text encoder is loaded."""
+    """Precomputed prompt embedding: the official `default_embeddings.npz` or safetensors; with it no text encoder is
+    loaded."""
     t0: int = 199
     """Intermediate timestep the degraded latent is noised to (SD3: sigma ~ 0.198)."""
     device: Optional[str] = None

@@ -5,7 +5,7 @@ Import-light: ``NiFiRestorerConfig`` is a plain dataclass; the model classes (di
 from __future__ import annotations
 
 from nifi_ns.restoration.config import NiFiRestorerConfig
-from nifi_ns.restoration.prompts import DEFAULT_PROMPT
+from nifi_ns.restoration.embeds import DEFAULT_PROMPT
 
 __all__ = ["NiFiRestorerConfig", "NiFiRestorer", "load_restorer", "DEFAULT_PROMPT"]
 

@@ -18,8 +18,9 @@ import torch
 
 from difix_ns.diffusion.hub import ModelResolutionError, resolve_model_dir
 from nifi_ns.restoration import lora as L
+from nifi_ns.restoration.embeds import PromptEmbeds
+from nifi_ns.restoration.files import read_lora
 from nifi_ns.restoration.flow import SigmaTable, flow_sigma_table_sd3, vp_sigma_table
-from nifi_ns.restoration.prompts import PromptEmbeds
 
 
 class RestorerBackbone(torch.nn.Module):
@@ -29,7 +30,9 @@ class RestorerBackbone(torch.nn.Module):
     denoiser_name: str = ""  # component prefix used in LoRA files: "transformer" or "unet"
     generator_targets: tuple[str, ...] = ()
     critic_targets: tuple[str, ...] = ()
-    pad_multiple: int = 8  # input pixels are reflect-padded to this multiple
+    pad_multiple: int = 8  # image sizes that need no padding at all (pixel multiple x latent multiple)
+    pixel_pad_multiple: int = 8  # input pixels are reflect-padded to this multiple ...
+    latent_pad_multiple: int = 1  # ... and the encoded latent to this one
     default_final_sigma: str = "table_min"
 
     def __init__(self, model_dir: Path, denoiser, vae, table: SigmaTable, device, dtype):
@@ -51,17 +54,19 @@ class RestorerBackbone(torch.nn.Module):
     def latent_channels(self) -> int:
         return int(self.vae.config.latent_channels)
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """[B,3,H,W] in [-1,1] -> scaled latents [B,C,H/8,W/8] (mode of the posterior, i.e. deterministic)."""
-        z = self.vae.encode(images.to(self.device_, self.dtype_)).latent_dist.mode()
-        shift = self.vae.config.get("shift_factor") or 0.0
-        return (z.float() - shift) * self.vae.config.scaling_factor
+    def encode(self, images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """[B,3,H,W] in [-1,1] -> scaled latents [B,C,H/8,W/8] in ``dtype`` (posterior mean, i.e. deterministic).
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Scaled latents -> [B,3,H,W] in about [-1,1] (float32)."""
-        shift = self.vae.config.get("shift_factor") or 0.0
-        z = latents / self.vae.config.scaling_factor + shift
-        return self.vae.decode(z.to(self.dtype_)).sample.float()
+        Latent = z · scaling_factor, with *no* ``shift_factor``, exactly as the official NiFi restorer.py (SD3's VAE
+        config has shift_factor 0.0609; the NiFi LoRAs are trained and run without it). The posterior is cast to
+        ``dtype`` before scaling, as there."""
+        z = self.vae.encode(images.to(self.device_, self.dtype_)).latent_dist.mode()
+        return z.to(dtype) * self.vae.config.scaling_factor
+
+    def decode(self, latents: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Scaled latents -> [B,3,H,W] in about [-1,1], returned in ``dtype`` (z = latents / scaling_factor)."""
+        z = latents / self.vae.config.scaling_factor
+        return self.vae.decode(z.to(self.dtype_)).sample.to(dtype)
 
     # ----- prompts -------------------------------------------------------------------------------------------
     def encode_prompts(self, prompts: Sequence[str]) -> PromptEmbeds:
@@ -125,8 +130,8 @@ class RestorerBackbone(torch.nn.Module):
         """Build the adapter described by a LoRA file's metadata (if absent) and load it strictly.
 
         ``path`` is a LoRA safetensors file or a training checkpoint ``<exp>/{best,latest}.pt`` (``adapter`` picks
-        φ⁻ or φ⁺ from the latter)."""
-        parts, meta = L.read_lora_file(path, adapter)
+        φ⁻ or φ⁺ from the latter), or the authors' released ``.ckpt`` (recognised by content, see ``files.py``)."""
+        parts, meta = read_lora(path, adapter)
         return self.load_lora_parts(parts, meta, path)
 
     def load_lora_parts(self, parts: dict, meta: dict, path) -> dict:
@@ -176,6 +181,8 @@ class SD3Backbone(RestorerBackbone):
     generator_targets = L.SD3_TRANSFORMER_TARGETS
     critic_targets = L.SD3_CRITIC_TARGETS
     pad_multiple = 16  # 8 px per latent cell x patch size 2
+    pixel_pad_multiple = 8  # official: reflect-pad pixels to 8, ...
+    latent_pad_multiple = 2  # ... then the latent to the patch size 2 (differs from 16 px when H/8 or W/8 is odd)
     default_final_sigma = "table_min"  # official code steps 199 -> smallest table σ (≈ 0.003)
 
     def __init__(self, model_dir, device, dtype, load_denoiser: bool = True, max_sequence_length: int = 256):
@@ -188,7 +195,9 @@ class SD3Backbone(RestorerBackbone):
         scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(model_dir, subfolder="scheduler")
         super().__init__(model_dir, transformer, vae, flow_sigma_table_sd3(scheduler), device, dtype)
         if transformer is not None:  # pixels per latent cell x patch size (16 for SD3)
-            self.pad_multiple = _vae_scale(vae) * int(transformer.config.patch_size)
+            self.pixel_pad_multiple = _vae_scale(vae)
+            self.latent_pad_multiple = int(transformer.config.patch_size)
+            self.pad_multiple = self.pixel_pad_multiple * self.latent_pad_multiple
         self.shift = float(scheduler.config.shift)
         self.max_sequence_length = max_sequence_length
         self._text = None
@@ -226,6 +235,8 @@ class SDTurboBackbone(RestorerBackbone):
     generator_targets = L.UNET_TARGETS
     critic_targets = L.UNET_CRITIC_TARGETS
     pad_multiple = 64  # the SD-2.1 UNet downsamples latents 3 more times
+    pixel_pad_multiple = 64  # pixels are padded to the whole multiple, latents never
+    latent_pad_multiple = 1
     default_final_sigma = "zero"  # x̂ = the UNet's x̂0 prediction, as Difix's one DDPM step
 
     def __init__(self, model_dir, device, dtype, load_denoiser: bool = True):
@@ -243,6 +254,7 @@ class SDTurboBackbone(RestorerBackbone):
         self.prediction_type = prediction_type
         if unet is not None:  # pixels per latent cell x the UNet's own downsampling
             self.pad_multiple = _vae_scale(vae) * 2 ** (len(unet.config.block_out_channels) - 1)
+            self.pixel_pad_multiple = self.pad_multiple  # pixels padded to the whole multiple, latents never
         self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.float().to(self.device_), persistent=False)
         self._text = None
 

@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from nifi_ns.restoration.prompts import PromptEmbeds
+from nifi_ns.restoration.embeds import PromptEmbeds
 
 CHECKPOINT_FORMAT = "nifi_ns.restorer_checkpoint"
 CHECKPOINT_VERSION = 1
@@ -47,26 +47,58 @@ def write_checkpoint(
     return path
 
 
-def is_checkpoint_path(path: str | os.PathLike) -> bool:
-    return Path(path).suffix == ".pt"
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint (memory-mapped, ``weights_only=True``); clear errors naming the file."""
+def load_torch_file(path: str | os.PathLike):
+    """``torch.load(weights_only=True)`` on the CPU (memory-mapped when possible); clear errors naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"NiFi checkpoint '{path}' does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if path.name.endswith(".safetensors"):  # torch.load would read a path with this suffix as safetensors
+            with open(path, "rb") as f:
+                return torch.load(f, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:  # legacy (non-zip) torch files cannot be memory-mapped
+            if "mmap" not in str(err):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several classes for foreign / truncated files
         raise CheckpointError(f"'{path}' is not a readable torch checkpoint: {err}") from err
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+
+
+def is_training_payload(payload) -> bool:
+    return isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT
+
+
+def validate_checkpoint(payload, path) -> dict:
+    """Check a loaded object is a training checkpoint of a supported version; returns it."""
+    if not is_training_payload(payload):
         raise CheckpointError(f"'{path}' is not a NiFi training checkpoint (written by nifi_ns training as "
                               f"runs/<exp>/best.pt or latest.pt)")
     if payload.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"'{path}': checkpoint version {payload.get('version')} is not supported "
                               f"(this nifi_ns reads version {CHECKPOINT_VERSION})")
     return payload
+
+
+def is_training_checkpoint(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a file holding a NiFi training checkpoint (decided by content, not by name)."""
+    from nifi_ns.restoration.formats import file_kind
+
+    if not Path(path).is_file() or file_kind(path) != "torch":
+        return False
+    try:
+        return is_training_payload(load_torch_file(path))
+    except CheckpointError:
+        return False
+
+
+is_checkpoint_path = is_training_checkpoint  # former name
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a training checkpoint (``weights_only=True``); clear errors naming the file."""
+    return validate_checkpoint(load_torch_file(path), path)
 
 
 def lora_from_checkpoint(payload: dict, adapter: str, path) -> tuple[dict, dict]:

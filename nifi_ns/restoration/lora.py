@@ -150,16 +150,12 @@ def save_lora_file(path: str | os.PathLike, parts: dict[str, dict[str, torch.Ten
     return path
 
 
-def read_lora_file(path: str | os.PathLike, adapter: str = PHI_MINUS) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+def read_lora_file(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
     """Inverse of :func:`save_lora_file`: ({component: state dict}, metadata); clear errors for foreign files.
 
-    A training checkpoint ``<exp>/{best,latest}.pt`` is read too (``adapter`` chooses φ⁻ or φ⁺ from it)."""
+    Only this project's safetensors; ``files.read_lora`` also reads training checkpoints and the official .ckpt."""
     from safetensors import safe_open
 
-    from nifi_ns.restoration import checkpoint as C
-
-    if C.is_checkpoint_path(path):
-        return C.lora_from_checkpoint(C.read_checkpoint(path), adapter, path)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"NiFi LoRA file '{path}' does not exist")

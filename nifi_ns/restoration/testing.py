@@ -50,20 +50,25 @@ def _clip_text(cls, tokenizer, hidden: int = 16, projection: int = 16):
     return cls(config).eval()
 
 
-def _tiny_vae(latent_channels: int, scaling: float, shift: float | None):
+def _tiny_vae(latent_channels: int, scaling: float, shift: float | None, sd3_layout: bool = False):
     from diffusers import AutoencoderKL
 
-    # 4 resolution levels like the real VAEs: 8 pixels per latent cell.
+    # 4 resolution levels like the real VAEs: 8 pixels per latent cell. `sd3_layout`: 2 resnets per block and the
+    # channel changes of SD3's VAE (128, 256, 512, 512 -> conv_shortcut in down_blocks.1 and .2), so the encoder has
+    # exactly the module names of the official NiFi VAE target list.
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=latent_channels,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4, sample_size=64,
+        block_out_channels=(4, 8, 16, 16) if sd3_layout else (8, 8, 16, 16), layers_per_block=2 if sd3_layout else 1,
+        norm_num_groups=4, sample_size=64,
         scaling_factor=scaling, shift_factor=shift, use_quant_conv=shift is None, use_post_quant_conv=shift is None,
     )
 
 
-def make_tiny_sd3(path: str | Path, seed: int = 0) -> Path:
-    """Write a tiny random SD3 pipeline folder (about 1 MB) and return its path."""
+def make_tiny_sd3(path: str | Path, seed: int = 0, sd3_vae_layout: bool = False) -> Path:
+    """Write a tiny random SD3 pipeline folder (about 1 MB) and return its path.
+
+    ``sd3_vae_layout`` gives the VAE encoder SD3-medium's module names (see ``_tiny_vae``)."""
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
     from transformers import CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
@@ -78,7 +83,7 @@ def make_tiny_sd3(path: str | Path, seed: int = 0) -> Path:
     t5 = T5EncoderModel(T5Config(vocab_size=len(tok3), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
                                  decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)).eval()
     pipe = StableDiffusion3Pipeline(
-        transformer=transformer, vae=_tiny_vae(16, SD3_VAE_SCALING, SD3_VAE_SHIFT),
+        transformer=transformer, vae=_tiny_vae(16, SD3_VAE_SCALING, SD3_VAE_SHIFT, sd3_vae_layout),
         scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
         text_encoder=_clip_text(CLIPTextModelWithProjection, tok), tokenizer=tok,
         text_encoder_2=_clip_text(CLIPTextModelWithProjection, tok), tokenizer_2=_clip_tokenizer(),
@@ -117,6 +122,67 @@ def make_tiny_sdturbo(path: str | Path, seed: int = 0) -> Path:
     (path / "model_index.json").write_text(json.dumps(index, indent=2))
     return path
 
+
+
+def fingerprint(tensors: dict) -> str:
+    """sha256 of float32 tensors in sorted key order (nested dicts are walked): identifies generated weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+
+    def walk(prefix, value):
+        if isinstance(value, dict):
+            for k in sorted(value):
+                walk(f"{prefix}{k}/", value[k])
+        else:
+            h.update(prefix.encode())
+            h.update(torch.as_tensor(value).detach().float().contiguous().cpu().numpy().tobytes())
+
+    walk("", tensors)
+    return h.hexdigest()
+
+
+def make_official_restorer_files(out: str | Path, seed: int = 0, lora_b_std: float = 0.02) -> dict:
+    """A tiny SD3 (SD3-medium module names) plus a random restorer in the authors' released formats.
+
+    Writes ``out/tiny_sd3/``, ``out/restorer.ckpt`` (official ``{'vae', 'transformer'}`` dict, adapter ``default``,
+    rank 64, every A and B drawn from a seeded generator, so every LoRA changes the output) and
+    ``out/embeddings.npz`` (official keys, random values). Returns the paths and a fingerprint of each part.
+    Random weights: plumbing and parity only, never quality.
+    """
+    import numpy as np
+
+    from nifi_ns.restoration import official as O
+    from nifi_ns.restoration.backbones import SD3Backbone
+
+    out = Path(out)
+    model = make_tiny_sd3(out / "tiny_sd3", seed=seed, sd3_vae_layout=True)
+    backbone = SD3Backbone(model, device="cpu", dtype=torch.float32)
+    backbone.add_generator_lora(O.OFFICIAL_RANK, O.OFFICIAL_ALPHA)
+    parts, meta = backbone.generator_lora(O.OFFICIAL_RANK, O.OFFICIAL_ALPHA, {"t0": O.OFFICIAL_T0})
+    g = torch.Generator().manual_seed(seed + 1)
+    filled = {}
+    for component in sorted(parts):
+        filled[component] = {}
+        for key in sorted(parts[component]):
+            shape = parts[component][key].shape
+            fan_in = int(np.prod(shape[1:])) if ".lora_A." in key else O.OFFICIAL_RANK
+            std = fan_in ** -0.5 if ".lora_A." in key else lora_b_std
+            filled[component][key] = torch.randn(shape, generator=g) * std
+    ckpt = O.write_official_checkpoint(out / "restorer.ckpt", O.parts_to_official(filled, meta, "generated"))
+    text = backbone.denoiser.config
+    embeds = torch.randn(1, 12, int(text.joint_attention_dim), generator=g)
+    pooled = torch.randn(1, int(text.pooled_projection_dim), generator=g)
+    from nifi_ns.restoration.embeds import PromptEmbeds
+
+    npz = O.write_official_npz(out / "embeddings.npz", PromptEmbeds(embeds, pooled))
+    weights = {name: {k: v for k, v in module.state_dict().items() if "lora_" not in k}
+               for name, module in (("transformer", backbone.denoiser), ("vae", backbone.vae))}
+    return {
+        "model": model, "ckpt": ckpt, "npz": npz,
+        "fingerprints": {"model": fingerprint(weights), "ckpt": fingerprint(filled),
+                         "npz": fingerprint({"prompt_embeds": embeds, "pooled_prompt_embeds": pooled})},
+    }
 
 MAKERS = {"sd3": make_tiny_sd3, "sdturbo": make_tiny_sdturbo}
 

@@ -29,7 +29,7 @@ from nifi_ns.restoration import lora as L
 from nifi_ns.restoration.checkpoint import lora_from_checkpoint, read_checkpoint, write_checkpoint
 from nifi_ns.restoration.config import NiFiRestorerConfig
 from nifi_ns.restoration.flow import add_noise
-from nifi_ns.restoration.prompts import DEFAULT_PROMPT, NULL_PROMPT, PromptEmbeds
+from nifi_ns.restoration.embeds import DEFAULT_PROMPT, NULL_PROMPT, PromptEmbeds
 from nifi_ns.restoration.restorer import NiFiRestorer
 from nifi_ns.training import losses as Lo
 from nifi_ns.training.config import NiFiTrainingConfig
