@@ -216,7 +216,7 @@ def test_bad_inputs_give_one_clear_error(tmp_path, capsys):
 @pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes(tmp_path, pairs):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "difix_ns.cli.train",
            "--data", str(pairs[0] / "pairs.json"), "--architecture", "tiny", "--out", str(out), "--max-steps", "2",
            "--batch-size", "1", "--crop", "64", "--eval-every", "0", "--eval-pairs", "1", "--num-workers", "0",
