@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 NOTE = ("The fixer is trained from RANDOM initialisation for a few minutes on a few hundred pairs of three scenes "
         "(no pretrained Difix weights are reachable here). It is a tiny model (`small`, ~5M parameters) vs the "
