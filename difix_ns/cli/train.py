@@ -3,7 +3,7 @@
     difix-train --data pairs/fox/pairs.json --architecture small --lr 2e-4 --out runs/fixer
     difix-train --data pairs/fox/pairs.json --model-name nvidia/difix_ref --out runs/fixer_ft
     difix-train --scene data/fox --model-name nvidia/difix_ref --out runs/fox_fixer   # per-scene fixer
-    accelerate launch --num_processes 2 -m difix_ns.cli.train --data ... --out ...
+    accelerate launch --multi_gpu --num_processes 2 -m difix_ns.cli.train --data ... --out ...   # GPUs or CPU
 
 Then: ``ns-train difix3d-splatfacto --pipeline.fixer.model-name runs/fixer/model ...`` or
 ``difix-fix --model_name runs/fixer/model ...``. See docs/train_fixer.md.

@@ -135,16 +135,16 @@ def plan_runs(cfg: MakePairsConfig, frames: list[Frame], held: Sequence[Frame] =
             render = [f for i, f in enumerate(frames) if i % cfg.sparse_every != off]
             plans.append(RunPlan(f"sparse{cfg.sparse_every}_o{off}", "sparse", train, render, "eval", [cfg.steps]))
     if "underfit" in cfg.recipes:
-        steps = sorted({max(1, int(round(fr * cfg.steps))) for fr in cfg.underfit_fractions})
+        steps = sorted({max(1, round(fr * cfg.steps)) for fr in cfg.underfit_fractions})
         plans.append(RunPlan("underfit", "underfit", list(frames), list(frames), "train", steps))
     if "cross" in cfg.recipes:
         blocks = np.array_split(np.arange(n), cfg.cross_blocks)
         chosen = range(cfg.cross_blocks)
         if cfg.cross_runs is not None:
             k = max(1, min(cfg.cross_runs, cfg.cross_blocks))
-            chosen = sorted({int(round(x)) for x in np.linspace(0, cfg.cross_blocks - 1, k)})
+            chosen = sorted({round(float(x)) for x in np.linspace(0, cfg.cross_blocks - 1, k)})
         for b in chosen:
-            inside = set(int(i) for i in blocks[b])
+            inside = {int(i) for i in blocks[b]}
             train = [f for i, f in enumerate(frames) if i not in inside]
             render = [f for i, f in enumerate(frames) if i in inside]
             if len(train) >= 2 and render:
@@ -191,7 +191,7 @@ def _rel(out: Path, path: Path) -> str:
 
 def execute_run(cfg: MakePairsConfig, scene: Scene, plan: RunPlan, out: Path) -> list[dict]:
     """Train one splatfacto run and write its renders, clean photos and records."""
-    from difix_ns.training.splat_runs import train_and_render
+    from difix_ns.training.splat_runs import release_memory, train_and_render
 
     sub = write_sub_scene(scene, out / "work" / "scenes" / plan.run_id, plan.train, plan.render)
     by_name = {Path(f.file_path).name: f for f in scene.frames}
@@ -238,6 +238,7 @@ def execute_run(cfg: MakePairsConfig, scene: Scene, plan: RunPlan, out: Path) ->
     train_and_render(
         sub, out / "work" / "runs", plan.run_id, cfg.steps, cfg.splat, render_at, sink, wanted, clean_sink=clean_sink
     )
+    release_memory()
     missing = [r["ref_image"] for r in records if not (out / r["ref_image"]).is_file()]
     if missing:
         raise RuntimeError(f"run {plan.run_id}: reference photos were not written: {missing[:3]}")

@@ -121,12 +121,12 @@ def holdout_split(
 
     names = [f.file_path for f in frames]
     if mode == "fraction":
-        i_train, i_eval = get_train_eval_split_fraction(names, fraction)
+        i_train, _ = get_train_eval_split_fraction(names, fraction)
     elif mode == "interval":
-        i_train, i_eval = get_train_eval_split_interval(names, interval)
+        i_train, _ = get_train_eval_split_interval(names, interval)
     else:
         raise InputError(f"unknown holdout mode {mode!r}")
-    keep = set(int(i) for i in i_train)
+    keep = {int(i) for i in i_train}
     return [f for i, f in enumerate(frames) if i in keep], [f for i, f in enumerate(frames) if i not in keep]
 
 

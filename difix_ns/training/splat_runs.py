@@ -148,7 +148,11 @@ def train_and_render(
             names = dataset._dataparser_outputs.image_filenames
             for i in range(len(dataset)):
                 clean_sink(Path(names[i]).name, _photo(dm, split, i))
-    del trainer
+    trainer.callbacks.clear()  # drops the closure's reference; the trainer is freed on return
+
+
+def release_memory() -> None:
+    """Free what a finished run left behind (call after ``train_and_render`` returned)."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

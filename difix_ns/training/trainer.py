@@ -1,8 +1,8 @@
 """``difix-train``: train or fine-tune a Difix fixer on (degraded, clean, reference) pairs, with accelerate.
 
 Single process: ``difix-train --data pairs/fox/pairs.json --architecture small --out runs/fixer``.
-Several processes / GPUs: ``accelerate launch --num_processes 2 -m difix_ns.cli.train ...`` (add ``--cpu`` to
-accelerate for CPU processes).
+Several processes / GPUs: ``accelerate launch --multi_gpu --num_processes 2 -m difix_ns.cli.train ...`` (on a
+machine without CUDA the processes train on CPU and synchronise over gloo).
 
 Output folder::
 
@@ -252,7 +252,10 @@ def train(cfg: TrainConfig, on_progress: Optional[Callable[[dict], None]] = None
     mp = cfg.mixed_precision
     if mp == "auto":
         mp = "bf16" if torch.cuda.is_available() else "no"
-    accelerator = Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+    # cpu=True on CPU-only machines: processes started by `accelerate launch --multi_gpu` / torchrun then form a
+    # gloo (MULTI_CPU) group instead of each training alone.
+    accelerator = Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                              cpu=not torch.cuda.is_available())
     out = Path(cfg.out)
     data = list(cfg.data)
     if cfg.scene is not None:
