@@ -111,8 +111,9 @@ class TrajectoryRender:
     """x264 constant rate factor of the mp4 (lower = better quality)."""
 
     def _check(self) -> None:
-        if not self.load_config.is_file():
-            raise SystemExit(f"error: --load-config {self.load_config} does not exist (expected a run's config.yml)")
+        from difix_ns.safe_config import load_run_config
+
+        load_run_config(self.load_config)  # missing, garbage or hostile config.yml: one clear error, nothing runs
         if self.n_interp < 1:
             raise SystemExit(f"error: --n-interp must be >= 1, got {self.n_interp}")
         if self.fps <= 0:

@@ -270,8 +270,9 @@ def _viewer_command():
 
             from difix_ns.render.cli import patched_eval_setup, prepare_runtime
 
-            if not self.load_config.is_file():
-                raise SystemExit(f"error: --load-config {self.load_config} does not exist (expected a run's config.yml)")
+            from difix_ns.safe_config import load_run_config
+
+            load_run_config(self.load_config)  # missing, garbage or hostile config.yml: one clear error
             prepare_runtime()
             with patched_eval_setup(run_viewer, fixer_config=self.fixer, enabled=None):
                 super().main()

@@ -26,8 +26,11 @@ from nifi_ns.io import GaussianSplat, inria_ply_num_bytes, read_ply, write_ply
 
 def load_splatfacto_run(config_path: Path) -> tuple[GaussianSplat, object]:
     """Gaussians and training cameras of a splatfacto-family nerfstudio run (via `eval_setup`)."""
+    from difix_ns.safe_config import load_run_config
+
     if not config_path.is_file():
         raise FileNotFoundError(f"--load-config: {config_path} does not exist")
+    load_run_config(config_path)  # missing, garbage or hostile config.yml: one clear error, nothing runs
     import torch
 
     if not torch.cuda.is_available():

@@ -68,8 +68,9 @@ class NifiComputeMetrics:
 
         if self.output_path.suffix != ".json":
             raise SystemExit(f"error: --output-path {self.output_path} must end in .json")
-        if not self.load_config.is_file():
-            raise SystemExit(f"error: --load-config {self.load_config} does not exist")
+        from difix_ns.safe_config import load_run_config
+
+        load_run_config(self.load_config)  # missing, garbage or hostile config.yml: one clear error, nothing runs
         config, pipeline, checkpoint_path, _ = eval_setup(self.load_config, update_config_callback=self.apply)
         if self.render_output_path is not None:
             self.render_output_path.mkdir(parents=True, exist_ok=True)
