@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -25,6 +25,15 @@ MIN_IMAGE_SIZE = 64  # the VAE downsamples by 8 and the UNet by another 8: small
 
 class InputError(ValueError):
     """A user input (file, folder or option) is unusable; the message names it."""
+
+
+def refuse_existing(paths: Iterable[PathLike], overwrite: bool) -> None:
+    """Refuse (``InputError`` naming the path) to replace an existing output unless ``--overwrite`` was given."""
+    if overwrite:
+        return
+    for path in paths:
+        if Path(path).exists():
+            raise InputError(f"output {path} already exists; pass --overwrite to replace it")
 
 
 # --- images -------------------------------------------------------------------------------------------------------

@@ -39,7 +39,47 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--skip-render", action="store_true", help="train + compress only")
     p.add_argument("--prompt", default=None, help="scene caption written to renders/prompt.txt")
     p.add_argument("--num-random", type=int, default=None, help="random-init Gaussian count (no SfM points)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier build in --out (default: refuse)")
     return p.parse_args(argv)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every option checked before any work starts (training takes hours; a bad option must not cost them)."""
+    import math
+
+    from nifi_ns.codec import rate_preset
+    from nifi_ns.synthesis.layout import rate_label
+
+    for rate in args.rates:
+        try:
+            rate_preset(rate)
+        except ValueError as err:
+            raise SystemExit(f"error: --rates: {err}") from None
+    if len(set(args.rates)) != len(args.rates):
+        raise SystemExit(f"error: --rates has duplicates: {args.rates}")
+    if args.target_mb:
+        if len(args.target_mb) != len(args.rates):
+            raise SystemExit(f"error: --target-mb has {len(args.target_mb)} values for {len(args.rates)} rates")
+        bad = [t for t in args.target_mb if not (math.isfinite(t) and t > 0)]
+        if bad:
+            raise SystemExit(f"error: --target-mb values must be finite and > 0, got {bad[0]}")
+    if args.max_num_iterations < 1:
+        raise SystemExit(f"error: --max-num-iterations must be >= 1, got {args.max_num_iterations}")
+    if args.finetune_steps < 0:
+        raise SystemExit(f"error: --finetune-steps must be >= 0, got {args.finetune_steps}")
+    if args.downscale_factor is not None and args.downscale_factor < 1:
+        raise SystemExit(f"error: --downscale-factor must be >= 1, got {args.downscale_factor}")
+    if args.num_random is not None and args.num_random < 1:
+        raise SystemExit(f"error: --num-random must be >= 1, got {args.num_random}")
+    if args.out.exists() and not args.out.is_dir():
+        raise SystemExit(f"error: --out {args.out} exists and is not a directory")
+    if not args.overwrite:
+        outputs = [args.out / ARTIFACTS_FILE, args.out / "renders"]
+        outputs += [args.out / f"{rate_label(r)}{suffix}" for r in args.rates for suffix in (".nifi", ".json")]
+        for path in outputs:
+            if path.exists():
+                raise SystemExit(f"error: output {path} already exists; pass --overwrite to replace it")
 
 
 COLMAP_DIRS = ("sparse/0", "colmap/sparse/0")  # Mip-NeRF 360 / 3DGS-processed T&T, DB; `ns-process-data` output
@@ -117,9 +157,8 @@ def build_config(args: argparse.Namespace):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    check_options(args)
     args.downscale_factor = check_scene(args.scene, args.downscale_factor)
-    if args.target_mb and len(args.target_mb) != len(args.rates):
-        raise SystemExit(f"error: --target-mb has {len(args.target_mb)} values for {len(args.rates)} rates")
     from nerfstudio.scripts.train import main as ns_train
 
     config = build_config(args)

@@ -109,6 +109,8 @@ class TrajectoryRender:
     """Difix model used for post-fixing."""
     crf: int = 18
     """x264 constant rate factor of the mp4 (lower = better quality)."""
+    overwrite: bool = False
+    """Replace an existing --output-path / PNG frames in --frames-dir (default: refuse)."""
 
     def _check(self) -> None:
         from difix_ns.safe_config import load_run_config
@@ -124,6 +126,14 @@ class TrajectoryRender:
             raise SystemExit("error: nothing to write: give --output-path and/or --frames-dir")
         if self.output_path is not None and self.output_path.suffix.lower() != ".mp4":
             raise SystemExit(f"error: --output-path {self.output_path} must end in .mp4")
+        if self.output_path is not None and self.output_path.is_dir():
+            raise SystemExit(f"error: --output-path {self.output_path} is a directory")
+        if not self.overwrite:
+            existing = [self.output_path] if self.output_path is not None and self.output_path.exists() else []
+            if self.frames_dir is not None and self.frames_dir.is_dir():
+                existing += sorted(self.frames_dir.glob("[0-9][0-9][0-9][0-9][0-9].png"))[:1]
+            if existing:
+                raise SystemExit(f"error: output {existing[0]} already exists; pass --overwrite to replace it")
         names = self.rendered_output_names
         if not self.postfix and names is not None and settings.OUTPUT_NAME in names:
             raise SystemExit(f"error: --rendered-output-names asks for {settings.OUTPUT_NAME} but --no-postfix was given")
@@ -155,12 +165,14 @@ class TrajectoryRender:
         assert cameras.shape[0] == expected, (cameras.shape, expected)
 
         writer = None
+        partial = None  # the mp4 is written beside its destination and renamed once complete
         if self.output_path is not None:
             import imageio.v2 as imageio
 
             self.output_path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.output_path.with_name(f".{self.output_path.stem}.partial.mp4")
             writer = imageio.get_writer(
-                str(self.output_path), format="FFMPEG", mode="I", fps=self.fps, codec="libx264",
+                str(partial), format="FFMPEG", mode="I", fps=self.fps, codec="libx264",
                 pixelformat="yuv420p", macro_block_size=1, ffmpeg_params=["-crf", str(self.crf)],
                 ffmpeg_log_level="error",
             )
@@ -188,6 +200,10 @@ class TrajectoryRender:
             hook.plan(None)
             if writer is not None:
                 writer.close()
+                if written == expected:
+                    partial.replace(self.output_path)
+                else:
+                    partial.unlink(missing_ok=True)
         summary = {
             "frames": written,
             "expected_frames": expected,

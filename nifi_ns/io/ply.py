@@ -57,8 +57,11 @@ def write_ply(splat: GaussianSplat, path: str | Path) -> Path:
         vertex[name] = columns[:, i]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")  # no partial output on failure
-    PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<").write(str(tmp))
-    tmp.replace(path)
+    try:
+        PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<").write(str(tmp))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk or an interrupt leaves no .tmp behind
     return path
 
 
