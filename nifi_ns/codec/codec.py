@@ -37,6 +37,7 @@ from nifi_ns.codec.entropy import (
 )
 from nifi_ns.codec.errors import NixFormatError
 from nifi_ns.codec.importance import CameraSet, importance_order
+from nifi_ns.codec.validation import check_decoded, validate_header
 from nifi_ns.codec.quantize import (
     bit_length,
     kmeans,
@@ -341,7 +342,10 @@ def _read_codes(header: dict, sections: dict[str, bytes]) -> dict[str, np.ndarra
     lengths = np.maximum(classes - 1, 0)
     mantissas = unpack_varbits(_section(sections, "position_bits"), lengths)
     deltas = np.where(classes > 0, (np.uint64(1) << lengths.astype(np.uint64)) + mantissas, np.uint64(0))
-    codes = {"position": morton_decode(np.cumsum(deltas.astype(np.uint64), dtype=np.uint64))}
+    morton = np.cumsum(deltas.astype(np.uint64), dtype=np.uint64)
+    if morton.size and (morton[-1] >> np.uint64(3 * pb) or (morton[1:] < morton[:-1]).any()):
+        raise NixFormatError("corrupt container: position codes leave the position grid")
+    codes = {"position": morton_decode(morton)}
     sb, rb, ob, cb = (int(header[k]["bits"]) for k in ("scale", "rotation", "opacity", "color"))
     scale = []
     for i in range(3):
@@ -383,14 +387,17 @@ def _decode(header: dict, sections: dict[str, bytes]) -> GaussianSplat:
         return _reconstruct(header, _read_codes(header, sections))
     except NixFormatError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError) as err:
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as err:
         raise NixFormatError(f"corrupt container: {type(err).__name__}: {err}") from err
 
 
 def decompress(blob: bytes) -> GaussianSplat:
     """Decode a Nix container to Gaussians (Morton order). Raises `NixFormatError` (a ValueError) on bad input."""
     header, sections = unpack_container(blob)
-    return _decode(header, sections)
+    validate_header(header, sections, len(blob))  # every field in bounds before anything is allocated
+    splat = _decode(header, sections)
+    check_decoded(splat)
+    return splat
 
 
 def read_header(blob: bytes) -> dict:

@@ -53,14 +53,25 @@ def unpack_container(blob: bytes) -> tuple[dict, dict[str, bytes]]:
     head = blob[_PREFIX.size : end]
     if zlib.crc32(head) != head_crc:
         raise NixFormatError("corrupt container: header CRC-32 mismatch")
+    from nifi_ns.codec.validation import MAX_HEADER_BYTES, validate_section_table
+
     try:
-        header = json.loads(zlib.decompress(head).decode("utf-8"))
-        table = header["sections"]
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise NixFormatError(f"corrupt container: header not decodable ({err})") from err
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(head, MAX_HEADER_BYTES + 1)  # capped: a zip bomb cannot inflate past 1 MiB
+        if len(text) > MAX_HEADER_BYTES or not inflater.eof:
+            raise NixFormatError(f"corrupt container: header inflates past {MAX_HEADER_BYTES} bytes or is truncated")
+        header = json.loads(text.decode("utf-8"))
+        if not isinstance(header, dict):
+            raise NixFormatError("corrupt container: header is not a JSON object")
+        table = header.get("sections")
+    except (zlib.error, UnicodeDecodeError, ValueError, RecursionError) as err:
+        if isinstance(err, NixFormatError):
+            raise
+        raise NixFormatError(f"corrupt container: header not decodable ({type(err).__name__})") from None
+    validate_section_table(table, len(blob))
     sections, pos = {}, end
     for entry in table:
-        name, length = entry["name"], int(entry["length"])
+        name, length = entry["name"], entry["length"]
         if pos + length > len(blob):
             raise NixFormatError(
                 f"truncated container: section '{name}' ends at byte {pos + length}, blob has {len(blob)}"
