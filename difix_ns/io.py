@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 PathLike = Union[str, os.PathLike]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
@@ -80,20 +80,36 @@ def probe_image(path: PathLike, what: str = "image", min_size: int = MIN_IMAGE_S
     """Cheap header check (exists, is an image, big enough) -> ``(width, height)``, without decoding pixels."""
     path = Path(path)
     with _open(path, what) as img:
-        _check_size(img.size, path, what, min_size)
-        return img.size
+        size = _oriented_size(img)
+        _check_size(size, path, what, min_size)
+        return size
+
+
+# EXIF orientations 5-8 rotate by 90/270 degrees: the displayed image has width and height swapped.
+_TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def _oriented_size(img: Image.Image) -> Tuple[int, int]:
+    """``(width, height)`` as displayed, i.e. after the EXIF orientation is applied."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # a malformed EXIF block: PIL's own exif_transpose ignores it too
+        orientation = 1
+    w, h = img.size
+    return (h, w) if orientation in _TRANSPOSED_ORIENTATIONS else (w, h)
 
 
 def load_image(path: PathLike, what: str = "image", min_size: int = MIN_IMAGE_SIZE) -> Image.Image:
     """Decode an image file to RGB (RGBA/grayscale/palette/16-bit converted), checking it is >= ``min_size``."""
     path = Path(path)
     with _open(path, what) as img:
-        _check_size(img.size, path, what, min_size)
+        _check_size(_oriented_size(img), path, what, min_size)
         try:
             img.load()
+            oriented = ImageOps.exif_transpose(img)  # a phone photo is fixed the way it is displayed
         except (OSError, SyntaxError, ValueError) as err:  # truncated / corrupt data: PIL raises all three
             raise InputError(f"{what} is corrupt or truncated: {path} ({err})") from None
-        return _to_rgb(img).copy()
+        return _to_rgb(oriented).copy()
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:

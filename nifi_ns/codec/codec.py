@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from nifi_ns.codec.container import pack_container, unpack_container
+from nifi_ns.codec.container import VERSION, VERSION_OUTLIERS, pack_container, unpack_container
 from nifi_ns.codec.entropy import (
     CODERS,
     decode_stream,
@@ -45,6 +45,7 @@ from nifi_ns.codec.quantize import (
     morton_encode,
     opacity_quantize,
     opacity_table,
+    position_range,
     quat_dequantize,
     quat_quantize,
     uniform_dequantize,
@@ -230,11 +231,11 @@ def _encode(splat: GaussianSplat, order: np.ndarray, n: int, cfg: CodecConfig, e
     kept = kept.with_sh_degree(degree)
     coder = cfg.entropy_coder
 
-    pos_lo, pos_hi = uniform_range(kept.means)
+    pos_lo, pos_hi, far = position_range(kept.means)  # far-away outliers are stored exactly, off the grid
     qpos = uniform_quantize(kept.means, pos_lo, pos_hi, cfg.position_bits)
     morton = morton_encode(qpos)
     perm = np.argsort(morton, kind="stable")
-    kept, morton, source_index = kept.subset(perm), morton[perm], source_index[perm]
+    kept, morton, source_index, far = kept.subset(perm), morton[perm], source_index[perm], far[perm]
     deltas = np.diff(morton, prepend=np.uint64(0)).astype(np.uint64)
     classes = bit_length(deltas)
     lengths = np.maximum(classes - 1, 0)
@@ -253,6 +254,13 @@ def _encode(splat: GaussianSplat, order: np.ndarray, n: int, cfg: CodecConfig, e
         "rotation": {"bits": cfg.rotation_bits},
         "opacity": {"bits": cfg.opacity_bits},
     }
+    if far.any():  # container version 2: outlier positions as (uint32 index, float32 xyz), container order
+        far_index = np.flatnonzero(far).astype(np.int64)
+        far_xyz = kept.means[far_index].astype(np.float32)
+        header["position"]["outliers"] = int(far_index.size)
+        sections["position_outlier_index"] = far_index.astype("<u4").tobytes()
+        sections["position_outlier_xyz"] = far_xyz.astype("<f4").tobytes()
+        codes.update(position_outlier_index=far_index, position_outlier_xyz=far_xyz)
 
     s_lo, s_hi = uniform_range(kept.scales, cfg.clip_percentile)
     header["scale"] = {"bits": cfg.scale_bits, "lo": _f32_list(s_lo), "hi": _f32_list(s_hi)}
@@ -289,7 +297,8 @@ def _encode(splat: GaussianSplat, order: np.ndarray, n: int, cfg: CodecConfig, e
         sections["sh_labels"] = encode_stream(labels, label_bits, None, coder)
         codes.update(sh_codebook=codebook, sh_labels=labels)
     header.update(extra)
-    return pack_container(header, sections), header, source_index, codes
+    version = VERSION_OUTLIERS if far.any() else VERSION
+    return pack_container(header, sections, version), header, source_index, codes
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -327,6 +336,8 @@ def _reconstruct(header: dict, codes: dict[str, np.ndarray]) -> GaussianSplat:
         size, dim = int(header["sh_rest"]["codebook_size"]), int(header["sh_rest"]["dim"])
         rest = codes["sh_codebook"].astype(np.float32).reshape(size, dim)[codes["sh_labels"]].reshape(n, k, 3)
     quats = quat_dequantize(codes["rotation_index"], codes["rotation"], rb)
+    if "position_outlier_index" in codes:
+        means[codes["position_outlier_index"]] = codes["position_outlier_xyz"]
     return GaussianSplat(means, scales, quats, opacities, dc, rest, degree)
 
 
@@ -346,6 +357,15 @@ def _read_codes(header: dict, sections: dict[str, bytes]) -> dict[str, np.ndarra
     if morton.size and (morton[-1] >> np.uint64(3 * pb) or (morton[1:] < morton[:-1]).any()):
         raise NixFormatError("corrupt container: position codes leave the position grid")
     codes = {"position": morton_decode(morton)}
+    outliers = header["position"].get("outliers", 0)
+    if outliers:
+        index = np.frombuffer(_section(sections, "position_outlier_index"), "<u4").astype(np.int64)
+        xyz = np.frombuffer(_section(sections, "position_outlier_xyz"), "<f4").astype(np.float32)
+        if index.size != outliers or xyz.size != 3 * outliers:
+            raise NixFormatError(f"corrupt container: outlier sections do not hold {outliers} positions")
+        if index.max() >= n or (np.diff(index) <= 0).any() or not np.isfinite(xyz).all():
+            raise NixFormatError("corrupt container: outlier positions out of order, out of range or non-finite")
+        codes.update(position_outlier_index=index, position_outlier_xyz=xyz.reshape(outliers, 3))
     sb, rb, ob, cb = (int(header[k]["bits"]) for k in ("scale", "rotation", "opacity", "color"))
     scale = []
     for i in range(3):

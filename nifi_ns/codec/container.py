@@ -22,16 +22,18 @@ from nifi_ns.codec.errors import NixFormatError
 
 MAGIC = b"\x89NIX\r\n\x1a\n"
 VERSION = 1
+VERSION_OUTLIERS = 2  # version 1 + far-away positions stored off the grid (header position.outliers > 0)
+SUPPORTED_VERSIONS = (VERSION, VERSION_OUTLIERS)
 _PREFIX = struct.Struct("<8sHHII")
 
 
-def pack_container(header: dict, sections: dict[str, bytes]) -> bytes:
+def pack_container(header: dict, sections: dict[str, bytes], version: int = VERSION) -> bytes:
     header = dict(header)
     header["sections"] = [
         {"name": name, "length": len(data), "crc32": zlib.crc32(data)} for name, data in sections.items()
     ]
     head = zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8"), 9)
-    prefix = _PREFIX.pack(MAGIC, VERSION, 0, len(head), zlib.crc32(head))
+    prefix = _PREFIX.pack(MAGIC, version, 0, len(head), zlib.crc32(head))
     return prefix + head + b"".join(sections.values())
 
 
@@ -45,8 +47,9 @@ def unpack_container(blob: bytes) -> tuple[dict, dict[str, bytes]]:
     magic, version, _flags, head_len, head_crc = _PREFIX.unpack_from(blob)
     if magic != MAGIC:
         raise NixFormatError(f"not a Nix container (magic {magic!r}, expected {MAGIC!r})")
-    if version != VERSION:
-        raise NixFormatError(f"unsupported Nix container version {version} (this decoder reads version {VERSION})")
+    if version not in SUPPORTED_VERSIONS:
+        raise NixFormatError(
+            f"unsupported Nix container version {version} (this decoder reads versions {SUPPORTED_VERSIONS})")
     end = _PREFIX.size + head_len
     if len(blob) < end:
         raise NixFormatError(f"truncated container: header needs {end} bytes, blob has {len(blob)}")
@@ -69,6 +72,10 @@ def unpack_container(blob: bytes) -> tuple[dict, dict[str, bytes]]:
             raise
         raise NixFormatError(f"corrupt container: header not decodable ({type(err).__name__})") from None
     validate_section_table(table, len(blob))
+    position = header.get("position")
+    outliers = position.get("outliers", 0) if isinstance(position, dict) else 0
+    if (version == VERSION_OUTLIERS) != (isinstance(outliers, int) and not isinstance(outliers, bool) and outliers > 0):
+        raise NixFormatError(f"corrupt container: version {version} with position.outliers={outliers!r}")
     sections, pos = {}, end
     for entry in table:
         name, length = entry["name"], entry["length"]

@@ -72,6 +72,8 @@ def expected_sections(header: dict) -> set[str]:
     names |= {f"{p}_{i}" for p in ("scale", "rot", "color") for i in range(3)}
     if header["sh_degree"] > 0:
         names |= {"sh_codebook", "sh_labels"}
+    if header["position"].get("outliers", 0):
+        names |= {"position_outlier_index", "position_outlier_xyz"}
     return names
 
 
@@ -104,6 +106,8 @@ def validate_header(header: dict, sections: dict[str, bytes], blob_size: int) ->
         _int(_dict(header, key).get("bits"), f"{key}.bits", 1, top)
     for key in ("position", "scale", "color"):
         _range(header, key)
+    if "outliers" in header["position"]:
+        _int(header["position"]["outliers"], "position.outliers", 1, header["num_gaussians"])
     source = header.get("source")
     if isinstance(source, dict) and isinstance(source.get("sh_degree"), int) and degree > source["sh_degree"]:
         raise _fail(f"sh_degree {degree} exceeds the source's SH degree {source['sh_degree']}")
