@@ -159,6 +159,22 @@ def save_image(img: Union[Image.Image, torch.Tensor], path: PathLike) -> None:
 # --- video --------------------------------------------------------------------------------------------------------
 
 
+_FFMPEG_BANNER = ("ffmpeg version", "built with", "configuration:", "lib", "=== stderr ===")
+
+
+def _ffmpeg_reason(err: BaseException) -> str:
+    """The one useful line of an imageio-ffmpeg error (ffmpeg prints ~16 lines of banner and build flags)."""
+    import re
+
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    detail = [ln for ln in lines[1:] if not ln.startswith(_FFMPEG_BANNER)]
+    detail = [re.sub(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*", "", ln) for ln in detail]
+    for ln in detail:
+        if re.search(r"invalid|error|not found|corrupt|unsupported|truncat|no such", ln, re.IGNORECASE):
+            return ln
+    return detail[-1] if detail else (lines[0] if lines else type(err).__name__)
+
+
 def _video_reader(path: Path):
     import imageio.v2 as iio
 
@@ -169,7 +185,8 @@ def _video_reader(path: Path):
     try:
         return iio.get_reader(str(path), format="FFMPEG")
     except Exception as err:  # imageio raises OSError / ValueError / RuntimeError depending on the failure
-        raise InputError(f"input video could not be opened (not a video or corrupt): {path} ({err})") from None
+        raise InputError(f"input video could not be opened (not a video or corrupt): {path} ({_ffmpeg_reason(err)})") \
+            from None
 
 
 def video_info(path: PathLike) -> Tuple[float, int, Tuple[int, int]]:
@@ -182,7 +199,7 @@ def video_info(path: PathLike) -> Tuple[float, int, Tuple[int, int]]:
         count = reader.count_frames()
         size = tuple(int(v) for v in meta.get("size", (0, 0)))
     except Exception as err:
-        raise InputError(f"input video could not be decoded: {path} ({err})") from None
+        raise InputError(f"input video could not be decoded: {path} ({_ffmpeg_reason(err)})") from None
     finally:
         reader.close()
     if fps <= 0 or count <= 0:
@@ -204,7 +221,7 @@ def iter_video_frames(path: PathLike, min_size: int = MIN_IMAGE_SIZE) -> Iterato
     except InputError:
         raise
     except Exception as err:
-        raise InputError(f"input video could not be decoded: {path} ({err})") from None
+        raise InputError(f"input video could not be decoded: {path} ({_ffmpeg_reason(err)})") from None
     finally:
         reader.close()
 

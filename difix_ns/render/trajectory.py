@@ -153,6 +153,13 @@ class TrajectoryRender:
         settings.enable_render_fix(self.postfix, self.fixer if self.postfix else None)
         _, pipeline, _, _ = eval_setup(self.load_config, test_mode="test")  # as ns-render interpolate
         hook = install_render_fix(pipeline, fixer_config=self.fixer, enabled=self.postfix, viewer_controls=False)
+        if self.postfix:
+            try:
+                hook.fixer.pipeline  # noqa: B018  (loads the model now: a bad one fails before any frame is rendered)
+            except Exception as err:  # hub unreachable, missing files, wrong keys: all mean "this model is unusable"
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise SystemExit(f"error: --fixer.model-name {self.fixer.model_name}: cannot load the Difix model "
+                                 f"({type(err).__name__}: {reason})") from None
 
         datamanager = pipeline.datamanager
         dataset = datamanager.train_dataset if self.pose_source == "train" else datamanager.eval_dataset
