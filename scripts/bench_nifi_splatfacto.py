@@ -33,11 +33,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--target-mb", type=float, nargs="*", default=None, help="one size per rate (default: presets)")
     p.add_argument("--num-random", type=int, default=None, help="random-init Gaussians (splatfacto default 50000)")
     p.add_argument("--work-dir", type=Path, default=None, help="run folder (default: next to --out)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out JSON (default: refuse)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from nifi_ns.cli.options import check_min, check_output, check_rates, check_target_mb
+
+    check_rates(args.rates)  # every option before the (long) training starts
+    check_target_mb(args.target_mb, len(args.rates))
+    for option, value, low in (("--downscale-factor", args.downscale_factor, 1),
+                               ("--max-num-iterations", args.max_num_iterations, 1),
+                               ("--finetune-steps", args.finetune_steps, 0), ("--num-random", args.num_random, 1)):
+        check_min(option, value, low)
+    check_output(args.out, args.overwrite)
     if not (args.data / "transforms.json").is_file():
         raise SystemExit(f"error: --data {args.data}: no transforms.json")
     import torch

@@ -46,32 +46,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def check_options(args: argparse.Namespace) -> None:
     """Every option checked before any work starts (training takes hours; a bad option must not cost them)."""
-    import math
-
-    from nifi_ns.codec import rate_preset
+    from nifi_ns.cli.options import check_min, check_rates, check_target_mb
     from nifi_ns.synthesis.layout import rate_label
 
-    for rate in args.rates:
-        try:
-            rate_preset(rate)
-        except ValueError as err:
-            raise SystemExit(f"error: --rates: {err}") from None
-    if len(set(args.rates)) != len(args.rates):
-        raise SystemExit(f"error: --rates has duplicates: {args.rates}")
-    if args.target_mb:
-        if len(args.target_mb) != len(args.rates):
-            raise SystemExit(f"error: --target-mb has {len(args.target_mb)} values for {len(args.rates)} rates")
-        bad = [t for t in args.target_mb if not (math.isfinite(t) and t > 0)]
-        if bad:
-            raise SystemExit(f"error: --target-mb values must be finite and > 0, got {bad[0]}")
-    if args.max_num_iterations < 1:
-        raise SystemExit(f"error: --max-num-iterations must be >= 1, got {args.max_num_iterations}")
-    if args.finetune_steps < 0:
-        raise SystemExit(f"error: --finetune-steps must be >= 0, got {args.finetune_steps}")
-    if args.downscale_factor is not None and args.downscale_factor < 1:
-        raise SystemExit(f"error: --downscale-factor must be >= 1, got {args.downscale_factor}")
-    if args.num_random is not None and args.num_random < 1:
-        raise SystemExit(f"error: --num-random must be >= 1, got {args.num_random}")
+    check_rates(args.rates)
+    check_target_mb(args.target_mb, len(args.rates))
+    for option, value, low in (("--max-num-iterations", args.max_num_iterations, 1),
+                               ("--finetune-steps", args.finetune_steps, 0),
+                               ("--downscale-factor", args.downscale_factor, 1), ("--num-random", args.num_random, 1)):
+        check_min(option, value, low)
     if args.out.exists() and not args.out.is_dir():
         raise SystemExit(f"error: --out {args.out} exists and is not a directory")
     if not args.overwrite:

@@ -49,20 +49,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def check_options(args: argparse.Namespace, scenes: list[Path]) -> None:
     """Every option checked before any scene is trained or copied."""
-    if args.compression_method == "proxy":
-        from nifi_ns.codec import rate_preset
+    from nifi_ns.cli.options import check_min, check_rates
 
-        for rate in args.rates:
-            try:
-                rate_preset(rate)
-            except ValueError as err:
-                raise SystemExit(f"error: --rates: {err}") from None
-        if args.max_num_iterations < 1:
-            raise SystemExit(f"error: --max-num-iterations must be >= 1, got {args.max_num_iterations}")
-        if args.finetune_steps < 0:
-            raise SystemExit(f"error: --finetune-steps must be >= 0, got {args.finetune_steps}")
-        if args.downscale_factor is not None and args.downscale_factor < 1:
-            raise SystemExit(f"error: --downscale-factor must be >= 1, got {args.downscale_factor}")
+    if args.compression_method == "proxy":
+        check_rates(args.rates)
+        for option, value, low in (("--max-num-iterations", args.max_num_iterations, 1),
+                                   ("--finetune-steps", args.finetune_steps, 0),
+                                   ("--downscale-factor", args.downscale_factor, 1)):
+            check_min(option, value, low)
     elif any(not (r > 0) for r in args.rates):
         raise SystemExit(f"error: --rates must be > 0, got {args.rates}")
     if not args.overwrite:

@@ -68,3 +68,43 @@ def test_corrupt_video_error_is_one_useful_line(tmp_path, capsys):
     assert info.value.code == 2
     assert "bad.mp4" in err and ("moov atom not found" in err or "Invalid data" in err)  # ffmpeg's own reason
     assert "configuration:" not in err and "ffmpeg version" not in err and len(err.splitlines()) <= 2
+
+
+def _script(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--rates", "0.3"], "rate=0.3 is not a preset"),
+    (["--rates", "0.5", "--target-mb", "inf"], "--target-mb values must be finite"),
+    (["--rates", "0.5", "--target-mb", "0.1", "0.2"], "--target-mb has 2 values for 1 rates"),
+    (["--max-num-iterations", "0"], "--max-num-iterations must be >= 1"),
+    (["--finetune-steps", "-1"], "--finetune-steps must be >= 0"),
+])
+def test_build_script_validates_every_option_before_training(tmp_path, extra, message):
+    scene = tmp_path / "scene"
+    scene.mkdir()  # no transforms.json either: the option error must come first, before the scene is read
+    out = tmp_path / "artifacts"
+    with pytest.raises(SystemExit, match=message):
+        _script("build_3dgs_and_compress").main(["--scene", str(scene), "--out", str(out), *extra])
+    assert not out.exists()
+
+
+def test_other_scripts_validate_options_first(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="rate=0.3 is not a preset"):
+        _script("bench_nifi_splatfacto").main(["--data", str(tmp_path), "--out", str(tmp_path / "b.json"),
+                                               "--rates", "0.3"])
+    assert _script("train_nifi").main(["--data_root", str(tmp_path), "--exp", str(tmp_path / "e"),
+                                       "--max_steps", "0"]) == 2
+    assert "--max_steps must be >= 1" in capsys.readouterr().err
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "train_log.csv").write_text("step\n1\n")
+    assert _script("train_nifi").main(["--data_root", str(tmp_path), "--exp", str(tmp_path / "e")]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert not (tmp_path / "e" / "latest.pt").exists()
