@@ -137,3 +137,19 @@ def test_build_and_render_scripts_refuse_existing_outputs(tmp_path):
     (tmp_path / "pairs" / "rate_0.5" / "test").mkdir(parents=True)
     with pytest.raises(SystemExit, match="rate_0.5.test already exists"):
         render.main(["--scene", str(config), "--split", "test", "--out", str(tmp_path / "pairs"), "--rates", "0.5"])
+
+
+def test_demo_and_nifi_eval_refuse_existing_outputs(tmp_path, capsys):
+    from difix_ns.cli import demo
+    from nifi_ns.nerfstudio.eval_cli import NifiComputeMetrics
+
+    out = tmp_path / "demo_out"
+    out.mkdir()
+    (out / "strip.png").write_bytes(b"old")
+    code, err = _run(demo.main, ["--model_name", "random-tiny", "--output_dir", str(out)], capsys)
+    assert code == 2 and "strip.png already exists" in err
+    result = tmp_path / "eval.json"
+    result.write_text("{}")
+    with pytest.raises(SystemExit, match="eval.json already exists"):
+        NifiComputeMetrics(load_config=tmp_path / "config.yml", output_path=result).main()
+    assert result.read_text() == "{}"

@@ -39,6 +39,8 @@ class NifiComputeMetrics:
     """Disable the restored stage even if the run's config enables it."""
     eval_stages: Optional[Tuple[str, ...]] = None
     """Override --pipeline.eval-stages."""
+    overwrite: bool = False
+    """Replace an existing --output-path (default: refuse)."""
 
     def apply(self, config):
         """Apply the overrides to a loaded TrainerConfig (used as eval_setup's update_config_callback)."""
@@ -68,6 +70,8 @@ class NifiComputeMetrics:
 
         if self.output_path.suffix != ".json":
             raise SystemExit(f"error: --output-path {self.output_path} must end in .json")
+        if self.output_path.exists() and not self.overwrite:
+            raise SystemExit(f"error: output {self.output_path} already exists; pass --overwrite to replace it")
         from difix_ns.safe_config import load_run_config
 
         load_run_config(self.load_config)  # missing, garbage or hostile config.yml: one clear error, nothing runs
