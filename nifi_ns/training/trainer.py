@@ -103,7 +103,7 @@ class NiFiTrainer:
         self.opt_minus = torch.optim.AdamW(self.params_minus, lr=tc.lr_phi_minus, betas=betas, weight_decay=tc.weight_decay)
         self.opt_plus = torch.optim.AdamW(self.params_plus, lr=tc.lr_phi_plus, betas=betas, weight_decay=tc.weight_decay)
         _seed_everything(tc.seed + 1)  # crops and anything else drawn from the global RNGs during training
-        dataset = PairsDataset(self.train_records, tc.crop_size)
+        dataset = self.train_dataset = PairsDataset(self.train_records, tc.crop_size, seed=tc.seed)
         # Every data-order draw (shuffle, worker seeds) comes from this generator; its state at the start of the
         # current epoch plus the batches consumed since are checkpointed, so a resume replays the same order.
         self.data_generator = torch.Generator().manual_seed(tc.seed)
@@ -113,7 +113,7 @@ class NiFiTrainer:
         )
         self.loader = self.accelerator.prepare(loader)
         self._epoch_start_state = self.data_generator.get_state()
-        self._epoch_batches = 0
+        self._epoch, self._epoch_batches = 0, 0  # current epoch (1-based once training started), batches used
         self._resume_skip: Optional[int] = None
         self.noise_gen = torch.Generator(device=self.device).manual_seed(tc.seed * 1000 + self.accelerator.process_index)
         self.step, self.best_metric, self.best_step, self.resumed_from = 0, math.inf, None, None
@@ -270,6 +270,7 @@ class NiFiTrainer:
             "numpy": {"name": name, "key": torch.from_numpy(np.asarray(key, np.int64)), "pos": int(pos),
                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
             "data_epoch_start": self._epoch_start_state.clone(), "data_batches_done": int(self._epoch_batches),
+            "data_epoch": int(self._epoch),
         }
         if torch.cuda.is_available():
             states["cuda"] = torch.cuda.get_rng_state_all()
@@ -284,6 +285,7 @@ class NiFiTrainer:
             torch.cuda.set_rng_state_all(states["cuda"])
         self._epoch_start_state = states["data_epoch_start"].clone()
         self._resume_skip = int(states["data_batches_done"])
+        self._epoch = int(states["data_epoch"])
 
     def _remove_stray_temporaries(self) -> None:
         """A kill during a save leaves hidden temporaries (``.latest.tmp/``, ``.latest.pt.tmp``): remove them."""
@@ -371,7 +373,9 @@ class NiFiTrainer:
                     self._epoch_batches, self._resume_skip = self._resume_skip, None
                 else:
                     self._epoch_start_state, self._epoch_batches = self.data_generator.get_state(), 0
+                    self._epoch += 1
                     loader = self.loader
+                self.train_dataset.epoch = self._epoch
                 for batch in loader:
                     if self.step >= max_steps:
                         break
