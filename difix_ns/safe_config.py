@@ -212,6 +212,9 @@ class _PatchingLoader(importlib.abc.Loader):
     def __init__(self, inner) -> None:
         self.inner = inner
 
+    def __getattr__(self, name: str) -> Any:  # get_source, get_filename, is_package, ... of the real loader
+        return getattr(self.inner, name)
+
     def create_module(self, spec):
         return self.inner.create_module(spec)
 
