@@ -6,8 +6,10 @@ heavy diffusion stack (diffusers, transformers, peft) is only imported when a mo
 from __future__ import annotations
 
 from difix_ns._torch_compat import install_checkpoint_safe_globals
+from difix_ns.safe_config import install_safe_config_loading
 
 install_checkpoint_safe_globals()
+install_safe_config_loading()  # nerfstudio's config.yml loading builds only config classes (no code runs)
 
 __all__ = ["DifixPipeline", "DifixFixer", "DifixFixerConfig"]
 

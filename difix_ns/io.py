@@ -12,11 +12,11 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 PathLike = Union[str, os.PathLike]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
@@ -25,6 +25,15 @@ MIN_IMAGE_SIZE = 64  # the VAE downsamples by 8 and the UNet by another 8: small
 
 class InputError(ValueError):
     """A user input (file, folder or option) is unusable; the message names it."""
+
+
+def refuse_existing(paths: Iterable[PathLike], overwrite: bool) -> None:
+    """Refuse (``InputError`` naming the path) to replace an existing output unless ``--overwrite`` was given."""
+    if overwrite:
+        return
+    for path in paths:
+        if Path(path).exists():
+            raise InputError(f"output {path} already exists; pass --overwrite to replace it")
 
 
 # --- images -------------------------------------------------------------------------------------------------------
@@ -71,20 +80,36 @@ def probe_image(path: PathLike, what: str = "image", min_size: int = MIN_IMAGE_S
     """Cheap header check (exists, is an image, big enough) -> ``(width, height)``, without decoding pixels."""
     path = Path(path)
     with _open(path, what) as img:
-        _check_size(img.size, path, what, min_size)
-        return img.size
+        size = _oriented_size(img)
+        _check_size(size, path, what, min_size)
+        return size
+
+
+# EXIF orientations 5-8 rotate by 90/270 degrees: the displayed image has width and height swapped.
+_TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def _oriented_size(img: Image.Image) -> Tuple[int, int]:
+    """``(width, height)`` as displayed, i.e. after the EXIF orientation is applied."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # a malformed EXIF block: PIL's own exif_transpose ignores it too
+        orientation = 1
+    w, h = img.size
+    return (h, w) if orientation in _TRANSPOSED_ORIENTATIONS else (w, h)
 
 
 def load_image(path: PathLike, what: str = "image", min_size: int = MIN_IMAGE_SIZE) -> Image.Image:
     """Decode an image file to RGB (RGBA/grayscale/palette/16-bit converted), checking it is >= ``min_size``."""
     path = Path(path)
     with _open(path, what) as img:
-        _check_size(img.size, path, what, min_size)
+        _check_size(_oriented_size(img), path, what, min_size)
         try:
             img.load()
+            oriented = ImageOps.exif_transpose(img)  # a phone photo is fixed the way it is displayed
         except (OSError, SyntaxError, ValueError) as err:  # truncated / corrupt data: PIL raises all three
             raise InputError(f"{what} is corrupt or truncated: {path} ({err})") from None
-        return _to_rgb(img).copy()
+        return _to_rgb(oriented).copy()
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
@@ -134,6 +159,22 @@ def save_image(img: Union[Image.Image, torch.Tensor], path: PathLike) -> None:
 # --- video --------------------------------------------------------------------------------------------------------
 
 
+_FFMPEG_BANNER = ("ffmpeg version", "built with", "configuration:", "lib", "=== stderr ===")
+
+
+def _ffmpeg_reason(err: BaseException) -> str:
+    """The one useful line of an imageio-ffmpeg error (ffmpeg prints ~16 lines of banner and build flags)."""
+    import re
+
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    detail = [ln for ln in lines[1:] if not ln.startswith(_FFMPEG_BANNER)]
+    detail = [re.sub(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*", "", ln) for ln in detail]
+    for ln in detail:
+        if re.search(r"invalid|error|not found|corrupt|unsupported|truncat|no such", ln, re.IGNORECASE):
+            return ln
+    return detail[-1] if detail else (lines[0] if lines else type(err).__name__)
+
+
 def _video_reader(path: Path):
     import imageio.v2 as iio
 
@@ -144,7 +185,8 @@ def _video_reader(path: Path):
     try:
         return iio.get_reader(str(path), format="FFMPEG")
     except Exception as err:  # imageio raises OSError / ValueError / RuntimeError depending on the failure
-        raise InputError(f"input video could not be opened (not a video or corrupt): {path} ({err})") from None
+        raise InputError(f"input video could not be opened (not a video or corrupt): {path} ({_ffmpeg_reason(err)})") \
+            from None
 
 
 def video_info(path: PathLike) -> Tuple[float, int, Tuple[int, int]]:
@@ -157,7 +199,7 @@ def video_info(path: PathLike) -> Tuple[float, int, Tuple[int, int]]:
         count = reader.count_frames()
         size = tuple(int(v) for v in meta.get("size", (0, 0)))
     except Exception as err:
-        raise InputError(f"input video could not be decoded: {path} ({err})") from None
+        raise InputError(f"input video could not be decoded: {path} ({_ffmpeg_reason(err)})") from None
     finally:
         reader.close()
     if fps <= 0 or count <= 0:
@@ -179,7 +221,7 @@ def iter_video_frames(path: PathLike, min_size: int = MIN_IMAGE_SIZE) -> Iterato
     except InputError:
         raise
     except Exception as err:
-        raise InputError(f"input video could not be decoded: {path} ({err})") from None
+        raise InputError(f"input video could not be decoded: {path} ({_ffmpeg_reason(err)})") from None
     finally:
         reader.close()
 

@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PROMPT = "remove degradation"
 DEFAULT_TIMESTEP = 199
+
+
+class NonFiniteOutputError(RuntimeError):
+    """The model produced NaN/Inf values (corrupt weights or a float16 overflow), instead of a silently black image."""
 _COMPONENTS = ("scheduler", "text_encoder", "tokenizer", "unet", "vae")
 _IGNORED_LOAD_KWARGS = ("trust_remote_code", "custom_pipeline", "use_safetensors", "low_cpu_mem_usage", "variant")
 
@@ -219,7 +223,13 @@ class DifixPipeline(DiffusionPipeline):
         with reference_views(self.unet, views):
             eps = self.unet(z, t, encoder_hidden_states=emb, return_dict=False)[0]
         z0 = self.predict_x0(z[::views], eps[::views], timestep)  # keep the degraded view only
-        return self.vae.decode_with_skips(z0 / scale, skips).clamp(-1, 1)
+        out = self.vae.decode_with_skips(z0 / scale, skips)
+        if not torch.isfinite(out).all():  # clamp keeps NaN, and NaN -> uint8 is an all-black image
+            bad = int((~torch.isfinite(out)).sum())
+            raise NonFiniteOutputError(
+                f"the Difix model produced {bad} non-finite (NaN/Inf) output values; its weights are corrupt or "
+                f"overflow in {dtype} (try --dtype float32)")
+        return out.clamp(-1, 1)
 
     @torch.no_grad()
     def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
@@ -289,14 +299,17 @@ class DifixPipeline(DiffusionPipeline):
         groups: dict[tuple, list[int]] = {}
         for i, (x, r, _) in enumerate(prepared):
             groups.setdefault((tuple(x.shape), 0 if r is None else r.shape[0]), []).append(i)
-        outputs: list[Optional[Image.Image]] = [None] * len(prepared)
+        outputs: list[Any] = [None] * len(prepared)
         for (_, num_refs), members in groups.items():
             x = torch.stack([prepared[i][0] for i in members]) * 2 - 1
             r = torch.stack([prepared[i][1] for i in members]) * 2 - 1 if num_refs else None
             y = self.restore(x, r, prompt=prompt, timestep=timestep, prompt_embeds=prompt_embeds)
             y = ((y.float() + 1) / 2).cpu()
             for j, i in enumerate(members):
-                outputs[i] = imgproc.restore_size_pil(y[j], prepared[i][2])
+                if output_type == "pil":
+                    outputs[i] = imgproc.restore_size_pil(y[j], prepared[i][2])
+                else:  # float32 in [0, 1], not rounded to 8 bits (diffusers' convention for "np" / "pt")
+                    outputs[i] = imgproc.resize_tensor(y[j], prepared[i][2]).clamp(0, 1).float()
         result = self._format(outputs, output_type)
         if not return_dict:
             return (result, None)
@@ -356,10 +369,11 @@ class DifixPipeline(DiffusionPipeline):
         return images, refs
 
     @staticmethod
-    def _format(outputs: list[Image.Image], output_type: str):
+    def _format(outputs: list, output_type: str):
+        """PIL images as they are; float tensors [3,H,W] as a stacked tensor ("pt") or [H,W,3] arrays ("np")."""
         if output_type == "pil":
             return outputs
-        tensors = [imgproc.pil_to_tensor(o) for o in outputs]
+        tensors = outputs
         if output_type == "pt":
             return tensors if len({t.shape for t in tensors}) > 1 else torch.stack(tensors)
         return [t.permute(1, 2, 0).numpy() for t in tensors]

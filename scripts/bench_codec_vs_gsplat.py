@@ -51,6 +51,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--train-steps", type=int, default=3000, help="splatfacto steps when no run is given")
     p.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.5, 1.0])
     p.add_argument("--max-eval-images", type=int, default=8)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result JSON (default: refuse)")
     return p.parse_args()
 
 
@@ -246,7 +247,14 @@ def plot(result: dict, path: Path) -> None:
 
 def main() -> None:
     args = parse_args()
+    from nifi_ns.cli.options import check_min, check_output, check_rates
+
+    check_rates(args.rates)  # every option before any training or loading
+    for option, value, low in (("--downscale-factor", args.downscale_factor, 1), ("--train-steps", args.train_steps, 1),
+                               ("--max-eval-images", args.max_eval_images, 1)):
+        check_min(option, value, low)
     out_json = args.out if args.out.suffix == ".json" else args.out / "bench_codec_vs_gsplat.json"
+    check_output(out_json, args.overwrite)
     out_json.parent.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     workdir = Path(tempfile.mkdtemp(prefix="nifi_bench_"))

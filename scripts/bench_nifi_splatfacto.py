@@ -57,6 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--random-init", action="store_true", help="random Gaussians instead of the SfM points")
     p.add_argument("--smoke-cpu", action="store_true", help="tiny CPU run that exercises every variant")
     p.add_argument("--work-dir", type=Path, default=None, help="run folder (default: <out>/runs)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out JSON (default: refuse)")
     return p.parse_args(argv)
 
 
@@ -195,6 +196,15 @@ def plot(result: dict, path: Path) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from nifi_ns.cli.options import check_min, check_output, check_rates, check_target_mb
+
+    check_rates(args.rates)  # every option before the (long) training starts
+    check_target_mb(args.target_mb, len(args.rates))
+    for option, value, low in (("--downscale-factor", args.downscale_factor, 1),
+                               ("--max-num-iterations", args.max_num_iterations, 1),
+                               ("--finetune-steps", args.finetune_steps, 0), ("--num-random", args.num_random, 1)):
+        check_min(option, value, low)
+    check_output(args.out, args.overwrite)
     if not (args.data / "transforms.json").is_file():
         raise SystemExit(f"error: --data {args.data}: no transforms.json")
     if args.target_mb and len(args.target_mb) != len(args.rates):

@@ -39,7 +39,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--skip-render", action="store_true", help="train + compress only")
     p.add_argument("--prompt", default=None, help="scene caption written to renders/prompt.txt")
     p.add_argument("--num-random", type=int, default=None, help="random-init Gaussian count (no SfM points)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier build in --out (default: refuse)")
     return p.parse_args(argv)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every option checked before any work starts (training takes hours; a bad option must not cost them)."""
+    from nifi_ns.cli.options import check_min, check_rates, check_target_mb
+    from nifi_ns.synthesis.layout import rate_label
+
+    check_rates(args.rates)
+    check_target_mb(args.target_mb, len(args.rates))
+    for option, value, low in (("--max-num-iterations", args.max_num_iterations, 1),
+                               ("--finetune-steps", args.finetune_steps, 0),
+                               ("--downscale-factor", args.downscale_factor, 1), ("--num-random", args.num_random, 1)):
+        check_min(option, value, low)
+    if args.out.exists() and not args.out.is_dir():
+        raise SystemExit(f"error: --out {args.out} exists and is not a directory")
+    if not args.overwrite:
+        outputs = [args.out / ARTIFACTS_FILE, args.out / "renders"]
+        outputs += [args.out / f"{rate_label(r)}{suffix}" for r in args.rates for suffix in (".nifi", ".json")]
+        for path in outputs:
+            if path.exists():
+                raise SystemExit(f"error: output {path} already exists; pass --overwrite to replace it")
 
 
 COLMAP_DIRS = ("sparse/0", "colmap/sparse/0")  # Mip-NeRF 360 / 3DGS-processed T&T, DB; `ns-process-data` output
@@ -117,9 +140,8 @@ def build_config(args: argparse.Namespace):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    check_options(args)
     args.downscale_factor = check_scene(args.scene, args.downscale_factor)
-    if args.target_mb and len(args.target_mb) != len(args.rates):
-        raise SystemExit(f"error: --target-mb has {len(args.target_mb)} values for {len(args.rates)} rates")
     from nerfstudio.scripts.train import main as ns_train
 
     config = build_config(args)

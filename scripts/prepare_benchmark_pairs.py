@@ -42,7 +42,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-num-iterations", type=int, default=30000, help="proxy: splatfacto steps")
     p.add_argument("--downscale-factor", type=int, default=None, help="proxy: read images_N/")
     p.add_argument("--finetune-steps", type=int, default=200, help="proxy: compression-aware fine-tune steps")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing pairs / proxy artifacts of these scenes (default: refuse)")
     return p.parse_args(argv)
+
+
+def check_options(args: argparse.Namespace, scenes: list[Path]) -> None:
+    """Every option checked before any scene is trained or copied."""
+    from nifi_ns.cli.options import check_min, check_rates
+
+    if args.compression_method == "proxy":
+        check_rates(args.rates)
+        for option, value, low in (("--max-num-iterations", args.max_num_iterations, 1),
+                                   ("--finetune-steps", args.finetune_steps, 0),
+                                   ("--downscale-factor", args.downscale_factor, 1)):
+            check_min(option, value, low)
+    elif any(not (r > 0) for r in args.rates):
+        raise SystemExit(f"error: --rates must be > 0, got {args.rates}")
+    if not args.overwrite:
+        outputs = [args.out / args.dataset / scene.name for scene in scenes]
+        if args.compression_method == "proxy":
+            outputs += [args.artifacts_root / args.dataset / scene.name for scene in scenes]
+        for path in outputs:
+            if path.exists():
+                raise SystemExit(f"error: output {path} already exists; pass --overwrite to replace it")
 
 
 def list_scenes(args: argparse.Namespace) -> list[Path]:
@@ -89,7 +112,7 @@ def run_proxy(args, scenes) -> dict:
         artifacts = args.artifacts_root / args.dataset / scene.name
         build_argv = ["--scene", str(scene), "--out", str(artifacts), "--rates", *map(str, args.rates),
                       "--max-num-iterations", str(args.max_num_iterations), "--finetune-steps",
-                      str(args.finetune_steps), "--skip-render"]
+                      str(args.finetune_steps), "--skip-render"] + (["--overwrite"] if args.overwrite else [])
         if args.downscale_factor:
             build_argv += ["--downscale-factor", str(args.downscale_factor)]
         build.main(build_argv)
@@ -107,6 +130,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     scenes = list_scenes(args)
+    check_options(args, scenes)
     if args.compression_method == "precomputed":
         results = run_precomputed(args, scenes)
     else:

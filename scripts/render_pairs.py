@@ -25,6 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="pairs/<scene>/")
     p.add_argument("--rates", type=float, nargs="+", default=None, help="subset of the built rates (default: all)")
     p.add_argument("--prompt", default=None, help="scene caption written to <out>/prompt.txt")
+    p.add_argument("--overwrite", action="store_true", help="replace existing pairs of this split (default: refuse)")
     return p.parse_args(argv)
 
 
@@ -52,6 +53,11 @@ def main(argv=None) -> int:
         if missing:
             raise SystemExit(f"error: --rates {missing} were not built in {args.scene} (built: {built_rates})")
     out = args.out.parent if args.out.name == args.split else args.out
+    if not args.overwrite:
+        for rate in rates:
+            if (out / rate_label(rate) / args.split).exists():
+                raise SystemExit(f"error: output {out / rate_label(rate) / args.split} already exists; "
+                                 "pass --overwrite to replace it")
 
     have_renders = renders is not None and all(pair_dirs(renders, r, args.split)["clean"].is_dir() for r in rates)
     if have_renders:

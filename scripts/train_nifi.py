@@ -31,11 +31,24 @@ def parse_args(argv=None):
     p.add_argument("--max_steps", type=int, default=None, help="overrides train.max_steps")
     p.add_argument("--resume", action="store_true", help="continue from <exp>/latest")
     p.add_argument("--device", default=None, help="'cpu' forces CPU (default: accelerate's choice)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --exp folder that already holds a run (default: refuse; see --resume)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.max_steps is not None and args.max_steps < 1:
+        print(f"error: --max_steps must be >= 1, got {args.max_steps}", file=sys.stderr)
+        return 2
+    previous = [Path(args.exp) / n for n in ("latest.pt", "train_log.csv") if (Path(args.exp) / n).exists()]
+    if previous and not args.resume and not args.overwrite:
+        print(f"error: --exp {args.exp} already holds a run ({previous[0]}); pass --resume to continue it or "
+              "--overwrite to start afresh", file=sys.stderr)
+        return 2
+    if args.resume and args.overwrite:
+        print("error: --resume and --overwrite contradict each other", file=sys.stderr)
+        return 2
     from nifi_ns.training.config import ConfigError, default_config_path, load_config
     from nifi_ns.training.data import PairLayoutError
 

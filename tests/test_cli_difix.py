@@ -179,7 +179,7 @@ def test_corrupt_input_mid_run_leaves_nothing(tiny_ref, fox, tmp_path, capsys):
     out.mkdir()
     (out / "0000.png").write_text("pre-existing file")
     code, err = run_cli(fix_images.main, ["--input_image", str(inputs), "--output_dir", str(out), "--model_name",
-                                          str(tiny_ref), "--batch_size", "1"], capsys)
+                                          str(tiny_ref), "--batch_size", "1", "--overwrite"], capsys)
     assert code == 2 and "corrupt or truncated" in err and "0002.png" in err, err
     assert [p.name for p in out.iterdir()] == ["0000.png"]
     assert (out / "0000.png").read_text() == "pre-existing file"

@@ -40,10 +40,20 @@ def test_pairs_layout_and_reader(pairs):
     assert len(scan_pairs(pairs, "train", rates=["1"])) == 7  # labels compare numerically
 
 
-def test_train_smoke_writes_all_outputs_and_resumes(pairs, tmp_path):
+@pytest.fixture(scope="module")
+def smoke_run(pairs, tmp_path_factory) -> Path:
+    """One uninterrupted 4-step smoke run, shared (copied) by the tests below."""
+    exp = tmp_path_factory.mktemp("runs") / "smoke"
+    assert load_script("train_nifi").main(["--data_root", str(pairs), "--exp", str(exp), "--smoke_test"]) == 0
+    return exp
+
+
+def test_train_smoke_writes_all_outputs_and_resumes(pairs, smoke_run, tmp_path):
+    import shutil
+
     train = load_script("train_nifi")
     exp = tmp_path / "runs" / "smoke"
-    assert train.main(["--data_root", str(pairs), "--exp", str(exp), "--smoke_test"]) == 0
+    shutil.copytree(smoke_run, exp)
     for sub in ("latest", "best"):
         assert (exp / f"{sub}.pt").is_file(), f"{sub}.pt"  # the seed's runs/<exp>/{latest,best}.pt
         for f in ("phi_minus.safetensors", "phi_plus.safetensors", "prompt_embeds.safetensors", "nifi_restorer.json"):
@@ -62,7 +72,7 @@ def test_train_smoke_writes_all_outputs_and_resumes(pairs, tmp_path):
     assert set(ckpt["loras"]) == {"phi_minus", "phi_plus"} and ckpt["restorer"]["t0"] == 199
     meta = json.loads((exp / "best" / "nifi_restorer.json").read_text())
     assert meta["backbone"] == "sd3" and meta["t0"] == 199
-    assert summary["outputs"]["best.pt"] == str(exp / "best.pt")
+    assert summary["outputs"]["best.pt"] == str(smoke_run / "best.pt")  # written by the shared run
 
     # best.pt and the best/ folder hold the same trained restorer
     from nifi_ns.restoration.restorer import load_restorer
@@ -127,3 +137,40 @@ def test_default_config_holds_the_paper_hyperparameters():
     assert (cfg.train.batch_size, cfg.train.max_steps) == (4, 60000)
     assert (cfg.train.lr_phi_minus, cfg.train.lr_phi_plus, cfg.train.weight_decay, cfg.train.grad_clip) == (5e-6, 1e-6, 1e-4, 1.0)
     assert (cfg.loss_weights.alpha, cfg.model.prompt_dropout, cfg.model.backbone) == (0.7, 0.1, "sd3")
+
+
+def test_killed_and_resumed_run_reproduces_the_uninterrupted_one(pairs, smoke_run, tmp_path, monkeypatch):
+    """Killed during step 4 (latest.pt at step 2, log rows 1-3, a save's temporaries left behind), then resumed:
+    the log and every loss equal the uninterrupted run's (RNG states and data order are checkpointed)."""
+    from nifi_ns.training.trainer import NiFiTrainer
+
+    train = load_script("train_nifi")
+    exp, tiny = tmp_path / "killed", str(smoke_run / "tiny_sd3")
+    args = ["--data_root", str(pairs), "--exp", str(exp), "--smoke_test", "--model_path", tiny]
+    real, calls = NiFiTrainer.generator_step, []
+
+    def killed_at_step_4(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(NiFiTrainer, "generator_step", killed_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(args)
+    monkeypatch.undo()
+    assert [int(r["step"]) for r in csv.DictReader((exp / "train_log.csv").open())] == [1, 2, 3]
+    assert torch.load(exp / "latest.pt", map_location="cpu", weights_only=True)["training_state"]["step"] == 2
+    meta = json.loads((exp / "latest" / "nifi_restorer.json").read_text())
+    (exp / "latest" / "nifi_restorer.json").write_text(json.dumps({**meta, "step": 3}))  # folder ahead of the .pt
+    (exp / ".latest.tmp").mkdir()
+    (exp / ".latest.pt.tmp").write_bytes(b"half a checkpoint")
+
+    assert train.main([*args, "--resume"]) == 0
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    resumed = drop(csv.DictReader((exp / "train_log.csv").open()))
+    uninterrupted = drop(csv.DictReader((smoke_run / "train_log.csv").open()))
+    assert [int(r["step"]) for r in resumed] == [1, 2, 3, 4]
+    assert resumed == uninterrupted
+    assert not (exp / ".latest.tmp").exists() and not (exp / ".latest.pt.tmp").exists()
+    assert json.loads((exp / "latest" / "nifi_restorer.json").read_text())["step"] == 4

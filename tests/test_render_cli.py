@@ -213,3 +213,13 @@ def test_reference_is_nearest_training_view_on_real_cameras(stock_run, monkeypat
     assert picks[::n_interp] == list(range(len(train)))  # a training pose's nearest training view is itself
     assert len(hook._ref_cache) == cams.shape[0]  # one cached choice per frame
     assert [hook.references.names[i] for i in picks[::n_interp]] == [p.name for p in train.image_filenames]
+
+
+def test_trajectory_bad_fixer_model_is_one_clear_error(stock_run, workdir):
+    from difix_ns.render.trajectory import entrypoint
+
+    video = workdir / "bad_fixer" / "t.mp4"
+    with pytest.raises(SystemExit, match=r"--fixer.model-name .*no-model: cannot load the Difix model"):
+        entrypoint(["--load-config", str(stock_run), "--output-path", str(video), "--downscale-factor",
+                    str(RENDER_DOWNSCALE), "--fixer.model-name", str(workdir / "no-model"), "--fixer.device", "cpu"])
+    assert not video.exists()

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep_fraction", "--keep-fraction", type=float, default=0.25,
                    help="fraction of Gaussians kept in the degraded renders [default: %(default)s]")
     p.add_argument("--seed", type=int, default=0, help="seed of the Gaussian subset [default: %(default)s]")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --output_dir (default: refuse)")
     add_model_arguments(p)
     p.set_defaults(batch_size=8)
     return p
@@ -132,6 +133,9 @@ def _plumbing_banner() -> None:
 @cli_main
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
+    out = Path(args.output_dir)
+    if not args.overwrite and out.is_dir() and any((out / n).exists() for n in ("strip.png", "view00_before.png")):
+        raise InputError(f"output {out / 'strip.png'} already exists; pass --overwrite to replace the demo in {out}")
     if args.views < 1:
         raise InputError(f"--views must be >= 1, got {args.views}")
     if min(args.width, args.height) < 0 or 0 < min(args.width, args.height) < 64:

@@ -25,6 +25,7 @@ from difix_ns.io import (
     list_images,
     load_image_tensor,
     probe_image,
+    refuse_existing,
     video_info,
 )
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="condition every frame on its most similar image from --ref-images")
     p.add_argument("--ref-images", "--ref_images", dest="ref_images", default=None,
                    help="folder of clean reference images (e.g. the training photos)")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it already exists (default: refuse)")
     add_model_arguments(p)
     return p
 
@@ -60,6 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         raise InputError(f"--output is a directory: {dst}")
     if dst.resolve() == src.resolve():
         raise InputError(f"--output must differ from --input ({src})")
+    refuse_existing([dst], args.overwrite)
     fps, count, _ = video_info(src)
     refs = list_images(args.ref_images, what="--ref-images folder") if args.use_ref else []
     for r in refs:

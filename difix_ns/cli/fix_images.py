@@ -31,6 +31,7 @@ from difix_ns.io import (
     load_image,
     load_image_tensor,
     probe_image,
+    refuse_existing,
     resolve_images,
     save_image,
 )
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=0, help="processing height; 0 keeps the input size")
     p.add_argument("--width", type=int, default=0, help="processing width; 0 keeps the input size")
     p.add_argument("--video", action="store_true", help=f"also write {VIDEO_NAME} ({VIDEO_FPS} fps) of the outputs")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (default: refuse)")
     add_model_arguments(p)
     return p
 
@@ -115,6 +117,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         raise InputError(f"--video needs equally sized inputs; {args.input_image} has sizes {sorted(set(sizes))}")
     if args.video and VIDEO_NAME in names:
         raise InputError(f"--video would overwrite the output of an input named {Path(VIDEO_NAME).stem}")
+    refuse_existing([Path(args.output_dir) / n for n in names + ([VIDEO_NAME] if args.video else [])],
+                    args.overwrite)
     for size in set(sizes):
         ph, pw = _processing_size(size, args.height, args.width)
         if min(ph, pw) < 64:

@@ -121,10 +121,26 @@ def _save_png(path: Path, image_hwc: Tensor) -> None:
     Image.fromarray(array.numpy()).save(path, compress_level=1)  # lossless either way; level 1 is ~5x faster
 
 
+class RoundFileError(ValueError):
+    """A persisted fix round is unreadable (truncated PNG, bad poses.json, ...); the message names the file."""
+
+
 def _load_png(path: Path) -> Tensor:
     if not path.exists():
-        raise FileNotFoundError(f"Difix3D round file missing: {path}")
-    return torch.from_numpy(np.array(Image.open(path)))
+        raise RoundFileError(f"Difix3D round file missing: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decodes fully: a truncated file fails here, naming it, not later in training
+            return torch.from_numpy(np.array(image))
+    except (OSError, ValueError, SyntaxError) as err:
+        raise RoundFileError(f"unreadable Difix3D round file {path}: {err}") from None
+
+
+def _round_file(round_dir: Path, sub: str, name: Any) -> Path:
+    """``round_dir/sub/name`` for a plain file name from poses.json (never a path leaving the run)."""
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", "..") or "\\" in name:
+        raise RoundFileError(f"{round_dir / 'poses.json'}: view file {name!r} is not a plain file name in the round")
+    return round_dir / sub / name
 
 
 class _RoundWriter:
@@ -429,8 +445,11 @@ class Difix3DPipeline(VanillaPipeline):
     # ---------------------------------------------------------------- persistence
     def _write_round(self, step, cameras, poses, arrived, ref_idx, renders, fixed, refs, alphas, masks, extent):
         assert self._fix_state.rounds_dir is not None
-        round_dir = self._fix_state.rounds_dir / f"step_{step:09d}"
-        if round_dir.exists():  # a stale round from a run that went past its last checkpoint
+        final_dir = self._fix_state.rounds_dir / f"step_{step:09d}"
+        # Written into a hidden temporary folder and renamed when complete: a crash or a full disk mid-round
+        # never leaves a step_* folder that looks complete.
+        round_dir = self._fix_state.rounds_dir / f".step_{step:09d}.partial"
+        if round_dir.exists():
             shutil.rmtree(round_dir)
         for sub in ("render", "fixed", "reference", "alpha", "mask"):
             (round_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -470,9 +489,15 @@ class Difix3DPipeline(VanillaPipeline):
             "fixer": {k: v for k, v in asdict(self.config.fixer).items()},
             "views": views,
         }
-        tmp = round_dir / "poses.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=1, default=str))  # default: Path options of the fixer
-        tmp.replace(round_dir / "poses.json")  # written last: marks the round complete
+        try:
+            # default=str: Path options of the fixer config; poses.json is written last (marks the round complete)
+            (round_dir / "poses.json").write_text(json.dumps(meta, indent=1, default=str))
+            if final_dir.exists():  # a stale round from a run that went past its last checkpoint
+                shutil.rmtree(final_dir)
+            round_dir.rename(final_dir)
+        finally:
+            if round_dir.exists():
+                shutil.rmtree(round_dir, ignore_errors=True)
 
     @staticmethod
     def list_rounds(rounds_dir: Path) -> list[tuple[int, Path]]:
@@ -487,11 +512,21 @@ class Difix3DPipeline(VanillaPipeline):
         meta_path = round_dir / "poses.json"
         try:
             meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"corrupt Difix3D round metadata {meta_path}: {err}") from err
-        if meta.get("format") != ROUND_FORMAT:
-            raise ValueError(f"{meta_path}: unknown round format {meta.get('format')!r} (expected {ROUND_FORMAT})")
-        views = meta["views"]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise RoundFileError(f"corrupt Difix3D round metadata {meta_path}: {err}") from None
+        if not isinstance(meta, dict) or meta.get("format") != ROUND_FORMAT:
+            raise RoundFileError(f"{meta_path}: unknown round format (expected {ROUND_FORMAT})")
+        views = meta.get("views")
+        if not isinstance(views, list) or not views or not all(isinstance(v, dict) for v in views):
+            raise RoundFileError(f"{meta_path}: no views")
+        try:
+            return self._load_round_views(round_dir, meta, views)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AssertionError) as err:
+            if isinstance(err, RoundFileError):
+                raise
+            raise RoundFileError(f"corrupt Difix3D round metadata {meta_path}: {type(err).__name__}: {err}") from None
+
+    def _load_round_views(self, round_dir: Path, meta: dict, views: list) -> tuple:
         col = lambda k, dtype=torch.float32: torch.tensor([[v[k]] for v in views], dtype=dtype)
         poses = torch.tensor([v["camera_to_world"] for v in views], dtype=torch.float32)
         cameras = Cameras(
@@ -504,11 +539,17 @@ class Difix3DPipeline(VanillaPipeline):
             height=col("height", torch.long),
             camera_type=CameraType.PERSPECTIVE,
         )
-        images = [_load_png(round_dir / "fixed" / v["file"])[..., :3].contiguous() for v in views]
-        masks = []
+        images, masks = [], []
         for v in views:
-            mask = _load_png(round_dir / "mask" / v["file"])
-            masks.append(mask.reshape(*mask.shape[:2], 1) > 127)
+            image = _load_png(_round_file(round_dir, "fixed", v["file"]))
+            mask = _load_png(_round_file(round_dir, "mask", v["file"]))
+            if image.ndim != 3 or image.shape[-1] < 3 or tuple(image.shape[:2]) != (v["height"], v["width"]):
+                raise RoundFileError(f"{round_dir / 'fixed' / v['file']}: size {tuple(image.shape)} does not match "
+                                     f"its camera ({v['height']}x{v['width']})")
+            if tuple(mask.shape[:2]) != tuple(image.shape[:2]):
+                raise RoundFileError(f"{round_dir / 'mask' / v['file']}: size does not match the fixed image")
+            images.append(image[..., :3].contiguous())
+            masks.append(mask.reshape(*mask.shape[:2], -1)[..., :1] > 127)
         return cameras, poses, images, masks, int(meta["step"])
 
     def restore_rounds(self, rounds_dir: Path, before_step: int) -> bool:
@@ -518,23 +559,28 @@ class Difix3DPipeline(VanillaPipeline):
         The used round directories are copied into this run's rounds directory so a later resume of this run
         finds them too. Returns True when something was restored.
         """
-        rounds = [(s, d) for s, d in self.list_rounds(rounds_dir) if s < before_step]
-        if not rounds:
-            return False
+        available = [(s, d) for s, d in self.list_rounds(rounds_dir) if s < before_step]
+        skipped = set()
+        # Load newest first; an unreadable round is skipped with a warning naming the file, so a truncated PNG
+        # or a half-written round falls back to the previous complete round instead of blocking the resume.
+        loaded, count = [], 0
         pool = self.datamanager.novel_pool
+        for s, d in reversed(available):
+            try:
+                loaded.insert(0, (s, d, self._load_round(d)))
+            except RoundFileError as err:
+                CONSOLE.print(f"[bold yellow]warning:[/bold yellow] Difix3D skips fix round {d.name}: {err}")
+                skipped.add(s)
+                continue
+            count += len(loaded[0][2][2])
+            if pool.mode == "replace" or (pool.max_views > 0 and count >= pool.max_views):
+                break  # older rounds would be replaced / evicted anyway
+        if not loaded:
+            return False
+        used = [(s, d) for s, d, _ in loaded]
         pool.clear()
-        used = rounds[-1:] if pool.mode == "replace" else rounds
-        if pool.mode == "accumulate" and pool.max_views > 0:  # older rounds would be evicted anyway
-            kept, count = [], 0
-            for s, d in reversed(used):
-                kept.insert(0, (s, d))
-                count += len(json.loads((d / "poses.json").read_text())["views"])
-                if count >= pool.max_views:
-                    break
-            used = kept
         poses = None
-        for s, d in used:
-            cameras, poses, images, masks, _ = self._load_round(d)
+        for s, d, (cameras, poses, images, masks, _) in loaded:
             pool.update(cameras, images, masks, s)
             own = self._fix_state.rounds_dir
             if own is not None and own.resolve() != Path(rounds_dir).resolve():
@@ -542,7 +588,7 @@ class Difix3DPipeline(VanillaPipeline):
                 if not dest.exists():
                     shutil.copytree(d, dest)
         self._fix_state.novel_poses = poses
-        self._fix_state.completed = [s for s, _ in rounds]
+        self._fix_state.completed = [s for s, _ in available if s <= used[-1][0] and s not in skipped]
         CONSOLE.print(
             f"[bold]Difix3D[/bold] restored {len(pool)} pool views from {len(used)} round(s) in {rounds_dir} "
             f"(rounds done: {self._fix_state.completed})"

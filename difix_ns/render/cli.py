@@ -215,9 +215,9 @@ def entrypoint(argv: Optional[List[str]] = None) -> None:
     """Console script ``ns-difix-render``."""
     tyro.extras.set_accent_color("bright_yellow")
     cmd = tyro.cli(commands(), args=argv)
-    config_path = Path(cmd.load_config)
-    if not config_path.is_file():
-        raise SystemExit(f"error: --load-config {config_path} does not exist (expected a run's config.yml)")
+    from difix_ns.safe_config import load_run_config
+
+    load_run_config(Path(cmd.load_config))  # missing, garbage or hostile config.yml: one clear error, nothing runs
     cmd.main()
 
 

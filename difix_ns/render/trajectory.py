@@ -109,10 +109,13 @@ class TrajectoryRender:
     """Difix model used for post-fixing."""
     crf: int = 18
     """x264 constant rate factor of the mp4 (lower = better quality)."""
+    overwrite: bool = False
+    """Replace an existing --output-path / PNG frames in --frames-dir (default: refuse)."""
 
     def _check(self) -> None:
-        if not self.load_config.is_file():
-            raise SystemExit(f"error: --load-config {self.load_config} does not exist (expected a run's config.yml)")
+        from difix_ns.safe_config import load_run_config
+
+        load_run_config(self.load_config)  # missing, garbage or hostile config.yml: one clear error, nothing runs
         if self.n_interp < 1:
             raise SystemExit(f"error: --n-interp must be >= 1, got {self.n_interp}")
         if self.fps <= 0:
@@ -123,6 +126,14 @@ class TrajectoryRender:
             raise SystemExit("error: nothing to write: give --output-path and/or --frames-dir")
         if self.output_path is not None and self.output_path.suffix.lower() != ".mp4":
             raise SystemExit(f"error: --output-path {self.output_path} must end in .mp4")
+        if self.output_path is not None and self.output_path.is_dir():
+            raise SystemExit(f"error: --output-path {self.output_path} is a directory")
+        if not self.overwrite:
+            existing = [self.output_path] if self.output_path is not None and self.output_path.exists() else []
+            if self.frames_dir is not None and self.frames_dir.is_dir():
+                existing += sorted(self.frames_dir.glob("[0-9][0-9][0-9][0-9][0-9].png"))[:1]
+            if existing:
+                raise SystemExit(f"error: output {existing[0]} already exists; pass --overwrite to replace it")
         names = self.rendered_output_names
         if not self.postfix and names is not None and settings.OUTPUT_NAME in names:
             raise SystemExit(f"error: --rendered-output-names asks for {settings.OUTPUT_NAME} but --no-postfix was given")
@@ -142,6 +153,13 @@ class TrajectoryRender:
         settings.enable_render_fix(self.postfix, self.fixer if self.postfix else None)
         _, pipeline, _, _ = eval_setup(self.load_config, test_mode="test")  # as ns-render interpolate
         hook = install_render_fix(pipeline, fixer_config=self.fixer, enabled=self.postfix, viewer_controls=False)
+        if self.postfix:
+            try:
+                hook.fixer.pipeline  # noqa: B018  (loads the model now: a bad one fails before any frame is rendered)
+            except Exception as err:  # hub unreachable, missing files, wrong keys: all mean "this model is unusable"
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise SystemExit(f"error: --fixer.model-name {self.fixer.model_name}: cannot load the Difix model "
+                                 f"({type(err).__name__}: {reason})") from None
 
         datamanager = pipeline.datamanager
         dataset = datamanager.train_dataset if self.pose_source == "train" else datamanager.eval_dataset
@@ -154,12 +172,14 @@ class TrajectoryRender:
         assert cameras.shape[0] == expected, (cameras.shape, expected)
 
         writer = None
+        partial = None  # the mp4 is written beside its destination and renamed once complete
         if self.output_path is not None:
             import imageio.v2 as imageio
 
             self.output_path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.output_path.with_name(f".{self.output_path.stem}.partial.mp4")
             writer = imageio.get_writer(
-                str(self.output_path), format="FFMPEG", mode="I", fps=self.fps, codec="libx264",
+                str(partial), format="FFMPEG", mode="I", fps=self.fps, codec="libx264",
                 pixelformat="yuv420p", macro_block_size=1, ffmpeg_params=["-crf", str(self.crf)],
                 ffmpeg_log_level="error",
             )
@@ -187,6 +207,10 @@ class TrajectoryRender:
             hook.plan(None)
             if writer is not None:
                 writer.close()
+                if written == expected:
+                    partial.replace(self.output_path)
+                else:
+                    partial.unlink(missing_ok=True)
         summary = {
             "frames": written,
             "expected_frames": expected,

@@ -99,9 +99,12 @@ def load_latest_round(rounds_dir: Optional[Path]):
         col = lambda key: torch.tensor([[float(v[key])] for v in views])  # noqa: E731
         cameras = Cameras(camera_to_worlds=c2w, fx=col("fx"), fy=col("fy"), cx=col("cx"), cy=col("cy"),
                           width=col("width").long(), height=col("height").long(), camera_type=CameraType.PERSPECTIVE)
+        for v in views:  # run-relative names only: a poses.json must not open files outside its round
+            if not isinstance(v["file"], str) or Path(v["file"]).name != v["file"] or v["file"] in ("", ".", ".."):
+                raise ValueError(f"view file {v['file']!r} is not a plain file name in the round")
         images = [torch.from_numpy(np.ascontiguousarray(iio.imread(latest / "fixed" / v["file"])[..., :3]))
                   for v in views]
-    except (KeyError, ValueError, OSError) as err:
+    except (KeyError, ValueError, OSError, TypeError) as err:
         raise ValueError(f"cannot read Difix fix round {latest}: {err}") from err
     return cameras, images, int(latest.name[5:])
 
@@ -270,8 +273,9 @@ def _viewer_command():
 
             from difix_ns.render.cli import patched_eval_setup, prepare_runtime
 
-            if not self.load_config.is_file():
-                raise SystemExit(f"error: --load-config {self.load_config} does not exist (expected a run's config.yml)")
+            from difix_ns.safe_config import load_run_config
+
+            load_run_config(self.load_config)  # missing, garbage or hostile config.yml: one clear error
             prepare_runtime()
             with patched_eval_setup(run_viewer, fixer_config=self.fixer, enabled=None):
                 super().main()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,16 @@ from nifi_ns.codec import CompressionReport, compress_with_report, decompress, p
 from nifi_ns.io import GaussianSplat, inria_ply_num_bytes, read_ply, write_ply
 
 
+OUTPUT_NAMES = ("scene.nifi", "scene_decoded.ply", "report.json")
+
+
 def load_splatfacto_run(config_path: Path) -> tuple[GaussianSplat, object]:
     """Gaussians and training cameras of a splatfacto-family nerfstudio run (via `eval_setup`)."""
+    from difix_ns.safe_config import load_run_config
+
     if not config_path.is_file():
         raise FileNotFoundError(f"--load-config: {config_path} does not exist")
+    load_run_config(config_path)  # missing, garbage or hostile config.yml: one clear error, nothing runs
     import torch
 
     if not torch.cuda.is_available():
@@ -75,11 +82,27 @@ class ExportNix:
     """Weight pruning importance by the run's training cameras (ignored for --input-ply)."""
     entropy_coder: Literal["auto", "rans", "lzma"] = "auto"
     """Entropy coder: rans (constriction range-ANS), lzma (stdlib baseline) or auto (per stream, the shorter)."""
+    overwrite: bool = False
+    """Replace scene.nifi / scene_decoded.ply / report.json if they already exist in --output-dir (default: refuse)."""
+
+    def outputs(self) -> list[Path]:
+        return [self.output_dir / name for name in OUTPUT_NAMES]
+
+    def _check_outputs(self) -> None:
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise ValueError(f"--output-dir {self.output_dir} exists and is not a directory")
+        if not self.overwrite:
+            for path in self.outputs():
+                if path.exists():
+                    raise ValueError(f"output {path} already exists; pass --overwrite to replace it")
 
     def main(self) -> CompressionReport:
         sources = [s for s in (self.load_config, self.input_ply, self.input_nifi) if s is not None]
         if len(sources) != 1:
             raise ValueError("give exactly one of --load-config, --input-ply or --input-nifi")
+        if self.target_mb is not None and not (math.isfinite(self.target_mb) and self.target_mb > 0):
+            raise ValueError(f"--target-mb must be a finite number > 0, got {self.target_mb}")
+        self._check_outputs()
         if self.input_nifi is not None:
             if self.rate is not None or self.target_mb is not None:
                 raise ValueError("--input-nifi re-exports a finished container: drop --rate/--target-mb")
@@ -145,18 +168,28 @@ class ExportNix:
         """Decode (before anything is written), then write container, decoded PLY and report atomically."""
         if decoded is None:
             decoded = decompress(blob)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        container = self.output_dir / "scene.nifi"
-        tmp = container.with_name(container.name + ".tmp")
-        try:
-            tmp.write_bytes(blob)
-            write_ply(decoded, self.output_dir / "scene_decoded.ply")
-            tmp.replace(container)
-        finally:
-            tmp.unlink(missing_ok=True)
+        self._check_outputs()  # again: the encode may have taken a while
         info = report.to_dict()
         info["source"] = source
-        (self.output_dir / "report.json").write_text(json.dumps(info, indent=2))
+        container, ply, report_path = self.outputs()
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OSError(f"--output-dir {self.output_dir}: cannot create it ({err.strerror or err})") from None
+        # All three files are staged as hidden temporaries and renamed only when all were written.
+        staged = [path.with_name(f".{path.name}.tmp") for path in (container, ply, report_path)]
+        try:
+            staged[0].write_bytes(blob)
+            write_ply(decoded, staged[1])
+            staged[2].write_text(json.dumps(info, indent=2))
+            for tmp, final in zip(staged, (container, ply, report_path)):
+                tmp.replace(final)
+        except OSError as err:
+            raise OSError(f"cannot write the export into {self.output_dir}: {err.strerror or err}; nothing was written") \
+                from None
+        finally:
+            for tmp in staged:
+                tmp.unlink(missing_ok=True)
         print(f"[nifi] wrote {container}: {report.summary()}")
         print(f"[nifi] decoded Gaussians -> {self.output_dir / 'scene_decoded.ply'}")
         return report
@@ -166,7 +199,7 @@ def entrypoint() -> None:
     args = tyro.cli(ExportNix)
     try:
         args.main()
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # NixFormatError is a ValueError; full disk / permissions are OSErrors
         print(f"ns-nifi-export: error: {err}", file=sys.stderr)
         sys.exit(2)
 

@@ -38,6 +38,7 @@ from nifi_ns.codec.entropy import (
 )
 from nifi_ns.codec.errors import NixFormatError
 from nifi_ns.codec.importance import CameraSet, importance_order
+from nifi_ns.codec.validation import check_decoded, validate_header
 from nifi_ns.codec.quantize import (
     bit_length,
     kmeans,
@@ -45,6 +46,7 @@ from nifi_ns.codec.quantize import (
     morton_encode,
     opacity_quantize,
     opacity_table,
+    position_range,
     quat_dequantize,
     quat_quantize,
     uniform_dequantize,
@@ -258,11 +260,11 @@ def _encode(splat: GaussianSplat, order: np.ndarray, n: int, cfg: CodecConfig, e
         centre, warp_scale = positions.fit(kept.means)
         warp = {"centre": _f32_list(centre), "scale": float(warp_scale)}
         pos_values = positions.contract(kept.means, centre, warp_scale)
-    pos_lo, pos_hi = uniform_range(pos_values)
+    pos_lo, pos_hi, far = position_range(pos_values)  # far-away outliers are stored exactly, off the grid
     qpos = uniform_quantize(pos_values, pos_lo, pos_hi, cfg.position_bits)
     morton = morton_encode(qpos)
     perm = np.argsort(morton, kind="stable")
-    kept, morton, source_index = kept.subset(perm), morton[perm], source_index[perm]
+    kept, morton, source_index, far = kept.subset(perm), morton[perm], source_index[perm], far[perm]
     deltas = np.diff(morton, prepend=np.uint64(0)).astype(np.uint64)
     classes = bit_length(deltas)
     lengths = np.maximum(classes - 1, 0)
@@ -282,6 +284,13 @@ def _encode(splat: GaussianSplat, order: np.ndarray, n: int, cfg: CodecConfig, e
     }
     if warp is not None:
         header["position"]["contraction"] = warp
+    if far.any():  # outlier positions as (uint32 index, float32 xyz), container order
+        far_index = np.flatnonzero(far).astype(np.int64)
+        far_xyz = kept.means[far_index].astype(np.float32)
+        header["position"]["outliers"] = int(far_index.size)
+        sections["position_outlier_index"] = far_index.astype("<u4").tobytes()
+        sections["position_outlier_xyz"] = far_xyz.astype("<f4").tobytes()
+        codes.update(position_outlier_index=far_index, position_outlier_xyz=far_xyz)
     if cfg.cov_codebook_size == 0:
         header["rotation"] = {"bits": cfg.rotation_bits}
 
@@ -392,6 +401,8 @@ def _reconstruct(header: dict, codes: dict[str, np.ndarray]) -> GaussianSplat:
     if degree > 0:
         size, dim = int(header["sh_rest"]["codebook_size"]), int(header["sh_rest"]["dim"])
         rest = codes["sh_codebook"].astype(np.float32).reshape(size, dim)[codes["sh_labels"]].reshape(n, k, 3)
+    if "position_outlier_index" in codes:
+        means[codes["position_outlier_index"]] = codes["position_outlier_xyz"]
     return GaussianSplat(means, scales, quats, opacities, dc, rest, degree)
 
 
@@ -407,7 +418,19 @@ def _read_codes(header: dict, sections: dict[str, bytes]) -> dict[str, np.ndarra
     lengths = np.maximum(classes - 1, 0)
     mantissas = unpack_varbits(_section(sections, "position_bits"), lengths)
     deltas = np.where(classes > 0, (np.uint64(1) << lengths.astype(np.uint64)) + mantissas, np.uint64(0))
-    codes = {"position": morton_decode(np.cumsum(deltas.astype(np.uint64), dtype=np.uint64))}
+    morton = np.cumsum(deltas.astype(np.uint64), dtype=np.uint64)
+    if morton.size and (morton[-1] >> np.uint64(3 * pb) or (morton[1:] < morton[:-1]).any()):
+        raise NixFormatError("corrupt container: position codes leave the position grid")
+    codes = {"position": morton_decode(morton)}
+    outliers = header["position"].get("outliers", 0)
+    if outliers:
+        index = np.frombuffer(_section(sections, "position_outlier_index"), "<u4").astype(np.int64)
+        xyz = np.frombuffer(_section(sections, "position_outlier_xyz"), "<f4").astype(np.float32)
+        if index.size != outliers or xyz.size != 3 * outliers:
+            raise NixFormatError(f"corrupt container: outlier sections do not hold {outliers} positions")
+        if index.max() >= n or (np.diff(index) <= 0).any() or not np.isfinite(xyz).all():
+            raise NixFormatError("corrupt container: outlier positions out of order, out of range or non-finite")
+        codes.update(position_outlier_index=index, position_outlier_xyz=xyz.reshape(outliers, 3))
     ob = int(header["opacity"]["bits"])
     if "cov_vq" in header:
         size = int(header["cov_vq"]["codebook_size"])
@@ -465,14 +488,17 @@ def _decode(header: dict, sections: dict[str, bytes]) -> GaussianSplat:
         return _reconstruct(header, _read_codes(header, sections))
     except NixFormatError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError) as err:
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as err:
         raise NixFormatError(f"corrupt container: {type(err).__name__}: {err}") from err
 
 
 def decompress(blob: bytes) -> GaussianSplat:
     """Decode a Nix container to Gaussians (Morton order). Raises `NixFormatError` (a ValueError) on bad input."""
     header, sections = unpack_container(blob)
-    return _decode(header, sections)
+    validate_header(header, sections, len(blob))  # every field in bounds before anything is allocated
+    splat = _decode(header, sections)
+    check_decoded(splat)
+    return splat
 
 
 def read_header(blob: bytes) -> dict:

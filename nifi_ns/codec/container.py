@@ -22,18 +22,20 @@ import zlib
 from nifi_ns.codec.errors import NixFormatError
 
 MAGIC = b"\x89NIX\r\n\x1a\n"
-VERSION = 2
+VERSION = 2  # version 2: VQ stages, position contraction, outlier positions (all optional header fields)
 READABLE_VERSIONS = (1, 2)
+VERSION_2_FIELDS = ("cov_vq", "color_vq")  # optional header fields a version-1 container never has
+VERSION_2_POSITION_FIELDS = ("contraction", "outliers")
 _PREFIX = struct.Struct("<8sHHII")
 
 
-def pack_container(header: dict, sections: dict[str, bytes]) -> bytes:
+def pack_container(header: dict, sections: dict[str, bytes], version: int = VERSION) -> bytes:
     header = dict(header)
     header["sections"] = [
         {"name": name, "length": len(data), "crc32": zlib.crc32(data)} for name, data in sections.items()
     ]
     head = zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8"), 9)
-    prefix = _PREFIX.pack(MAGIC, VERSION, 0, len(head), zlib.crc32(head))
+    prefix = _PREFIX.pack(MAGIC, version, 0, len(head), zlib.crc32(head))
     return prefix + head + b"".join(sections.values())
 
 
@@ -58,14 +60,30 @@ def unpack_container(blob: bytes) -> tuple[dict, dict[str, bytes]]:
     head = blob[_PREFIX.size : end]
     if zlib.crc32(head) != head_crc:
         raise NixFormatError("corrupt container: header CRC-32 mismatch")
+    from nifi_ns.codec.validation import MAX_HEADER_BYTES, validate_section_table
+
     try:
-        header = json.loads(zlib.decompress(head).decode("utf-8"))
-        table = header["sections"]
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise NixFormatError(f"corrupt container: header not decodable ({err})") from err
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(head, MAX_HEADER_BYTES + 1)  # capped: a zip bomb cannot inflate past 1 MiB
+        if len(text) > MAX_HEADER_BYTES or not inflater.eof:
+            raise NixFormatError(f"corrupt container: header inflates past {MAX_HEADER_BYTES} bytes or is truncated")
+        header = json.loads(text.decode("utf-8"))
+        if not isinstance(header, dict):
+            raise NixFormatError("corrupt container: header is not a JSON object")
+        table = header.get("sections")
+    except (zlib.error, UnicodeDecodeError, ValueError, RecursionError) as err:
+        if isinstance(err, NixFormatError):
+            raise
+        raise NixFormatError(f"corrupt container: header not decodable ({type(err).__name__})") from None
+    validate_section_table(table, len(blob))
+    if version == 1 and any(k in header for k in VERSION_2_FIELDS) or (
+        isinstance(header.get("position"), dict) and version == 1
+        and any(k in header["position"] for k in VERSION_2_POSITION_FIELDS)
+    ):
+        raise NixFormatError(f"corrupt container: version 1 header with version-2 fields")
     sections, pos = {}, end
     for entry in table:
-        name, length = entry["name"], int(entry["length"])
+        name, length = entry["name"], entry["length"]
         if pos + length > len(blob):
             raise NixFormatError(
                 f"truncated container: section '{name}' ends at byte {pos + length}, blob has {len(blob)}"

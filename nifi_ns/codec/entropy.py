@@ -37,6 +37,8 @@ def _read_varints(buf: bytes, count: int) -> np.ndarray:
     for byte in buf:
         v |= (byte & 0x7F) << shift
         shift += 7
+        if shift > 63:
+            raise NixFormatError("histogram count wider than 63 bits")
         if not byte & 0x80:
             values.append(v)
             v, shift = 0, 0
@@ -63,24 +65,38 @@ def _rans_encode_plane(symbols: np.ndarray, alphabet: int) -> bytes:
     return struct.pack("<II", alphabet, len(hist)) + hist + words
 
 
-def _rans_decode_plane(buf: bytes, count: int) -> np.ndarray:
+def _rans_decode_plane(buf: bytes, count: int, expected_alphabet: int) -> np.ndarray:
     import constriction
 
     if len(buf) < 8:
         raise NixFormatError("entropy-coded plane shorter than its 8-byte header")
     alphabet, hist_len = struct.unpack_from("<II", buf)
-    if alphabet == 0 or alphabet > (1 << _MAX_DIRECT_BITS) or 8 + hist_len > len(buf):
-        raise NixFormatError(f"bad entropy-plane header (alphabet {alphabet}, histogram {hist_len} bytes)")
+    if alphabet != expected_alphabet or 8 + hist_len > len(buf):
+        raise NixFormatError(f"bad entropy-plane header (alphabet {alphabet}, expected {expected_alphabet}; "
+                             f"histogram {hist_len} bytes)")
     try:
-        counts = _read_varints(zlib.decompress(buf[8 : 8 + hist_len]), alphabet)
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(buf[8 : 8 + hist_len], 10 * alphabet + 1)  # <= 10 varint bytes per count
+        if not inflater.eof:
+            raise NixFormatError("histogram inflates past its alphabet's size or is truncated")
+        counts = _read_varints(raw, alphabet)
     except zlib.error as err:
         raise NixFormatError(f"histogram not decodable: {err}") from err
     if counts.sum() != count:
         raise NixFormatError(f"histogram sums to {counts.sum()} symbols, header says {count}")
     if count == 0:
         return np.zeros(0, np.int64)
+    if (len(buf) - 8 - hist_len) % 4:
+        raise NixFormatError("entropy-coded plane is not a whole number of 32-bit words")
     words = np.frombuffer(buf[8 + hist_len :], dtype="<u4").astype(np.uint32)
-    decoded = constriction.stream.stack.AnsCoder(words).decode(_categorical(counts), count).astype(np.int64)
+    p = counts[counts > 0] / count
+    min_bits = float(count * -(p * np.log2(p)).sum())  # Shannon bound: a shorter stream cannot hold these symbols
+    if 32 * words.size + 64 < min_bits * 0.99:
+        raise NixFormatError(f"entropy-coded plane of {words.size} words cannot hold {count} symbols")
+    try:
+        decoded = constriction.stream.stack.AnsCoder(words).decode(_categorical(counts), count).astype(np.int64)
+    except (ValueError, RuntimeError, OverflowError) as err:
+        raise NixFormatError(f"entropy-coded plane not decodable ({err})") from None
     if not np.array_equal(np.bincount(decoded, minlength=alphabet), counts):
         raise NixFormatError("entropy-decoded symbols do not match the stored histogram (corrupt stream)")
     return decoded
@@ -122,13 +138,18 @@ def decode_symbols(buf: bytes, count: int, bits: int, coder: str = "rans") -> np
     """Inverse of `encode_symbols`; raises NixFormatError on malformed input."""
     if coder == "lzma":
         dtype = "<u1" if bits <= 8 else "<u2" if bits <= 16 else "<u4"
+        expected = count * np.dtype(dtype).itemsize
         try:
-            raw = lzma.decompress(buf)
+            inflater = lzma.LZMADecompressor()
+            raw = inflater.decompress(buf, max_length=expected + 1)  # capped by what the header implies
         except lzma.LZMAError as err:
             raise NixFormatError(f"lzma stream not decodable: {err}") from err
-        if len(raw) != count * np.dtype(dtype).itemsize:
-            raise NixFormatError(f"lzma stream holds {len(raw)} bytes, expected {count} symbols of {dtype}")
-        return np.frombuffer(raw, dtype=dtype).astype(np.int64)
+        if len(raw) != expected or not inflater.eof or inflater.unused_data:
+            raise NixFormatError(f"lzma stream does not hold exactly {count} symbols of {dtype}")
+        result = np.frombuffer(raw, dtype=dtype).astype(np.int64)
+        if result.size and result.max() >= (1 << bits):
+            raise NixFormatError(f"lzma stream holds symbols wider than {bits} bits")
+        return result
     if coder != "rans":
         raise NixFormatError(f"unknown entropy coder {coder!r}")
     result, pos = np.zeros(count, np.int64), 0
@@ -138,7 +159,7 @@ def decode_symbols(buf: bytes, count: int, bits: int, coder: str = "rans") -> np
         (length,) = struct.unpack_from("<I", buf, pos)
         if pos + 4 + length > len(buf):
             raise NixFormatError("entropy stream truncated")
-        result = (result << width) | _rans_decode_plane(buf[pos + 4 : pos + 4 + length], count)
+        result = (result << width) | _rans_decode_plane(buf[pos + 4 : pos + 4 + length], count, 1 << width)
         pos += 4 + length
     if pos != len(buf):
         raise NixFormatError(f"{len(buf) - pos} trailing bytes after entropy stream")

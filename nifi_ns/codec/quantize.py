@@ -22,6 +22,34 @@ def uniform_range(x: np.ndarray, clip_percentile: float = 0.0) -> tuple[np.ndarr
     return lo.astype(F32), np.maximum(hi, lo).astype(F32)
 
 
+OUTLIER_QUANTILE = 0.1  # percent at each end: the bulk's box
+OUTLIER_STRETCH = 256.0  # a box this many times wider than the bulk's would leave the bulk ~8 bits fewer
+
+
+def position_range(means: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grid box of the positions and a mask of outliers stored outside the grid.
+
+    Normally the bounding box and no outliers. When a few far-away Gaussians (a floater at 1e30) would stretch the
+    box more than `OUTLIER_STRETCH` times the extent of the bulk (the [0.1, 99.9] percentile box) on some axis,
+    the grid spans the bulk box widened by half its extent on each side, and the Gaussians outside it are outliers,
+    kept at float32 precision separately.
+    """
+    lo, hi = uniform_range(means)
+    outliers = np.zeros(means.shape[0], bool)
+    if means.shape[0] < 2:
+        return lo, hi, outliers
+    q_lo, q_hi = np.percentile(means.astype(np.float64), [OUTLIER_QUANTILE, 100 - OUTLIER_QUANTILE], axis=0)
+    bulk = q_hi - q_lo
+    full = hi.astype(np.float64) - lo.astype(np.float64)
+    if not (full > OUTLIER_STRETCH * np.maximum(bulk, 1e-30)).any():
+        return lo, hi, outliers
+    margin = 0.5 * bulk  # the grid spans twice the bulk (1 bit): only the far-away Gaussians leave it
+    lo = (q_lo - margin).astype(F32)
+    hi = np.maximum((q_hi + margin).astype(F32), lo)
+    outliers = ((means < lo) | (means > hi)).any(axis=1)
+    return lo, hi, outliers
+
+
 def uniform_step(lo: np.ndarray, hi: np.ndarray, bits: int) -> np.ndarray:
     return ((hi.astype(F32) - lo.astype(F32)) / F32((1 << bits) - 1)).astype(F32)
 

@@ -32,10 +32,27 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenes", nargs="*", default=None, help="scene names to keep (default: all)")
     p.add_argument("--max_images", type=int, default=None, help="evaluate at most this many pairs")
     p.add_argument("--save_images", default=None, help="folder for the restored PNGs")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out JSON / PNGs in --save_images (default: refuse)")
+
+
+def check_args(args) -> None:
+    """Every option checked before any model is built or any pair is read."""
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; give a .json file path")
+    if not args.overwrite:
+        if out.exists():
+            raise ValueError(f"output {out} already exists; pass --overwrite to replace it")
+        if args.save_images and Path(args.save_images).is_dir() and any(Path(args.save_images).iterdir()):
+            raise ValueError(f"--save_images {args.save_images} is not empty; pass --overwrite to write into it")
+    if args.max_images is not None and args.max_images < 1:
+        raise ValueError(f"--max_images must be >= 1, got {args.max_images}")
 
 
 def run_evaluation(args) -> tuple[list[dict], dict]:
     """Validate inputs, build the restorer, evaluate; raises with a clear message on bad input."""
+    check_args(args)
     records = scan_pairs(args.data_root, args.split, args.rates, args.scenes)
     if args.max_images:
         records = records[: args.max_images]
@@ -61,8 +78,11 @@ def write_json(path: str | os.PathLike, payload: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -57,8 +57,11 @@ def write_ply(splat: GaussianSplat, path: str | Path) -> Path:
         vertex[name] = columns[:, i]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")  # no partial output on failure
-    PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<").write(str(tmp))
-    tmp.replace(path)
+    try:
+        PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<").write(str(tmp))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk or an interrupt leaves no .tmp behind
     return path
 
 
@@ -68,9 +71,32 @@ def _read_plydata(path: Path):
     if not path.is_file():
         raise FileNotFoundError(f"PLY file not found: {path}")
     try:
-        return PlyData.read(str(path))
+        ply = PlyData.read(str(path))
     except Exception as err:  # plyfile raises several types for malformed headers / short bodies
         raise ValueError(f"{path}: not a readable PLY file ({type(err).__name__}: {err})") from err
+    _check_binary_size(ply, path)
+    return ply
+
+
+def _check_binary_size(ply, path: Path) -> None:
+    """A binary PLY of fixed-size rows must be exactly header + rows: extra or missing bytes mean the header's
+    counts disagree with the data (plyfile would silently drop extra rows)."""
+    if ply.text or any(getattr(p, "len_dtype", None) is not None for el in ply.elements for p in el.properties):
+        return  # ASCII or list properties (faces): no fixed row size to check against
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    end = head.find(b"end_header")
+    if end < 0:
+        return
+    newline = head.find(b"\n", end)
+    if newline < 0:
+        return
+    body = sum(el.count * el.data.dtype.itemsize for el in ply.elements)
+    expected, actual = newline + 1 + body, path.stat().st_size
+    if expected != actual:
+        counts = ", ".join(f"{el.count} {el.name}" for el in ply.elements)
+        raise ValueError(f"{path}: file has {actual} bytes but its header ({counts}) implies {expected}; "
+                         f"the header's counts disagree with the data ({actual - expected:+d} bytes)")
 
 
 def _element(ply, name: str, path: Path):

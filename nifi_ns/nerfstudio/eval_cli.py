@@ -40,6 +40,8 @@ class NifiComputeMetrics:
     """Disable the restored stage even if the run's config enables it."""
     eval_stages: Optional[Tuple[str, ...]] = None
     """Override --pipeline.eval-stages."""
+    overwrite: bool = False
+    """Replace an existing --output-path (default: refuse)."""
 
     def apply(self, config):
         """Apply the overrides to a loaded TrainerConfig (used as eval_setup's update_config_callback)."""
@@ -69,8 +71,11 @@ class NifiComputeMetrics:
 
         if self.output_path.suffix != ".json":
             raise SystemExit(f"error: --output-path {self.output_path} must end in .json")
-        if not self.load_config.is_file():
-            raise SystemExit(f"error: --load-config {self.load_config} does not exist")
+        if self.output_path.exists() and not self.overwrite:
+            raise SystemExit(f"error: output {self.output_path} already exists; pass --overwrite to replace it")
+        from difix_ns.safe_config import load_run_config
+
+        load_run_config(self.load_config)  # missing, garbage or hostile config.yml: one clear error, nothing runs
         config, pipeline, checkpoint_path, _ = eval_setup(self.load_config, update_config_callback=self.apply)
         if self.render_output_path is not None:
             self.render_output_path.mkdir(parents=True, exist_ok=True)

@@ -148,6 +148,18 @@ class NiFiRestorer:
     __call__ = restore
 
 
+def _inside(folder, name, meta_path):
+    """``folder / name`` for a run-relative file named in ``meta_path``; refuses absolute paths and ``..``."""
+    from pathlib import Path
+
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ValueError(f"{meta_path}: {name!r} must be a file name relative to its checkpoint folder")
+    target = (folder / name).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise ValueError(f"{meta_path}: {name!r} points outside its checkpoint folder {folder}")
+    return folder / name
+
+
 def load_restorer(ckpt: str, **overrides) -> NiFiRestorer:
     """Build a restorer from a training checkpoint (``runs/<exp>/best.pt``, or the ``runs/<exp>/best`` folder), from
     the authors' released ``.ckpt``, or from a bare ``phi_minus`` LoRA file (files are recognised by content).
@@ -165,10 +177,15 @@ def load_restorer(ckpt: str, **overrides) -> NiFiRestorer:
         meta_path = path / "nifi_restorer.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"checkpoint folder '{path}' has no nifi_restorer.json (not a NiFi training checkpoint)")
-        meta = json.loads(meta_path.read_text())
-        values = {"lora_path": str(path / meta["lora_path"])}
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{meta_path} is not valid JSON ({err})") from None
+        if not isinstance(meta, dict) or "lora_path" not in meta:
+            raise ValueError(f"{meta_path} has no lora_path")
+        values = {"lora_path": str(_inside(path, meta["lora_path"], meta_path))}
         if meta.get("prompt_embeds_path"):
-            values["prompt_embeds_path"] = str(path / meta["prompt_embeds_path"])
+            values["prompt_embeds_path"] = str(_inside(path, meta["prompt_embeds_path"], meta_path))
     elif path.is_file() and file_kind(path, "checkpoint") == "torch":
         what, payload = read_torch_source(path)  # names the file when it is neither kind
         values = {"lora_path": str(path)}  # training checkpoint: LoRA and prompt embedding are both read from it

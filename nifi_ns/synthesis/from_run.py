@@ -34,6 +34,9 @@ def load_run(config_path: Path):
     config_path = Path(config_path)
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path}: no such config.yml (ns-train writes it into the run directory)")
+    from difix_ns.safe_config import load_run_config
+
+    load_run_config(config_path, option="config")  # garbage or hostile config.yml: one clear error, nothing runs
     config, pipeline, checkpoint, step = eval_setup(config_path, test_mode="test")
     from nerfstudio.models.splatfacto import SplatfactoModel
 

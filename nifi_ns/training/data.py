@@ -152,9 +152,14 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
 class PairsDataset(torch.utils.data.Dataset):
     """Training pairs with one random crop shared by clean and degraded (both in [0,1])."""
 
-    def __init__(self, records: Sequence[PairRecord], crop_size: int):
+    def __init__(self, records: Sequence[PairRecord], crop_size: int, seed: int | None = None):
         self.records = list(records)
-        self.crop_size = int(crop_size)  # crop positions come from torch's RNG (seeded per DataLoader worker)
+        self.crop_size = int(crop_size)
+        # With a seed, crop positions are a function of (seed, epoch, index): independent of when a batch is
+        # fetched (loaders prefetch) and of worker seeding, so a resumed run crops exactly as an uninterrupted one.
+        # Without, they come from torch's global RNG (seeded per DataLoader worker).
+        self.seed = seed
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.records)
@@ -167,7 +172,11 @@ class PairsDataset(torch.utils.data.Dataset):
             raise PairLayoutError(
                 f"'{record.clean}' is {w}x{h}, smaller than train.crop_size={self.crop_size}; lower crop_size"
             )
-        top = int(torch.randint(0, h - self.crop_size + 1, ()))
-        left = int(torch.randint(0, w - self.crop_size + 1, ()))
+        generator = None
+        if self.seed is not None:
+            key = (self.seed * 1_000_003 + self.epoch) * 1_000_003 + index
+            generator = torch.Generator().manual_seed(key % (1 << 63))
+        top = int(torch.randint(0, h - self.crop_size + 1, (), generator=generator))
+        left = int(torch.randint(0, w - self.crop_size + 1, (), generator=generator))
         window = (slice(None), slice(top, top + self.crop_size), slice(left, left + self.crop_size))
         return {"clean": clean[window], "degraded": degraded[window], "caption": record.caption or "", "index": index}

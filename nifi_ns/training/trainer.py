@@ -18,15 +18,22 @@ from __future__ import annotations
 import csv
 import json
 import math
+import random
 import shutil
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 
 from nifi_ns.restoration import lora as L
-from nifi_ns.restoration.checkpoint import lora_from_checkpoint, read_checkpoint, write_checkpoint
+from nifi_ns.restoration.checkpoint import (
+    embeds_from_checkpoint,
+    lora_from_checkpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
 from nifi_ns.restoration.config import NiFiRestorerConfig
 from nifi_ns.restoration.flow import add_noise
 from nifi_ns.restoration.embeds import DEFAULT_PROMPT, NULL_PROMPT, PromptEmbeds
@@ -75,6 +82,9 @@ class NiFiTrainer:
             raise ValueError(f"train.crop_size={tc.crop_size} must be a multiple of {bb.pad_multiple} for backbone '{bb.kind}'")
         if not 0 <= cfg.diffusion.t_min_index < cfg.diffusion.t_max_index <= len(bb.table):
             raise ValueError(f"diffusion.t_min_index/t_max_index must satisfy 0 <= min < max <= {len(bb.table)}")
+        # Seeded again right before the adapters are initialised: model loading may consume the global RNG
+        # differently (first load in a process vs cached), and a run must not depend on that.
+        _seed_everything(tc.seed)
         bb.add_generator_lora(mc.lora_rank, mc.lora_alpha)
         bb.add_critic_lora(mc.critic_lora_rank, mc.lora_alpha)
         if mc.gradient_checkpointing:
@@ -92,17 +102,26 @@ class NiFiTrainer:
         self.params_minus, self.params_plus = bb.generator_parameters(), bb.critic_parameters()
         self.opt_minus = torch.optim.AdamW(self.params_minus, lr=tc.lr_phi_minus, betas=betas, weight_decay=tc.weight_decay)
         self.opt_plus = torch.optim.AdamW(self.params_plus, lr=tc.lr_phi_plus, betas=betas, weight_decay=tc.weight_decay)
-        dataset = PairsDataset(self.train_records, tc.crop_size)
+        _seed_everything(tc.seed + 1)  # crops and anything else drawn from the global RNGs during training
+        dataset = self.train_dataset = PairsDataset(self.train_records, tc.crop_size, seed=tc.seed)
+        # Every data-order draw (shuffle, worker seeds) comes from this generator; its state at the start of the
+        # current epoch plus the batches consumed since are checkpointed, so a resume replays the same order.
+        self.data_generator = torch.Generator().manual_seed(tc.seed)
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=tc.batch_size, shuffle=True, drop_last=len(dataset) >= tc.batch_size,
-            num_workers=tc.num_workers, generator=torch.Generator().manual_seed(tc.seed),
+            num_workers=tc.num_workers, generator=self.data_generator,
         )
         self.loader = self.accelerator.prepare(loader)
+        self._epoch_start_state = self.data_generator.get_state()
+        self._epoch, self._epoch_batches = 0, 0  # current epoch (1-based once training started), batches used
+        self._resume_skip: Optional[int] = None
         self.noise_gen = torch.Generator(device=self.device).manual_seed(tc.seed * 1000 + self.accelerator.process_index)
         self.step, self.best_metric, self.best_step, self.resumed_from = 0, math.inf, None, None
         self.stopped_early: Optional[str] = None
         self.skipped_steps = {"phi_minus": 0, "phi_plus": 0}  # updates skipped for non-finite loss / gradient
         self.history: list[dict] = []  # every step's losses of the last train() call
+        if self.is_main:
+            self._remove_stray_temporaries()
         if resume:
             self._resume()
 
@@ -220,23 +239,80 @@ class NiFiTrainer:
             "final_sigma": self.cfg.diffusion.final_sigma, "step": self.step, "best_val_lpips": _finite(self.best_metric),
             "lpips_net": self.cfg.loss_weights.lpips_net,
         }
+        state = {
+            "step": self.step, "best_metric": float(self.best_metric), "best_step": self.best_step,
+            "opt_minus": self.opt_minus.state_dict(), "opt_plus": self.opt_plus.state_dict(),
+            "noise_rng": self.noise_gen.get_state(), "torch_rng": torch.get_rng_state(), "rng": self._rng_states(),
+        }
+        # The .pt is the commit point (written atomically first); the folder is derived from it afterwards, so it
+        # is never ahead of the .pt: a kill in between leaves it behind, and a resume re-derives it.
+        write_checkpoint(self.exp_dir / f"{kind}.pt", meta, {L.PHI_MINUS: generator, L.PHI_PLUS: critic}, embeds, state)
+        return self._write_folder(kind, meta, generator, critic, embeds)
+
+    def _write_folder(self, kind: str, meta: dict, generator, critic, embeds) -> Path:
         final = self.exp_dir / kind
         tmp = self.exp_dir / f".{kind}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         L.save_lora_file(tmp / RESTORER_FILE, *generator)
         L.save_lora_file(tmp / CRITIC_FILE, *critic)
-        embeds.save(tmp / PROMPT_FILE, self.default_prompt, bb.kind)
+        embeds.save(tmp / PROMPT_FILE, meta["prompt"], meta["backbone"])
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
-        state = {
-            "step": self.step, "best_metric": float(self.best_metric), "best_step": self.best_step,
-            "opt_minus": self.opt_minus.state_dict(), "opt_plus": self.opt_plus.state_dict(),
-            "noise_rng": self.noise_gen.get_state(), "torch_rng": torch.get_rng_state(),
-        }
-        write_checkpoint(self.exp_dir / f"{kind}.pt", meta, {L.PHI_MINUS: generator, L.PHI_PLUS: critic}, embeds, state)
         return final
+
+    def _rng_states(self) -> dict:
+        """Every random state a step depends on (python, numpy, torch, CUDA, data order)."""
+        name, key, pos, has_gauss, cached = np.random.get_state()
+        states = {
+            "python": random.getstate(),
+            "numpy": {"name": name, "key": torch.from_numpy(np.asarray(key, np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "data_epoch_start": self._epoch_start_state.clone(), "data_batches_done": int(self._epoch_batches),
+            "data_epoch": int(self._epoch),
+        }
+        if torch.cuda.is_available():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        return states
+
+    def _set_rng_states(self, states: dict) -> None:
+        random.setstate(_as_tuple(states["python"]))
+        npy = states["numpy"]
+        np.random.set_state((npy["name"], npy["key"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                             npy["cached_gaussian"]))
+        if torch.cuda.is_available() and states.get("cuda") is not None:
+            torch.cuda.set_rng_state_all(states["cuda"])
+        self._epoch_start_state = states["data_epoch_start"].clone()
+        self._resume_skip = int(states["data_batches_done"])
+        self._epoch = int(states["data_epoch"])
+
+    def _remove_stray_temporaries(self) -> None:
+        """A kill during a save leaves hidden temporaries (``.latest.tmp/``, ``.latest.pt.tmp``): remove them."""
+        if not self.exp_dir.is_dir():
+            return
+        for kind in ("latest", "best"):
+            shutil.rmtree(self.exp_dir / f".{kind}.tmp", ignore_errors=True)
+            (self.exp_dir / f".{kind}.pt.tmp").unlink(missing_ok=True)
+
+    def _sync_folder_with_checkpoint(self, kind: str) -> None:
+        """Re-derive ``<kind>/`` from ``<kind>.pt`` when a kill left the folder at another step."""
+        path, folder = self.exp_dir / f"{kind}.pt", self.exp_dir / kind
+        if not path.is_file():
+            return
+        payload = read_checkpoint(path)
+        meta = dict(payload["restorer"])
+        try:
+            folder_step = json.loads((folder / META_FILE).read_text()).get("step")
+        except (OSError, ValueError):
+            folder_step = None
+        if folder_step == meta.get("step"):
+            return
+        loras = {name: lora_from_checkpoint(payload, name, path) for name in (L.PHI_MINUS, L.PHI_PLUS)}
+        generator = (loras[L.PHI_MINUS][0], loras[L.PHI_MINUS][1])
+        critic = (loras[L.PHI_PLUS][0], loras[L.PHI_PLUS][1])
+        self._write_folder(kind, meta, generator, critic, embeds_from_checkpoint(payload))
+        self.log(f"resume: {folder} was at step {folder_step}, rewritten from {path} (step {meta.get('step')})")
 
     def _resume(self) -> None:
         path = self.exp_dir / "latest.pt"
@@ -252,8 +328,28 @@ class NiFiTrainer:
         self.opt_plus.load_state_dict(state["opt_plus"])
         self.noise_gen.set_state(state["noise_rng"].to(self.noise_gen.get_state().device))
         torch.set_rng_state(state["torch_rng"])
+        if state.get("rng") is not None:  # checkpoints written before RNG states were saved resume approximately
+            self._set_rng_states(state["rng"])
         self.step, self.best_metric, self.best_step = int(state["step"]), float(state["best_metric"]), state["best_step"]
         self.resumed_from = self.step
+        if self.is_main:
+            for kind in ("latest", "best"):
+                self._sync_folder_with_checkpoint(kind)
+            self._truncate_log(self.step)
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop the log rows after the checkpoint's step (a killed run logged steps the resume will redo)."""
+        log_path = self.exp_dir / "train_log.csv"
+        if not log_path.is_file():
+            return
+        with log_path.open(newline="") as handle:
+            rows = [r for r in csv.DictReader(handle) if r.get("step", "").isdigit() and int(r["step"]) <= step]
+        tmp = log_path.with_name(f".{log_path.name}.tmp")
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(log_path)
 
     # ----- loop ------------------------------------------------------------------------------------------------
     def train(self, max_steps: Optional[int] = None, time_budget_s: Optional[float] = None) -> dict:
@@ -271,9 +367,19 @@ class NiFiTrainer:
             writer.writeheader()
         try:
             while self.step < max_steps:
-                for batch in self.loader:
+                if self._resume_skip is not None:  # the rest of the epoch the checkpoint was taken in
+                    self.data_generator.set_state(self._epoch_start_state)
+                    loader = self.accelerator.skip_first_batches(self.loader, self._resume_skip)
+                    self._epoch_batches, self._resume_skip = self._resume_skip, None
+                else:
+                    self._epoch_start_state, self._epoch_batches = self.data_generator.get_state(), 0
+                    self._epoch += 1
+                    loader = self.loader
+                self.train_dataset.epoch = self._epoch
+                for batch in loader:
                     if self.step >= max_steps:
                         break
+                    self._epoch_batches += 1
                     captions = list(batch["caption"])
                     gen = self.generator_step(batch["clean"], batch["degraded"], captions)
                     crit = self.critic_step(gen.pop("x_hat"), captions)
@@ -333,6 +439,17 @@ class NiFiTrainer:
                                                              "train_summary.json")},
             "config": self.cfg.to_dict(),
         }
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)
+
+
+def _as_tuple(value):
+    """``random.setstate`` needs nested tuples; a checkpoint round trip may hand back lists."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def _finite(x: float):

@@ -1,0 +1,91 @@
+"""Fix-round persistence: rounds are written atomically, a corrupt latest round falls back to the previous one.
+
+Exercises the pipeline's own `_write_round` / `restore_rounds` on a stand-in object (no training run).
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from nerfstudio.cameras.cameras import Cameras, CameraType
+
+from difix_ns.fixer import DifixFixerConfig
+from difix_ns.nerfstudio.pipeline import Difix3DPipeline, RoundFileError, _FixState
+from difix_ns.nerfstudio.pool import NovelViewPool
+
+
+def _stand_in(rounds_dir: Path, mode: str = "replace") -> SimpleNamespace:
+    config = SimpleNamespace(pose_step_fraction=0.1, alpha_threshold=0.5, use_alpha_mask=True, novel_view_targets=2,
+                             fixer=DifixFixerConfig())
+    obj = SimpleNamespace(config=config, _fix_state=_FixState(rounds_dir=rounds_dir),
+                          datamanager=SimpleNamespace(novel_pool=NovelViewPool(mode),
+                                                      train_dataset=SimpleNamespace(image_filenames=["a.png"])))
+    obj.list_rounds = Difix3DPipeline.list_rounds
+    obj._load_round_views = functools.partial(Difix3DPipeline._load_round_views, obj)
+    obj._load_round = functools.partial(Difix3DPipeline._load_round, obj)
+    return obj
+
+
+def _write(obj, step: int, value: float) -> None:
+    n, h, w = 2, 16, 24
+    poses = torch.eye(4)[:3][None].repeat(n, 1, 1)
+    poses[:, 0, 3] = step
+    cams = Cameras(camera_to_worlds=poses, fx=20.0, fy=20.0, cx=12.0, cy=8.0, width=w, height=h,
+                   camera_type=CameraType.PERSPECTIVE)
+    img = [torch.full((h, w, 3), value) for _ in range(n)]
+    alpha = [torch.ones(h, w, 1) for _ in range(n)]
+    mask = [torch.ones(h, w, 1, dtype=torch.bool) for _ in range(n)]
+    Difix3DPipeline._write_round(obj, step, cams, poses, [True] * n, torch.zeros(n, dtype=torch.long), img, img,
+                                 img, alpha, mask, 1.0)
+
+
+@pytest.fixture()
+def rounds(tmp_path) -> Path:
+    obj = _stand_in(tmp_path / "difix_rounds")
+    _write(obj, 100, 0.25)
+    _write(obj, 200, 0.75)
+    return tmp_path / "difix_rounds"
+
+
+def test_rounds_are_written_atomically(rounds):
+    assert sorted(p.name for p in rounds.iterdir()) == ["step_000000100", "step_000000200"]  # no partial folder
+    obj = _stand_in(rounds)
+    assert Difix3DPipeline.restore_rounds(obj, rounds, before_step=1000)
+    assert obj._fix_state.completed == [100, 200]
+    assert obj.datamanager.novel_pool.images[0].float().mean().item() == pytest.approx(0.75 * 255, abs=1)
+
+
+def test_truncated_png_in_latest_round_falls_back(rounds, capsys):
+    bad = rounds / "step_000000200" / "fixed" / "0001.png"
+    bad.write_bytes(bad.read_bytes()[:60])
+    obj = _stand_in(rounds)
+    assert Difix3DPipeline.restore_rounds(obj, rounds, before_step=1000)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "skips fix round step_000000200" in out and "0001.png" in out
+    pool = obj.datamanager.novel_pool
+    assert len(pool) == 2 and pool.images[0].float().mean().item() == pytest.approx(0.25 * 255, abs=1)
+    assert obj._fix_state.completed == [100]
+    assert obj._fix_state.novel_poses[0, 0, 3].item() == 100
+
+
+def test_half_written_round_is_invisible_and_corrupt_json_skipped(rounds, capsys):
+    (rounds / ".step_000000300.partial" / "fixed").mkdir(parents=True)  # a crash mid-round
+    (rounds / "step_000000200" / "poses.json").write_text('{"format": "difix3d-round/1", "views": [')
+    obj = _stand_in(rounds, mode="accumulate")
+    assert Difix3DPipeline.restore_rounds(obj, rounds, before_step=1000)
+    assert "poses.json" in " ".join(capsys.readouterr().out.split())
+    assert len(obj.datamanager.novel_pool) == 2 and obj._fix_state.completed == [100]
+
+
+def test_view_files_outside_the_round_are_refused(rounds, tmp_path):
+    meta_path = rounds / "step_000000200" / "poses.json"
+    meta = json.loads(meta_path.read_text())
+    for name in ("../../secret.png", "/etc/passwd", "..", ""):
+        meta["views"][0]["file"] = name
+        meta_path.write_text(json.dumps(meta))
+        with pytest.raises(RoundFileError, match="not a plain file name"):
+            _stand_in(rounds)._load_round(rounds / "step_000000200")
