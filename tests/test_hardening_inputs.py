@@ -39,7 +39,7 @@ def test_far_outlier_does_not_collapse_the_other_positions():
     assert np.array_equal(decoded.means[source == 5], splat.means[5:6])  # the outlier itself exactly (float32)
     assert blob[8:10] == (2).to_bytes(2, "little") and read_header(blob)["position"]["outliers"] == 1
     plain, _ = compress_with_report(GaussianSplat.random(4000, sh_degree=0, seed=0), config=CodecConfig())
-    assert plain[8:10] == (1).to_bytes(2, "little") and "outliers" not in read_header(plain)["position"]
+    assert "outliers" not in read_header(plain)["position"]  # only scenes with far-away Gaussians pay for them
 
 
 def test_ply_with_more_rows_than_its_header_is_rejected(tmp_path):
