@@ -57,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--random-init", action="store_true", help="random Gaussians instead of the SfM points")
     p.add_argument("--smoke-cpu", action="store_true", help="tiny CPU run that exercises every variant")
     p.add_argument("--work-dir", type=Path, default=None, help="run folder (default: <out>/runs)")
+    p.add_argument("--load-config", type=Path, default=None,
+                   help="config.yml of a finished nifi-splatfacto run (trained with --pipeline.save-finetuned True): "
+                   "skip training and compression, benchmark its containers")
     return p.parse_args(argv)
 
 
@@ -233,9 +236,14 @@ def main(argv=None) -> int:
     config.pipeline.save_finetuned = True
     config.pipeline.importance_views = 4 if args.smoke_cpu else config.pipeline.importance_views
     t0 = start = time.perf_counter()
-    ns_train(config)  # training + the AFTER_TRAIN compression callback
+    if args.load_config is None:
+        ns_train(config)  # training + the AFTER_TRAIN compression callback
+        run_dir = config.get_base_dir()
+    else:
+        if not args.load_config.is_file():
+            raise SystemExit(f"error: --load-config {args.load_config} does not exist")
+        run_dir = args.load_config.parent
     train_and_compress_s = time.perf_counter() - t0
-    run_dir = config.get_base_dir()
     eval_json = work / "eval.json"
     t1 = time.perf_counter()
     ComputePSNR(load_config=run_dir / "config.yml", output_path=eval_json).main()
