@@ -315,13 +315,14 @@ def main(argv=None) -> int:
         tuned = read_ply(run_dir / "nifi" / f"{label}.finetuned.ply")
         try:
             dec, size, enc, dec_s, n = png_at_size(h, tuned, train_cams, len(blob), torch.device(device), tmp)
-            png = {"label": label, "size_mb": size / MB, "num_gaussians": n, "encode_s": enc, "decode_s": dec_s,
+            png = {"label": label, "size_mb": size / MB, "kept": n, "num_gaussians": dec.num_gaussians,
+                   "encode_s": enc, "decode_s": dec_s,
                    "metrics": score(dec)}
             result["png_same_gaussians"].append(png)
             print(f"[bench] png same Gaussians {png}", flush=True)
             dec, size, enc, dec_s, _ = h.png_variant(tuned, None, torch.device(device), tmp, with_sh_rest=True)
             result["png_all_finetuned"].append({"label": label, "size_mb": size / MB, "num_gaussians":
-                                                tuned.num_gaussians, "sh_degree": tuned.sh_degree, "encode_s": enc,
+                                                dec.num_gaussians, "sh_degree": dec.sh_degree, "encode_s": enc,
                                                 "decode_s": dec_s, "metrics": score(dec)})
         except Exception as err:  # torchpq / cupy / PNG stack missing on this machine: recorded, others continue
             errors[f"png_{label}"] = f"{type(err).__name__}: {err}"
