@@ -58,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--smoke-cpu", action="store_true", help="tiny CPU run that exercises every variant")
     p.add_argument("--work-dir", type=Path, default=None, help="run folder (default: <out>/runs)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out JSON (default: refuse)")
+    p.add_argument("--load-config", type=Path, default=None,
+                   help="config.yml of a finished nifi-splatfacto run (trained with --pipeline.save-finetuned True): "
+                   "skip training and compression, benchmark its containers")
     return p.parse_args(argv)
 
 
@@ -243,9 +246,14 @@ def main(argv=None) -> int:
     config.pipeline.save_finetuned = True
     config.pipeline.importance_views = 4 if args.smoke_cpu else config.pipeline.importance_views
     t0 = start = time.perf_counter()
-    ns_train(config)  # training + the AFTER_TRAIN compression callback
+    if args.load_config is None:
+        ns_train(config)  # training + the AFTER_TRAIN compression callback
+        run_dir = config.get_base_dir()
+    else:
+        if not args.load_config.is_file():
+            raise SystemExit(f"error: --load-config {args.load_config} does not exist")
+        run_dir = args.load_config.parent
     train_and_compress_s = time.perf_counter() - t0
-    run_dir = config.get_base_dir()
     eval_json = work / "eval.json"
     t1 = time.perf_counter()
     ComputePSNR(load_config=run_dir / "config.yml", output_path=eval_json).main()
@@ -317,13 +325,14 @@ def main(argv=None) -> int:
         tuned = read_ply(run_dir / "nifi" / f"{label}.finetuned.ply")
         try:
             dec, size, enc, dec_s, n = png_at_size(h, tuned, train_cams, len(blob), torch.device(device), tmp)
-            png = {"label": label, "size_mb": size / MB, "num_gaussians": n, "encode_s": enc, "decode_s": dec_s,
+            png = {"label": label, "size_mb": size / MB, "kept": n, "num_gaussians": dec.num_gaussians,
+                   "encode_s": enc, "decode_s": dec_s,
                    "metrics": score(dec)}
             result["png_same_gaussians"].append(png)
             print(f"[bench] png same Gaussians {png}", flush=True)
             dec, size, enc, dec_s, _ = h.png_variant(tuned, None, torch.device(device), tmp, with_sh_rest=True)
             result["png_all_finetuned"].append({"label": label, "size_mb": size / MB, "num_gaussians":
-                                                tuned.num_gaussians, "sh_degree": tuned.sh_degree, "encode_s": enc,
+                                                dec.num_gaussians, "sh_degree": dec.sh_degree, "encode_s": enc,
                                                 "decode_s": dec_s, "metrics": score(dec)})
         except Exception as err:  # torchpq / cupy / PNG stack missing on this machine: recorded, others continue
             errors[f"png_{label}"] = f"{type(err).__name__}: {err}"

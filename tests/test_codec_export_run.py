@@ -53,9 +53,9 @@ def splatfacto_run(tmp_path_factory):
 
 def test_export_from_run(splatfacto_run, tmp_path):
     out = tmp_path / "export"
-    report = ExportNix(output_dir=out, load_config=splatfacto_run, target_mb=0.004).main()
+    report = ExportNix(output_dir=out, load_config=splatfacto_run, target_mb=0.0026).main()
     assert report.num_input_gaussians >= 200 and report.input_sh_degree == 3
-    assert report.size_bytes <= 0.004 * (1 << 20) and report.num_gaussians < report.num_input_gaussians
+    assert report.size_bytes <= 0.0026 * (1 << 20) and report.num_gaussians < report.num_input_gaussians
     decoded = decompress((out / "scene.nifi").read_bytes())
     assert read_ply(out / "scene_decoded.ply").equal(decoded)
     assert json.loads((out / "report.json").read_text())["source"] == str(splatfacto_run)

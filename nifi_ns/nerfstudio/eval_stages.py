@@ -146,14 +146,19 @@ def available_scorer(device) -> Tuple[object, Dict[str, str]]:
     for the others: PSNR / SSIM need no weights, LPIPS-alex needs AlexNet, LPIPS-vgg and DISTS need VGG16."""
     from difix_ns.metrics import ImageMetrics
 
+    backbone = {"lpips": "alexnet", "lpips_vgg": "vgg16", "dists": "vgg16"}
     probe = ImageMetrics(device)
-    usable, missing = [], {}
+    usable, missing, failed = [], {}, {}
     for name in ImageMetrics.PERCEPTUAL:
+        if backbone.get(name) in failed:  # DISTS needs the VGG16 that LPIPS-vgg could not get: do not fetch twice
+            missing[name] = failed[backbone[name]]
+            continue
         try:
             probe._net(name)
             usable.append(name)
         except Exception as err:  # MetricWeightsError offline, or a broken cache file
             missing[name] = f"{type(err).__name__}: {err}"
+            failed[backbone.get(name, name)] = missing[name]
     scorer = ImageMetrics(device, perceptual=tuple(usable))
     scorer._nets = {k: v for k, v in probe._nets.items() if k in usable}
     return scorer, missing
