@@ -12,6 +12,7 @@ from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataPars
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from difix_ns.nerfstudio.device import auto_machine
 from difix_ns.nerfstudio.datamanager import Difix3DDataManagerConfig, Difix3DFullImageDatamanagerConfig
 from difix_ns.nerfstudio.models import Difix3DNerfactoModelConfig, Difix3DSplatfactoModelConfig
 from difix_ns.nerfstudio.pipeline import Difix3DPipelineConfig
@@ -51,6 +52,7 @@ difix3d_method = MethodSpecification(
         optimizers=nerfacto_optimizers(),
         viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
         vis="viewer",
+        machine=auto_machine(),
     ),
     description="Difix3D on nerfacto: progressive training on Difix-fixed novel views (fix rounds every 2000 steps).",
 )

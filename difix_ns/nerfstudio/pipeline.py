@@ -38,6 +38,9 @@ from torch import Tensor
 from difix_ns.fixer import DifixFixerConfig
 from difix_ns.nerfstudio.datamanager import POOL_BATCH_KEY
 from difix_ns.nerfstudio.poses import nearest_views, scene_extent, shift_poses
+from difix_ns.nerfstudio.device import announce_device
+from difix_ns.nerfstudio.user_errors import check_checkpoint_family
+from difix_ns.progress import step_progress
 
 ROUND_FORMAT = "difix3d-round/1"
 
@@ -146,6 +149,8 @@ class Difix3DPipeline(VanillaPipeline):
             raise TypeError(
                 f"{type(self.datamanager).__name__} has no novel-view pool; use a Difix3D datamanager config"
             )
+        if test_mode == "val":  # training
+            announce_device("Difix3D", device)
         self._lazy_fixer = _LazyFixer(config.fixer)
         self._fix_state = _FixState()
         # Difix3D+: an `rgb_fixed` output for ns-render / the viewer, sharing this pipeline's fixer. It stays off
@@ -153,6 +158,11 @@ class Difix3DPipeline(VanillaPipeline):
         from difix_ns.render.postfix import install_render_fix
 
         self._render_hook = install_render_fix(self, fixer_factory=self.get_fixer)
+
+    def load_pipeline(self, loaded_state: dict, step: int) -> None:
+        check_checkpoint_family(loaded_state, self.model, "difix3d" if self.model.photometric_loss_key == "rgb_loss"
+                                else "difix3d-splatfacto")
+        super().load_pipeline(loaded_state, step)
 
     # ---------------------------------------------------------------- training step
     @profiler.time_function
@@ -305,17 +315,21 @@ class Difix3DPipeline(VanillaPipeline):
         was_training = model.training
         model.eval()
         renders, alphas = [], []
-        # Fix-round renders must be the raw model, never post-fixed (the viewer checkbox may be ticked).
-        with self._render_hook.disabled():
-            try:
-                for i in range(len(cameras)):
-                    out = model.get_outputs_for_camera(cameras[i : i + 1].to(self.device))
-                    renders.append(out["rgb"][..., :3].clamp(0, 1).float())  # [H, W, 3]
-                    alphas.append(out["accumulation"].reshape(*out["rgb"].shape[:2], 1).float())  # [H, W, 1]
-            finally:
-                model.train(was_training)
-        refs = [self._reference_like(int(r), img) for r, img in zip(ref_idx, renders)]
-        fixed = self._fix_images(renders, refs)
+        what = f"Difix3D fix round @{step}"
+        with step_progress(f"{what}: rendering", 2 * len(cameras), console=CONSOLE) as bar:
+            # Fix-round renders must be the raw model, never post-fixed (the viewer checkbox may be ticked).
+            with self._render_hook.disabled():
+                try:
+                    for i in range(len(cameras)):
+                        out = model.get_outputs_for_camera(cameras[i : i + 1].to(self.device))
+                        renders.append(out["rgb"][..., :3].clamp(0, 1).float())  # [H, W, 3]
+                        alphas.append(out["accumulation"].reshape(*out["rgb"].shape[:2], 1).float())  # [H, W, 1]
+                        bar.advance()
+                finally:
+                    model.train(was_training)
+            refs = [self._reference_like(int(r), img) for r, img in zip(ref_idx, renders)]
+            bar.advance(0, description=f"{what}: fixing")
+            fixed = self._fix_images(renders, refs, bar.advance)
         threshold = self.config.alpha_threshold if self.config.use_alpha_mask else -1.0
         masks = [a > threshold for a in alphas]
         images_u8 = [(f.clamp(0, 1) * 255).round().to(torch.uint8) for f in fixed]
@@ -349,7 +363,7 @@ class Difix3DPipeline(VanillaPipeline):
             ref = ref[0].permute(1, 2, 0)
         return ref.clamp(0, 1)
 
-    def _fix_images(self, renders: list[Tensor], refs: list[Tensor]) -> list[Tensor]:
+    def _fix_images(self, renders: list[Tensor], refs: list[Tensor], advance=lambda n: None) -> list[Tensor]:
         fixer = self.get_fixer()
         with_refs = bool(fixer.uses_references)
         out: list[Tensor | None] = [None] * len(renders)
@@ -362,6 +376,7 @@ class Difix3DPipeline(VanillaPipeline):
             result = fixer.fix(images, ref_batch).to(images.device).permute(0, 2, 3, 1)  # [B, H, W, 3]
             for j, i in enumerate(indices):
                 out[i] = result[j]
+            advance(len(indices))
         return [o for o in out if o is not None]
 
     # ---------------------------------------------------------------- persistence

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import sys
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -26,6 +27,7 @@ from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerControl, Vie
 from torch import nn
 
 from difix_ns.fixer import DifixFixerConfig
+from difix_ns.progress import add_status_listener, remove_status_listener
 from difix_ns.render import settings
 
 if TYPE_CHECKING:
@@ -140,6 +142,19 @@ class DifixViewerControls(nn.Module):
         self.reference = ViewerText(
             "Difix reference", "", disabled=True, hint="Training image used as Difix reference for the last frame"
         )
+        self.status = ViewerText(
+            "Difix status", "", disabled=True, hint="Progress of the running long step (fix round: n/N views, ETA)"
+        )
+        ref = weakref.ref(self)
+
+        def show_status(text: str) -> None:
+            controls = ref()
+            if controls is None:
+                remove_status_listener(show_status)
+            else:
+                controls.status.value = text
+
+        add_status_listener(show_status)
         self.viewer_handle = _ViewerHandle(self)
         hook.viewer_enabled = lambda: bool(self.fix_render.value)
         hook.on_reference = self._show_reference

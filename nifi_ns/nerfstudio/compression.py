@@ -67,7 +67,8 @@ def compress_model(
 
     # 2. fine-tune the survivors (skipped when finetune_steps == 0).
     lrs = {k: v * settings.finetune_lr_scale for k, v in current_lrs(optimizers).items()}
-    tuned = finetune_splat(model, datamanager, pruned, settings.finetune_steps, lrs, settings.finetune_ssim_lambda)
+    tuned = finetune_splat(model, datamanager, pruned, settings.finetune_steps, lrs, settings.finetune_ssim_lambda,
+                           description=f"NiFi rate {rate:g}: fine-tune")
 
     # 3. quantize + entropy-code at the same rate.
     container, report = compress_with_report(tuned, rate=rate, target_mb=target_mb, cameras=cameras)

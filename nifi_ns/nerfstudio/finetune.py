@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from difix_ns.progress import step_progress
 from nifi_ns.io.gaussians import GAUSS_PARAM_KEYS, GaussianSplat, num_sh_rest
 from nifi_ns.nerfstudio.gaussian_swap import model_sh_degree, params_to_splat, splat_to_params, swapped_gaussians
 
@@ -42,8 +43,11 @@ def finetune_splat(
     steps: int,
     lrs: Optional[Dict[str, float]] = None,
     ssim_lambda: float = 0.2,
+    description: str = "NiFi fine-tune",
 ) -> GaussianSplat:
-    """Optimise `splat` for `steps` training views with (1-λ)·L1 + λ·(1-SSIM); returns a new splat."""
+    """Optimise `splat` for `steps` training views with (1-λ)·L1 + λ·(1-SSIM); returns a new splat.
+
+    Progress (`description`, step n/N, ETA) is shown in the terminal and published as a status line."""
     if steps <= 0:
         return splat
     lrs = lrs or dict(END_OF_SCHEDULE_LRS)
@@ -53,7 +57,8 @@ def finetune_splat(
     was_training = model.training
     model.eval()
     try:
-        with torch.enable_grad(), swapped_gaussians(model, params, requires_grad=True) as gp:
+        with torch.enable_grad(), swapped_gaussians(model, params, requires_grad=True) as gp, \
+                step_progress(description, steps) as bar:
             optimizer = torch.optim.Adam([{"params": [gp[k]], "lr": lrs[k]} for k in GAUSS_PARAM_KEYS], eps=1e-15)
             for _ in range(steps):
                 camera, batch = datamanager.next_train(0)
@@ -68,6 +73,7 @@ def finetune_splat(
                 if gp["features_rest"].grad is not None:
                     gp["features_rest"].grad[:, kept_rest:] = 0.0
                 optimizer.step()
+                bar.advance()
             tuned = {k: gp[k].detach().clone() for k in GAUSS_PARAM_KEYS}
     finally:
         model.train(was_training)
