@@ -27,7 +27,8 @@ class DifixFixerConfig:
     """How to load and run the Difix fixer."""
 
     model_name: str = "nvidia/difix_ref"
-    """Hugging Face hub id or local directory in the HF layout (e.g. one written by difix-make-tiny-model)."""
+    """Hugging Face hub id, local directory in the HF layout (e.g. from difix-make-tiny-model), or random-tiny
+    (tiny random weights built on the fly: plumbing only)."""
     device: Optional[str] = None
     """Torch device; None picks "cuda" when available, else "cpu"."""
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
@@ -60,6 +61,8 @@ class DifixFixer:
         self.dtype = _DTYPES[self.config.dtype] if self.device.type == "cuda" else torch.float32
         self._pipeline: Optional["DifixPipeline"] = None
         self._warned_refs = False
+        self.plumbing_only = False
+        """True once a ``random-tiny`` model is loaded: outputs prove plumbing, not quality."""
 
     @classmethod
     def from_pipeline(cls, pipeline: "DifixPipeline", config: Optional[DifixFixerConfig] = None, **overrides):
@@ -79,8 +82,15 @@ class DifixFixer:
     def _load(self) -> "DifixPipeline":
         from difix_ns.pipeline_difix import DifixPipeline
 
+        from difix_ns.diffusion.hub import ModelResolutionError
+        from difix_ns.diffusion.model_names import model_error_message, resolve_difix_model
+
+        name, self.plumbing_only = resolve_difix_model(self.config.model_name, option="model")
         logger.info("loading Difix model %s on %s (%s)", self.config.model_name, self.device, self.dtype)
-        pipe = DifixPipeline.from_pretrained(self.config.model_name, torch_dtype=self.dtype).to(self.device)
+        try:
+            pipe = DifixPipeline.from_pretrained(name, torch_dtype=self.dtype).to(self.device)
+        except ModelResolutionError as err:
+            raise ModelResolutionError(model_error_message(self.config.model_name, err, option=None)) from None
         return self._prepare(pipe)
 
     def _prepare(self, pipe: "DifixPipeline") -> "DifixPipeline":

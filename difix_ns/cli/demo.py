@@ -21,14 +21,13 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from rich.panel import Panel
 from rich.table import Table
 
+from difix_ns.diffusion.model_names import RANDOM_TINY, PLUMBING_NOTE, plumbing_banner
 from difix_ns.cli.common import add_model_arguments, cli_main, console, load_fixer, progress
 from difix_ns.io import InputError, OutputTransaction, save_image, tensor_to_pil
 from difix_ns.metrics import psnr, ssim
 
-RANDOM_TINY = "random-tiny"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_splat(path: Path):
-    from nifi_ns.io.ply import read_ply
+    from difix_ns.splat_io import read_ply
 
     if not path.is_file():
         raise InputError(f"--splat not found: {path}")
@@ -122,11 +121,7 @@ def strip(rows: List[torch.Tensor], gap: int = 4) -> torch.Tensor:
 
 
 def _plumbing_banner() -> None:
-    console.print(Panel(
-        "[bold]--model_name random-tiny[/]: a tiny Difix model with RANDOM weights.\n"
-        "The 'after' images are noise-like: this run checks the plumbing (render -> fix -> write), NOT quality.\n"
-        "For real results use the default nvidia/difix_ref, or --model_name DIR with a local copy of it.",
-        title="PLUMBING ONLY", border_style="bold yellow"))
+    plumbing_banner("--model_name random-tiny", console=console)
 
 
 @cli_main
@@ -185,7 +180,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     summary = {
         "model_name": RANDOM_TINY if plumbing_only else args.model_name,
         "plumbing_only": plumbing_only,
-        "note": ("random weights: numbers check plumbing, not quality" if plumbing_only
+        "note": (PLUMBING_NOTE if plumbing_only
                  else "target = render of the full splat; 'before' = render of a random Gaussian subset"),
         "views_deg": angles, "keep_fraction": args.keep_fraction, "size": [args.width, args.height],
         "reference_views": uses_refs, **scores,

@@ -21,6 +21,7 @@ from difix_ns.cli.common import (
     fit_to,
     load_fixer,
     most_similar,
+    plumbing_notice,
     progress,
     thumbnail,
 )
@@ -170,6 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                     writer.append(load_image(staged[i], "staged output"))
     console.print(f"[green]wrote[/] {len(inputs)} image(s){' and ' + VIDEO_NAME if args.video else ''} "
                   f"to {args.output_dir}")
+    plumbing_notice(fixer)
 
 
 def entrypoint() -> None:

@@ -156,8 +156,9 @@ class Difix3DPipeline(VanillaPipeline):
         # Difix3D+: an `rgb_fixed` output for ns-render / the viewer, sharing this pipeline's fixer. It stays off
         # (zero cost) unless switched on by ns-render's output names, ns-difix-render or the viewer checkbox.
         from difix_ns.render.postfix import install_render_fix
+        from difix_ns.render.viewer import DifixViewerControls
 
-        self._render_hook = install_render_fix(self, fixer_factory=self.get_fixer)
+        self._render_hook = install_render_fix(self, fixer_factory=self.get_fixer, viewer_controls=DifixViewerControls)
 
     def load_pipeline(self, loaded_state: dict, step: int) -> None:
         check_checkpoint_family(loaded_state, self.model, "difix3d" if self.model.photometric_loss_key == "rgb_loss"

@@ -315,11 +315,12 @@ def install_render_fix(
     fixer_config: Optional["DifixFixerConfig"] = None,
     fixer_factory: Optional[Callable[[], "DifixFixer"]] = None,
     enabled: Optional[bool] = None,
-    viewer_controls: bool = True,
+    viewer_controls: Optional[Callable[[DifixRenderHook, Any], Any]] = None,
 ) -> DifixRenderHook:
     """Give ``pipeline.model`` the ``rgb_fixed`` output (idempotent; returns the hook).
 
-    Call it at the end of a pipeline's ``__init__`` (before the viewer is built) to also get the viewer controls.
+    ``viewer_controls(hook, pipeline)`` builds the viewer controls (``difix_ns.render.viewer.DifixViewerControls``)
+    stored as ``model.difix_render``; call it at the end of a pipeline's ``__init__`` (before the viewer is built).
     References are the pipeline's training views (``pipeline.datamanager.train_dataset``).
     ``fixer_config``/``fixer_factory``: which fixer to use (a process-level config set by
     :func:`settings.enable_render_fix` wins); ``enabled``: force on/off instead of following the process settings.
@@ -334,9 +335,7 @@ def install_render_fix(
         # An instance attribute shadows the class method: ns-render, the viewer and eval all call through it.
         model.__dict__["get_outputs_for_camera"] = hook.get_outputs_for_camera
         if viewer_controls:
-            from difix_ns.render.viewer import DifixViewerControls
-
-            model.difix_render = DifixViewerControls(hook, pipeline)
+            model.difix_render = viewer_controls(hook, pipeline)
     else:
         if fixer_config is not None:
             hook.fixer_config = fixer_config

@@ -283,12 +283,12 @@ def _viewer_command():
         def main(self) -> None:
             import nerfstudio.scripts.viewer.run_viewer as run_viewer
 
-            from difix_ns.render.cli import patched_eval_setup, prepare_runtime
+            from difix_ns.render.runtime import patched_eval_setup, prepare_runtime
 
             if not self.load_config.is_file():
                 raise SystemExit(f"error: --load-config {self.load_config} does not exist (expected a run's config.yml)")
             prepare_runtime()
-            with patched_eval_setup(run_viewer, fixer_config=self.fixer, enabled=None):
+            with patched_eval_setup(run_viewer, fixer_config=self.fixer, enabled=None, controls=DifixViewerControls):
                 super().main()
 
     return DifixRunViewer
