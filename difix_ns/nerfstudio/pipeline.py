@@ -39,7 +39,7 @@ from difix_ns.fixer import DifixFixerConfig
 from difix_ns.nerfstudio.datamanager import POOL_BATCH_KEY
 from difix_ns.nerfstudio.poses import nearest_views, scene_extent, shift_poses
 from difix_ns.nerfstudio.device import announce_device
-from difix_ns.nerfstudio.user_errors import check_checkpoint_family
+from difix_ns.nerfstudio.user_errors import check_checkpoint_family, exit_with
 from difix_ns.progress import step_progress
 
 ROUND_FORMAT = "difix3d-round/1"
@@ -107,6 +107,16 @@ class _FixState:
     completed: list[int] = field(default_factory=list)
     schedule: tuple[int, ...] = ()
     round_seconds: list[float] = field(default_factory=list)
+
+
+def _check_fixer_model(name: str) -> None:
+    from difix_ns.diffusion.hub import ModelResolutionError
+    from difix_ns.diffusion.model_names import check_difix_model
+
+    try:
+        check_difix_model(name, option="--pipeline.fixer.model-name")
+    except ModelResolutionError as err:
+        exit_with(str(err))
 
 
 def _save_png(path: Path, image_hwc: Tensor) -> None:
@@ -232,6 +242,8 @@ class Difix3DPipeline(VanillaPipeline):
                         break
         self._fix_state.schedule = self.planned_fix_steps(start, end)
         schedule = list(self._fix_state.schedule)
+        if schedule and trainer is not None:  # a missing fixer model fails now, not at the first fix round
+            _check_fixer_model(self.config.fixer.model_name)
         if schedule:
             shown = schedule if len(schedule) <= 12 else [*schedule[:10], "...", schedule[-1]]
             CONSOLE.print(f"[bold]Difix3D[/bold] {len(schedule)} fix round(s) at steps {shown}")
