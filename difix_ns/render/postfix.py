@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 MIN_FIX_SIZE = 64
 """The fixer needs both sides >= 64 px; smaller renders (viewer previews) are upsampled for fixing, then resized back."""
+INSTALLED_HOOKS = [0]
+"""How many models got the render hook in this process (the stock ns-render hint checks it at exit)."""
 HOOK_ATTR = "_difix_render_hook"
 """Attribute under which the hook is stored on the model (leading underscore: the viewer's parser skips it)."""
 
@@ -332,6 +334,7 @@ def install_render_fix(
         references = ReferenceViews.from_dataset(dataset) if dataset is not None and len(dataset) > 0 else None
         hook = DifixRenderHook(model, references, fixer_config, fixer_factory, enabled)
         model.__dict__[HOOK_ATTR] = hook
+        INSTALLED_HOOKS[0] += 1
         # An instance attribute shadows the class method: ns-render, the viewer and eval all call through it.
         model.__dict__["get_outputs_for_camera"] = hook.get_outputs_for_camera
         if viewer_controls:

@@ -7,8 +7,6 @@ Shared by ``ns-difix-render``, ``difix-trajectory`` and ``difix-viewer``; it imp
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -16,7 +14,10 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from difix_ns.fixer import DifixFixerConfig
+from difix_ns.render.ffmpeg import ensure_ffmpeg
 from difix_ns.render.postfix import install_render_fix
+
+__all__ = ["check_fixer_model", "ensure_ffmpeg", "patched_eval_setup", "prepare_runtime"]
 
 
 def prepare_runtime() -> None:
@@ -35,27 +36,6 @@ def prepare_runtime() -> None:
         from difix_ns.splat import install_cpu_support
 
         install_cpu_support()
-
-
-def ensure_ffmpeg() -> str:
-    """Path of an ``ffmpeg`` on PATH; when there is none, expose imageio-ffmpeg's bundled binary under that name.
-
-    ns-render checks for ``ffmpeg`` (and mediapy calls it) even though the package already ships one.
-    """
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    try:
-        import imageio_ffmpeg
-    except ImportError as err:
-        raise RuntimeError("no `ffmpeg` on PATH and imageio-ffmpeg is not installed: "
-                           "`pip install imageio-ffmpeg` or install ffmpeg") from err
-
-    exe = imageio_ffmpeg.get_ffmpeg_exe()
-    folder = Path(tempfile.mkdtemp(prefix="difix-ffmpeg-"))
-    (folder / "ffmpeg").symlink_to(exe)
-    os.environ["PATH"] = f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"
-    return str(folder / "ffmpeg")
 
 
 @contextmanager
