@@ -94,10 +94,8 @@ SEED_DATA_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def tiny_fixer(tmp_path_factory) -> Path:
-    from difix_ns.testing import save_tiny_difix
-
-    return save_tiny_difix(tmp_path_factory.mktemp("fixer") / "tiny_difix_ref", reference_mixing=True)
+def tiny_fixer(tiny_difix_ref) -> Path:
+    return tiny_difix_ref
 
 
 @pytest.fixture(scope="module")

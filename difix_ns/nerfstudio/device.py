@@ -32,4 +32,4 @@ def announce_device(method: str, device) -> None:
 
     reason = "no CUDA device found" if not torch.cuda.is_available() else "--machine.device-type cpu"
     CONSOLE.print(f"[bold yellow]{method}: training on the CPU ({reason}); expect minutes per 1000 steps on small "
-                  "data, see docs/difix3d.md#cpu[/bold yellow]", highlight=False)
+                  "data, see docs/difix3d.md#cpu[/bold yellow]", highlight=False, soft_wrap=True)
