@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Union
 
-import torch
 import tyro
 from typing_extensions import Annotated
 
