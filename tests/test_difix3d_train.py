@@ -361,6 +361,13 @@ def test_difix3d_splatfacto_from_plain_splatfacto_checkpoint(tmp_path, fox_small
     plain = torch.load(ckpt, map_location="cpu")["pipeline"]
     assert set(plain) == set(trainer.pipeline.state_dict())
 
+    # the seed's slip: this splatfacto checkpoint into the nerfacto-based difix3d -> one line naming the method
+    with pytest.raises(SystemExit) as exit_info:
+        ns_train(["difix3d", "--data", str(fox_small), "--output-dir", str(out), "--experiment-name", "fox",
+                  *COMMON, *NERFACTO_SMALL, "--timestamp", "wrong", "--load-checkpoint", str(ckpt),
+                  "--pipeline.fixer.model-name", str(tiny_fixer), *DATA_ARGS])
+    assert exit_info.value.code == 2
+
 
 @pytest.mark.slow
 def test_seed_nerfacto_command_from_plain_nerfacto_checkpoint(tmp_path, fox_filename_split, tiny_fixer):
