@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -137,48 +136,43 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     splat = load_splat(Path(args.splat) if args.splat else GUITAR_SPLAT)
     plumbing_only = args.model_name == RANDOM_TINY
-    with tempfile.TemporaryDirectory(prefix="difix_demo_tiny_") as tmp:
-        if plumbing_only:
-            from difix_ns.testing import save_tiny_difix
+    fixer = load_fixer(args)
+    plumbing_only = plumbing_only or fixer.plumbing_only
+    uses_refs = fixer.uses_references
+    # The pure-PyTorch rasterizer is CPU-bound, so CPU runs default to a small size; CUDA uses gsplat.
+    on_cuda = fixer.device.type == "cuda"
+    args.width = args.width or (384 if on_cuda else 160)
+    args.height = args.height or (576 if on_cuda else 256)
 
-            _plumbing_banner()
-            args.model_name = str(save_tiny_difix(Path(tmp) / "difix_ref_tiny", reference_mixing=True))
-        fixer = load_fixer(args)
-        uses_refs = fixer.uses_references
-        # The pure-PyTorch rasterizer is CPU-bound, so CPU runs default to a small size; CUDA uses gsplat.
-        on_cuda = fixer.device.type == "cuda"
-        args.width = args.width or (384 if on_cuda else 160)
-        args.height = args.height or (576 if on_cuda else 256)
-
-        # Views spread over a 120 degree arc in front of the guitar; each reference sits half a step further.
-        step = 120.0 / max(args.views, 1)
-        angles = [30.0 + step * (i + 0.5) for i in range(args.views)]
-        gen = torch.Generator().manual_seed(args.seed)
-        n = splat.means.shape[0]
-        keep = torch.randperm(n, generator=gen)[: max(1, int(round(n * args.keep_fraction)))].sort().values
-        with progress() as bar:
-            task = bar.add_task("rendering", total=3 if uses_refs else 2)
-            vm, Ks = orbit_cameras(torch.from_numpy(np.asarray(splat.means, np.float32)), angles, args.width,
-                                   args.height)
-            degraded = render(splat, keep, vm, Ks, args.width, args.height, fixer.device)
+    # Views spread over a 120 degree arc in front of the guitar; each reference sits half a step further.
+    step = 120.0 / max(args.views, 1)
+    angles = [30.0 + step * (i + 0.5) for i in range(args.views)]
+    gen = torch.Generator().manual_seed(args.seed)
+    n = splat.means.shape[0]
+    keep = torch.randperm(n, generator=gen)[: max(1, int(round(n * args.keep_fraction)))].sort().values
+    with progress() as bar:
+        task = bar.add_task("rendering", total=3 if uses_refs else 2)
+        vm, Ks = orbit_cameras(torch.from_numpy(np.asarray(splat.means, np.float32)), angles, args.width,
+                               args.height)
+        degraded = render(splat, keep, vm, Ks, args.width, args.height, fixer.device)
+        bar.advance(task)
+        clean = render(splat, None, vm, Ks, args.width, args.height, fixer.device)
+        bar.advance(task)
+        refs = None
+        if uses_refs:
+            rvm, rKs = orbit_cameras(torch.from_numpy(np.asarray(splat.means, np.float32)),
+                                     [a + step / 2 for a in angles], args.width, args.height)
+            refs = render(splat, None, rvm, rKs, args.width, args.height, fixer.device)[:, None]  # [C,1,3,H,W]
             bar.advance(task)
-            clean = render(splat, None, vm, Ks, args.width, args.height, fixer.device)
-            bar.advance(task)
-            refs = None
-            if uses_refs:
-                rvm, rKs = orbit_cameras(torch.from_numpy(np.asarray(splat.means, np.float32)),
-                                         [a + step / 2 for a in angles], args.width, args.height)
-                refs = render(splat, None, rvm, rKs, args.width, args.height, fixer.device)[:, None]  # [C,1,3,H,W]
-                bar.advance(task)
-        with console.status("fixing with Difix"):
-            fixed = fixer.fix(degraded, refs)
+    with console.status("fixing with Difix"):
+        fixed = fixer.fix(degraded, refs)
 
     scores = {
         "before": {"psnr": psnr(degraded, clean).tolist(), "ssim": ssim(degraded, clean).tolist()},
         "after": {"psnr": psnr(fixed, clean).tolist(), "ssim": ssim(fixed, clean).tolist()},
     }
     summary = {
-        "model_name": RANDOM_TINY if plumbing_only else args.model_name,
+        "model_name": args.model_name,
         "plumbing_only": plumbing_only,
         "note": (PLUMBING_NOTE if plumbing_only
                  else "target = render of the full splat; 'before' = render of a random Gaussian subset"),

@@ -62,10 +62,14 @@ def random_tiny_dir() -> Path:
 
 
 def resolve_difix_model(name: str, option: str = "--model_name") -> Tuple[str, bool]:
-    """``(name or folder to load, plumbing_only)``; ``random-tiny`` prints the banner and builds the tiny model."""
+    """``(name or folder to load, plumbing_only)``; ``random-tiny`` prints the banner and builds the tiny model, a
+    folder marked as random weights prints the banner."""
     if is_random_tiny(name):
         plumbing_banner(f"{option} random-tiny")
         return str(random_tiny_dir()), True
+    if has_random_weights(name):  # e.g. a folder written by difix-make-tiny-model
+        plumbing_banner(f"{option} {name}")
+        return str(name), True
     return str(name), False
 
 

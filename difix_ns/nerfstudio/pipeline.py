@@ -434,6 +434,7 @@ class Difix3DPipeline(VanillaPipeline):
             "alpha_threshold": self.config.alpha_threshold if self.config.use_alpha_mask else None,
             "novel_view_targets": self.config.novel_view_targets,
             "fixer": {k: v for k, v in asdict(self.config.fixer).items()},
+            "fixer_plumbing_only": bool(getattr(self._lazy_fixer.fixer, "plumbing_only", False)),
             "views": views,
         }
         tmp = round_dir / "poses.json.tmp"
