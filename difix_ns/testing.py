@@ -17,7 +17,7 @@ from typing import Literal, Optional
 import torch
 import tyro
 
-from difix_ns.diffusion.model_names import mark_random_weights
+from difix_ns.diffusion.random_weights import mark_random_weights
 
 TINY_WORDS = ("remove", "degradation")  # the Difix prompt is tokenised into whole words
 SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")

@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 from difix_ns.diffusion.hub import ModelResolutionError, resolve_model_dir
+from difix_ns.diffusion.random_weights import (  # noqa: F401  (re-exported)
+    PLUMBING_NOTE,
+    RANDOM_WEIGHTS_MARKER,
+    has_random_weights,
+    mark_random_weights,
+)
 
 RANDOM_TINY = "random-tiny"
 """Model name that stands for a tiny random-weight Difix (plumbing only)."""
@@ -22,11 +28,6 @@ OFFLINE_HINT = (
     "Offline: make a tiny random model with `difix-make-tiny-model DIR` and pass DIR, or pass `random-tiny` "
     "(random weights: plumbing only, not quality)."
 )
-PLUMBING_NOTE = "random weights: numbers check plumbing, not quality"
-"""The note every JSON written from a random-weight model carries."""
-
-RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS.json"
-"""File the tiny random-weight model writers put in the model folder; tools that load the folder say PLUMBING ONLY."""
 
 _lock = threading.Lock()
 _tiny_dir: Optional[Path] = None
@@ -93,14 +94,3 @@ def check_difix_model(name: str, option: str = "--model_name") -> None:
     except ModelResolutionError as err:
         raise ModelResolutionError(model_error_message(name, err, option)) from None
 
-
-def mark_random_weights(folder) -> None:
-    """Mark a model folder as random weights (read by :func:`has_random_weights`)."""
-    import json
-
-    Path(folder, RANDOM_WEIGHTS_MARKER).write_text(json.dumps({"random_weights": True, "note": PLUMBING_NOTE}) + "\n")
-
-
-def has_random_weights(folder) -> bool:
-    """True for a model folder written by a tiny random-weight maker (difix-make-tiny-model, NiFi's smoke models)."""
-    return folder is not None and Path(str(folder), RANDOM_WEIGHTS_MARKER).is_file()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from difix_ns.diffusion.model_names import mark_random_weights
+from difix_ns.diffusion.random_weights import mark_random_weights
 
 _CHARS = string.ascii_lowercase + string.digits + ",.!-'"
 SD3_VAE_SCALING, SD3_VAE_SHIFT = 1.5305, 0.0609  # SD3-medium's VAE config values
