@@ -179,12 +179,14 @@ def test_missing_model_is_one_line_with_the_offline_hint_everywhere(tmp_path, ca
     assert MISSING_MODEL in line and "difix-make-tiny-model" in line and "random-tiny" in line
 
     # ns-difix-render: the model is checked before the run is loaded
+    import nerfstudio.scripts.render as ns_render
     import nerfstudio.utils.eval_utils as eval_utils
 
     def no_load(*args, **kwargs):
         raise AssertionError("the run was loaded before the model was checked")
 
     monkeypatch.setattr(eval_utils, "eval_setup", no_load)
+    monkeypatch.setattr(ns_render, "eval_setup", no_load)
     config = tmp_path / "run" / "config.yml"
     config.parent.mkdir()
     config.write_text("not loaded\n")
