@@ -58,10 +58,10 @@ def patched_eval_setup(
     def eval_setup_with_fix(*args, **kwargs):
         config, pipeline, checkpoint_path, step = original(*args, **kwargs)
         hooks.append(install_render_fix(pipeline, fixer_config=fixer_config, enabled=enabled, viewer_controls=controls))
-        controls = getattr(pipeline.model, "difix_render", None)
+        attached = getattr(pipeline.model, "difix_render", None)
         config_path = Path(args[0] if args else kwargs["config_path"])
-        if controls is not None:
-            controls.run_dir = config_path.parent  # where a difix3d run keeps its fix rounds
+        if attached is not None:
+            attached.run_dir = config_path.parent  # where a difix3d run keeps its fix rounds
         return config, pipeline, checkpoint_path, step
 
     module.eval_setup = eval_setup_with_fix
