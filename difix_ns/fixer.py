@@ -83,7 +83,12 @@ class DifixFixer:
         from difix_ns.pipeline_difix import DifixPipeline
 
         from difix_ns.diffusion.hub import ModelResolutionError
-        from difix_ns.diffusion.model_names import model_error_message, resolve_difix_model
+        from difix_ns.diffusion.model_names import (
+            is_random_tiny,
+            model_error_message,
+            plumbing_banner,
+            resolve_difix_model,
+        )
 
         name, self.plumbing_only = resolve_difix_model(self.config.model_name, option="model")
         logger.info("loading Difix model %s on %s (%s)", self.config.model_name, self.device, self.dtype)
@@ -91,6 +96,8 @@ class DifixFixer:
             pipe = DifixPipeline.from_pretrained(name, torch_dtype=self.dtype).to(self.device)
         except ModelResolutionError as err:
             raise ModelResolutionError(model_error_message(self.config.model_name, err, option=None)) from None
+        if self.plumbing_only and not is_random_tiny(self.config.model_name):  # random-tiny announced itself
+            plumbing_banner(f"model {self.config.model_name}")
         return self._prepare(pipe)
 
     def _prepare(self, pipe: "DifixPipeline") -> "DifixPipeline":

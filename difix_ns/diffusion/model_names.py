@@ -63,15 +63,12 @@ def random_tiny_dir() -> Path:
 
 
 def resolve_difix_model(name: str, option: str = "--model_name") -> Tuple[str, bool]:
-    """``(name or folder to load, plumbing_only)``; ``random-tiny`` prints the banner and builds the tiny model, a
-    folder marked as random weights prints the banner."""
+    """``(name or folder to load, plumbing_only)``; ``random-tiny`` prints the banner and builds the tiny model; a
+    folder marked as random weights gives ``plumbing_only`` (the loader prints the banner once it loaded)."""
     if is_random_tiny(name):
         plumbing_banner(f"{option} random-tiny")
         return str(random_tiny_dir()), True
-    if has_random_weights(name):  # e.g. a folder written by difix-make-tiny-model
-        plumbing_banner(f"{option} {name}")
-        return str(name), True
-    return str(name), False
+    return str(name), has_random_weights(name)  # e.g. a folder written by difix-make-tiny-model
 
 
 def model_error_message(name: str, err: BaseException, option: Optional[str] = "--model_name") -> str:
