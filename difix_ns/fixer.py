@@ -31,8 +31,9 @@ class DifixFixerConfig:
     """How to load and run the Difix fixer."""
 
     model_name: str = "nvidia/difix_ref"
-    """Hugging Face hub id or local directory: a Difix model in the HF layout, or NVIDIA Fixer's layout (e.g.
-    nvidia/Fixer; detected by its files). difix-make-tiny-model writes tiny ones of both kinds."""
+    """Hugging Face hub id or local directory: a Difix model in the HF layout, NVIDIA Fixer's layout (e.g.
+    nvidia/Fixer; detected by its files), or random-tiny (tiny random weights built on the fly: plumbing only).
+    difix-make-tiny-model writes tiny ones of both layouts."""
     device: Optional[str] = None
     """Torch device; None picks "cuda" when available, else "cpu"."""
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
@@ -85,6 +86,8 @@ class DifixFixer:
         self._ready_keys: set[tuple] = set()
         self._force_eager = False
         self._ref_cache = None
+        self.plumbing_only = False
+        """True once a ``random-tiny`` model is loaded: outputs prove plumbing, not quality."""
 
     @classmethod
     def from_pipeline(cls, pipeline: "DifixPipeline", config: Optional[DifixFixerConfig] = None, **overrides):
@@ -105,14 +108,31 @@ class DifixFixer:
         from difix_ns.fixers.cosmos_files import locate_fixer_model
         from difix_ns.pipeline_difix import DifixPipeline
 
-        fixer_dir = locate_fixer_model(self.config.model_name)
+        from difix_ns.diffusion.hub import ModelResolutionError
+        from difix_ns.diffusion.model_names import (
+            is_random_tiny,
+            model_error_message,
+            plumbing_banner,
+            resolve_difix_model,
+        )
+
+        name, self.plumbing_only = resolve_difix_model(self.config.model_name, option="model")
+        try:
+            fixer_dir = locate_fixer_model(name)
+        except ModelResolutionError as err:
+            raise ModelResolutionError(model_error_message(self.config.model_name, err, option=None)) from None
         if fixer_dir is not None:  # NVIDIA Fixer layout: same restore() interface, no reference mixing
             from difix_ns.fixers.cosmos_fixer import CosmosFixerPipeline
 
             logger.info("loading Fixer model %s on %s (%s)", self.config.model_name, self.device, self.dtype)
             return CosmosFixerPipeline.from_pretrained(fixer_dir).to(device=self.device, dtype=self.dtype)
         logger.info("loading Difix model %s on %s (%s)", self.config.model_name, self.device, self.dtype)
-        pipe = DifixPipeline.from_pretrained(self.config.model_name, torch_dtype=self.dtype).to(self.device)
+        try:
+            pipe = DifixPipeline.from_pretrained(name, torch_dtype=self.dtype).to(self.device)
+        except ModelResolutionError as err:
+            raise ModelResolutionError(model_error_message(self.config.model_name, err, option=None)) from None
+        if self.plumbing_only and not is_random_tiny(self.config.model_name):  # random-tiny announced itself
+            plumbing_banner(f"model {self.config.model_name}")
         return self._prepare(pipe)
 
     def _prepare(self, pipe: "DifixPipeline") -> "DifixPipeline":

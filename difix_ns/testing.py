@@ -18,6 +18,8 @@ from typing import Literal, Optional
 import torch
 import tyro
 
+from difix_ns.diffusion.random_weights import mark_random_weights
+
 TINY_WORDS = ("remove", "degradation")  # the Difix prompt is tokenised into whole words
 SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
 
@@ -123,6 +125,7 @@ def save_tiny_difix(path, reference_mixing: bool = True, seed: int = 0) -> Path:
     pipe.register_to_config(_name_or_path=f"tiny-difix{'_ref' if reference_mixing else ''}")
     pipe.save_pretrained(path)
     write_tiny_tokenizer(path / "tokenizer")  # the hand-written SD-2 style tokenizer files, as in the real layout
+    mark_random_weights(path)  # tools loading this folder print the PLUMBING ONLY banner
     return path
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from nifi_ns.evaluation.cli import add_common_args, guarded, run_evaluation, write_json
+from nifi_ns.evaluation.cli import add_common_args, guarded, run_evaluation, summary_prefix, write_json
 from nifi_ns.evaluation.pairs_eval import aggregate, group_by
 from nifi_ns.evaluation.paper import paper_comparison
 
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
         "records": rows,
     }
     out = write_json(args.out, payload)
-    print(f"{out}: {len(rows)} pairs in {len(payload['summary']['per_dataset'])} dataset(s); "
+    print(f"{summary_prefix(info)}{out}: {len(rows)} pairs in {len(payload['summary']['per_dataset'])} dataset(s); "
           f"{len(payload['paper_comparison']['entries'])} (dataset, rate) cells matched to the paper's Table 1")
     return 0
 

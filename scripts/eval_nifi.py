@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from nifi_ns.evaluation.cli import add_common_args, guarded, run_evaluation, write_json
+from nifi_ns.evaluation.cli import add_common_args, guarded, run_evaluation, summary_prefix, write_json
 from nifi_ns.evaluation.pairs_eval import aggregate, group_by
 
 
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     }
     out = write_json(args.out, payload)
     agg = payload["metrics"]["aggregate"]
-    print(f"{out}: {agg['count']} pairs, LPIPS-{args.lpips_net} {agg['lpips_before']:.4f} -> {agg['lpips_after']:.4f}, "
+    print(f"{summary_prefix(info)}{out}: {agg['count']} pairs, LPIPS-{args.lpips_net} {agg['lpips_before']:.4f} -> {agg['lpips_after']:.4f}, "
           f"DISTS {agg['dists_before']:.4f} -> {agg['dists_after']:.4f}")
     return 0
 

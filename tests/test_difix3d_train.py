@@ -94,10 +94,8 @@ SEED_DATA_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def tiny_fixer(tmp_path_factory) -> Path:
-    from difix_ns.testing import save_tiny_difix
-
-    return save_tiny_difix(tmp_path_factory.mktemp("fixer") / "tiny_difix_ref", reference_mixing=True)
+def tiny_fixer(tiny_difix_ref) -> Path:
+    return tiny_difix_ref
 
 
 @pytest.fixture(scope="module")
@@ -362,6 +360,13 @@ def test_difix3d_splatfacto_from_plain_splatfacto_checkpoint(tmp_path, fox_small
     assert trainer.pipeline.completed_rounds == [3]
     plain = torch.load(ckpt, map_location="cpu")["pipeline"]
     assert set(plain) == set(trainer.pipeline.state_dict())
+
+    # the seed's slip: this splatfacto checkpoint into the nerfacto-based difix3d -> one line naming the method
+    with pytest.raises(SystemExit) as exit_info:
+        ns_train(["difix3d", "--data", str(fox_small), "--output-dir", str(out), "--experiment-name", "fox",
+                  *COMMON, *NERFACTO_SMALL, "--timestamp", "wrong", "--load-checkpoint", str(ckpt),
+                  "--pipeline.fixer.model-name", str(tiny_fixer), *DATA_ARGS])
+    assert exit_info.value.code == 2
 
 
 @pytest.mark.slow

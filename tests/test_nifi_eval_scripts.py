@@ -52,6 +52,8 @@ def test_eval_nifi_schema(trained, tmp_path):
     assert agg["lpips_delta"] == pytest.approx(agg["lpips_after"] - agg["lpips_before"])
     assert data["sigma_t0"] == pytest.approx(0.198, abs=1e-3) and data["backbone"] == "sd3"
     assert set(data["metrics"]["per_scene"]) == {"default/fox"}
+    # the smoke checkpoint sits on a tiny random backbone: the JSON says so next to the numbers
+    assert data["plumbing_only"] is True and "plumbing, not quality" in data["note"]
 
 
 def test_eval_benchmark_schema_and_paper_comparison(trained, tmp_path):
@@ -68,6 +70,7 @@ def test_eval_benchmark_schema_and_paper_comparison(trained, tmp_path):
     assert set(s["per_dataset"]) == {"mipnerf360", "mystery"}
     assert set(s["per_dataset_rate"]) == {"mipnerf360/0.1", "mystery/1.0"}
     assert s["aggregate"]["count"] == 3
+    assert data["plumbing_only"] is True and "plumbing, not quality" in data["note"]
     cmp_ = data["paper_comparison"]
     assert cmp_["unmatched_groups"] == ["mystery/1.0"] and len(cmp_["entries"]) == 1
     entry = cmp_["entries"][0]

@@ -34,10 +34,8 @@ def env(workdir):
 
 
 @pytest.fixture(scope="session")
-def tiny_ref(workdir):
-    from difix_ns.testing import save_tiny_difix
-
-    return save_tiny_difix(workdir / "tiny_difix_ref", reference_mixing=True)
+def tiny_ref(tiny_difix_ref):
+    return tiny_difix_ref
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +44,9 @@ def fox7(workdir):
 
 
 @pytest.fixture(scope="session")
-def stock_run(fox7, workdir, env):
-    return rt.train_tiny_run(fox7, workdir / "outputs", "splatfacto", iterations=10, env=env)
+def stock_run(fox7, stock_splatfacto_run):
+    """The shared stock splatfacto run (tests/conftest.py), trained on the same fox subset as ``fox7``."""
+    return stock_splatfacto_run[2]
 
 
 def _fixer_args(tiny_ref, batch_size=3):

@@ -20,20 +20,9 @@ FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox"
 
 
 @pytest.fixture(scope="module")
-def plugin_run(tmp_path_factory):
-    if not (FOX / "transforms.json").is_file():
-        pytest.skip(f"fox scene not found at {FOX} (../shared/data/fox)")
-    from difix_ns.testing import save_tiny_difix
-
-    work = tmp_path_factory.mktemp("plugin_render")
-    env = rt.cpu_env(work)
-    tiny = save_tiny_difix(work / "tiny_difix_ref", reference_mixing=True)
-    data = rt.make_fox_subset(FOX, work / "fox7", stride=8)
-    config = rt.train_tiny_run(
-        data, work / "outputs", "difix3d-splatfacto", iterations=6, env=env,
-        extra=["--pipeline.fixer.model-name", str(tiny), "--pipeline.fixer.dtype", "float32",
-               "--pipeline.fixer.device", "cpu", "--pipeline.fix-steps", "3"],
-    )
+def plugin_run(difix3d_splatfacto_run):
+    """The shared difix3d-splatfacto run (tests/conftest.py): 6 iterations, one fix round at step 3."""
+    work, env, config, _ = difix3d_splatfacto_run
     return work, env, config
 
 

@@ -127,12 +127,10 @@ class _FakeModel:
 
 
 @pytest.fixture(scope="module")
-def tiny_fixer_config(tmp_path_factory):
+def tiny_fixer_config(tiny_difix_ref):
     from difix_ns.fixer import DifixFixerConfig
-    from difix_ns.testing import save_tiny_difix
 
-    path = save_tiny_difix(tmp_path_factory.mktemp("tiny_difix_ref"), reference_mixing=True)
-    return DifixFixerConfig(model_name=str(path), device="cpu", dtype="float32", batch_size=2)
+    return DifixFixerConfig(model_name=str(tiny_difix_ref), device="cpu", dtype="float32", batch_size=2)
 
 
 def _hook(tiny_fixer_config, n_train: int = 3):

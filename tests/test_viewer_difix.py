@@ -46,20 +46,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def stock_run(tmp_path_factory):
-    if not (FOX / "transforms.json").is_file():
-        pytest.skip(f"fox scene not found at {FOX} (../shared/data/fox)")
-    work = tmp_path_factory.mktemp("viewer")
-    env = rt.cpu_env(work)
-    data = rt.make_fox_subset(FOX, work / "fox7", stride=8)
-    from difix_ns.testing import save_tiny_difix
-
-    tiny = save_tiny_difix(work / "tiny_difix_ref", reference_mixing=True)
-    # A difix3d-splatfacto run: its config carries the fixer, so *stock* ns-viewer shows the Difix controls.
-    # One fix round at step 3 is persisted under <run>/difix_rounds/, so the viewer has a novel-view pool to draw.
-    config = rt.train_tiny_run(data, work / "outputs", "difix3d-splatfacto", iterations=5,
-                               extra=[*_fixer_args(tiny), "--pipeline.fix-steps", "3"], env=env)
-    return work, env, config, tiny
+def stock_run(difix3d_splatfacto_run):
+    """The shared difix3d-splatfacto run (tests/conftest.py): its config carries the fixer, so *stock* ns-viewer
+    shows the Difix controls, and its fix round at step 3 is persisted, so the viewer has a novel-view pool."""
+    return difix3d_splatfacto_run
 
 
 def _fixer_args(tiny: Path) -> list:
@@ -258,12 +248,12 @@ def test_difix_checkbox_during_ns_train(stock_run, browser, tmp_path):
         assert "in-memory pool" in _pool_messages(log_path), log_path.read_text()[-2000:]
 
 
-def test_difix_viewer_on_stock_splatfacto(stock_run, browser, tmp_path):
+def test_difix_viewer_on_stock_splatfacto(stock_run, stock_splatfacto_run, browser, tmp_path):
     """``difix-viewer`` gives a STOCK splatfacto run (trained without the plugin) the same checkbox and reference."""
     from selenium.webdriver.common.by import By
 
     work, env, _, tiny = stock_run
-    config = rt.train_tiny_run(work / "fox7", work / "outputs_stock", "splatfacto", iterations=5, env=env)
+    config = stock_splatfacto_run[2]
     port = _free_port()
     cmd = ["difix-viewer", "--load-config", str(config), "--viewer.websocket-host", "127.0.0.1",
            "--viewer.websocket-port", str(port), "--fixer.model-name", str(tiny), "--fixer.dtype", "float32",

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from difix_ns.diffusion.model_names import model_error_message
 from difix_ns.io import InputError
 
 console = Console(stderr=True)
@@ -86,8 +87,16 @@ def load_fixer(args: argparse.Namespace):
         try:
             fixer.pipeline  # noqa: B018  (loads the weights)
         except Exception as err:  # hub unreachable, missing files, wrong keys: all mean "this model is unusable"
-            raise InputError(f"--model_name {args.model_name}: {err}") from None
+            raise InputError(model_error_message(args.model_name, err)) from None
     return fixer
+
+
+def plumbing_notice(fixer) -> None:
+    """Repeat the PLUMBING ONLY banner after a run whose fixer had random weights (``--model_name random-tiny``)."""
+    if getattr(fixer, "plumbing_only", False):
+        from difix_ns.diffusion.model_names import plumbing_banner
+
+        plumbing_banner(console=console)
 
 
 def thumbnail(image: torch.Tensor, size: int = 32) -> torch.Tensor:

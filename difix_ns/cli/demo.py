@@ -15,20 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from rich.panel import Panel
 from rich.table import Table
 
+from difix_ns.diffusion.model_names import RANDOM_TINY, PLUMBING_NOTE, plumbing_banner
 from difix_ns.cli.common import add_model_arguments, cli_main, console, load_fixer, progress
 from difix_ns.io import InputError, OutputTransaction, save_image, tensor_to_pil
 from difix_ns.metrics import psnr, ssim
 
-RANDOM_TINY = "random-tiny"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_splat(path: Path):
-    from nifi_ns.io.ply import read_ply
+    from difix_ns.splat_io import read_ply
 
     if not path.is_file():
         raise InputError(f"--splat not found: {path}")
@@ -123,11 +121,7 @@ def strip(rows: List[torch.Tensor], gap: int = 4) -> torch.Tensor:
 
 
 def _plumbing_banner() -> None:
-    console.print(Panel(
-        "[bold]--model_name random-tiny[/]: a tiny Difix model with RANDOM weights.\n"
-        "The 'after' images are noise-like: this run checks the plumbing (render -> fix -> write), NOT quality.\n"
-        "For real results use the default nvidia/difix_ref, or --model_name DIR with a local copy of it.",
-        title="PLUMBING ONLY", border_style="bold yellow"))
+    plumbing_banner("--model_name random-tiny", console=console)
 
 
 @cli_main
@@ -146,50 +140,45 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     splat = load_splat(Path(args.splat) if args.splat else GUITAR_SPLAT)
     plumbing_only = args.model_name == RANDOM_TINY
-    with tempfile.TemporaryDirectory(prefix="difix_demo_tiny_") as tmp:
-        if plumbing_only:
-            from difix_ns.testing import save_tiny_difix
+    fixer = load_fixer(args)
+    plumbing_only = plumbing_only or fixer.plumbing_only
+    uses_refs = fixer.uses_references
+    # The pure-PyTorch rasterizer is CPU-bound, so CPU runs default to a small size; CUDA uses gsplat.
+    on_cuda = fixer.device.type == "cuda"
+    args.width = args.width or (384 if on_cuda else 160)
+    args.height = args.height or (576 if on_cuda else 256)
 
-            _plumbing_banner()
-            args.model_name = str(save_tiny_difix(Path(tmp) / "difix_ref_tiny", reference_mixing=True))
-        fixer = load_fixer(args)
-        uses_refs = fixer.uses_references
-        # The pure-PyTorch rasterizer is CPU-bound, so CPU runs default to a small size; CUDA uses gsplat.
-        on_cuda = fixer.device.type == "cuda"
-        args.width = args.width or (384 if on_cuda else 160)
-        args.height = args.height or (576 if on_cuda else 256)
-
-        # Views spread over a 120 degree arc in front of the guitar; each reference sits half a step further.
-        step = 120.0 / max(args.views, 1)
-        angles = [30.0 + step * (i + 0.5) for i in range(args.views)]
-        gen = torch.Generator().manual_seed(args.seed)
-        n = splat.means.shape[0]
-        keep = torch.randperm(n, generator=gen)[: max(1, int(round(n * args.keep_fraction)))].sort().values
-        with progress() as bar:
-            task = bar.add_task("rendering", total=3 if uses_refs else 2)
-            vm, Ks = orbit_cameras(torch.from_numpy(np.asarray(splat.means, np.float32)), angles, args.width,
-                                   args.height)
-            degraded = render(splat, keep, vm, Ks, args.width, args.height, fixer.device)
+    # Views spread over a 120 degree arc in front of the guitar; each reference sits half a step further.
+    step = 120.0 / max(args.views, 1)
+    angles = [30.0 + step * (i + 0.5) for i in range(args.views)]
+    gen = torch.Generator().manual_seed(args.seed)
+    n = splat.means.shape[0]
+    keep = torch.randperm(n, generator=gen)[: max(1, int(round(n * args.keep_fraction)))].sort().values
+    with progress() as bar:
+        task = bar.add_task("rendering", total=3 if uses_refs else 2)
+        vm, Ks = orbit_cameras(torch.from_numpy(np.asarray(splat.means, np.float32)), angles, args.width,
+                               args.height)
+        degraded = render(splat, keep, vm, Ks, args.width, args.height, fixer.device)
+        bar.advance(task)
+        clean = render(splat, None, vm, Ks, args.width, args.height, fixer.device)
+        bar.advance(task)
+        refs = None
+        if uses_refs:
+            rvm, rKs = orbit_cameras(torch.from_numpy(np.asarray(splat.means, np.float32)),
+                                     [a + step / 2 for a in angles], args.width, args.height)
+            refs = render(splat, None, rvm, rKs, args.width, args.height, fixer.device)[:, None]  # [C,1,3,H,W]
             bar.advance(task)
-            clean = render(splat, None, vm, Ks, args.width, args.height, fixer.device)
-            bar.advance(task)
-            refs = None
-            if uses_refs:
-                rvm, rKs = orbit_cameras(torch.from_numpy(np.asarray(splat.means, np.float32)),
-                                         [a + step / 2 for a in angles], args.width, args.height)
-                refs = render(splat, None, rvm, rKs, args.width, args.height, fixer.device)[:, None]  # [C,1,3,H,W]
-                bar.advance(task)
-        with console.status("fixing with Difix"):
-            fixed = fixer.fix(degraded, refs)
+    with console.status("fixing with Difix"):
+        fixed = fixer.fix(degraded, refs)
 
     scores = {
         "before": {"psnr": psnr(degraded, clean).tolist(), "ssim": ssim(degraded, clean).tolist()},
         "after": {"psnr": psnr(fixed, clean).tolist(), "ssim": ssim(fixed, clean).tolist()},
     }
     summary = {
-        "model_name": RANDOM_TINY if plumbing_only else args.model_name,
+        "model_name": args.model_name,
         "plumbing_only": plumbing_only,
-        "note": ("random weights: numbers check plumbing, not quality" if plumbing_only
+        "note": (PLUMBING_NOTE if plumbing_only
                  else "target = render of the full splat; 'before' = render of a random Gaussian subset"),
         "views_deg": angles, "keep_fraction": args.keep_fraction, "size": [args.width, args.height],
         "reference_views": uses_refs, **scores,

@@ -15,7 +15,9 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from difix_ns.cli.common import add_model_arguments, cli_main, console, fit_to, load_fixer, most_similar, progress
+from difix_ns.cli.common import (
+    add_model_arguments, cli_main, console, fit_to, load_fixer, most_similar, plumbing_notice, progress,
+)
 from difix_ns.cli.common import thumbnail
 from difix_ns.io import (
     InputError,
@@ -102,6 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if written != count:
             raise InputError(f"decoded {written} frames from {src} but its header promised {count}; not writing {dst}")
     console.print(f"[green]wrote[/] {dst} ({written} frames, {fps:g} fps)")
+    plumbing_notice(fixer)
 
 
 def entrypoint() -> None:

@@ -24,6 +24,7 @@ from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatama
 from torch import Tensor
 
 from difix_ns.nerfstudio.pool import NovelViewPool
+from difix_ns.nerfstudio.user_errors import exit_with, filename_split_message, is_filename_split_error
 
 POOL_BATCH_KEY = "difix_pool_view"
 """Batch key set to True on batches drawn from the novel-view pool."""
@@ -77,9 +78,14 @@ class Difix3DDataManager(VanillaDataManager, _PoolDrawing):
     def __init__(
         self, config: Difix3DDataManagerConfig, device="cpu", test_mode="val", world_size=1, local_rank=0, **kwargs
     ):
-        super().__init__(
-            config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs
-        )
+        try:
+            super().__init__(
+                config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs
+            )
+        except ValueError as err:
+            if not is_filename_split_error(err):
+                raise
+            exit_with(filename_split_message(getattr(config.dataparser, "data", None)))
         self._init_pool()
 
     def next_train(self, step: int) -> tuple[RayBundle, dict]:
@@ -141,9 +147,14 @@ class Difix3DFullImageDatamanager(FullImageDatamanager, _PoolDrawing):
         local_rank=0,
         **kwargs,
     ):
-        super().__init__(
-            config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs
-        )
+        try:
+            super().__init__(
+                config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs
+            )
+        except ValueError as err:
+            if not is_filename_split_error(err):
+                raise
+            exit_with(filename_split_message(getattr(config.dataparser, "data", None)))
         self._init_pool()
 
     def next_train(self, step: int) -> tuple[Cameras, dict]:

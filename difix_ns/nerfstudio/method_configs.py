@@ -13,6 +13,7 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from difix_ns.nerfstudio.datamanager import Difix3DDataManagerConfig, Difix3DFullImageDatamanagerConfig
+from difix_ns.nerfstudio.device import auto_machine
 from difix_ns.nerfstudio.models import Difix3DNerfactoModelConfig, Difix3DSplatfactoModelConfig
 from difix_ns.nerfstudio.pipeline import Difix3DPipelineConfig
 from difix_ns.nerfstudio.stock_configs import (
@@ -20,9 +21,11 @@ from difix_ns.nerfstudio.stock_configs import (
     nerfacto_optimizers,
     splatfacto_trainer_settings,
 )
+from difix_ns.render.stock_ns_render import install as install_ns_render_help
 
 
 install_cpu_support_if_available()
+install_ns_render_help()
 
 
 difix3d_method = MethodSpecification(
@@ -51,6 +54,7 @@ difix3d_method = MethodSpecification(
         optimizers=nerfacto_optimizers(),
         viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
         vis="viewer",
+        machine=auto_machine(),
     ),
     description="Difix3D on nerfacto: progressive training on Difix-fixed novel views (fix rounds every 2000 steps).",
 )

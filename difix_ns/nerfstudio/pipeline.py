@@ -39,6 +39,9 @@ from torch import Tensor
 from difix_ns.fixers.config import FixerConfig
 from difix_ns.nerfstudio.datamanager import POOL_BATCH_KEY
 from difix_ns.nerfstudio.poses import nearest_views, scene_extent, shift_poses
+from difix_ns.nerfstudio.device import announce_device
+from difix_ns.nerfstudio.user_errors import check_checkpoint_family, exit_with
+from difix_ns.progress import step_progress
 
 ROUND_FORMAT = "difix3d-round/1"
 
@@ -110,6 +113,16 @@ class _FixState:
     schedule: tuple[int, ...] = ()
     round_seconds: list[float] = field(default_factory=list)
     round_breakdown: list[dict] = field(default_factory=list)  # seconds per phase of each round
+
+
+def _check_fixer_model(name: str) -> None:
+    from difix_ns.diffusion.hub import ModelResolutionError
+    from difix_ns.diffusion.model_names import check_difix_model
+
+    try:
+        check_difix_model(name, option="--pipeline.fixer.model-name")
+    except ModelResolutionError as err:
+        exit_with(str(err))
 
 
 def _save_png(path: Path, image_hwc: Tensor) -> None:
@@ -192,14 +205,22 @@ class Difix3DPipeline(VanillaPipeline):
             raise TypeError(
                 f"{type(self.datamanager).__name__} has no novel-view pool; use a Difix3D datamanager config"
             )
+        if test_mode == "val":  # training
+            announce_device("Difix3D", device)
         self._lazy_fixer = _LazyFixer(config.fixer, self)
         self._fix_state = _FixState()
         self._round_writer = _RoundWriter()
         # Difix3D+: an `rgb_fixed` output for ns-render / the viewer, sharing this pipeline's fixer. It stays off
         # (zero cost) unless switched on by ns-render's output names, ns-difix-render or the viewer checkbox.
         from difix_ns.render.postfix import install_render_fix
+        from difix_ns.render.viewer import DifixViewerControls
 
-        self._render_hook = install_render_fix(self, fixer_factory=self.get_fixer)
+        self._render_hook = install_render_fix(self, fixer_factory=self.get_fixer, viewer_controls=DifixViewerControls)
+
+    def load_pipeline(self, loaded_state: dict, step: int) -> None:
+        check_checkpoint_family(loaded_state, self.model, "difix3d" if self.model.photometric_loss_key == "rgb_loss"
+                                else "difix3d-splatfacto")
+        super().load_pipeline(loaded_state, step)
 
     def wait_for_round_writes(self) -> None:
         """Block until the files of the last fix round are written (re-raises a write error)."""
@@ -282,6 +303,8 @@ class Difix3DPipeline(VanillaPipeline):
                         break
         self._fix_state.schedule = self.planned_fix_steps(start, end)
         schedule = list(self._fix_state.schedule)
+        if schedule and trainer is not None:  # a missing fixer model fails now, not at the first fix round
+            _check_fixer_model(self.config.fixer.model_name)
         if schedule:
             shown = schedule if len(schedule) <= 12 else [*schedule[:10], "...", schedule[-1]]
             CONSOLE.print(f"[bold]Difix3D[/bold] {len(schedule)} fix round(s) at steps {shown}")
@@ -367,18 +390,22 @@ class Difix3DPipeline(VanillaPipeline):
         was_training = model.training
         model.eval()
         renders, alphas = [], []
-        # Fix-round renders must be the raw model, never post-fixed (the viewer checkbox may be ticked).
-        with self._render_hook.disabled():
-            try:
-                for i in range(len(cameras)):
-                    out = model.get_outputs_for_camera(cameras[i : i + 1].to(self.device))
-                    renders.append(out["rgb"][..., :3].clamp(0, 1).float())  # [H, W, 3]
-                    alphas.append(out["accumulation"].reshape(*out["rgb"].shape[:2], 1).float())  # [H, W, 1]
-            finally:
-                model.train(was_training)
-        rendered = time.perf_counter()
-        refs = [self._reference_like(int(r), img) for r, img in zip(ref_idx, renders)]
-        fixed = self._fix_images(renders, refs, cameras)
+        what = f"Difix3D fix round @{step}"
+        with step_progress(f"{what}: rendering", 2 * len(cameras), console=CONSOLE) as bar:
+            # Fix-round renders must be the raw model, never post-fixed (the viewer checkbox may be ticked).
+            with self._render_hook.disabled():
+                try:
+                    for i in range(len(cameras)):
+                        out = model.get_outputs_for_camera(cameras[i : i + 1].to(self.device))
+                        renders.append(out["rgb"][..., :3].clamp(0, 1).float())  # [H, W, 3]
+                        alphas.append(out["accumulation"].reshape(*out["rgb"].shape[:2], 1).float())  # [H, W, 1]
+                        bar.advance()
+                finally:
+                    model.train(was_training)
+            rendered = time.perf_counter()
+            refs = [self._reference_like(int(r), img) for r, img in zip(ref_idx, renders)]
+            bar.advance(0, description=f"{what}: fixing")
+            fixed = self._fix_images(renders, refs, cameras, bar.advance)
         threshold = self.config.alpha_threshold if self.config.use_alpha_mask else -1.0
         masks = [a > threshold for a in alphas]
         images_u8 = [(f.clamp(0, 1) * 255).round().to(torch.uint8) for f in fixed]
@@ -419,15 +446,19 @@ class Difix3DPipeline(VanillaPipeline):
             ref = ref[0].permute(1, 2, 0)
         return ref.clamp(0, 1)
 
-    def _fix_images(self, renders: list[Tensor], refs: list[Tensor], cameras: Cameras) -> list[Tensor]:
+    def _fix_images(
+        self, renders: list[Tensor], refs: list[Tensor], cameras: Cameras, advance=lambda n: None
+    ) -> list[Tensor]:
         fixer = self.get_fixer()
         # A round fixes a few views: compiling the fixer's fast path would cost more than it saves (ns-render and
         # the viewer, which fix many frames, use it). References are still encoded once across rounds.
         eager = getattr(fixer, "eager", None)
         with eager() if callable(eager) else contextlib.nullcontext():
-            return self._fix_batches(fixer, renders, refs, cameras)
+            return self._fix_batches(fixer, renders, refs, cameras, advance)
 
-    def _fix_batches(self, fixer, renders: list[Tensor], refs: list[Tensor], cameras: Cameras) -> list[Tensor]:
+    def _fix_batches(
+        self, fixer, renders: list[Tensor], refs: list[Tensor], cameras: Cameras, advance=lambda n: None
+    ) -> list[Tensor]:
         with_refs = bool(fixer.uses_references)
         out: list[Tensor | None] = [None] * len(renders)
         by_size: dict[tuple[int, int], list[int]] = {}
@@ -440,6 +471,7 @@ class Difix3DPipeline(VanillaPipeline):
             result = fixer.fix(images, ref_batch, cams).to(images.device).permute(0, 2, 3, 1)  # [B, H, W, 3]
             for j, i in enumerate(indices):
                 out[i] = result[j]
+            advance(len(indices))
         return [o for o in out if o is not None]
 
     # ---------------------------------------------------------------- persistence
@@ -487,6 +519,7 @@ class Difix3DPipeline(VanillaPipeline):
             "alpha_threshold": self.config.alpha_threshold if self.config.use_alpha_mask else None,
             "novel_view_targets": self.config.novel_view_targets,
             "fixer": {k: v for k, v in asdict(self.config.fixer).items()},
+            "fixer_plumbing_only": bool(getattr(self._lazy_fixer.fixer, "plumbing_only", False)),
             "views": views,
         }
         try:

@@ -13,6 +13,8 @@ from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 
+from difix_ns.nerfstudio.device import auto_machine
+
 
 def _adam(lr: float, final: Optional[float] = None, max_steps: int = 30000, warmup: int = 0) -> dict:
     scheduler = None
@@ -57,6 +59,7 @@ def splatfacto_trainer_settings() -> dict:
         optimizers=splatfacto_optimizers(),
         viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
         vis="viewer",
+        machine=auto_machine(),
     )
 
 

@@ -14,88 +14,24 @@ Example::
 """
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Union
 
-import torch
 import tyro
 from typing_extensions import Annotated
 
 from difix_ns.fixer import DifixFixerConfig
 from difix_ns.fixers.config import FixerConfig
 from difix_ns.render import settings
-from difix_ns.render.postfix import get_render_hook, install_render_fix
+from difix_ns.render.postfix import get_render_hook
+from difix_ns.render.runtime import check_fixer_model, ensure_ffmpeg, patched_eval_setup, prepare_runtime
+from difix_ns.render.viewer import DifixViewerControls
 
-
-def prepare_runtime() -> None:
-    """Let any stock run load and render here.
-
-    * Offline machines: nerfacto and splatfacto build torchmetrics' LPIPS (AlexNet) when the model is constructed,
-      which downloads torchvision weights; the offline fallback serves the cached ImageNet features instead
-      (a no-op when the download works).
-    * Machines without CUDA: splatfacto gets the pure-PyTorch rasterizer (no-op with CUDA).
-    """
-    from difix_ns.metrics import install_torchvision_offline_fallback
-
-    install_torchvision_offline_fallback()
-    if not torch.cuda.is_available():
-        os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
-        from difix_ns.splat import install_cpu_support
-
-        install_cpu_support()
-
-
-def ensure_ffmpeg() -> str:
-    """Path of an ``ffmpeg`` on PATH; when there is none, expose imageio-ffmpeg's bundled binary under that name.
-
-    ns-render checks for ``ffmpeg`` (and mediapy calls it) even though the package already ships one.
-    """
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    try:
-        import imageio_ffmpeg
-    except ImportError as err:
-        raise RuntimeError("no `ffmpeg` on PATH and imageio-ffmpeg is not installed: "
-                           "`pip install imageio-ffmpeg` or install ffmpeg") from err
-
-    exe = imageio_ffmpeg.get_ffmpeg_exe()
-    folder = Path(tempfile.mkdtemp(prefix="difix-ffmpeg-"))
-    (folder / "ffmpeg").symlink_to(exe)
-    os.environ["PATH"] = f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"
-    return str(folder / "ffmpeg")
-
-
-@contextmanager
-def patched_eval_setup(module: Any, fixer_config: Optional[DifixFixerConfig], enabled: Optional[bool]) -> Iterator[list]:
-    """Within the block, ``module.eval_setup`` also installs the Difix render hook on the loaded pipeline.
-
-    nerfstudio's render/viewer scripts call ``eval_setup`` inside their ``main``; swapping the module attribute is
-    the one place to reach the pipeline without copying those ``main`` bodies. Yields a list that receives the hooks.
-    """
-    original = module.eval_setup
-    hooks: list = []
-
-    def eval_setup_with_fix(*args, **kwargs):
-        config, pipeline, checkpoint_path, step = original(*args, **kwargs)
-        hooks.append(install_render_fix(pipeline, fixer_config=fixer_config, enabled=enabled))
-        controls = getattr(pipeline.model, "difix_render", None)
-        config_path = Path(args[0] if args else kwargs["config_path"])
-        if controls is not None:
-            controls.run_dir = config_path.parent  # where a difix3d run keeps its fix rounds
-        return config, pipeline, checkpoint_path, step
-
-    module.eval_setup = eval_setup_with_fix
-    try:
-        yield hooks
-    finally:
-        module.eval_setup = original
+__all__ = ["batched_rendering", "check_fixer_model", "commands", "ensure_ffmpeg", "entrypoint", "patched_eval_setup",
+           "prepare_runtime"]
 
 
 @contextmanager
@@ -152,11 +88,15 @@ class PostFixArgs:
             self.rendered_output_names = self._default_output_names()
         if self.postfix and self.fixer.batch_size < 1:
             raise SystemExit(f"error: --fixer.batch-size must be >= 1, got {self.fixer.batch_size}")
+        if self.postfix:
+            check_fixer_model(self.fixer)  # before the run is loaded: a missing model fails in one line, now
         prepare_runtime()
         ensure_ffmpeg()
         settings.enable_render_fix(self.postfix, self.fixer if self.postfix else None)
         with ExitStack() as stack:
-            hooks = stack.enter_context(patched_eval_setup(render_module, self.fixer, self.postfix))
+            hooks = stack.enter_context(
+                patched_eval_setup(render_module, self.fixer, self.postfix, controls=DifixViewerControls)
+            )
             stack.enter_context(batched_rendering(render_module, hooks))
             super().main()  # type: ignore[misc]
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 MIN_FIX_SIZE = 64
 """The fixer needs both sides >= 64 px; smaller renders (viewer previews) are upsampled for fixing, then resized back."""
+INSTALLED_HOOKS = [0]
+"""How many models got the render hook in this process (the stock ns-render hint checks it at exit)."""
 HOOK_ATTR = "_difix_render_hook"
 """Attribute under which the hook is stored on the model (leading underscore: the viewer's parser skips it)."""
 
@@ -327,11 +329,12 @@ def install_render_fix(
     fixer_config: Optional["DifixFixerConfig"] = None,
     fixer_factory: Optional[Callable[[], "DifixFixer"]] = None,
     enabled: Optional[bool] = None,
-    viewer_controls: bool = True,
+    viewer_controls: Optional[Callable[[DifixRenderHook, Any], Any]] = None,
 ) -> DifixRenderHook:
     """Give ``pipeline.model`` the ``rgb_fixed`` output (idempotent; returns the hook).
 
-    Call it at the end of a pipeline's ``__init__`` (before the viewer is built) to also get the viewer controls.
+    ``viewer_controls(hook, pipeline)`` builds the viewer controls (``difix_ns.render.viewer.DifixViewerControls``)
+    stored as ``model.difix_render``; call it at the end of a pipeline's ``__init__`` (before the viewer is built).
     References are the pipeline's training views (``pipeline.datamanager.train_dataset``).
     ``fixer_config``/``fixer_factory``: which fixer to use (a process-level config set by
     :func:`settings.enable_render_fix` wins); ``enabled``: force on/off instead of following the process settings.
@@ -346,12 +349,11 @@ def install_render_fix(
 
         hook.world_frame = WorldFrame.of_pipeline(pipeline)
         model.__dict__[HOOK_ATTR] = hook
+        INSTALLED_HOOKS[0] += 1
         # An instance attribute shadows the class method: ns-render, the viewer and eval all call through it.
         model.__dict__["get_outputs_for_camera"] = hook.get_outputs_for_camera
         if viewer_controls:
-            from difix_ns.render.viewer import DifixViewerControls
-
-            model.difix_render = DifixViewerControls(hook, pipeline)
+            model.difix_render = viewer_controls(hook, pipeline)
     else:
         if fixer_config is not None:
             hook.fixer_config = fixer_config

@@ -145,7 +145,7 @@ class TrajectoryRender:
         self._check()
         from nerfstudio.utils.eval_utils import eval_setup
 
-        from difix_ns.render.cli import prepare_runtime
+        from difix_ns.render.runtime import prepare_runtime
         from difix_ns.render.postfix import install_render_fix
 
         names = self.rendered_output_names or ([settings.OUTPUT_NAME] if self.postfix else ["rgb"])

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import sys
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -26,6 +27,7 @@ from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerControl, Vie
 from torch import nn
 
 from difix_ns.fixers.config import FixerConfig
+from difix_ns.progress import add_status_listener, remove_status_listener
 from difix_ns.render import settings
 
 if TYPE_CHECKING:
@@ -143,6 +145,19 @@ class DifixViewerControls(nn.Module):
         self.reference = ViewerText(
             "Difix reference", "", disabled=True, hint="Training image used as Difix reference for the last frame"
         )
+        self.status = ViewerText(
+            "Difix status", "", disabled=True, hint="Progress of the running long step (fix round: n/N views, ETA)"
+        )
+        ref = weakref.ref(self)
+
+        def show_status(text: str) -> None:
+            controls = ref()
+            if controls is None:
+                remove_status_listener(show_status)
+            else:
+                controls.status.value = text
+
+        add_status_listener(show_status)
         self.viewer_handle = _ViewerHandle(self)
         hook.viewer_enabled = lambda: bool(self.fix_render.value)
         hook.on_reference = self._show_reference
@@ -271,13 +286,13 @@ def _viewer_command():
         def main(self) -> None:
             import nerfstudio.scripts.viewer.run_viewer as run_viewer
 
-            from difix_ns.render.cli import patched_eval_setup, prepare_runtime
+            from difix_ns.render.runtime import patched_eval_setup, prepare_runtime
 
             from difix_ns.safe_config import load_run_config
 
             load_run_config(self.load_config)  # missing, garbage or hostile config.yml: one clear error
             prepare_runtime()
-            with patched_eval_setup(run_viewer, fixer_config=self.fixer, enabled=None):
+            with patched_eval_setup(run_viewer, fixer_config=self.fixer, enabled=None, controls=DifixViewerControls):
                 super().main()
 
     return DifixRunViewer

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from difix_ns.diffusion.model_names import PLUMBING_NOTE, has_random_weights, plumbing_banner
 from nifi_ns.evaluation.pairs_eval import PairMetrics, evaluate_pairs
 from nifi_ns.training.data import PairLayoutError, scan_pairs
 
@@ -61,10 +62,15 @@ def run_evaluation(args) -> tuple[list[dict], dict]:
     restorer = load_restorer(args.ckpt, backbone=args.backbone, model_path=args.model_path, device=args.device,
                              prompt_embeds_path=args.prompt_embeds,
                              dtype=args.dtype, seed=args.seed, batch_size=1)
+    plumbing_only = has_random_weights(restorer.config.resolved_model_path())
+    if plumbing_only:
+        plumbing_banner(f"restorer backbone {restorer.config.resolved_model_path()}")
     metrics = PairMetrics(restorer.device, args.lpips_net)
     rows = evaluate_pairs(records, lambda x: restorer.restore(x, seed=args.seed), metrics,
                           Path(args.save_images) if args.save_images else None, log=lambda s: print(s, file=sys.stderr))
     info = {
+        "plumbing_only": plumbing_only,
+        "note": PLUMBING_NOTE if plumbing_only else "restorer with pretrained backbone weights",
         "ckpt": str(args.ckpt), "data_root": str(args.data_root), "split": args.split,
         "backbone": restorer.backbone.kind, "model_path": str(restorer.config.resolved_model_path()),
         "lora_path": restorer.config.lora_path, "prompt_embeds_path": restorer.config.prompt_embeds_path, "t0": restorer.config.t0, "sigma_t0": restorer.sigma_t0,
@@ -84,6 +90,11 @@ def write_json(path: str | os.PathLike, payload: dict) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def summary_prefix(info: dict) -> str:
+    """``"PLUMBING ONLY (random weights): "`` for results of a random-weight backbone, else empty."""
+    return "PLUMBING ONLY (random weights): " if info.get("plumbing_only") else ""
 
 
 def guarded(main):

@@ -79,6 +79,7 @@ def compress_model(
         distill_weight=settings.finetune_distill_weight,
         quant_config=None if quant_start is None else rate_preset(rate).config,
         quant_start=0.0 if quant_start is None else quant_start,
+        description=f"NiFi rate {rate:g}: fine-tune",
     )
 
     if keep is not None:

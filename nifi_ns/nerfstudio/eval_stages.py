@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from difix_ns.progress import step_progress
 from nifi_ns.io.gaussians import GaussianSplat
 
 
@@ -194,10 +195,12 @@ def run_eval_stages(
     try:
         # Same metric code for the uncompressed model, so compressed/restored numbers compare like for like.
         uncompressed: Dict[str, List[float]] = defaultdict(list)
-        for camera, batch in views:
-            pred, gt = _render_pair(model, camera, batch)
-            for k, v in scorer(pred, gt).items():
-                uncompressed[k].append(float(v))
+        with step_progress("ns-eval NiFi: uncompressed views", len(views)) as bar:
+            for camera, batch in views:
+                pred, gt = _render_pair(model, camera, batch)
+                for k, v in scorer(pred, gt).items():
+                    uncompressed[k].append(float(v))
+                bar.advance()
         results.update(_aggregate(uncompressed, "uncompressed", get_std))
 
         for rate in decoded_rates(pipeline):
@@ -207,7 +210,8 @@ def run_eval_stages(
             results[f"compressed/{rate.label}/compression_ratio"] = float(report["compression_ratio"])
             scores: Dict[str, Dict[str, List[float]]] = {s.name: defaultdict(list) for s in stages}
             params = splat_to_params(rate.splat, model_sh_degree(model), model.device)
-            with swapped_gaussians(model, params):
+            what = f"ns-eval NiFi {rate.label}: {' + '.join(s.name for s in stages) or 'sizes'}"
+            with swapped_gaussians(model, params), step_progress(what, len(views)) as bar:
                 for index, (camera, batch) in enumerate(views):
                     render, gt = _render_pair(model, camera, batch)
                     view = EvalView(index, camera, gt, render)
@@ -222,6 +226,7 @@ def run_eval_stages(
                             scores[stage.name][k].append(float(v))
                         if output_path is not None:
                             save_png(image, Path(output_path) / stage.name / rate.label / f"eval_{index:04d}.png")
+                    bar.advance()
             for name, values in scores.items():
                 results.update(_aggregate(values, f"{name}/{rate.label}", get_std))
     finally:

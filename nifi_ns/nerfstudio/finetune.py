@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from difix_ns.progress import step_progress
 from nifi_ns.nerfstudio.fake_quant import fake_quantize
 from nifi_ns.io.gaussians import GAUSS_PARAM_KEYS, GaussianSplat, num_sh_rest
 from nifi_ns.nerfstudio.gaussian_swap import model_sh_degree, params_to_splat, splat_to_params, swapped_gaussians
@@ -53,11 +54,13 @@ def finetune_splat(
     distill_weight: float = 0.0,
     quant_config: Any = None,
     quant_start: float = 0.5,
+    description: str = "NiFi fine-tune",
 ) -> GaussianSplat:
     """Optimise `splat` for `steps` training views with (1-λ)·L1 + λ·(1-SSIM) against
     (1 - distill_weight)·photo + distill_weight·uncompressed render; returns a new splat.
 
     quant_config: a `CodecConfig`; from `quant_start` x steps on, renders use its grids (straight-through).
+    Progress (`description`, step n/N, ETA) is shown in the terminal and published as a status line.
     """
     if steps <= 0:
         return splat
@@ -74,7 +77,8 @@ def finetune_splat(
     was_training = model.training
     model.eval()
     try:
-        with torch.enable_grad(), swapped_gaussians(model, params, requires_grad=True) as gp:
+        with torch.enable_grad(), swapped_gaussians(model, params, requires_grad=True) as gp, \
+                step_progress(description, steps) as bar:
             optimizer = torch.optim.Adam([{"params": [raw[k]], "lr": lrs[k]} for k in GAUSS_PARAM_KEYS], eps=1e-15)
             for step in range(steps):
                 camera, batch = datamanager.next_train(0)
@@ -99,6 +103,7 @@ def finetune_splat(
                 if raw["features_rest"].grad is not None:
                     raw["features_rest"].grad[:, kept_rest:] = 0.0
                 optimizer.step()
+                bar.advance()
             tuned = {k: raw[k].detach().clone() for k in GAUSS_PARAM_KEYS}
     finally:
         model.train(was_training)

@@ -19,6 +19,8 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from difix_ns.nerfstudio.device import announce_device
+from difix_ns.nerfstudio.user_errors import check_checkpoint_family
 from nifi_ns.nerfstudio.restorer_config import NifiRestorerStageConfig
 from nifi_ns.synthesis.layout import rate_label
 
@@ -76,10 +78,16 @@ class NifiPipeline(VanillaPipeline):
 
     def __init__(self, config: NifiPipelineConfig, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
+        if kwargs.get("test_mode", args[1] if len(args) > 1 else "val") == "val":  # training
+            announce_device("nifi-splatfacto", kwargs.get("device", args[0] if args else "cpu"))
         # label -> {"rate": float, "container": bytes, "report": dict}; persisted via get_extra_state.
         self.compressed: Dict[str, Dict[str, Any]] = {}
         self.run_dir: Optional[Path] = None
         self._restorer = None  # built lazily by the restored stage; never part of the module tree
+
+    def load_pipeline(self, loaded_state: Dict[str, Any], step: int) -> None:
+        check_checkpoint_family(loaded_state, self.model, "nifi-splatfacto")
+        super().load_pipeline(loaded_state, step)
 
     # checkpoint state ---------------------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from difix_ns.diffusion.random_weights import mark_random_weights
+
 _CHARS = string.ascii_lowercase + string.digits + ",.!-'"
 SD3_VAE_SCALING, SD3_VAE_SHIFT = 1.5305, 0.0609  # SD3-medium's VAE config values
 
@@ -91,6 +93,7 @@ def make_tiny_sd3(path: str | Path, seed: int = 0, sd3_vae_layout: bool = False)
     )
     path = Path(path)
     pipe.save_pretrained(path)
+    mark_random_weights(path)
     return path
 
 
@@ -120,6 +123,7 @@ def make_tiny_sdturbo(path: str | Path, seed: int = 0) -> Path:
         library = "transformers" if name.startswith(("text_encoder", "tokenizer")) else "diffusers"
         index[name] = [library, type(component).__name__]
     (path / "model_index.json").write_text(json.dumps(index, indent=2))
+    mark_random_weights(path)
     return path
 
 
