@@ -4,7 +4,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,7 +93,5 @@ def test_difix_ns_never_imports_nifi_ns():
     assert upward == []
 
 
-@pytest.mark.xfail(strict=True, reason="nifi_ns.restoration still has lazy-import loops (package redesign pending); "
-                                       "strict: this fails as soon as they are gone, so the marker gets removed")
 def test_nifi_ns_has_no_import_cycle():
     assert [c for c in cycles(module_graph()) if c[0].startswith("nifi_ns")] == []
