@@ -127,6 +127,18 @@ class Evaluator:
             except Exception as err:  # missing weights offline: leave the metric out, say why
                 self.unavailable[name] = f"{type(err).__name__}: {err}"[:300]
         self.metrics = ImageMetrics(device, perceptual=tuple(perceptual))
+        self.lpips_impl = "difix_ns" if "lpips" in perceptual else None
+        self._tm_lpips = None
+        if "lpips" not in perceptual:
+            try:  # the LPIPS nerfstudio reports (torchvision AlexNet; served offline on the GPU box by its shim)
+                from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+                self._tm_lpips = LearnedPerceptualImagePatchSimilarity(normalize=True).to(device)
+                self.lpips_impl = "torchmetrics"
+                self.unavailable.pop("lpips", None)
+            except Exception as err:
+                self.unavailable["lpips_torchmetrics"] = f"{type(err).__name__}: {err}"[:300]
+        self.device = device
 
     @staticmethod
     def test_views(pipeline) -> tuple[Any, list[torch.Tensor]]:
@@ -159,7 +171,11 @@ class Evaluator:
         preds = self.render(pipeline, cameras)
         sums: dict[str, float] = {}
         for pred, gt in zip(preds, gts):
-            values = self.metrics(pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None])
+            p, g = pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None]
+            values = self.metrics(p, g)
+            if self._tm_lpips is not None:
+                with torch.no_grad():
+                    values["lpips"] = float(self._tm_lpips(p.to(self.device), g.to(self.device)))
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
         return {k: v / len(preds) for k, v in sums.items()}, preds, gts
@@ -436,6 +452,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         "targets": args.targets,
         "smoke_cpu": args.smoke_cpu,
         "metrics_unavailable": evaluator.unavailable,
+        "lpips_implementation": evaluator.lpips_impl,
         "note": ("identity = control (render unchanged), teacher = oracle (renders of the dense run), "
                  "degraded_teacher = teacher + blur/colour/noise/JPEG; dense_teacher tests on views it trained on "
                  "(ceiling). Metrics are means over the sparse split's test views."),

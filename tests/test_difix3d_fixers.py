@@ -157,11 +157,17 @@ def test_identity_fixer_end_to_end(tmp_path, fox_small):  # noqa: F811
     out = tmp_path / "out"
     trainer = ns_train(
         ["difix3d-splatfacto", "--data", str(fox_small), "--output-dir", str(out), "--experiment-name", "fox",
-         "--timestamp", "id", "--max-num-iterations", "5", *COMMON, *SPLAT_TINY, "--pipeline.fixer.kind", "identity",
+         "--timestamp", "id", "--max-num-iterations", "8", *COMMON, *SPLAT_TINY, "--pipeline.fixer.kind", "identity",
          "--pipeline.fix-steps", "2", "4", "--pipeline.datamanager.pool-sample-prob", "0.5",
+         "--pipeline.model.densify-from-pool-views", "False",
          "nerfstudio-data", "--downscale-factor", "4", "--eval-mode", "interval", "--eval-interval", "3"]
     )
     pipeline = trainer.pipeline
+    # pool steps (after the first round) added nothing to the densification statistics: no Gaussian was counted
+    # as visible in more steps than there were training-image steps
+    counts = pipeline.model.strategy_state["count"]
+    dm = pipeline.datamanager
+    assert dm.pool_draws > 0 and 0 < counts.max() <= dm.dataset_draws, (counts.max(), dm.dataset_draws)
     assert type(pipeline.get_fixer()).__name__ == "IdentityFixer"
     assert pipeline.completed_rounds == [2, 4] and pipeline.datamanager.pool_draws > 0
     round_dir = out / "fox" / "difix3d-splatfacto" / "id" / "difix_rounds" / "step_000000004"

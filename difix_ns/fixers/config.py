@@ -36,9 +36,9 @@ class FixerConfig(DifixFixerConfig):
     """Fixer choice: Difix (default; hub id or local model folder) or an evaluation fixer."""
 
     kind: Literal["difix", "identity", "teacher", "degraded-teacher"] = "difix"
-    """difix: the Difix model of --model-name. Evaluation tools: identity (control: returns the render
-    unchanged), teacher (oracle: renders the same camera from another trained run, --teacher-config),
-    degraded-teacher (the teacher's image, blurred/noised/JPEG/colour-shifted by --degrade.*)."""
+    """difix: the Difix model of --model-name. Evaluation tools: identity = the render unchanged (control);
+    teacher = the same camera rendered by another trained run, --teacher-config (oracle); degraded-teacher = that
+    render blurred / colour-shifted / noised / JPEG-compressed by --degrade.* (an imperfect oracle)."""
     teacher_config: Optional[Path] = None
     """teacher / degraded-teacher (evaluation tools): config.yml of a trained nerfstudio run of the same scene
     (e.g. trained on all views) whose renders replace the fixed images."""

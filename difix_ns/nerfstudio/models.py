@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import torch
 from nerfstudio.cameras.camera_optimizers import CameraOptimizer
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from nerfstudio.models.splatfacto import SplatfactoModel, SplatfactoModelConfig
@@ -84,6 +85,9 @@ class Difix3DSplatfactoModelConfig(SplatfactoModelConfig):
 
     _target: type = field(default_factory=lambda: Difix3DSplatfactoModel)
     """Target class to instantiate."""
+    densify_from_pool_views: bool = True
+    """Let pool (fixed novel) views feed the densification statistics (image-space gradients and visibility
+    counts); False: only training images do, pool steps still refine/reset on schedule."""
 
 
 class Difix3DSplatfactoModel(SplatfactoModel):
@@ -95,7 +99,21 @@ class Difix3DSplatfactoModel(SplatfactoModel):
 
     config: Difix3DSplatfactoModelConfig
     photometric_loss_key = "main_loss"
+    _last_step_was_pool: bool = False
 
     @contextmanager
     def pool_view_mode(self, active: bool = True) -> Iterator[None]:
+        # Remembered past the context: the densification callback runs after the backward pass.
+        self._last_step_was_pool = bool(active)
         yield
+
+    def step_post_backward(self, step):
+        if not (self._last_step_was_pool and not self.config.densify_from_pool_views):
+            return super().step_post_backward(step)
+        info = self.info
+        # No visible Gaussians -> the strategy adds nothing to its gradient / count statistics for this step.
+        self.info = dict(info, radii=torch.zeros_like(info["radii"]))
+        try:
+            return super().step_post_backward(step)
+        finally:
+            self.info = info
