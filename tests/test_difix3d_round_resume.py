@@ -22,6 +22,7 @@ def _stand_in(rounds_dir: Path, mode: str = "replace") -> SimpleNamespace:
     config = SimpleNamespace(pose_step_fraction=0.1, alpha_threshold=0.5, use_alpha_mask=True, novel_view_targets=2,
                              fixer=DifixFixerConfig())
     obj = SimpleNamespace(config=config, _fix_state=_FixState(rounds_dir=rounds_dir),
+                          _lazy_fixer=SimpleNamespace(fixer=None),
                           datamanager=SimpleNamespace(novel_pool=NovelViewPool(mode),
                                                       train_dataset=SimpleNamespace(image_filenames=["a.png"])))
     obj.list_rounds = Difix3DPipeline.list_rounds

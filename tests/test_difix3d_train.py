@@ -578,6 +578,7 @@ def test_pool_and_memory_stay_bounded_over_ten_rounds(tmp_path, fox_small, tiny_
             if mode == "replace" and previous:
                 released.append(all(ref() is None for ref in previous[-1]))
             previous.append(current)
+            pipeline.wait_for_round_writes()  # the background PNG writer holds one round's CPU copies until done
             rss.append(rss_mb())
             if step in (3, 10):  # a full gc scan takes seconds: only where the comparison needs it
                 tensors.append(live_tensor_mb())

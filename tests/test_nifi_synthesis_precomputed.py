@@ -98,5 +98,6 @@ def test_prepare_benchmark_pairs_precomputed_cli(layout, tmp_path):
     summary = json.loads((out / "demo" / "benchmark_manifest.json").read_text())
     assert summary["compression_method"] == "precomputed" and list(summary["scenes"]) == ["fox"]
 
-    bad = subprocess.run(cmd[:-1] + [str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(cmd[:-1] + [str(tmp_path / "nowhere"), "--overwrite"], capture_output=True, text=True,
+                         timeout=120)
     assert bad.returncode != 0 and "nowhere" in bad.stderr

@@ -105,10 +105,10 @@ def test_dataset_and_camera_path_in_process(stock_run, tiny_ref, workdir, monkey
     batches = []  # frames per fixer call
     original_fix = DifixRenderHook._fix
 
-    def counting_fix(self, images, refs):
+    def counting_fix(self, images, refs, cameras=None):
         batches.append(images.shape[0])
         assert refs is not None and refs.shape[:2] == (images.shape[0], 1)  # one nearest-view reference per frame
-        return original_fix(self, images, refs)
+        return original_fix(self, images, refs, cameras)
 
     monkeypatch.setattr(DifixRenderHook, "_fix", counting_fix)
     monkeypatch.chdir(workdir)

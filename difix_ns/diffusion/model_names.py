@@ -86,6 +86,12 @@ def check_difix_model(name: str, option: str = "--model_name") -> None:
     """
     if is_random_tiny(name):
         return
+    local = Path(str(name)).expanduser()
+    if local.is_dir():  # an NVIDIA Fixer-layout folder (detected by its files) is a valid fixer model too
+        from difix_ns.fixers.cosmos_files import is_fixer_dir
+
+        if is_fixer_dir(local):
+            return
     try:
         resolve_model_dir(name, required_files=("model_index.json",), what="Difix model")
     except ModelResolutionError as err:

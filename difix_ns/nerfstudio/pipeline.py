@@ -303,8 +303,8 @@ class Difix3DPipeline(VanillaPipeline):
                         break
         self._fix_state.schedule = self.planned_fix_steps(start, end)
         schedule = list(self._fix_state.schedule)
-        if schedule and trainer is not None:  # a missing fixer model fails now, not at the first fix round
-            _check_fixer_model(self.config.fixer.model_name)
+        if schedule and trainer is not None and getattr(self.config.fixer, "kind", "difix") == "difix":
+            _check_fixer_model(self.config.fixer.model_name)  # a missing model fails now, not at the first round
         if schedule:
             shown = schedule if len(schedule) <= 12 else [*schedule[:10], "...", schedule[-1]]
             CONSOLE.print(f"[bold]Difix3D[/bold] {len(schedule)} fix round(s) at steps {shown}")

@@ -157,6 +157,8 @@ def entrypoint(argv: Optional[List[str]] = None) -> None:
     cmd = tyro.cli(commands(), args=argv)
     from difix_ns.safe_config import load_run_config
 
+    if cmd.postfix and Path(cmd.load_config).is_file():
+        check_fixer_model(cmd.fixer)  # a missing model: one line, before the run's config is even parsed
     load_run_config(Path(cmd.load_config))  # missing, garbage or hostile config.yml: one clear error, nothing runs
     cmd.main()
 

@@ -298,7 +298,7 @@ def _stack_cameras(cameras: List["Cameras"]) -> Optional["Cameras"]:
         from difix_ns.nerfstudio.pool import _cat_cameras
 
         return _cat_cameras([c.reshape((-1,))[:1].to("cpu") for c in cameras])
-    except (RuntimeError, ValueError, TypeError):
+    except (RuntimeError, ValueError, TypeError, AttributeError):  # AttributeError: camera-like stand-ins
         return None
 
 

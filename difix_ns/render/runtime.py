@@ -76,6 +76,8 @@ def check_fixer_model(fixer: DifixFixerConfig, option: str = "--fixer.model-name
     from difix_ns.diffusion.hub import ModelResolutionError
     from difix_ns.diffusion.model_names import check_difix_model
 
+    if getattr(fixer, "kind", "difix") != "difix":  # evaluation fixers (identity, teacher) load no model
+        return
     try:
         check_difix_model(fixer.model_name, option=option)
     except ModelResolutionError as err:
