@@ -26,7 +26,7 @@ import importlib.util
 import sys
 import types
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 
@@ -173,6 +173,11 @@ def load_run_config(path: Path, option: str = "--load-config"):
     return config
 
 
+CONFIG_OVERRIDES: list[Callable[[Any], Any]] = []
+"""Functions applied, in order, to every run config that nerfstudio loads through the restricted loader (e.g.
+command-line options a stock ``ns-*`` command does not know, registered by the plugin when it is imported)."""
+
+
 class _RestrictedYamlModule(types.ModuleType):
     """Stands in for ``yaml`` inside nerfstudio's config-reading modules: ``load`` always uses the safe loader."""
 
@@ -189,10 +194,13 @@ class _RestrictedYamlModule(types.ModuleType):
     def load(stream: Any, Loader: Optional[type] = None) -> Any:  # noqa: N803  (yaml's signature)
         source = getattr(stream, "name", None)
         try:
-            return safe_load_config_text(stream)
+            config = safe_load_config_text(stream)
         except UnsafeConfigError as err:
             where = f" {source}" if source else ""
             raise SystemExit(f"error: refusing to load config{where}: {err.problem} ({err.problem_mark})") from None
+        for override in CONFIG_OVERRIDES:
+            config = override(config)
+        return config
 
     unsafe_load = load
     full_load = load

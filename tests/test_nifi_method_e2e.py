@@ -70,7 +70,8 @@ def run(tmp_path_factory):
     finally:
         eval_stages.run_eval_stages = original
     run_dir = root / "outputs" / "fox" / "nifi-splatfacto" / "run"
-    return {"root": root, "run_dir": run_dir, "config": run_dir / "config.yml", "stage_calls_in_training": calls}
+    return {"root": root, "run_dir": run_dir, "config": run_dir / "config.yml", "stage_calls_in_training": calls,
+            "official": official}
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +122,38 @@ def test_ns_eval_reports_compressed_and_restored_metrics(evaluated):
         # the tiny random restorer changes the image, so its scores differ from the compressed ones
         assert res[f"restored/rate_{rate}/psnr"] != res[f"compressed/rate_{rate}/psnr"]
     assert res["compressed/rate_1.0/size_mb"] < res["compressed/rate_0.5/size_mb"]
+
+
+def test_stock_ns_eval_takes_restorer_options_with_the_official_files(run, evaluated):
+    """Stock `ns-eval` (a subprocess, as users run it) accepts --pipeline.restorer.* through the plugin: the
+    authors' .ckpt/.npz give the same restored metrics as the run's own settings; enabled False drops them."""
+    import subprocess
+
+    official = run["official"]
+    base = ["ns-eval", "--load-config", str(run["config"])]
+    out = run["root"] / "eval_cli.json"
+    done = subprocess.run(
+        base + ["--output-path", str(out), "--pipeline.restorer.enabled", "True",
+                "--pipeline.restorer.model-path", str(official["model"]),
+                "--pipeline.restorer.lora-path", str(official["ckpt"]),
+                "--pipeline.restorer.prompt-embeds-path", str(official["npz"]), "--pipeline.restorer.seed=0"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    res, expected = json.loads(out.read_text())["results"], evaluated[0]["results"]
+    for rate in RATES:
+        assert res[f"restored/rate_{rate}/psnr"] == pytest.approx(expected[f"restored/rate_{rate}/psnr"], abs=1e-4)
+
+    off = run["root"] / "eval_cli_off.json"
+    done = subprocess.run(base + ["--output-path", str(off), "--pipeline.restorer.enabled", "False"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not [k for k in json.loads(off.read_text())["results"] if k.startswith("restored/")]
+
+    bad = subprocess.run(base + ["--output-path", str(off), "--pipeline.restorer.lora-rank", "8"],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "unknown option --pipeline.restorer.lora-rank" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_checkpoint_reload_does_not_redo_compression(run):

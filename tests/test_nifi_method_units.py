@@ -123,3 +123,23 @@ def test_eval_cli_overrides_restorer_and_stages():
     other.pipeline = VanillaPipelineConfig()
     with pytest.raises(SystemExit, match="'splatfacto' run"):
         cli.apply(other)
+
+
+def test_ns_eval_restorer_options_are_taken_from_argv_and_typed():
+    from nifi_ns.nerfstudio.eval_options import apply_restorer_options, take_restorer_options
+    from nifi_ns.nerfstudio.method_configs import nifi_splatfacto_config
+
+    argv = ["ns-eval", "--load-config", "c.yml", "--pipeline.restorer.lora-path", "x.ckpt",
+            "--pipeline.restorer.t0=150", "--output-path", "o.json", "--pipeline.restorer.seed", "None"]
+    options = take_restorer_options(argv)
+    assert argv == ["ns-eval", "--load-config", "c.yml", "--output-path", "o.json"]  # what ns-eval then parses
+    config = apply_restorer_options(nifi_splatfacto_config(), options)
+    restorer = config.pipeline.restorer
+    assert (restorer.lora_path, restorer.t0, restorer.seed, restorer.enabled) == ("x.ckpt", 150, None, True)
+    for bad, message in ((["--pipeline.restorer.t0", "abc"], "must be a number"),
+                         (["--pipeline.restorer.backbone", "sd9"], "must be one of sd3, sdturbo"),
+                         (["--pipeline.restorer.enabled", "maybe"], "must be True or False")):
+        with pytest.raises(SystemExit, match=message):
+            apply_restorer_options(nifi_splatfacto_config(), take_restorer_options(["ns-eval", *bad]))
+    with pytest.raises(SystemExit, match="needs a value"):
+        take_restorer_options(["ns-eval", "--pipeline.restorer.lora-path"])

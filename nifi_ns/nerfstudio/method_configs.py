@@ -12,10 +12,12 @@ from nerfstudio.models.splatfacto import SplatfactoModelConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from difix_ns.nerfstudio.stock_configs import install_cpu_support_if_available, splatfacto_trainer_settings
+from nifi_ns.nerfstudio.eval_options import install_for_ns_eval
 from nifi_ns.nerfstudio.nifi_pipeline import NifiPipelineConfig
 
 
 install_cpu_support_if_available()
+install_for_ns_eval()  # ns-eval --pipeline.restorer.* (stock ns-eval parses only its three options)
 
 
 def nifi_splatfacto_config() -> TrainerConfig:
