@@ -151,7 +151,11 @@ RunConfigLoader.add_multi_constructor("tag:", RunConfigLoader.construct_refused)
 
 def safe_load_config_text(text: Any) -> Any:
     """Parse config YAML text (or a stream) with :class:`RunConfigLoader`."""
-    return yaml.load(text, Loader=RunConfigLoader)  # noqa: S506  (RunConfigLoader is a restricted SafeLoader)
+    loader = RunConfigLoader(text)  # a restricted SafeLoader: builds config classes, paths and plain values only
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def load_run_config(path: Path, option: str = "--load-config"):

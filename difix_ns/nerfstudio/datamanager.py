@@ -30,6 +30,17 @@ POOL_BATCH_KEY = "difix_pool_view"
 """Batch key set to True on batches drawn from the novel-view pool."""
 
 
+
+def _init_explaining_split_errors(init, config, **kwargs) -> None:
+    """Run a nerfstudio datamanager ``__init__``; the seed's ``--eval-mode filename`` on data whose file names
+    carry no train/eval split becomes one line saying what to pass instead of a traceback."""
+    try:
+        init(config, **kwargs)
+    except ValueError as err:
+        if not is_filename_split_error(err):
+            raise
+        exit_with(filename_split_message(getattr(config.dataparser, "data", None)))
+
 class _PoolDrawing:
     """Shared pool bookkeeping of both datamanagers (plain attributes: nothing is registered on the module)."""
 
@@ -78,14 +89,10 @@ class Difix3DDataManager(VanillaDataManager, _PoolDrawing):
     def __init__(
         self, config: Difix3DDataManagerConfig, device="cpu", test_mode="val", world_size=1, local_rank=0, **kwargs
     ):
-        try:
-            super().__init__(
-                config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs
-            )
-        except ValueError as err:
-            if not is_filename_split_error(err):
-                raise
-            exit_with(filename_split_message(getattr(config.dataparser, "data", None)))
+        _init_explaining_split_errors(
+            super().__init__, config, device=device, test_mode=test_mode, world_size=world_size,
+            local_rank=local_rank, **kwargs,
+        )
         self._init_pool()
 
     def next_train(self, step: int) -> tuple[RayBundle, dict]:
@@ -147,14 +154,10 @@ class Difix3DFullImageDatamanager(FullImageDatamanager, _PoolDrawing):
         local_rank=0,
         **kwargs,
     ):
-        try:
-            super().__init__(
-                config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs
-            )
-        except ValueError as err:
-            if not is_filename_split_error(err):
-                raise
-            exit_with(filename_split_message(getattr(config.dataparser, "data", None)))
+        _init_explaining_split_errors(
+            super().__init__, config, device=device, test_mode=test_mode, world_size=world_size,
+            local_rank=local_rank, **kwargs,
+        )
         self._init_pool()
 
     def next_train(self, step: int) -> tuple[Cameras, dict]:
