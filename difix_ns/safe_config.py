@@ -217,7 +217,7 @@ _SHIM = _RestrictedYamlModule()
 
 
 def _patch(module: types.ModuleType) -> None:
-    module.yaml = _SHIM  # both modules call yaml.load(..., Loader=yaml.Loader) through their module global
+    module.yaml = _SHIM  # both modules read config.yml through their module-global `yaml` (with yaml.Loader): now the shim
 
 
 class _PatchingLoader(importlib.abc.Loader):
