@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# One GPU job per call on the lent GPU machine (10-minute command limit, 30 minutes of device time a session).
+#
+#   source .device/setup.sh && bash scripts/gpu_session.sh JOB
+#
+# JOB (in the order the open work needs them; each fits in one call, setup included):
+#   quality   Difix3D loop evidence: baseline / dense teacher / identity / teacher / degraded teacher on fox x2,
+#             castle-P30 and Herz-Jesus-P25 (scripts/bench_difix3d_quality.py), ~7 min
+#   fixer     a small fixer trained from random initialisation, evaluated on entry-P10 (gpu_train_fixer_demo.py)
+#   nifi      nifi-splatfacto product benchmark against PngCompression on fox x2 (bench_nifi_splatfacto.py)
+#   speed     Difix fast path vs eager vs plain diffusers, fix-round overhead, post-fix fps
+#   restorer  NiFi restorer trained from random initialisation, evaluated on entry-P10 (gpu_train_restorer_demo.py)
+#
+# Needs in .device/data (carried with `carry: [".device"]`): fox (transforms.json, images_4, images_2) and
+# strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
+# Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
+set -euo pipefail
+job=${1:?usage: bash scripts/gpu_session.sh quality|fixer|nifi|speed|restorer}
+: "${OUT:?OUT must name the output folder (the device tool sets it)}"
+
+# The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
+export PYTHONPATH=$PWD:${PYTHONPATH:-} HF_HUB_OFFLINE=1
+# The metric code reads backbones from $DIFIX_NS_CACHE/backbones; stage the AlexNet weights .device ships there
+# (without them LPIPS-alex, and with it the quality benchmark, cannot start).
+export DIFIX_NS_CACHE=$PWD/.device/cache
+mkdir -p "$DIFIX_NS_CACHE/backbones"
+if [ -f .device/alexnet_imagenet_features.pth ]; then
+  cp -n .device/alexnet_imagenet_features.pth "$DIFIX_NS_CACHE/backbones/"
+fi
+for f in .device/vgg16_imagenet_features.pth .device/dists_vgg16_features.pth; do
+  [ -f "$f" ] && cp -n "$f" "$DIFIX_NS_CACHE/backbones/"
+done
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+
+case "$job" in
+  quality)
+    timeout 480 python scripts/bench_difix3d_quality.py \
+      --data .device/data/fox .device/data/strecha/castle-P30 .device/data/strecha/Herz-Jesus-P25 \
+      --downscale-factor 2 1 1 --train-every 5 3 3 --steps 3000 2000 2000 \
+      --ablate 'identity_nodensify=identity --pipeline.model.densify-from-pool-views False' \
+      --ablate 'teacher_strong=teacher --pipeline.datamanager.pool-sample-prob 0.5 --pipeline.pool-loss-weight 1.0 --pipeline.train-loss-weight 1.0' \
+      --out "$OUT/difix3d_quality"
+    ;;
+  fixer)
+    # Pairs take ~220 s; the rest of the budget trains. --work keeps the pairs for a second call on a warm machine.
+    python scripts/gpu_train_fixer_demo.py --out "$OUT" --budget-s 480 --work /tmp/fixer_demo_work
+    ;;
+  nifi)
+    timeout 420 python scripts/bench_nifi_splatfacto.py --data .device/data/fox --downscale-factor 2 \
+      --max-num-iterations 7000 --finetune-steps 1000 --budget-steps 2000 --deadline-s 300 \
+      --out "$OUT/nifi" --work-dir /tmp/nifi_runs
+    ;;
+  speed)
+    timeout 260 python scripts/bench_difix.py --out "$OUT/bench_difix.json" \
+      --compile-cache-dir /tmp/difix_compile_cache --budget-s 200 || true
+    timeout 170 python scripts/gpu_difix3d_splatfacto.py --data .device/data/fox --downscale-factor 2 \
+      --skip-tiny --out "$OUT/gpu_difix3d_splatfacto.json" || true
+    timeout 150 python scripts/bench_postfix_render.py --data .device/data/fox --sizes real --batch-sizes 1 8 \
+      --compile-cache-dir /tmp/difix_compile_cache --out "$OUT/bench_postfix_render.json" || true
+    ;;
+  restorer)
+    python scripts/gpu_train_restorer_demo.py --out "$OUT" --budget-s 480
+    ;;
+  *)
+    echo "error: unknown job '$job' (quality, fixer, nifi, speed, restorer)" >&2
+    exit 2
+    ;;
+esac
