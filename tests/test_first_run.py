@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FOX
 
 ROOT = Path(__file__).resolve().parents[1]
-FOX = ROOT / ".." / "shared" / "data" / "fox"
 MISSING_MODEL = "/nonexistent/difix_model_dir"
 
 
