@@ -3,9 +3,10 @@ comment on the line just above it, and each ``<!-- cpu-test -->`` block runs AS 
 
 Markers (see README "A first run on a CPU"):
 - ``<!-- cpu-test -->``: runs as written on a CPU machine without a model hub. This test runs the blocks in README
-  order, in one shared empty folder, with ``bash -e``; each must exit 0 without a traceback. The only thing it
-  provides is what the README tells users to set: ``DATA``, the fox scene of the shared data folder
-  (``../shared/data/fox``: ``transforms.json`` + ``images_4/``).
+  order, in one shared empty folder, with ``bash -e``; each must exit 0 without a traceback. It sets what the
+  README tells users to set: ``DATA``, here the fox scene of the shared data folder (``../shared/data/fox``:
+  ``transforms.json`` + ``images_4/``). Like the other subprocess tests it also puts this checkout first on
+  ``PYTHONPATH`` and runs one BLAS thread per process (``difix_ns.render.testing.cpu_env``).
 - ``<!-- gpu-only: REASON -->``: needs CUDA, hub weights or hours of training; the CPU form is a ``cpu-test`` block.
 - ``<!-- not-run: REASON -->``: installs packages, runs the whole suite or names placeholder data; REASON says
   where it is covered instead.
