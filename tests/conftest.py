@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
-FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox"
+SHARED = Path(__file__).parents[1] / ".." / "shared"
+"""The shared folder next to the checkout (data and reference material; never copied into the repository)."""
+SHARED_DATA = SHARED / "data"
+"""The shared data folder (``../shared/data``): fox, strecha, splat_guitar, difix_examples, metric_calibration, ..."""
+FOX = SHARED_DATA / "fox"
 """The fox scene (quarter-resolution images_4 + transforms.json) from the shared data folder."""
+FOX_IMAGES_4 = FOX / "images_4"
+"""The fox scene's quarter-resolution images."""
+GUITAR = SHARED_DATA / "splat_guitar" / "guitar.compressed.ply"
+"""The MIT guitar splat (PlayCanvas compressed PLY) in the shared data folder."""
 
 
 @pytest.fixture(scope="session")

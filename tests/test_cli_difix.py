@@ -17,11 +17,10 @@ from PIL import Image
 
 from difix_ns.cli import enhance_video, fix_images
 from difix_ns.io import video_info, write_video
+from conftest import SHARED_DATA as DATA, FOX_IMAGES_4 as FOX
 
 ROOT = Path(__file__).parents[1]
-DATA = ROOT / ".." / "shared" / "data"
 EXAMPLES = DATA / "difix_examples"
-FOX = DATA / "fox" / "images_4"
 pytestmark = pytest.mark.skipif(not (EXAMPLES.is_dir() and FOX.is_dir()), reason=f"shared data not found at {DATA}")
 
 

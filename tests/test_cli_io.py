@@ -1,7 +1,6 @@
 """difix_ns.io: clear errors that name the file, mode conversion, video round trip, all-or-nothing outputs."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +18,7 @@ from difix_ns.io import (
     video_info,
     write_video,
 )
-
-FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox" / "images_4"
+from conftest import FOX_IMAGES_4 as FOX
 
 
 def _noise(h=80, w=96, seed=0) -> np.ndarray:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from nifi_ns.cli.export import ExportNix
 from nifi_ns.codec import decompress
 from nifi_ns.io import read_ply
+from conftest import FOX
 
-FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox"
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,6 @@ import signal
 import struct
 import tracemalloc
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +21,8 @@ from nifi_ns.codec import CodecConfig, NixFormatError, compress, decompress, rea
 from nifi_ns.codec.container import MAGIC, VERSION, pack_container, unpack_container
 from nifi_ns.codec.entropy import decode_symbols
 from nifi_ns.io import GaussianSplat, read_ply
+from conftest import GUITAR
 
-GUITAR = Path(__file__).parents[1] / ".." / "shared" / "data" / "splat_guitar" / "guitar.compressed.ply"
 pytestmark = pytest.mark.skipif(not GUITAR.is_file(), reason=f"guitar splat not found at {GUITAR}")
 NASTY = [float("nan"), float("inf"), -float("inf"), 1e39, -1e39, -1, 0, 1, 2, 5, 22, 2**31, 2**64, 10**12, 1.5,
          True, None, "x", [], {}, [1, 2], [float("nan")] * 3, [1e30, 1e30, 1e30], [-3e38, 0, 0]]

@@ -1,6 +1,5 @@
 """Renders of the real guitar splat before and after the Nix codec (CPU rasterizer), compared by PSNR."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,8 +7,8 @@ import torch
 
 from nifi_ns.codec import CodecConfig, compress_with_report, decompress
 from nifi_ns.io import GaussianSplat, read_ply
+from conftest import GUITAR
 
-GUITAR = Path(__file__).parents[1] / ".." / "shared" / "data" / "splat_guitar" / "guitar.compressed.ply"
 SIZE = 80  # pixels; tiny keeps the CPU rasterizer fast
 
 

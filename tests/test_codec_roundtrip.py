@@ -2,7 +2,6 @@
 
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +21,8 @@ from nifi_ns.codec import (
 )
 from nifi_ns.codec.quantize import bit_length, morton_decode, morton_encode
 from nifi_ns.io import GaussianSplat, inria_ply_num_bytes, read_ply
+from conftest import GUITAR
 
-GUITAR = Path(__file__).parents[1] / ".." / "shared" / "data" / "splat_guitar" / "guitar.compressed.ply"
 MB = 1 << 20
 
 

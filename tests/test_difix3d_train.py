@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from conftest import FOX
 
-FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox"
 pytestmark = pytest.mark.skipif(not (FOX / "transforms.json").exists(), reason=f"fox data not found at {FOX}")
 
 COMMON = [

@@ -12,8 +12,9 @@ from difix_ns.diffusion.hub import ModelResolutionError
 from difix_ns.diffusion.state_dict import StateDictMismatchError
 from difix_ns.pipeline_difix import DifixPipeline
 from difix_ns.testing import save_tiny_difix
+from conftest import SHARED
 
-REFERENCE = Path(__file__).parents[1] / ".." / "shared" / "reference" / "difix_checkpoint"
+REFERENCE = SHARED / "reference" / "difix_checkpoint"
 
 
 def _reference_file(name: str) -> Path:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from conftest import FOX
 
-FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox"
 ROOT = Path(__file__).parents[1]
 pytestmark = pytest.mark.skipif(not (FOX / "transforms.json").exists(), reason=f"fox data not found at {FOX}")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FOX
 
 ROOT = Path(__file__).resolve().parents[1]
-FOX = ROOT / ".." / "shared" / "data" / "fox"
 MISSING_MODEL = "/nonexistent/difix_model_dir"
 
 
@@ -195,6 +195,41 @@ def test_missing_model_is_one_line_with_the_offline_hint_everywhere(tmp_path, ca
     assert exit_info.value.code == 2
     line = one_error_line(" ".join(capsys.readouterr().err.split("\n")).replace("error:", "\nerror:"))
     assert line.startswith(f"error: --fixer.model-name {MISSING_MODEL}") and "difix-make-tiny-model" in line
+
+
+def test_missing_model_is_one_line_in_the_video_and_demo_tools_and_before_training(tmp_path, capsys):
+    """difix-enhance-video and difix-demo give the same one line (exit 2, no output); ns-train difix3d* checks the
+    model with the same message before step 0 (the pipeline's check, called from its training callbacks)."""
+    import numpy as np
+
+    from difix_ns.cli import demo, enhance_video
+    from difix_ns.io import write_video
+    from difix_ns.nerfstudio.pipeline import _check_fixer_model
+
+    video = tmp_path / "in.mp4"
+    write_video(video, [np.zeros((64, 64, 3), np.uint8)] * 2, fps=24)
+    runs = {
+        "difix-enhance-video": (enhance_video.main, ["--input", str(video), "--output", str(tmp_path / "out.mp4"),
+                                                     "--model_name", MISSING_MODEL]),
+        "difix-demo": (demo.main, ["--output_dir", str(tmp_path / "demo"), "--model_name", MISSING_MODEL]),
+    }
+    for name, (main, argv) in runs.items():
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2, name
+        captured = capsys.readouterr()
+        line = one_error_line(" ".join((captured.err + captured.out).split("\n")).replace("error:", "\nerror:"))
+        assert MISSING_MODEL in line and "difix-make-tiny-model" in line and "random-tiny" in line, name
+    assert not (tmp_path / "out.mp4").exists() and not list((tmp_path / "demo").glob("*.png"))
+
+    with pytest.raises(SystemExit) as exit_info:
+        _check_fixer_model(MISSING_MODEL)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    line = one_error_line(" ".join((captured.err + captured.out).split("\n")).replace("error:", "\nerror:"))
+    assert line.startswith(f"error: --pipeline.fixer.model-name {MISSING_MODEL}") and "random-tiny" in line
+    _check_fixer_model("random-tiny")  # the tiny model passes the same check
 
 
 # ---------------------------------------------------------------------------------------------- 6. random-tiny

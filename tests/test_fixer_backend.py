@@ -23,6 +23,7 @@ from difix_ns.fixers import cosmos_files as files
 from difix_ns.fixers.cosmos_fixer import CosmosFixerPipeline
 from difix_ns.fixers.cosmos_testing import parity_image, save_tiny_fixer
 from test_difix3d_train import fox_small  # noqa: F401  (the shared six-frame fox fixture)
+from conftest import FOX
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fixer_parity"
 # float32 here vs NVIDIA's float32 run differ by ~1e-6; a wrong timestep or RoPE scaling moves outputs by >= 5e-4.
@@ -178,9 +179,6 @@ def test_difix_fix_cli_with_a_fixer_folder(tiny_fixer, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["a.png"] and Image.open(out / "a.png").size == (160, 96)
     expected = np.array(Image.open(FIXTURES / "nvidia_e2e_t250.png"), dtype=np.int16)
     assert np.abs(np.array(Image.open(out / "a.png"), dtype=np.int16) - expected).max() <= 2
-
-
-FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox"
 
 
 @pytest.mark.slow

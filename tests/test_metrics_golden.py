@@ -18,8 +18,9 @@ from PIL import Image
 
 from difix_ns.metrics import DISTS, LPIPS, ImageMetrics, psnr, ssim
 from difix_ns.metrics import weights as W
+from conftest import SHARED_DATA
 
-DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "metric_calibration"
+DATA = SHARED_DATA / "metric_calibration"
 needs_calibration = pytest.mark.skipif(not DATA.is_dir(), reason=f"calibration data not found at {DATA}")
 
 

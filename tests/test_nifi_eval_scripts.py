@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import FOX
 
 ROOT = Path(__file__).parents[1]
-FOX = ROOT / ".." / "shared" / "data" / "fox"
 
 
 def load_script(name: str):

@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import FOX
 
-FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox"
 RATES = ("0.5", "1.0")
 TARGETS = ("0.0026", "0.0019")  # MB; far below the presets so both rates really prune this small model
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FOX
 
 ROOT = Path(__file__).parents[1]
-FOX = ROOT / ".." / "shared" / "data" / "fox"
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from PIL import Image, ImageFilter
 
 from nifi_ns.synthesis.layout import parse_rate_label, rate_label, validate_pairs
 from nifi_ns.synthesis.precomputed import LayoutError, pairs_from_precomputed, plan_pairs
+from conftest import FOX
 
-FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox"
 ROOT = Path(__file__).parents[1]
 NAMES = ("0001", "0002", "0003")
 

@@ -1,15 +1,13 @@
 """Training maths of NiFi (CPU): the φ⁻ surrogate's gradient, g's definition, and which parameters each step touches."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
 
 from nifi_ns.restoration import lora as L
 from nifi_ns.training import losses as Lo
-
-FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox" / "images_4"
+from conftest import FOX_IMAGES_4 as FOX
 
 
 def test_surrogate_gradient_wrt_x_hat_is_exactly_g():

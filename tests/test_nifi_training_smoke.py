@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FOX_IMAGES_4 as FOX
 
 ROOT = Path(__file__).parents[1]
-FOX = ROOT / ".." / "shared" / "data" / "fox" / "images_4"
 
 
 def load_script(name: str):

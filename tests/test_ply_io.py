@@ -1,6 +1,5 @@
 """INRIA 3DGS PLY write/read and the PlayCanvas compressed-PLY reader (synthetic files + the real guitar)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +8,7 @@ from plyfile import PlyData, PlyElement
 
 from nifi_ns.io import SH_C0, GaussianSplat, inria_ply_num_bytes, read_ply, write_ply
 from nifi_ns.io.ply import read_playcanvas_compressed_ply
-
-GUITAR = Path(__file__).parents[1] / ".." / "shared" / "data" / "splat_guitar" / "guitar.compressed.ply"
+from conftest import GUITAR
 
 
 @pytest.mark.parametrize("degree", [0, 1, 3])

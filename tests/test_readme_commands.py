@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SYSTEM_TOOLS = {"accelerate", "python3", "pip", "pytest", "ffmpeg", "apt-get", "source", "."}
+SYSTEM_TOOLS = {"accelerate", "python3", "pip", "pytest", "ffmpeg", "apt-get", "source", ".", ":"}
 NERFSTUDIO_TOOLS = {"ns-train", "ns-render", "ns-eval", "ns-viewer", "ns-export", "ns-process-data"}
 ARGPARSE_TOOLS = {  # console script / script -> module whose build_parser() is the tool's parser
     "difix-fix": "difix_ns.cli.fix_images",

@@ -7,7 +7,6 @@ panel differs from the plain one, frame counts and file layout.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import imageio.v2 as imageio
 import imageio.v3 as iio
@@ -16,8 +15,8 @@ import pytest
 
 from difix_ns.render import testing as rt
 from difix_ns.render.poses import num_trajectory_frames
+from conftest import FOX
 
-FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox"
 RENDER_DOWNSCALE = 4  # 270x480 quarter-res views -> 68x120 renders (the fixer needs >= 64 px)
 
 

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from difix_ns.render import testing as rt
-
-FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox"
+from conftest import FOX
 
 
 @pytest.fixture(scope="module")

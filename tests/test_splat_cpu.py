@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -12,8 +11,8 @@ import torch
 
 from difix_ns.splat import install_cpu_support, rasterization
 from difix_ns.splat.cameras import orbit_cameras
+from conftest import SHARED_DATA as DATA
 
-DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only code path")
 
 
