@@ -1,10 +1,12 @@
 #!/usr/bin/env python
-"""Evaluate a trained NiFi restorer on a pairs folder: LPIPS/DISTS (and PSNR/SSIM) before and after restoration.
+"""Evaluate a trained NiFi restorer on a pairs folder: LPIPS/DISTS (and PSNR/SSIM) before and after
+restoration.
 
-    python scripts/eval_nifi.py --ckpt runs/nifi_train/best.pt --data_root pairs/ --split test --out runs/nifi_train/metrics.json
+    python scripts/eval_nifi.py --ckpt runs/nifi_train/best.pt --data_root pairs/ --split test \
+        --out runs/nifi_train/metrics.json
 
-The command-line tool ``nifi-eval`` as a script (the paths the NiFi README uses): same flags, same outputs; the code (options,
-checks, outputs) lives in :mod:`nifi_ns.cli.evaluate`.
+The script form of the ``nifi-eval`` command: same flags, same outputs. Options, checks and outputs live in
+:mod:`nifi_ns.cli.evaluate`; this file only runs it.
 """
 from __future__ import annotations
 

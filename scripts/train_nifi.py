@@ -2,11 +2,12 @@
 """Train the NiFi restorer (φ⁻ generator LoRA + φ⁺ critic LoRA) on paired renders.
 
     python scripts/train_nifi.py --config configs/default.yaml --data_root pairs/ --exp runs/nifi_train
-    python scripts/train_nifi.py --config configs/default.yaml --data_root pairs/ --exp runs/nifi_smoke --smoke_test
+    python scripts/train_nifi.py --config configs/default.yaml --data_root pairs/ --exp runs/nifi_smoke \
+        --smoke_test
     accelerate launch scripts/train_nifi.py ...        # multi-GPU
 
-The command-line tool ``nifi-train`` as a script (the paths the NiFi README uses): same flags, same outputs; the code (options,
-checks, outputs) lives in :mod:`nifi_ns.cli.train`.
+The script form of the ``nifi-train`` command: same flags, same outputs. Options, checks and outputs live in
+:mod:`nifi_ns.cli.train`; this file only runs it.
 """
 from __future__ import annotations
 

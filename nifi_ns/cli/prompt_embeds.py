@@ -1,6 +1,7 @@
 """Precompute the NiFi restorer's prompt embedding once, so that inference needs no text encoder.
 
-    python -m nifi_ns.cli.prompt_embeds --model_path DIR [--backbone sd3|sdturbo] [--prompt TEXT] --out emb.safetensors|emb.npz
+    python -m nifi_ns.cli.prompt_embeds --model_path DIR [--backbone sd3|sdturbo] [--prompt TEXT] \
+        --out emb.safetensors|emb.npz
 
 The backbone's own text encoders embed ``--prompt`` (default: the TSD-SR prompt of NiFi's released inference,
 :data:`nifi_ns.restoration.embeds.DEFAULT_PROMPT`) on the CPU; ``.npz`` writes the authors' official format
@@ -18,7 +19,8 @@ from nifi_ns.restoration.embeds import DEFAULT_PROMPT
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Precompute the restorer's default prompt embedding (no GPU needed).")
-    parser.add_argument("--model_path", required=True, help="SD3 / SD-Turbo folder in the diffusers layout, or a hub id")
+    parser.add_argument("--model_path", required=True,
+                        help="SD3 / SD-Turbo folder in the diffusers layout, or a hub id")
     parser.add_argument("--backbone", choices=["sd3", "sdturbo"], default="sd3")
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--out", required=True, help="output .safetensors, or .npz for the official format")
