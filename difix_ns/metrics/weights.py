@@ -270,7 +270,7 @@ def install_torchvision_offline_fallback() -> None:
     downloads torchvision's AlexNet and crashes offline. After this call, *only* when that download (alexnet or
     vgg16) cannot happen, the converted ImageNet ``features`` weights are served instead; the classifier tensors
     (unused by LPIPS/DISTS) are zero-filled and a warning is logged. Every other URL goes to torch.hub unchanged.
-    Idempotent.
+    Idempotent. Patch 4 of :mod:`difix_ns.nerfstudio_patches`, which lists when it is installed.
     """
     import torch.hub as hub
 
