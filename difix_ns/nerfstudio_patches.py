@@ -45,8 +45,10 @@ import ``nifi_ns``: the one NiFi-only patch is installed by :mod:`nifi_ns.nerfst
    parses only three options. *When:* ``nifi_ns.nerfstudio_patches.install_for_method_configs`` (import of the
    ``nifi-splatfacto`` method config).
 
-Not a patch: the datamanagers' ``__init__`` (:mod:`difix_ns.nerfstudio.datamanager`) calls nerfstudio's own and turns
-its ``--eval-mode filename`` ``ValueError`` into one error line; nerfstudio itself is left unchanged.
+Not patches (extension points used as designed; nothing is changed for other code): the datamanagers' ``__init__``
+(:mod:`difix_ns.nerfstudio.datamanager`) calls nerfstudio's own and turns its ``--eval-mode filename`` ``ValueError``
+into one error line; :mod:`difix_ns.models.reference_attention` sets diffusers attention processors on one Difix
+UNet instance (``set_processor``).
 
 Import-light: only the standard library and yaml at import time (``difix_ns/__init__`` imports this module); every
 other patch module is imported when its function runs.
