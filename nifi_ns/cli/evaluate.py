@@ -6,14 +6,14 @@ after restoration.
 metrics.json: metrics.aggregate.{lpips,dists,psnr,ssim}_{before,after,delta}, metrics.per_scene, metrics.per_rate,
 records[] (one per image). "before" = degraded render vs photo, "after" = restored vs photo.
 
-The same command runs as ``python scripts/eval_nifi.py``. The flags keep the NiFi
-scripts' underscore spelling (argparse, shared with the other evaluation in :mod:`nifi_ns.evaluation.cli`).
+The same command runs as ``python scripts/eval_nifi.py``. The flags keep the NiFi scripts' underscore
+spelling: one argparse option set shared with ``nifi-eval-benchmark`` (:mod:`nifi_ns.cli.evaluation_common`).
 """
 from __future__ import annotations
 
 import argparse
 
-from nifi_ns.evaluation.cli import add_common_args, guarded, run_evaluation, summary_prefix, write_json
+from nifi_ns.cli.evaluation_common import add_common_args, guarded, run_evaluation, summary_prefix, write_json
 from nifi_ns.evaluation.pairs_eval import aggregate, group_by
 
 

@@ -8,14 +8,14 @@ Output: summary.{aggregate, per_dataset, per_dataset_rate, per_scene, per_scene_
 the paper's NiFi row, and our "before" minus the paper's HAC++ row, per dataset and λ), records[].
 Pairs directly under data_root (no dataset level) are grouped as dataset "default".
 
-The same command runs as ``python scripts/eval_benchmark_nifi.py``. The flags keep the NiFi
-scripts' underscore spelling (argparse, shared with the other evaluation in :mod:`nifi_ns.evaluation.cli`).
+The same command runs as ``python scripts/eval_benchmark_nifi.py``. The flags keep the NiFi scripts' underscore
+spelling: one argparse option set shared with ``nifi-eval`` (:mod:`nifi_ns.cli.evaluation_common`).
 """
 from __future__ import annotations
 
 import argparse
 
-from nifi_ns.evaluation.cli import add_common_args, guarded, run_evaluation, summary_prefix, write_json
+from nifi_ns.cli.evaluation_common import add_common_args, guarded, run_evaluation, summary_prefix, write_json
 from nifi_ns.evaluation.pairs_eval import aggregate, group_by
 from nifi_ns.evaluation.paper import paper_comparison
 
