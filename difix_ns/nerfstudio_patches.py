@@ -1,9 +1,11 @@
 """Every change the plugin makes to nerfstudio, torch and torchvision behaviour, and the functions that install them.
 
 nerfstudio 1.1.5 has no extension point for the things below, so the plugin changes library objects at run time.
-Each change is idempotent, touches only what is listed, and is installed through a function of this module (the
-code of a patch stays next to the code it serves; nothing else in the package installs one). ``difix_ns`` cannot
-import ``nifi_ns``: the one NiFi-only patch is installed by :mod:`nifi_ns.nerfstudio_patches` and listed here too.
+Each change is idempotent and touches only what is listed. The code of a patch stays next to the code it serves;
+this module is the list, and its functions are what the packages, the method configs and the tools call to install
+them (the Difix3D+ render tools and ``difix3d``'s nerfacto model call the same implementation functions of
+:mod:`difix_ns.splat` / :mod:`difix_ns.metrics` directly). ``difix_ns`` cannot import ``nifi_ns``: the one NiFi-only
+patch is installed by :mod:`nifi_ns.nerfstudio_patches` and listed here too.
 
 1. **Checkpoint allow-list** (:mod:`difix_ns._torch_compat`). *What:* ``torch.serialization.add_safe_globals`` with
    the numpy scalar/array/dtype globals. *Why:* torch >= 2.6 loads with ``weights_only=True``; nerfstudio checkpoints
