@@ -5,11 +5,9 @@ heavy diffusion stack (diffusers, transformers, peft) is only imported when a mo
 """
 from __future__ import annotations
 
-from difix_ns._torch_compat import install_checkpoint_safe_globals
-from difix_ns.safe_config import install_safe_config_loading
+from difix_ns.nerfstudio_patches import install_at_import
 
-install_checkpoint_safe_globals()
-install_safe_config_loading()  # nerfstudio's config.yml loading builds only config classes (no code runs)
+install_at_import()  # checkpoint allow-list + restricted config.yml loading (see difix_ns.nerfstudio_patches)
 
 __all__ = ["DifixPipeline", "DifixFixer", "DifixFixerConfig"]
 

@@ -7,7 +7,8 @@ _checkpoint``) and ``--load-dir``/``--load-checkpoint`` (``Trainer._load_checkpo
 numpy.core.multiarray.scalar". Rather than turning the safety check off, we allow-list the few numpy globals such
 checkpoints (and numpy arrays, e.g. poses in plugin state) need; everything else still goes through the safe
 unpickler. Both numpy 1.x (``numpy.core``) and numpy 2.x (``numpy._core``) module paths are registered so a
-checkpoint written under one numpy major version loads under the other.
+checkpoint written under one numpy major version loads under the other. Installed when the plugin is imported
+(:func:`difix_ns.nerfstudio_patches.install_at_import`, patch 1 of that module's list).
 """
 from __future__ import annotations
 

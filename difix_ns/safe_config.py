@@ -14,7 +14,8 @@ what nerfstudio's own ``yaml.dump`` writes for a ``TrainerConfig``:
 
 Everything else (``os.system``, ``subprocess.Popen``, ``!!python/module``, ``object/new`` ...) raises
 :class:`UnsafeConfigError` before anything is called. :func:`install_safe_config_loading` makes nerfstudio's own
-config loading use this loader (called from the plugin's import hook, i.e. for every stock ``ns-*`` command).
+config loading use this loader; :func:`difix_ns.nerfstudio_patches.install_at_import` runs it when the plugin is
+imported, i.e. for every stock ``ns-*`` command (patch 2 of that module's list).
 """
 from __future__ import annotations
 

@@ -5,18 +5,16 @@ equal the real ``nvidia/difix`` / ``nvidia/difix_ref`` (338 VAE keys, 686 UNet k
 with a tiny CLIP tokenizer built offline. ``build_difix_pipeline(size="real")`` builds the SD-Turbo-sized
 architecture in memory (random weights) for timing. Random weights prove plumbing, not quality.
 
-Console script: ``difix-make-tiny-model OUT_DIR [--no-reference-mixing] [--kind fixer]`` (``--kind fixer``: the
-``nvidia/Fixer`` layout, see ``difix_ns.fixers.cosmos_testing``).
+The console script ``difix-make-tiny-model`` (:mod:`difix_ns.cli.make_tiny_model`) writes these folders; ``--kind
+fixer`` writes the ``nvidia/Fixer`` layout instead (see ``difix_ns.fixers.cosmos_testing``).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
 import torch
-import tyro
 
 from difix_ns.diffusion.random_weights import mark_random_weights
 
@@ -127,33 +125,3 @@ def save_tiny_difix(path, reference_mixing: bool = True, seed: int = 0) -> Path:
     write_tiny_tokenizer(path / "tokenizer")  # the hand-written SD-2 style tokenizer files, as in the real layout
     mark_random_weights(path)  # tools loading this folder print the PLUMBING ONLY banner
     return path
-
-
-@dataclass
-class MakeTinyModel:
-    """Write a tiny random-weight Difix (or Fixer) model for offline tests; outputs are noise."""
-
-    out_dir: tyro.conf.Positional[Path]
-    """Directory to write (Difix: model_index.json, scheduler/, ..., vae/; Fixer: base/ and pretrained/)."""
-    kind: Literal["difix", "fixer"] = "difix"
-    """difix: the Hugging Face layout of nvidia/difix(_ref); fixer: NVIDIA Fixer's layout (nvidia/Fixer)."""
-    reference_mixing: bool = True
-    """Write the nvidia/difix_ref layout (references mixed in self-attention); --no-reference-mixing: nvidia/difix."""
-    seed: int = 0
-    """Random seed of the weights."""
-
-
-def entrypoint() -> None:
-    args = tyro.cli(MakeTinyModel)
-    if args.kind == "fixer":
-        from difix_ns.fixers.cosmos_testing import save_tiny_fixer
-
-        print(f"wrote tiny random-weight Fixer model to {save_tiny_fixer(args.out_dir, seed=args.seed)}")
-        return
-    out = save_tiny_difix(args.out_dir, reference_mixing=args.reference_mixing, seed=args.seed)
-    kind = "difix_ref" if args.reference_mixing else "difix"
-    print(f"wrote tiny random-weight {kind} model to {out}")
-
-
-if __name__ == "__main__":
-    entrypoint()

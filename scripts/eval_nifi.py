@@ -1,37 +1,16 @@
 #!/usr/bin/env python
-"""Evaluate a trained NiFi restorer on a pairs folder: LPIPS/DISTS (and PSNR/SSIM) before and after restoration.
+"""Evaluate a trained NiFi restorer on a pairs folder: LPIPS/DISTS (and PSNR/SSIM) before and after
+restoration.
 
-    python scripts/eval_nifi.py --ckpt runs/nifi_train/best.pt --data_root pairs/ --split test --out runs/nifi_train/metrics.json
+    python scripts/eval_nifi.py --ckpt runs/nifi_train/best.pt --data_root pairs/ --split test \
+        --out runs/nifi_train/metrics.json
 
-metrics.json: metrics.aggregate.{lpips,dists,psnr,ssim}_{before,after,delta}, metrics.per_scene, metrics.per_rate,
-records[] (one per image). "before" = degraded render vs photo, "after" = restored vs photo.
+The script form of the ``nifi-eval`` command: same flags, same outputs. Options, checks and outputs live in
+:mod:`nifi_ns.cli.evaluate`; this file only runs it.
 """
 from __future__ import annotations
 
-import argparse
-
-from nifi_ns.evaluation.cli import add_common_args, guarded, run_evaluation, summary_prefix, write_json
-from nifi_ns.evaluation.pairs_eval import aggregate, group_by
-
-
-@guarded
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p)
-    args = p.parse_args(argv)
-    rows, info = run_evaluation(args)
-    payload = {
-        **info,
-        "metrics": {"aggregate": aggregate(rows), "per_scene": group_by(rows, "dataset", "scene"),
-                    "per_rate": group_by(rows, "rate"), "per_scene_rate": group_by(rows, "dataset", "scene", "rate")},
-        "records": rows,
-    }
-    out = write_json(args.out, payload)
-    agg = payload["metrics"]["aggregate"]
-    print(f"{summary_prefix(info)}{out}: {agg['count']} pairs, LPIPS-{args.lpips_net} {agg['lpips_before']:.4f} -> {agg['lpips_after']:.4f}, "
-          f"DISTS {agg['dists_before']:.4f} -> {agg['dists_after']:.4f}")
-    return 0
-
+from nifi_ns.cli.evaluate import main  # noqa: F401  (the tool's names, as the script always had them)
 
 if __name__ == "__main__":
     raise SystemExit(main())

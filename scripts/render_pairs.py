@@ -4,88 +4,12 @@
     python scripts/render_pairs.py --scene artifacts/garden/ --split train --out pairs/garden/
     python scripts/render_pairs.py --scene artifacts/garden/ --split test  --out pairs/garden/
 
-Writes `<out>/rate_<λ>/<split>/{clean,degraded}/*.png` (+ `<out>/manifest.json`, `<out>/prompt.txt` with
-`--prompt`). An `--out` ending in the split name (the seed's `pairs/garden/train/`) means its parent folder.
-Renders already made by build_3dgs_and_compress.py are copied; otherwise they are rendered from the run
-(`--scene` may also be a run's config.yml).
+A thin wrapper of :mod:`nifi_ns.cli.render_pairs` (same flags, same outputs), where the options, checks and
+outputs live.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
-import sys
-from pathlib import Path
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scene", type=Path, required=True, help="artifacts/<scene>/ folder or a run's config.yml")
-    p.add_argument("--split", choices=["train", "test"], required=True)
-    p.add_argument("--out", type=Path, required=True, help="pairs/<scene>/")
-    p.add_argument("--rates", type=float, nargs="+", default=None, help="subset of the built rates (default: all)")
-    p.add_argument("--prompt", default=None, help="scene caption written to <out>/prompt.txt")
-    p.add_argument("--overwrite", action="store_true", help="replace existing pairs of this split (default: refuse)")
-    return p.parse_args(argv)
-
-
-def resolve_inputs(scene: Path):
-    """(config.yml, built rates or None, renders folder or None)."""
-    if scene.is_file() and scene.suffix in (".yml", ".yaml"):
-        return scene, None, None
-    info_path = scene / "artifacts.json"
-    if not info_path.is_file():
-        raise SystemExit(f"error: --scene {scene}: no artifacts.json (run build_3dgs_and_compress.py first) "
-                         "and not a config.yml")
-    info = json.loads(info_path.read_text())
-    renders = Path(info["renders"]) if info.get("renders") else None
-    return Path(info["config"]), list(info["rates"]), renders
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from nifi_ns.synthesis.layout import pair_dirs, rate_label, validate_pairs, write_manifest, write_prompt
-
-    config, built_rates, renders = resolve_inputs(args.scene)
-    rates = args.rates or built_rates or [0.1, 0.5, 1.0]
-    if built_rates is not None:
-        missing = [r for r in rates if r not in built_rates]
-        if missing:
-            raise SystemExit(f"error: --rates {missing} were not built in {args.scene} (built: {built_rates})")
-    out = args.out.parent if args.out.name == args.split else args.out
-    if not args.overwrite:
-        for rate in rates:
-            if (out / rate_label(rate) / args.split).exists():
-                raise SystemExit(f"error: output {out / rate_label(rate) / args.split} already exists; "
-                                 "pass --overwrite to replace it")
-
-    have_renders = renders is not None and all(pair_dirs(renders, r, args.split)["clean"].is_dir() for r in rates)
-    if have_renders:
-        for rate in rates:
-            src = renders / rate_label(rate) / args.split
-            dst = out / rate_label(rate) / args.split
-            if dst.exists():
-                shutil.rmtree(dst)
-            shutil.copytree(src, dst)
-        manifest = json.loads((renders / "manifest.json").read_text()) if (renders / "manifest.json").is_file() else {}
-        manifest["copied_from"] = str(renders)
-        write_manifest(out, manifest)
-        if args.prompt:
-            write_prompt(out, args.prompt)
-    else:
-        from nifi_ns.synthesis.from_run import synthesize_pairs
-
-        try:
-            synthesize_pairs(config, out, rates, [args.split], prompt=args.prompt)
-        except (ValueError, FileNotFoundError) as err:
-            raise SystemExit(f"error: {err}") from err
-    try:
-        counts = validate_pairs(out, rates, [args.split])
-    except ValueError as err:
-        raise SystemExit(f"error: {out}: {err}") from err
-    print(json.dumps({"out": str(out), "pairs": counts}, indent=2))
-    return 0
-
+from nifi_ns.cli.render_pairs import main  # noqa: F401  (the script's names)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -199,7 +199,7 @@ def test_fixer_module_is_import_light():
 
 
 def test_make_tiny_model_console_script(tmp_path, monkeypatch):
-    from difix_ns.testing import entrypoint
+    from difix_ns.cli.make_tiny_model import entrypoint
 
     monkeypatch.setattr(sys, "argv", ["difix-make-tiny-model", str(tmp_path / "plain"), "--no-reference-mixing"])
     entrypoint()

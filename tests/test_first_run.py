@@ -278,7 +278,9 @@ def test_build_3dgs_on_fox_detects_images_n_before_work(tmp_path, capsys, monkey
         (args.out / "runs").mkdir(parents=True)
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(build, "build", failing_build)
+    from nifi_ns.cli import build_3dgs_and_compress as build_module  # where the script's main and build live
+
+    monkeypatch.setattr(build_module, "build", failing_build)
     out = tmp_path / "artifacts" / "fox"
     assert build.main(["--scene", str(FOX), "--out", str(out), "--max-num-iterations", "30000"]) == 1
     err = capsys.readouterr().err

@@ -156,10 +156,10 @@ def test_layout_detection_is_by_files(tiny_fixer, tmp_path, monkeypatch):
 
 
 def test_make_tiny_model_kind_fixer(tmp_path, monkeypatch, capsys):
-    from difix_ns import testing
+    from difix_ns.cli import make_tiny_model
 
     monkeypatch.setattr("sys.argv", ["difix-make-tiny-model", str(tmp_path / "tiny"), "--kind", "fixer"])
-    testing.entrypoint()
+    make_tiny_model.entrypoint()
     assert "Fixer" in capsys.readouterr().out and files.is_fixer_dir(tmp_path / "tiny")
 
 

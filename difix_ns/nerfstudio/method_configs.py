@@ -16,16 +16,11 @@ from difix_ns.nerfstudio.datamanager import Difix3DDataManagerConfig, Difix3DFul
 from difix_ns.nerfstudio.device import auto_machine
 from difix_ns.nerfstudio.models import Difix3DNerfactoModelConfig, Difix3DSplatfactoModelConfig
 from difix_ns.nerfstudio.pipeline import Difix3DPipelineConfig
-from difix_ns.nerfstudio.stock_configs import (
-    install_cpu_support_if_available,
-    nerfacto_optimizers,
-    splatfacto_trainer_settings,
-)
-from difix_ns.render.stock_ns_render import install as install_ns_render_help
+from difix_ns.nerfstudio.stock_configs import nerfacto_optimizers, splatfacto_trainer_settings
+from difix_ns.nerfstudio_patches import install_for_method_configs
 
 
-install_cpu_support_if_available()
-install_ns_render_help()
+install_for_method_configs()  # CPU splatfacto, offline LPIPS, stock ns-render help (see difix_ns.nerfstudio_patches)
 
 
 difix3d_method = MethodSpecification(

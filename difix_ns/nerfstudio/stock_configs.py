@@ -61,16 +61,3 @@ def splatfacto_trainer_settings() -> dict:
         vis="viewer",
         machine=auto_machine(),
     )
-
-
-def install_cpu_support_if_available() -> None:
-    """Let splatfacto train and render on CPU-only machines; no effect where CUDA is available.
-
-    Called at import of the plugin's method configs, which nerfstudio imports for every ``ns-*`` command: a broken
-    CPU shim must not break those commands, so an import failure leaves nerfstudio untouched.
-    """
-    try:
-        from difix_ns.splat import install_cpu_support
-    except ImportError:
-        return
-    install_cpu_support()

@@ -16,7 +16,8 @@ What breaks on a CPU-only machine and what `install_cpu_support` does about it (
 
 On a machine where ``torch.cuda.is_available()`` only the LPIPS fallback is installed (and it changes nothing
 while downloads work); everything else is left exactly as nerfstudio ships it. Idempotent and cheap: it only
-imports modules nerfstudio's own method registry imports anyway.
+imports modules nerfstudio's own method registry imports anyway. Installed through
+:mod:`difix_ns.nerfstudio_patches` (patches 3 and 4 of its list), which says when.
 """
 from __future__ import annotations
 
@@ -91,8 +92,8 @@ def install_cpu_support() -> bool:
         from nerfstudio.models import nerfacto
 
         model_cls = splatfacto.SplatfactoModel
-        # Stock nerfacto builds the same torchmetrics LPIPS, so plain `ns-train nerfacto` (the seed's starting point
-        # for `--load-checkpoint`) works offline too.
+        # Stock nerfacto builds the same torchmetrics LPIPS: plain `ns-train nerfacto` runs (which difix3d can continue
+        # with `--load-checkpoint`) must train and load offline too.
         for cls in (model_cls, nerfacto.NerfactoModel):
             if not getattr(cls.populate_modules, "_difix_ns_lpips", False):
                 cls.populate_modules = _with_offline_lpips(cls.populate_modules)

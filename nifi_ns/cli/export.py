@@ -38,12 +38,9 @@ def load_splatfacto_run(config_path: Path) -> tuple[GaussianSplat, object]:
     import torch
 
     if not torch.cuda.is_available():
-        try:
-            from difix_ns.splat import install_cpu_support
-        except ImportError:
-            install_cpu_support = None
-        if install_cpu_support is not None:
-            install_cpu_support()
+        from difix_ns.nerfstudio_patches import install_cpu_support_if_available
+
+        install_cpu_support_if_available()
     from nerfstudio.utils.eval_utils import eval_setup
 
     _, pipeline, _, _ = eval_setup(config_path, test_mode="inference")

@@ -9,7 +9,9 @@ nerfstudio imports this plugin while ``ns-eval`` starts (entry-point discovery),
 3. the override sets those fields on the run's ``pipeline.restorer`` (typed like the ``ns-train`` options; a bad
    name or value is one ``error:`` line, exit 2), and giving a LoRA path switches the restorer on.
 
-Import-light: the standard library only (``method_configs`` imports this for every ``ns-*`` command).
+Installed by :mod:`nifi_ns.nerfstudio_patches` when the ``nifi-splatfacto`` method config is imported (patch 7 of
+the list in :mod:`difix_ns.nerfstudio_patches`). Import-light: the standard library only (``method_configs`` imports
+this for every ``ns-*`` command).
 """
 from __future__ import annotations
 

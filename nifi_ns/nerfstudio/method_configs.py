@@ -11,13 +11,12 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.models.splatfacto import SplatfactoModelConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from difix_ns.nerfstudio.stock_configs import install_cpu_support_if_available, splatfacto_trainer_settings
-from nifi_ns.nerfstudio.eval_options import install_for_ns_eval
+from difix_ns.nerfstudio.stock_configs import splatfacto_trainer_settings
 from nifi_ns.nerfstudio.nifi_pipeline import NifiPipelineConfig
+from nifi_ns.nerfstudio_patches import install_for_method_configs
 
 
-install_cpu_support_if_available()
-install_for_ns_eval()  # ns-eval --pipeline.restorer.* (stock ns-eval parses only its three options)
+install_for_method_configs()  # CPU splatfacto, offline LPIPS, ns-eval --pipeline.restorer.* (see nerfstudio_patches)
 
 
 def nifi_splatfacto_config() -> TrainerConfig:

@@ -171,7 +171,7 @@ def _missing_text_encoder_error(model_dir: Path, sub: str, err: Exception) -> Mo
     return ModelResolutionError(
         f"Cannot encode a prompt: text encoder '{sub}' could not be loaded from '{model_dir}' ({type(err).__name__}: "
         f"{err}). Stage the text encoders in that folder, or pass precomputed embeddings (prompt_embeds_path; make "
-        f"them once with `python -m nifi_ns.restoration.prompts --model_path <full model> --out emb.safetensors`)."
+        f"them once with `python -m nifi_ns.cli.prompt_embeds --model_path <full model> --out emb.safetensors`)."
     )
 
 

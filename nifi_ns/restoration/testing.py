@@ -7,11 +7,10 @@
 Everything is loaded back through the same ``from_pretrained`` path as the real models; nothing touches a hub.
 Random weights prove plumbing, never quality.
 
-CLI: ``python -m nifi_ns.restoration.testing --backbone sd3 --out tiny_sd3``.
+CLI: ``python -m nifi_ns.cli.make_tiny_backbone --backbone sd3 --out tiny_sd3``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import string
 from pathlib import Path
@@ -189,16 +188,3 @@ def make_official_restorer_files(out: str | Path, seed: int = 0, lora_b_std: flo
     }
 
 MAKERS = {"sd3": make_tiny_sd3, "sdturbo": make_tiny_sdturbo}
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Write a tiny random restorer backbone in the real diffusers layout.")
-    parser.add_argument("--backbone", choices=sorted(MAKERS), default="sd3")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    print(MAKERS[args.backbone](args.out))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

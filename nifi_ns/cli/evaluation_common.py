@@ -1,4 +1,5 @@
-"""Shared command-line plumbing of ``scripts/eval_nifi.py`` and ``scripts/eval_benchmark_nifi.py``."""
+"""Options, checks and run of `nifi-eval` and `nifi-eval-benchmark` (shared): one argparse option set, the restorer
+build and evaluation with every input checked first, atomic JSON output, one `error:` line (exit 2) for bad input."""
 from __future__ import annotations
 
 import argparse

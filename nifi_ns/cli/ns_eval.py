@@ -1,9 +1,9 @@
-"""`ns-eval` for nifi-splatfacto runs with the NiFi stages configurable on the command line.
+"""`ns-nifi-eval`: `ns-eval` for nifi-splatfacto runs with the NiFi stages configurable on the command line.
 
 `ns-eval` has no way to change pipeline fields, so a restorer trained after the 3DGS run would need an edit of
 config.yml. This is the same evaluation (nerfstudio's `ComputePSNR` output, same JSON), plus overrides:
 
-    python -m nifi_ns.nerfstudio.eval_cli --load-config <run>/config.yml --output-path eval.json \
+    ns-nifi-eval --load-config <run>/config.yml --output-path eval.json \
         [--render-output-path DIR] [--restorer-model-path DIR --restorer-lora-path W.ckpt|W.safetensors --restorer-prompt-embeds-path E.npz \
          --restorer-backbone sd3|sdturbo] [--no-restorer] [--eval-stages compressed restored]
 """
