@@ -52,6 +52,8 @@ import torch  # noqa: E402
 JSON_NAME = "gpu_train_restorer_demo.json"
 TAR_NAME = "nifi_restorer_demo.tar"
 PNG_NAME = "entry_P10_examples.png"
+IMAGES_TAR = "entry_P10_images.tar"
+IMAGES_TAR_LIMIT = 15 * 2 ** 20  # the GPU tool brings back files of at most 16 MiB
 TAR_LIMIT_BYTES = 16 * 2 ** 20
 EVAL_SCENE = "entry-P10"
 TRAIN_SCENES = ("fox", "castle-P30", "Herz-Jesus-P25")
@@ -61,8 +63,8 @@ ARCHITECTURES = {
     # The VAE has 2 levels (8 -> x2 latent instead of SD's x8): a from-scratch x8 autoencoder cannot keep detail
     # after minutes of training, and the restorer can only be as sharp as its decoder.
     "small": {
-        "vae": {"block_out_channels": (64, 128), "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 32},
-        "unet": {"block_out_channels": (64, 128, 256), "layers_per_block": 1, "cross_attention_dim": 64,
+        "vae": {"block_out_channels": (32, 64), "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 32},
+        "unet": {"block_out_channels": (64, 96, 128), "layers_per_block": 1, "cross_attention_dim": 64,
                  "attention_head_dim": 8, "norm_num_groups": 32,
                  "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
                  "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")},
@@ -113,15 +115,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--architecture", choices=sorted(ARCHITECTURES), default=None, help="default: small (tiny with --smoke-cpu)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=256, help="training crop (multiple of 8)")
-    p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (all weights and phi-)")
+    p.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (all weights and phi-)")
     p.add_argument("--max-steps", type=int, default=None, help="stop training after this many steps (default: budget)")
+    p.add_argument("--eval-splits", nargs="+", choices=["test", "train"], default=None,
+                   help="entry-P10 splits to evaluate (default: test train; --smoke-cpu: test)")
     p.add_argument("--vgg-features", type=Path, default=ROOT / ".device" / "vgg16_imagenet_features.pth",
                    help="VGG16 features to stage into the metric cache for DISTS (skipped if absent)")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    p.add_argument("--rescore", type=Path, default=None,
+                   help=f"only score an {IMAGES_TAR} of an earlier run (e.g. DISTS on a machine with VGG16 "
+                        "weights) and write rescore_entry_P10.json into --out")
     args = p.parse_args(argv)
     if args.architecture is None:
         args.architecture = "tiny" if args.smoke_cpu else "small"
+    if args.eval_splits is None:
+        args.eval_splits = ["test"] if args.smoke_cpu else ["test", "train"]
     return args
 
 
@@ -150,7 +159,7 @@ def check_args(args) -> dict:
     if args.out.exists() and not args.out.is_dir():
         fail(f"--out {args.out} exists and is not a directory")
     if not args.overwrite:
-        for name in (JSON_NAME, TAR_NAME, PNG_NAME):
+        for name in (JSON_NAME, TAR_NAME, PNG_NAME, IMAGES_TAR):
             if (args.out / name).exists():
                 fail(f"output {args.out / name} already exists; pass --overwrite to replace it")
     root = args.data_root
@@ -415,6 +424,60 @@ def evaluate_split(restorer_dir: Path, pairs_root: Path, split: str, device: str
     return payload
 
 
+def write_images_tar(path: Path, rows: list[dict]) -> dict:
+    """degraded / restored / clean PNGs of the evaluated pairs (test split first) while the tar stays < 15 MiB, so
+    DISTS can be computed later where VGG16 weights exist (``--rescore``)."""
+    included, total = [], 0
+    with tarfile.open(path, "w") as tar:
+        for r in sorted(rows, key=lambda r: (r["split"] != "test", r["rate"], r["name"])):
+            files = {k: Path(r[k]) for k in ("degraded", "restored", "clean")}
+            size = sum(f.stat().st_size for f in files.values()) + 3 * 1024
+            if total + size > IMAGES_TAR_LIMIT:
+                continue
+            for kind, f in files.items():
+                tar.add(f, arcname=f"{r['split']}/rate_{r['rate']}/{kind}/{r['name']}.png")
+            total += size
+            included.append(f"{r['split']}/rate_{r['rate']}/{r['name']}")
+    return {"file": path.name, "bytes": path.stat().st_size, "pairs": len(included), "of": len(rows),
+            "included": included}
+
+
+def rescore(tar_path: Path, out: Path) -> int:
+    """Before/after metrics (LPIPS-alex, DISTS, PSNR, SSIM) of an images tar written by a GPU run."""
+    from nifi_ns.evaluation.pairs_eval import PairMetrics, aggregate, group_by
+    from nifi_ns.training.data import load_rgb
+
+    if not tar_path.is_file():
+        raise SystemExit(f"error: --rescore {tar_path} does not exist")
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "rescore_entry_P10.json"
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            with tarfile.open(tar_path) as tar:
+                tar.extractall(tmp, filter="data")
+        except tarfile.TarError as err:
+            raise SystemExit(f"error: --rescore {tar_path} is not a readable tar ({err})") from None
+        metrics = PairMetrics("cuda" if torch.cuda.is_available() else "cpu", "alex", require_dists=False)
+        rows = []
+        for restored in sorted(Path(tmp).glob("*/rate_*/restored/*.png")):
+            split, rate = restored.parts[-4], restored.parts[-3][len("rate_"):]
+            clean, degraded = (restored.parents[1] / k / restored.name for k in ("clean", "degraded"))
+            photo = load_rgb(clean)[None]
+            before, after = metrics(load_rgb(degraded)[None], photo), metrics(load_rgb(restored)[None], photo)
+            row = {"split": split, "rate": rate, "name": restored.stem, "restore_seconds": 0.0}
+            for m in before:
+                row[f"{m}_before"], row[f"{m}_after"] = before[m], after[m]
+            rows.append(row)
+    if not rows:
+        raise SystemExit(f"error: --rescore {tar_path} holds no <split>/rate_<λ>/restored/*.png")
+    payload = {"source": str(tar_path), "lpips_net": "alex", "dists_unavailable": metrics.dists_error,
+               "per_rate": group_by(rows, "rate"), "aggregate": aggregate(rows), "records": rows}
+    target.write_text(json.dumps(payload, indent=2))
+    print(json.dumps({r: {k: v for k, v in a.items() if k.startswith(("lpips", "dists"))}
+                      for r, a in payload["per_rate"].items()}, indent=2))
+    return 0
+
+
 def save_grid(path: Path, rows: list[dict], n: int = 4) -> list[str]:
     """raw | restored | photo, one row per pair (the first test-split view of each rate, then train views)."""
     import numpy as np
@@ -440,9 +503,17 @@ def save_grid(path: Path, rows: list[dict], n: int = 4) -> list[str]:
 def main(argv=None) -> int:
     t_start = T_PROCESS
     args = parse_args(argv)
+    if args.rescore is not None:
+        return rescore(args.rescore, args.out)
     scenes = check_args(args)
     smoke, budget = args.smoke_cpu, args.budget_s
+    if smoke:  # a shared, loaded CPU: one thread each is many times faster than oversubscribed thread pools
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
+    for stale in [args.out / n for n in (JSON_NAME, TAR_NAME, PNG_NAME, IMAGES_TAR)] + sorted(
+            args.out.glob("eval_entry_P10_*.json")):  # --overwrite: no file of an earlier run may pass for this one's
+        stale.unlink(missing_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="nifi_demo_"))
     work.mkdir(parents=True, exist_ok=True)
     cuda = torch.cuda.is_available() and not smoke
@@ -601,7 +672,7 @@ def main(argv=None) -> int:
 
     with_dists = cached_features_path("vgg16").exists()
     eval_rows, report["entry_P10"] = [], {"splits": {}}
-    for split in ("test", "train"):
+    for split in args.eval_splits:
         payload = evaluate_split(Path(exported["folder"]), work / "pairs_eval", split, device,
                                  work / "restored", with_dists, args.out / f"eval_entry_P10_{split}.json")
         report["entry_P10"]["splits"][split] = payload["metrics"]
@@ -616,9 +687,15 @@ def main(argv=None) -> int:
         rate: {m: (agg[f"{m}_after"] < agg[f"{m}_before"]) if m != "psnr" else (agg["psnr_after"] > agg["psnr_before"])
                for m in ("lpips", "psnr") if agg.get(f"{m}_after") is not None}
         for rate, agg in report["entry_P10"]["per_rate"].items()}
+    better = [r for r, v in report["entry_P10"]["restores"].items() if v.get("lpips")]
+    worse = [r for r in report["entry_P10"]["restores"] if r not in better]
+    report["entry_P10"]["verdict"] = (
+        f"LPIPS-alex on entry-P10 is lower after restoration at rate(s) {better or 'none'} and not lower at "
+        f"{worse or 'none'}" + (" (CPU dry run: meaningless)" if smoke else ""))
     report["entry_P10"]["note"] = ("entry-P10 is never trained on; both splits of its nifi-splatfacto run are "
                                    "evaluated (train views: renders of fitted cameras; test views: novel cameras).")
     report["example_rows"] = save_grid(args.out / PNG_NAME, eval_rows)
+    report["images_tar"] = write_images_tar(args.out / IMAGES_TAR, eval_rows)
     report["timing_s"]["eval"] = round(time.perf_counter() - t, 1)
     report["status"] = "done"
     save()
