@@ -555,6 +555,7 @@ def main(argv=None) -> int:
     finetune = 1 if smoke else args.finetune_steps
     num_random = 300 if smoke else None
     min_train_s = 20.0 if smoke else 90.0  # training gets at least this much, or the scene loop stops
+    min_scene_s = 30.0 if smoke else 60.0  # kept for the first training scene while the evaluation scene is built
     trained_on = []
     for name, (folder, _images, ds) in scenes.items():
         is_eval = name == EVAL_SCENE
@@ -565,9 +566,9 @@ def main(argv=None) -> int:
                 report["pairs"][name] = {"skipped": report["skipped"][-1]["why"]}
                 save()
                 continue
-        timeout = budget - spent() - args.eval_reserve_s - (0 if (not trained_on and not is_eval) else min_train_s)
-        if is_eval:
-            timeout -= min_train_s + 30.0  # a training scene must still fit
+        # what this scene may take: the rest, minus training's minimum and the evaluation reserve (and, for the
+        # evaluation scene, a first training scene's share)
+        timeout = budget - spent() - args.eval_reserve_s - min_train_s - (min_scene_s if is_eval else 0.0)
         if timeout < 30:
             why = f"budget: only {timeout:.0f} s would be left for this scene"
             if is_eval or not trained_on:
@@ -582,6 +583,7 @@ def main(argv=None) -> int:
         summary = make_pairs(name, folder, ds, args, work, timeout, splat_steps, finetune, num_random)
         report["pairs"][name] = summary
         if "error" in summary:
+            shutil.rmtree(work / ("pairs_eval" if is_eval else "pairs_train") / name, ignore_errors=True)  # no partial pairs
             if is_eval:
                 report["status"] = f"failed: evaluation pairs of {name}"
                 save()
@@ -612,7 +614,7 @@ def main(argv=None) -> int:
     cfg.train.batch_size = 2 if smoke else args.batch_size
     cfg.train.crop_size = 32 if smoke else args.crop
     cfg.train.lr_phi_minus = cfg.train.lr_phi_plus = args.lr
-    cfg.train.num_workers = 0 if smoke else 4
+    cfg.train.num_workers = 0 if smoke else 8
     cfg.train.max_steps = args.max_steps or (3 if smoke else 10 ** 7)
     cfg.train.log_every, cfg.train.save_every, cfg.train.eval_every = (1 if smoke else 50), 10 ** 9, 10 ** 9
     cfg.train.eval_max_images, cfg.train.eval_crop = 8, (32 if smoke else 256)
