@@ -678,7 +678,9 @@ def main(argv=None) -> int:
         payload = evaluate_split(Path(exported["folder"]), work / "pairs_eval", split, device,
                                  work / "restored", with_dists, args.out / f"eval_entry_P10_{split}.json")
         report["entry_P10"]["splits"][split] = payload["metrics"]
-        report["entry_P10"]["dists_unavailable"] = payload["dists_unavailable"]
+        report["entry_P10"]["dists_unavailable"] = payload["dists_unavailable"] if with_dists else (
+            "no VGG16 features on this machine (--vgg-features); score entry_P10_images.tar with --rescore where "
+            "they exist")
         eval_rows += payload["records"]
         save()
     from nifi_ns.evaluation.pairs_eval import aggregate, group_by
