@@ -30,7 +30,6 @@ Writes into --out: ``gpu_train_restorer_demo.json`` (rewritten after every phase
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
