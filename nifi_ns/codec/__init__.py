@@ -8,6 +8,7 @@ from nifi_ns.codec.codec import (
     compress_with_report,
     decompress,
     preset_config,
+    rate_label,
     rate_preset,
     read_header,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "importance_scores",
     "orbit_cameras",
     "preset_config",
+    "rate_label",
     "rate_preset",
     "read_header",
 ]
