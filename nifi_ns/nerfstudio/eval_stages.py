@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from difix_ns.io import save_png
 from difix_ns.progress import step_progress
 from nifi_ns.io.gaussians import GaussianSplat
 
@@ -108,15 +109,6 @@ def build_stages(names, pipeline) -> List[EvalStage]:
         )
     stages = [EVAL_STAGES[n]() for n in names]
     return [s for s in stages if s.enabled(pipeline)]
-
-
-def save_png(image: Tensor, path: Path) -> None:
-    """[1, 3, H, W] or [3, H, W] float in [0, 1] -> 8-bit PNG."""
-    from PIL import Image
-
-    array = (image.detach().reshape(-1, *image.shape[-2:]).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array.permute(1, 2, 0).cpu().numpy()).save(path)
 
 
 def _aggregate(values: Dict[str, List[float]], prefix: str, get_std: bool) -> Dict[str, float]:

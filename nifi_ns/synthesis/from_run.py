@@ -96,7 +96,7 @@ def synthesize_pairs(
 ) -> dict:
     """Write `<out_root>/rate_<λ>/<split>/{clean,degraded}/<stem>.png` for a run; returns the manifest."""
     from nifi_ns.codec import decompress
-    from nifi_ns.nerfstudio.eval_stages import save_png
+    from difix_ns.io import save_png
     from nifi_ns.nerfstudio.gaussian_swap import model_sh_degree, splat_to_params, swapped_gaussians
 
     for split in splits:
