@@ -37,18 +37,12 @@ def orbit(splat, views: int, size: int, radius: float, spread_deg: float):
 
 
 def render(splat, cams, size: int) -> torch.Tensor:
-    from difix_ns.splat import rasterization
+    from difix_ns.splat.splat_render import render_splat
 
-    g = splat.to_gauss_params()
-    colors = torch.cat([g["features_dc"][:, None], g["features_rest"]], dim=1)
     imgs = []
     for viewmat, K in cams:
         with torch.no_grad():
-            img, _, _ = rasterization(
-                g["means"], g["quats"], torch.exp(g["scales"]), torch.sigmoid(g["opacities"][:, 0]), colors,
-                torch.from_numpy(viewmat)[None], torch.from_numpy(K)[None], size, size, sh_degree=splat.sh_degree,
-            )
-        imgs.append(img[0].clamp(0, 1).permute(2, 0, 1))
+            imgs.append(render_splat(splat, torch.from_numpy(viewmat)[None], torch.from_numpy(K)[None], size, size)[0])
     return torch.stack(imgs)
 
 

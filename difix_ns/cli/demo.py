@@ -27,6 +27,7 @@ from difix_ns.cli.common import add_model_arguments, cli_main, console, load_fix
 from difix_ns.io import InputError, OutputTransaction, save_image, tensor_to_pil
 from difix_ns.metrics import psnr, ssim
 from difix_ns.splat.cameras import look_at_viewmat, pinhole_intrinsics
+from difix_ns.splat.splat_render import render_splat
 
 
 
@@ -80,20 +81,9 @@ def orbit_cameras(means: torch.Tensor, angles_deg: Sequence[float], width: int, 
 
 def render(splat, keep: Optional[torch.Tensor], viewmats: torch.Tensor, Ks: torch.Tensor, width: int,
            height: int, device: torch.device) -> torch.Tensor:
-    """Render ``[C,3,H,W]`` in [0,1] on a white background (SH of the splat's degree)."""
-    from difix_ns.splat import rasterization
-
-    def t(a):
-        x = torch.from_numpy(np.asarray(a, dtype=np.float32))
-        return (x if keep is None else x[keep]).to(device)
-
-    colors = torch.cat([t(splat.features_dc)[:, None, :], t(splat.features_rest)], dim=1)  # [N,K,3] SH
-    images, _, _ = rasterization(
-        t(splat.means), t(splat.quats), torch.exp(t(splat.scales)), torch.sigmoid(t(splat.opacities)[:, 0]),
-        colors, viewmats.to(device), Ks.to(device), width, height, sh_degree=splat.sh_degree,
-        backgrounds=torch.ones(viewmats.shape[0], 3, device=device),
-    )
-    return images.clamp(0, 1).permute(0, 3, 1, 2).float().cpu().contiguous()
+    """Render ``[C,3,H,W]`` in [0,1] on a white background (SH of the splat's degree), on the CPU."""
+    white = torch.ones(viewmats.shape[0], 3, device=device)
+    return render_splat(splat, viewmats, Ks, width, height, device, keep=keep, backgrounds=white).float().cpu().contiguous()
 
 
 def strip(rows: List[torch.Tensor], gap: int = 4) -> torch.Tensor:
