@@ -39,7 +39,7 @@ RenderSink = Callable[[int, str, str, torch.Tensor, torch.Tensor], None]
 def _build_config(scene_dir: Path, out_dir: Path, name: str, steps: int, settings: SplatSettings):
     import copy
 
-    from difix_ns.nerfstudio.stock_configs import install_cpu_support_if_available
+    from difix_ns.nerfstudio_stock import install_cpu_support_if_available
 
     install_cpu_support_if_available()
     from nerfstudio.configs.method_configs import method_configs

@@ -11,7 +11,7 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.models.splatfacto import SplatfactoModelConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from difix_ns.nerfstudio.stock_configs import install_cpu_support_if_available, splatfacto_trainer_settings
+from difix_ns.nerfstudio_stock import install_cpu_support_if_available, splatfacto_trainer_settings
 from nifi_ns.nerfstudio.eval_options import install_for_ns_eval
 from nifi_ns.nerfstudio.nifi_pipeline import NifiPipelineConfig
 
