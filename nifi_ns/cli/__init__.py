@@ -1,0 +1,1 @@
+"""NiFi console entry points (``ns-nifi-export``, ``nifi-convert-checkpoint``) and the option checks they share."""
