@@ -1,10 +1,12 @@
-"""``CodecConfig``: the quantization settings of one encode, checked on construction."""
+"""``CodecConfig``: the quantization settings of one encode, checked on construction (import-light: standard
+library only, so configs and the rate presets load without the codec)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nifi_ns.codec.entropy import CODERS
+CODERS = ("auto", "rans", "lzma")
+"""Entropy coders an encode may use (``entropy.py``): per-stream best of both, range-ANS, or lzma."""
 
 
 @dataclass
