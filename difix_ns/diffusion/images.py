@@ -3,6 +3,8 @@
 SD-style VAEs downsample by 8, so inputs are resized to the largest multiple of 8 that fits (as diffusers'
 ``VaeImageProcessor`` does), processed, and resized back to the caller's size. PIL inputs use LANCZOS (what the
 upstream pipeline and examples use); tensors use antialiased bilinear interpolation so the path stays on the GPU.
+PIL <-> tensor conversion (``to_rgb``, ``pil_to_tensor``, ``tensor_to_pil``) lives in ``difix_ns.io`` and is
+re-exported here for the pipeline code that imports it from this module.
 """
 from __future__ import annotations
 
