@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Iterator, Literal, Optional
 
 import torch
 
+from difix_ns.diffusion.device import check_dtype_name, resolve_device, resolve_dtype
 from difix_ns.diffusion.images import check_min_size, floor_to_multiple, resize_tensor
 
 if TYPE_CHECKING:
     from difix_ns.pipeline_difix import DifixPipeline
 
 logger = logging.getLogger(__name__)
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -71,14 +70,13 @@ class DifixFixer:
         if unknown:
             raise TypeError(f"unknown DifixFixer option(s): {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
         self.config = replace(config, **overrides)
-        if self.config.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.config.dtype!r}")
+        check_dtype_name(self.config.dtype)
         if self.config.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.config.batch_size}")
         if self.config.timestep is not None and not 0 <= self.config.timestep < 1000:
             raise ValueError(f"timestep must be in [0, 1000), got {self.config.timestep}")
-        self.device = torch.device(self.config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.dtype = _DTYPES[self.config.dtype] if self.device.type == "cuda" else torch.float32
+        self.device = resolve_device(self.config.device)
+        self.dtype = resolve_dtype(self.config.dtype, self.device)
         self._pipeline: Optional["DifixPipeline"] = None
         self._warned_refs = False
         self._fast = None  # CompiledDifixStep once built; False after a failure (eager from then on)

@@ -112,15 +112,34 @@ def load_image(path: PathLike, what: str = "image", min_size: int = MIN_IMAGE_SI
         return _to_rgb(oriented).copy()
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGBA / grayscale / palette images are converted to RGB with PIL's own conversion (alpha is dropped), as the
+    ``DifixPipeline`` call of the original scripts does; files read by :func:`load_image` go through the richer
+    ``_to_rgb`` (16-bit and float modes scaled)."""
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> ``[3,H,W]`` float32 in [0, 1]."""
-    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
+    """PIL image -> ``[3,H,W]`` float32 in [0, 1] (non-RGB modes through :func:`to_rgb`)."""
+    return torch.from_numpy(np.array(to_rgb(img), dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
-    """``[3,H,W]`` float in [0, 1] -> RGB PIL image (rounded, clamped)."""
+    """``[3,H,W]`` float in [0, 1] -> RGB PIL image (clamped, rounded half to even)."""
     arr = t.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr)
+
+
+def save_png(image: torch.Tensor, path: PathLike, atomic: bool = False) -> None:
+    """``[3,H,W]`` or ``[1,3,H,W]`` float in [0, 1] -> 8-bit RGB PNG (clamped, ``floor(255 x + 0.5)``), creating the
+    folder. ``atomic``: written to a temporary name and renamed, so a crash never leaves a truncated PNG."""
+    array = (image.detach().reshape(-1, *image.shape[-2:]).float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = path.with_name(path.stem + ".tmp.png") if atomic else path
+    Image.fromarray(array.permute(1, 2, 0).cpu().numpy()).save(target)
+    if atomic:
+        os.replace(target, path)
 
 
 def load_image_tensor(path: PathLike, what: str = "image", min_size: int = MIN_IMAGE_SIZE) -> torch.Tensor:
@@ -151,6 +170,8 @@ def resolve_images(path: PathLike, what: str = "input") -> List[Path]:
 
 
 def save_image(img: Union[Image.Image, torch.Tensor], path: PathLike) -> None:
+    """Save a PIL image, or a ``[3,H,W]`` tensor in [0, 1] through :func:`tensor_to_pil`; the format follows the
+    suffix."""
     if isinstance(img, torch.Tensor):
         img = tensor_to_pil(img)
     img.save(path)

@@ -107,10 +107,8 @@ def load_scene(args: argparse.Namespace, workdir: Path):
 
 
 def render(splat: GaussianSplat, cameras, device) -> list[torch.Tensor]:
-    from difix_ns.splat import rasterization
+    from difix_ns.splat.splat_render import render_splat
 
-    g = splat.to_gauss_params(device)
-    colors = torch.cat([g["features_dc"][:, None], g["features_rest"]], dim=1)
     cams = CameraSet.from_nerfstudio(cameras)
     out = []
     for i in range(len(cams.viewmats)):
@@ -118,19 +116,7 @@ def render(splat: GaussianSplat, cameras, device) -> list[torch.Tensor]:
         K = torch.tensor(cams.Ks[i : i + 1], dtype=torch.float32, device=device)
         w, h = int(cameras.width[i]), int(cameras.height[i])
         with torch.no_grad():
-            img, _, _ = rasterization(
-                g["means"],
-                g["quats"],
-                torch.exp(g["scales"]),
-                torch.sigmoid(g["opacities"][:, 0]),
-                colors,
-                viewmat,
-                K,
-                w,
-                h,
-                sh_degree=splat.sh_degree,
-            )
-        out.append(img[0].permute(2, 0, 1).clamp(0, 1))
+            out.append(render_splat(splat, viewmat, K, w, h, device)[0])
     return out
 
 

@@ -22,37 +22,27 @@ import torch
 
 
 def orbit(splat, views: int, size: int, radius: float, spread_deg: float):
+    from difix_ns.splat.cameras import look_at_viewmat
+
     lo, hi = np.percentile(splat.means, [1, 99], axis=0)
     centre = (lo + hi) / 2
     out = []
     for az in np.linspace(-spread_deg, spread_deg, views):
         a = np.deg2rad(az)
         eye = centre + radius * np.array([np.cos(a), 0.0, np.sin(a)])
-        forward = (centre - eye) / np.linalg.norm(centre - eye)
-        right = np.cross(forward, [0.0, -1.0, 0.0])
-        right /= np.linalg.norm(right)
-        down = np.cross(forward, right)
-        rot = np.stack([right, down, forward])
-        viewmat = np.eye(4)
-        viewmat[:3, :3], viewmat[:3, 3] = rot, -rot @ eye
+        viewmat = look_at_viewmat(eye, centre, np.array([0.0, -1.0, 0.0]))
         K = np.array([[1.1 * size, 0, size / 2], [0, 1.1 * size, size / 2], [0, 0, 1]])
         out.append((viewmat.astype(np.float32), K.astype(np.float32)))
     return out
 
 
 def render(splat, cams, size: int) -> torch.Tensor:
-    from difix_ns.splat import rasterization
+    from difix_ns.splat.splat_render import render_splat
 
-    g = splat.to_gauss_params()
-    colors = torch.cat([g["features_dc"][:, None], g["features_rest"]], dim=1)
     imgs = []
     for viewmat, K in cams:
         with torch.no_grad():
-            img, _, _ = rasterization(
-                g["means"], g["quats"], torch.exp(g["scales"]), torch.sigmoid(g["opacities"][:, 0]), colors,
-                torch.from_numpy(viewmat)[None], torch.from_numpy(K)[None], size, size, sh_degree=splat.sh_degree,
-            )
-        imgs.append(img[0].clamp(0, 1).permute(2, 0, 1))
+            imgs.append(render_splat(splat, torch.from_numpy(viewmat)[None], torch.from_numpy(K)[None], size, size)[0])
     return torch.stack(imgs)
 
 

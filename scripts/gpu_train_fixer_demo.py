@@ -126,13 +126,12 @@ def evaluate_fixers(records: list[dict], root: Path, fixers: dict, metrics) -> d
 
 
 def save_grid(path: Path, raw, gt, fixed, n: int = 3) -> None:
-    from PIL import Image
+    from difix_ns.io import save_png
 
     rows = []
     for i in range(min(n, len(raw))):
         rows.append(torch.cat([raw[i], fixed[i], gt[i]], dim=2))
-    grid = torch.cat(rows, dim=1).clamp(0, 1)
-    Image.fromarray((grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)).save(path)
+    save_png(torch.cat(rows, dim=1), path)
 
 
 def tar_dir(src: Path, dst: Path, arcname: str) -> int:

@@ -143,3 +143,25 @@ def test_ns_eval_restorer_options_are_taken_from_argv_and_typed():
             apply_restorer_options(nifi_splatfacto_config(), take_restorer_options(["ns-eval", *bad]))
     with pytest.raises(SystemExit, match="needs a value"):
         take_restorer_options(["ns-eval", "--pipeline.restorer.lora-path"])
+
+
+def test_restorer_stage_config_is_the_restorer_declaration_plus_enabled():
+    from dataclasses import fields
+
+    from nifi_ns.nerfstudio.eval_options import apply_restorer_options
+    from nifi_ns.nerfstudio.method_configs import nifi_splatfacto_config
+    from nifi_ns.nerfstudio.restorer_config import NifiRestorerStageConfig
+    from nifi_ns.restoration.config import NiFiRestorerConfig
+
+    stage_names = [f.name for f in fields(NifiRestorerStageConfig)]
+    assert stage_names == [f.name for f in fields(NiFiRestorerConfig)] + ["enabled"]
+    stage = NifiRestorerStageConfig(lora_path="w.ckpt", t0=150, enabled=True)
+    assert stage.restorer_config() == NiFiRestorerConfig(lora_path="w.ckpt", t0=150)
+    # a config.yml written before a field existed restores __dict__ without it: the field's default is used
+    old = NifiRestorerStageConfig.__new__(NifiRestorerStageConfig)
+    old.__dict__.update({"enabled": True, "lora_path": "w.ckpt", "backbone": "sd3", "model_path": None,
+                         "prompt_embeds_path": None, "t0": 199, "device": None, "dtype": "bfloat16",
+                         "batch_size": 4, "seed": 0})
+    assert old.restorer_config() == NiFiRestorerConfig(lora_path="w.ckpt")
+    with pytest.raises(SystemExit, match="--pipeline.restorer.extra is a mapping"):
+        apply_restorer_options(nifi_splatfacto_config(), {"extra": "a=1"})

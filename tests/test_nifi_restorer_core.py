@@ -163,6 +163,15 @@ def test_restore_is_deterministic_under_a_seed(tiny_sd3):
     assert not torch.equal(r_stochastic.restore(x), r_stochastic.restore(x))  # official behaviour without a seed
 
 
+def test_restorer_satisfies_the_fixer_contract(tiny_sd3):
+    from difix_ns.fixers import ImageFixer
+
+    r = _restorer(tiny_sd3, seed=3)
+    x = torch.rand(2, 3, 32, 48)
+    assert isinstance(r, ImageFixer) and r.uses_references is False
+    assert torch.equal(r.fix(x, refs=torch.rand(2, 1, 3, 32, 48)), r.restore(x))  # refs ignored, config seed used
+
+
 def test_lora_file_roundtrip_changes_and_reproduces_output(tiny_sd3, tmp_path):
     r = _restorer(tiny_sd3)
     x = torch.rand(1, 3, 48, 48)

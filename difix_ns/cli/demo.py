@@ -26,6 +26,8 @@ from difix_ns.diffusion.model_names import RANDOM_TINY, PLUMBING_NOTE, plumbing_
 from difix_ns.cli.common import add_model_arguments, cli_main, console, load_fixer, progress
 from difix_ns.io import InputError, OutputTransaction, save_image, tensor_to_pil
 from difix_ns.metrics import psnr, ssim
+from difix_ns.splat.cameras import look_at_viewmat, pinhole_intrinsics
+from difix_ns.splat.splat_render import render_splat
 
 
 
@@ -58,19 +60,6 @@ def load_splat(path: Path):
         raise InputError(f"--splat could not be read as a 3DGS PLY: {path} ({err})") from None
 
 
-def _look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """World-to-camera matrix, OpenCV convention (x right, y down, z forward), as gsplat expects."""
-    forward = (target - eye) / (target - eye).norm()
-    right = torch.linalg.cross(forward, up)
-    right = right / right.norm()
-    down = torch.linalg.cross(forward, right)
-    rot = torch.stack([right, down, forward])
-    view = torch.eye(4)
-    view[:3, :3] = rot
-    view[:3, 3] = -rot @ eye
-    return view
-
-
 def orbit_cameras(means: torch.Tensor, angles_deg: Sequence[float], width: int, height: int,
                   fov_y_deg: float = 50.0) -> Tuple[torch.Tensor, torch.Tensor]:
     """Cameras on a horizontal circle around the splat's robust centre -> (viewmats [C,4,4], Ks [C,3,3]).
@@ -85,28 +74,16 @@ def orbit_cameras(means: torch.Tensor, angles_deg: Sequence[float], width: int, 
     for a in angles_deg:
         r = math.radians(a)
         eye = centre + distance * torch.tensor([math.sin(r), 0.0, math.cos(r)])
-        views.append(_look_at(eye, centre, up))
+        views.append(look_at_viewmat(eye, centre, up))
     focal = 0.5 * height / math.tan(math.radians(fov_y_deg) / 2)
-    K = torch.tensor([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
-    return torch.stack(views), K.expand(len(views), 3, 3).clone()
+    return torch.stack(views), pinhole_intrinsics(focal, focal, width, height, len(views))
 
 
 def render(splat, keep: Optional[torch.Tensor], viewmats: torch.Tensor, Ks: torch.Tensor, width: int,
            height: int, device: torch.device) -> torch.Tensor:
-    """Render ``[C,3,H,W]`` in [0,1] on a white background (SH of the splat's degree)."""
-    from difix_ns.splat import rasterization
-
-    def t(a):
-        x = torch.from_numpy(np.asarray(a, dtype=np.float32))
-        return (x if keep is None else x[keep]).to(device)
-
-    colors = torch.cat([t(splat.features_dc)[:, None, :], t(splat.features_rest)], dim=1)  # [N,K,3] SH
-    images, _, _ = rasterization(
-        t(splat.means), t(splat.quats), torch.exp(t(splat.scales)), torch.sigmoid(t(splat.opacities)[:, 0]),
-        colors, viewmats.to(device), Ks.to(device), width, height, sh_degree=splat.sh_degree,
-        backgrounds=torch.ones(viewmats.shape[0], 3, device=device),
-    )
-    return images.clamp(0, 1).permute(0, 3, 1, 2).float().cpu().contiguous()
+    """Render ``[C,3,H,W]`` in [0,1] on a white background (SH of the splat's degree), on the CPU."""
+    white = torch.ones(viewmats.shape[0], 3, device=device)
+    return render_splat(splat, viewmats, Ks, width, height, device, keep=keep, backgrounds=white).float().cpu().contiguous()
 
 
 def strip(rows: List[torch.Tensor], gap: int = 4) -> torch.Tensor:

@@ -3,15 +3,21 @@
 SD-style VAEs downsample by 8, so inputs are resized to the largest multiple of 8 that fits (as diffusers'
 ``VaeImageProcessor`` does), processed, and resized back to the caller's size. PIL inputs use LANCZOS (what the
 upstream pipeline and examples use); tensors use antialiased bilinear interpolation so the path stays on the GPU.
+PIL <-> tensor conversion (``to_rgb``, ``pil_to_tensor``, ``tensor_to_pil``) lives in ``difix_ns.io`` and is
+re-exported here for the pipeline code that imports it from this module.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from difix_ns.io import pil_to_tensor, tensor_to_pil, to_rgb  # the one home of PIL <-> tensor conversion
+
+__all__ = ["floor_to_multiple", "check_min_size", "to_rgb", "pil_to_tensor", "tensor_to_pil", "resize_pil",
+           "resize_tensor", "prepare_views_pil", "restore_size_pil", "MIN_IMAGE_SIDE", "VAE_MULTIPLE"]
 
 MIN_IMAGE_SIDE = 64
 VAE_MULTIPLE = 8
@@ -25,23 +31,6 @@ def floor_to_multiple(height: int, width: int, multiple: int = VAE_MULTIPLE) -> 
 def check_min_size(height: int, width: int, what: str = "image", min_side: int = MIN_IMAGE_SIDE) -> None:
     if height < min_side or width < min_side:
         raise ValueError(f"{what} is {width}x{height} pixels; Difix needs at least {min_side} pixels per side.")
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGBA / grayscale / palette images are converted to RGB (alpha is dropped, as the seed scripts do)."""
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def pil_to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL -> float tensor [3, H, W] in [0, 1]."""
-    array = np.asarray(to_rgb(image), dtype=np.float32) / 255.0
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
-
-
-def tensor_to_pil(image: torch.Tensor) -> Image.Image:
-    """Float tensor [3, H, W] in [0, 1] -> 8-bit RGB PIL image (rounded, clamped)."""
-    array = (image.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(array)
 
 
 def resize_pil(image: Image.Image, size_hw: tuple[int, int]) -> Image.Image:

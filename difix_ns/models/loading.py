@@ -21,8 +21,6 @@ REFERENCE_UNET_LIBRARIES = ("unet_2d_condition",)
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 TRANSFORMERS_WEIGHTS = "model.safetensors"
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
-# Config keys of the real VAE that stock AutoencoderKL does not know; kept and honoured by DifixAutoencoderKL.
-VAE_EXTRA_KEYS = ("lora_rank", "gamma", "ignore_skip")
 
 
 def read_json(path: Path) -> dict[str, Any]:

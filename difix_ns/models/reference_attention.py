@@ -96,11 +96,6 @@ def reference_views(unet: nn.Module, num_views: int) -> Iterator[None]:
         state.num_views = previous
 
 
-def num_views_of(unet: nn.Module) -> int:
-    state = getattr(unet, "_difix_reference_state", None)
-    return 1 if state is None else state.num_views
-
-
 __all__ = [
     "ReferenceViewState",
     "MultiViewSelfAttnProcessor",

@@ -3,18 +3,19 @@
 nerfstudio's ``MachineConfig`` defaults to CUDA, so on a machine without one every ``ns-train`` dies in a CUDA
 traceback unless ``--machine.device-type cpu`` is passed. The plugin's methods (``difix3d``, ``difix3d-splatfacto``,
 ``nifi-splatfacto``) default to the device that exists instead; stock nerfstudio methods still need the flag.
+The device rule itself (CUDA when visible) is ``difix_ns.diffusion.device.default_device_type``, shared with the
+fixers and the NiFi restorer; this module owns the nerfstudio side: the ``MachineConfig`` default and the CPU notice.
 """
 from __future__ import annotations
 
 import torch
 from nerfstudio.configs.base_config import MachineConfig
 
+from difix_ns.diffusion.device import default_device_type
+
+__all__ = ["default_device_type", "auto_machine", "announce_device"]
+
 _ANNOUNCED = False
-
-
-def default_device_type() -> str:
-    """``"cuda"`` when a CUDA device is visible, else ``"cpu"``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def auto_machine() -> MachineConfig:

@@ -16,7 +16,7 @@ from difix_ns.nerfstudio.datamanager import Difix3DDataManagerConfig, Difix3DFul
 from difix_ns.nerfstudio.device import auto_machine
 from difix_ns.nerfstudio.models import Difix3DNerfactoModelConfig, Difix3DSplatfactoModelConfig
 from difix_ns.nerfstudio.pipeline import Difix3DPipelineConfig
-from difix_ns.nerfstudio.stock_configs import nerfacto_optimizers, splatfacto_trainer_settings
+from difix_ns.nerfstudio_stock import nerfacto_optimizers, splatfacto_trainer_settings
 from difix_ns.nerfstudio_patches import install_for_method_configs
 
 

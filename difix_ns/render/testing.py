@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -113,8 +112,3 @@ def train_tiny_nerfacto(data: Path, out_dir: Path, iterations: int = 3, env: Opt
     if not config.is_file():
         raise AssertionError(f"ns-train nerfacto wrote no {config}")
     return config
-
-
-def python_module(module: str) -> List[str]:
-    """Command prefix running ``module`` with this interpreter (``python -m module``)."""
-    return [sys.executable, "-m", module]

@@ -4,7 +4,6 @@ nifi_ns (``nifi_ns.io`` re-exports it)."""
 from difix_ns.splat_io.gaussians import GAUSS_PARAM_KEYS, SH_C0, GaussianSplat, num_sh_rest, sh_degree_from_rest
 from difix_ns.splat_io.ply import (
     inria_ply_num_bytes,
-    is_playcanvas_compressed,
     read_inria_ply,
     read_playcanvas_compressed_ply,
     read_ply,
@@ -16,7 +15,6 @@ __all__ = [
     "SH_C0",
     "GaussianSplat",
     "inria_ply_num_bytes",
-    "is_playcanvas_compressed",
     "num_sh_rest",
     "read_inria_ply",
     "read_playcanvas_compressed_ply",

@@ -115,13 +115,6 @@ def _require(el, names: list[str], path: Path) -> None:
         )
 
 
-def is_playcanvas_compressed(path: str | Path) -> bool:
-    """True if the PLY header declares the PlayCanvas compressed layout (chunk + packed vertex)."""
-    ply = _read_plydata(Path(path))
-    names = {e.name for e in ply.elements}
-    return "chunk" in names and "vertex" in names and "packed_position" in {p.name for p in ply["vertex"].properties}
-
-
 def read_inria_ply(path: str | Path) -> GaussianSplat:
     """Read an INRIA 3DGS PLY (any SH degree; normals ignored)."""
     path = Path(path)

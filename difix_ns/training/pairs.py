@@ -29,9 +29,8 @@ from typing import Callable, Literal, Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
-from difix_ns.io import InputError
+from difix_ns.io import InputError, save_png
 from difix_ns.training.scenes import Frame, Scene, holdout_split, load_scene, nearest_frame, write_sub_scene
 from difix_ns.training.splat_runs import SplatSettings
 
@@ -101,11 +100,7 @@ def _atomic_json(path: Path, data) -> None:
 
 def _save_png(path: Path, rgb: torch.Tensor) -> None:
     """[H,W,3] float in [0,1] -> 8-bit PNG, written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = (rgb.clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    Image.fromarray(arr).save(tmp)
-    os.replace(tmp, path)
+    save_png(rgb.permute(2, 0, 1), path, atomic=True)
 
 
 def check_config(cfg: MakePairsConfig) -> None:

@@ -12,6 +12,8 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from difix_ns.diffusion.device import default_device_type
+
 
 @dataclass
 class SplatSettings:
@@ -44,7 +46,7 @@ def _build_config(scene_dir: Path, out_dir: Path, name: str, steps: int, setting
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
     config = copy.deepcopy(method_configs["splatfacto"])
-    device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = settings.device or default_device_type()
     config.machine.device_type = device
     config.machine.num_devices = 1
     config.data = scene_dir

@@ -1,35 +1,44 @@
-"""Nix: rate-controlled compression of splatfacto Gaussians into a self-describing container (see docs/codec.md)."""
+"""Nix: rate-controlled compression of splatfacto Gaussians into a self-describing container (see docs/codec.md).
 
-from nifi_ns.codec.codec import (
-    RATE_PRESETS,
-    CodecConfig,
-    CompressionReport,
-    compress,
-    compress_with_report,
-    decompress,
-    preset_config,
-    rate_preset,
-    read_header,
-)
-from nifi_ns.codec.container import MAGIC, VERSION
-from nifi_ns.codec.errors import NixFormatError
-from nifi_ns.codec.importance import CameraSet, importance_order, importance_scores, orbit_cameras
+Exports are lazy (PEP 562): ``from nifi_ns.codec import rate_label`` (or ``CodecConfig``, ``rate_preset``) loads
+only the import-light ``presets`` / ``config`` modules, so nerfstudio method configs can name rates without loading
+the numpy codec; ``compress`` / ``decompress`` load it on first use.
+"""
 
-__all__ = [
-    "MAGIC",
-    "RATE_PRESETS",
-    "VERSION",
-    "CameraSet",
-    "CodecConfig",
-    "CompressionReport",
-    "NixFormatError",
-    "compress",
-    "compress_with_report",
-    "decompress",
-    "importance_order",
-    "importance_scores",
-    "orbit_cameras",
-    "preset_config",
-    "rate_preset",
-    "read_header",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "MAGIC": "container",
+    "VERSION": "container",
+    "RATE_PRESETS": "presets",
+    "RatePreset": "presets",
+    "preset_config": "presets",
+    "rate_label": "presets",
+    "rate_preset": "presets",
+    "CodecConfig": "config",
+    "CompressionReport": "report",
+    "NixFormatError": "errors",
+    "compress": "codec",
+    "compress_with_report": "codec",
+    "decompress": "codec",
+    "read_header": "codec",
+    "CameraSet": "importance",
+    "importance_order": "importance",
+    "importance_scores": "importance",
+    "orbit_cameras": "importance",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nifi_ns.codec' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"nifi_ns.codec.{module}"), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

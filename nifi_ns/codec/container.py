@@ -21,6 +21,7 @@ import zlib
 
 from nifi_ns.codec.errors import NixFormatError
 
+FORMAT_NAME = "nix-gaussians"  # the header's "format" field
 MAGIC = b"\x89NIX\r\n\x1a\n"
 VERSION = 2  # version 2: VQ stages, position contraction, outlier positions (all optional header fields)
 READABLE_VERSIONS = (1, 2)

@@ -14,9 +14,9 @@ import zlib
 
 import numpy as np
 
+from nifi_ns.codec.config import CODERS
 from nifi_ns.codec.errors import NixFormatError
 
-CODERS = ("auto", "rans", "lzma")
 _TAGS = {"rans": 0, "lzma": 1}
 _MAX_DIRECT_BITS = 12
 _CONTEXT_CHOICES = (1, 2, 4, 8, 16)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from difix_ns.splat.cameras import viewmat_from_forward
 from nifi_ns.io.gaussians import GaussianSplat
 
 
@@ -58,12 +59,7 @@ def orbit_cameras(splat: GaussianSplat, size: int = 128) -> CameraSet:
         eye = centre + direction * 1.2 * diag  # 1.2 diag away with a 53 degree FOV frames the whole box
         forward = -direction
         up = np.array([0.0, 0.0, 1.0]) if abs(forward[2]) < 0.9 else np.array([0.0, 1.0, 0.0])
-        right = np.cross(forward, up)
-        right /= np.linalg.norm(right)
-        rot = np.stack([right, np.cross(forward, right), forward])
-        viewmat = np.eye(4)
-        viewmat[:3, :3], viewmat[:3, 3] = rot, -rot @ eye
-        viewmats.append(viewmat)
+        viewmats.append(viewmat_from_forward(eye, forward, up))
     focal = size  # tan(half FOV) = 0.5
     K = np.array([[focal, 0, size / 2], [0, focal, size / 2], [0, 0, 1.0]])
     return CameraSet(np.stack(viewmats), np.repeat(K[None], len(viewmats), 0), size, size)

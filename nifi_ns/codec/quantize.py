@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nifi_ns.codec.errors import NixFormatError
+
 F32 = np.float32
 
 
@@ -182,3 +184,24 @@ def bit_length(v: np.ndarray) -> np.ndarray:
     for b in range(64):
         out[(v >> np.uint64(b)) != 0] = b + 1
     return out
+
+
+def color_residuals(qc: np.ndarray, bits: int) -> list[np.ndarray]:
+    """Channel 0 as is; channels 1 and 2 as differences to the previous channel's code (offset to >= 0).
+
+    SH DC channels are strongly correlated (grey-ish colours), so the differences have ~1-1.5 bits less entropy.
+    """
+    offset = (1 << bits) - 1
+    return [qc[:, 0], qc[:, 1] - qc[:, 0] + offset, qc[:, 2] - qc[:, 1] + offset]
+
+
+def color_from_residuals(residuals: list[np.ndarray], bits: int) -> np.ndarray:
+    offset = (1 << bits) - 1
+    q0 = residuals[0]
+    q1 = residuals[1] - offset + q0
+    q2 = residuals[2] - offset + q1
+    qc = np.stack([q0, q1, q2], axis=1)
+    if qc.size and (qc.min() < 0 or qc.max() > offset):
+        raise NixFormatError("corrupt container: colour residuals decode outside the colour grid")
+    return qc
+

@@ -101,7 +101,7 @@ def validate_section_table(table: Any, blob_size: int) -> None:
 
 
 def validate_header(header: dict, sections: dict[str, bytes], blob_size: int) -> None:
-    """Check every field `_read_codes` / `_reconstruct` use; raises NixFormatError naming the field."""
+    """Check every field `decode.read_codes` / `decode.reconstruct` use; raises NixFormatError naming the field."""
     from nifi_ns.io.gaussians import num_sh_rest
 
     if not isinstance(header, dict):

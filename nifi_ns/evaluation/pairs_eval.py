@@ -57,7 +57,7 @@ def evaluate_pairs(
     log: Callable[[str], None] = lambda s: None,
 ) -> list[dict]:
     """One record per pair with ``<metric>_before`` / ``<metric>_after`` and the restoration time."""
-    from difix_ns.diffusion.images import tensor_to_pil
+    from difix_ns.io import tensor_to_pil
 
     rows = []
     for i, rec in enumerate(records):

@@ -3,7 +3,6 @@
 from difix_ns.splat_io.ply import (
     PLAYCANVAS_CHUNK_SIZE,
     inria_ply_num_bytes,
-    is_playcanvas_compressed,
     read_inria_ply,
     read_playcanvas_compressed_ply,
     read_ply,
@@ -13,7 +12,6 @@ from difix_ns.splat_io.ply import (
 __all__ = [
     "PLAYCANVAS_CHUNK_SIZE",
     "inria_ply_num_bytes",
-    "is_playcanvas_compressed",
     "read_inria_ply",
     "read_playcanvas_compressed_ply",
     "read_ply",

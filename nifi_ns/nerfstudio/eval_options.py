@@ -64,6 +64,9 @@ def _parse(option: str, text: str, annotation: Any) -> Any:
         if lowered not in ("true", "false", "1", "0", "yes", "no"):
             raise SystemExit(f"error: {option} must be True or False, got {text!r}")
         return lowered in ("true", "1", "yes")
+    if annotation is dict or typing.get_origin(annotation) is dict:
+        raise SystemExit(f"error: {option} is a mapping and cannot be given on the ns-eval command line; set it on "
+                         "the run's config (ns-train --pipeline.restorer...)")
     if annotation in (int, float):
         try:
             return annotation(text)

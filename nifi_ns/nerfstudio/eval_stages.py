@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from difix_ns.io import save_png
 from difix_ns.progress import step_progress
 from nifi_ns.io.gaussians import GaussianSplat
 
@@ -110,15 +111,6 @@ def build_stages(names, pipeline) -> List[EvalStage]:
     return [s for s in stages if s.enabled(pipeline)]
 
 
-def save_png(image: Tensor, path: Path) -> None:
-    """[1, 3, H, W] or [3, H, W] float in [0, 1] -> 8-bit PNG."""
-    from PIL import Image
-
-    array = (image.detach().reshape(-1, *image.shape[-2:]).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array.permute(1, 2, 0).cpu().numpy()).save(path)
-
-
 def _aggregate(values: Dict[str, List[float]], prefix: str, get_std: bool) -> Dict[str, float]:
     out: Dict[str, float] = {}
     for metric, vals in values.items():
@@ -173,7 +165,7 @@ def run_eval_stages(
 
     Metrics whose backbone weights are unavailable (e.g. LPIPS-vgg / DISTS offline) are left out and, with
     `name_missing`, named under ``missing_metrics`` (metric -> reason) instead of failing the evaluation."""
-    from nifi_ns.nerfstudio.gaussian_swap import model_sh_degree, splat_to_params, swapped_gaussians
+    from nifi_ns.nerfstudio.gaussian_swap import decoded_gaussians
 
     model = pipeline.model
     stages = build_stages(pipeline.config.eval_stages, pipeline)
@@ -209,9 +201,8 @@ def run_eval_stages(
             results[f"compressed/{rate.label}/num_gaussians"] = float(report["num_gaussians"])
             results[f"compressed/{rate.label}/compression_ratio"] = float(report["compression_ratio"])
             scores: Dict[str, Dict[str, List[float]]] = {s.name: defaultdict(list) for s in stages}
-            params = splat_to_params(rate.splat, model_sh_degree(model), model.device)
             what = f"ns-eval NiFi {rate.label}: {' + '.join(s.name for s in stages) or 'sizes'}"
-            with swapped_gaussians(model, params), step_progress(what, len(views)) as bar:
+            with decoded_gaussians(model, rate.splat), step_progress(what, len(views)) as bar:
                 for index, (camera, batch) in enumerate(views):
                     render, gt = _render_pair(model, camera, batch)
                     view = EvalView(index, camera, gt, render)
@@ -238,7 +229,7 @@ def run_eval_stages(
 
 def _render_pair(model, camera, batch):
     """Render one eval camera -> (pred, gt), both [1, 3, H, W] float in [0, 1], as splatfacto scores them."""
-    outputs = model.get_outputs_for_camera(camera)
-    gt = model.composite_with_background(model.get_gt_img(batch["image"]), outputs["background"])
-    pred = outputs["rgb"]
+    from nifi_ns.nerfstudio.gaussian_swap import render_view
+
+    pred, gt = render_view(model, camera, batch["image"])
     return pred.permute(2, 0, 1)[None].clamp(0, 1), gt.permute(2, 0, 1)[None].to(pred.device)

@@ -2,11 +2,15 @@
 
 Swapping `model.gauss_params` reuses splatfacto's exact render path (camera model, background, crop box, SH
 schedule, CPU support), so compressed renders differ from the uncompressed ones only by the Gaussians.
+
+- `swapped_gaussians`: install given parameters for a `with` block (the compression-aware fine-tune optimises them);
+- `decoded_gaussians`: decode a container (or take a decoded splat) and swap it in: "decode -> swap";
+- `render_view`: one camera's render and its photo on the same background: "-> render", as splatfacto scores it.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -54,3 +58,24 @@ def swapped_gaussians(
         yield swapped
     finally:
         model.gauss_params = original
+
+
+@contextmanager
+def decoded_gaussians(model, container: Union[bytes, GaussianSplat]) -> Iterator[torch.nn.ParameterDict]:
+    """Swap in a compressed splat's Gaussians for the ``with`` block: ``container`` is a Nix container (decoded
+    here) or an already decoded ``GaussianSplat``; SH bands the codec dropped are zero-padded to the model's degree."""
+    if isinstance(container, (bytes, bytearray, memoryview)):
+        from nifi_ns.codec import decompress
+
+        container = decompress(bytes(container))
+    params = splat_to_params(container, model_sh_degree(model), model.device)
+    with swapped_gaussians(model, params) as swapped:
+        yield swapped
+
+
+def render_view(model, camera, photo: Tensor) -> Tuple[Tensor, Tensor]:
+    """(render, photo composited on the render's background) for one camera, both [H, W, 3] float, as splatfacto's
+    own evaluation pairs them (``photo``: the dataset image, uint8 or float [H, W, C])."""
+    outputs = model.get_outputs_for_camera(camera)
+    gt = model.composite_with_background(model.get_gt_img(photo), outputs["background"])
+    return outputs["rgb"], gt

@@ -11,7 +11,7 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.models.splatfacto import SplatfactoModelConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from difix_ns.nerfstudio.stock_configs import splatfacto_trainer_settings
+from difix_ns.nerfstudio_stock import splatfacto_trainer_settings
 from nifi_ns.nerfstudio.nifi_pipeline import NifiPipelineConfig
 from nifi_ns.nerfstudio_patches import install_for_method_configs
 

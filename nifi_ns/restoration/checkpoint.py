@@ -1,4 +1,5 @@
-"""Single-file training checkpoints ``runs/<exp>/{latest,best}.pt`` (the seed's names).
+"""Single-file training checkpoints ``runs/<exp>/{latest,best}.pt`` (the file names ``scripts/train_nifi.py`` and
+``scripts/eval_nifi.py --ckpt`` use).
 
 One ``torch.save`` dict that loads with ``torch.load(weights_only=True)``: everything needed to restore with the
 trained generator (φ⁻ LoRA, its metadata, the base model and t0, the generator prompt's embedding) and to resume

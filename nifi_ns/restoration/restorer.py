@@ -15,6 +15,7 @@ from contextlib import ExitStack
 import torch
 import torch.nn.functional as F
 
+from difix_ns.diffusion.device import resolve_device, resolve_dtype
 from nifi_ns.restoration import lora as L
 from nifi_ns.restoration.backbones import RestorerBackbone, load_backbone
 from nifi_ns.restoration.checkpoint import is_training_checkpoint, read_checkpoint
@@ -24,7 +25,6 @@ from nifi_ns.restoration.flow import add_noise, euler_step, seeded_noise
 from nifi_ns.restoration.formats import file_kind
 from nifi_ns.restoration.settings import NiFiRestorerSettings
 
-_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 def reflect_pad(images: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -38,14 +38,21 @@ def reflect_pad(images: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tupl
 
 
 class NiFiRestorer:
-    """Restore renders of extremely compressed 3DGS. ``restore(images)`` takes/returns [B,3,H,W] in [0,1]."""
+    """Restore renders of extremely compressed 3DGS. ``restore(images)`` takes/returns [B,3,H,W] in [0,1].
+
+    Satisfies the fixer contract ``difix_ns.fixers.ImageFixer`` (``fix``, ``uses_references``), so the 3D methods,
+    render tools and benchmarks can take a NiFi restorer wherever they take a Difix fixer; ``restore`` is the same
+    call with NiFi's own options (``seed``, ``noise``).
+    """
+
+    uses_references: bool = False
+    """NiFi restores each frame on its own: reference views are never read."""
 
     def __init__(self, config: NiFiRestorerSettings | None = None, backbone: RestorerBackbone | None = None, **overrides):
         config = dataclasses.replace(config or NiFiRestorerSettings(), **overrides)
         self.config = config
-        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.device = torch.device(device)
-        self.dtype = _DTYPES[config.dtype] if self.device.type == "cuda" else torch.float32
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_dtype(config.dtype, self.device)
         lora_meta: dict = {}
         if backbone is None:
             backbone = load_backbone(config.backbone, config.resolved_model_path(), device=self.device,
@@ -144,6 +151,11 @@ class NiFiRestorer:
             img = bb.decode(x_hat, dtype)[..., :h, :w]
             out.append(((img + 1) / 2).clamp(0, 1).float().to(images.device))
         return torch.cat(out)
+
+    def fix(self, images: torch.Tensor, refs: torch.Tensor | None = None, cameras=None) -> torch.Tensor:
+        """The fixer contract (``difix_ns.fixers.ImageFixer``): ``restore(images)`` with the config's seed; ``refs``
+        and ``cameras`` are accepted and ignored (``uses_references`` is False)."""
+        return self.restore(images)
 
     __call__ = restore
 

@@ -1,6 +1,9 @@
-"""The restorer's settings as a plain dataclass (import-light: torch is not even imported).
+"""The restorer's settings as a plain dataclass: the one declaration of every NiFi restorer field (import-light:
+no diffusers / transformers / peft).
 
-``config.NiFiRestorerConfig`` is this dataclass plus ``setup()``; the model (``restorer.py``) depends only on this
+``config.NiFiRestorerConfig`` is this dataclass plus ``setup()``; ``nifi_ns.nerfstudio.restorer_config`` derives the
+``--pipeline.restorer.*`` stage config from it; the training YAML's ``model`` / ``diffusion`` keys map onto it in
+``nifi_ns.training.config.NiFiTrainingConfig.restorer_settings``. The model (``restorer.py``) depends only on this
 module, so configuration and model do not import each other.
 """
 from __future__ import annotations

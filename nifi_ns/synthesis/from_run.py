@@ -95,9 +95,8 @@ def synthesize_pairs(
     options: Optional[SynthesisOptions] = None,
 ) -> dict:
     """Write `<out_root>/rate_<λ>/<split>/{clean,degraded}/<stem>.png` for a run; returns the manifest."""
-    from nifi_ns.codec import decompress
-    from nifi_ns.nerfstudio.eval_stages import save_png
-    from nifi_ns.nerfstudio.gaussian_swap import model_sh_degree, splat_to_params, swapped_gaussians
+    from difix_ns.io import save_png
+    from nifi_ns.nerfstudio.gaussian_swap import decoded_gaussians, render_view
 
     for split in splits:
         if split not in SPLITS:
@@ -123,16 +122,13 @@ def synthesize_pairs(
     for rate in rates:
         label = rate_label(rate)
         blob, report = containers[label]
-        params = splat_to_params(decompress(blob), model_sh_degree(model), model.device)
         counts: Dict[str, int] = {}
-        with swapped_gaussians(model, params):
+        with decoded_gaussians(model, blob):
             for split in splits:
                 dirs = pair_dirs(out_root, rate, split)
                 names: List[str] = []
                 for stem, camera, photo in split_views(pipeline, split):
-                    outputs = model.get_outputs_for_camera(camera)
-                    clean = model.composite_with_background(model.get_gt_img(photo), outputs["background"])
-                    degraded = outputs["rgb"]
+                    degraded, clean = render_view(model, camera, photo)
                     if clean.shape != degraded.shape:
                         raise RuntimeError(f"{stem}: photo {tuple(clean.shape)} vs render {tuple(degraded.shape)}")
                     save_png(clean.permute(2, 0, 1), dirs["clean"] / f"{stem}.png")

@@ -5,7 +5,7 @@
     <pairs>/<scene>/prompt.txt                             optional caption of the scene
     <pairs>/<scene>/manifest.json                          what made the pairs (rates, sizes, counts, source)
 
-λ follows NiFi's convention (larger = smaller file); `rate_label` formats it as in the codec's presets.
+λ follows NiFi's convention (larger = smaller file); `rate_label` (defined with the codec's presets) formats it.
 """
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import json
 from pathlib import Path
 from typing import Dict, Iterable, List
 
+from nifi_ns.codec.presets import rate_label
+
+__all__ = ["rate_label", "parse_rate_label", "pair_dirs", "list_images", "validate_pairs", "write_manifest", "write_prompt",
+           "IMAGE_SUFFIXES", "PROMPT_FILE", "MANIFEST_FILE"]
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 PROMPT_FILE = "prompt.txt"
 MANIFEST_FILE = "manifest.json"
-
-
-def rate_label(rate: float) -> str:
-    """Folder / metric label of a rate: 0.5 -> 'rate_0.5', 1 -> 'rate_1.0'."""
-    return f"rate_{float(rate)}"
 
 
 def parse_rate_label(name: str) -> float:

@@ -1,4 +1,7 @@
-"""Training configuration: nested dataclasses mirrored by ``configs/default.yaml`` (import-light)."""
+"""Training configuration: nested dataclasses mirrored by ``configs/default.yaml`` (import-light), its YAML loading
+with errors naming file and key, and the mapping of its ``model`` / ``diffusion`` keys onto the restorer's own
+settings (``NiFiTrainingConfig.restorer_settings``; the restorer's fields are declared in
+``nifi_ns.restoration.settings``, the YAML keeps the spelling of the training config file format)."""
 from __future__ import annotations
 
 import dataclasses
@@ -120,6 +123,18 @@ class NiFiTrainingConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def restorer_settings(self, **runtime):
+        """The ``NiFiRestorerConfig`` this run trains: ``model.backbone / model_path / prompt_embeds_path / dtype``,
+        ``model.default_prompt`` as the restorer's ``prompt`` (None: the default prompt) and ``diffusion.t0 /
+        final_sigma``; ``runtime`` adds device, seed, batch size."""
+        from nifi_ns.restoration.config import NiFiRestorerConfig
+        from nifi_ns.restoration.embeds import DEFAULT_PROMPT
+
+        m, d = self.model, self.diffusion
+        return NiFiRestorerConfig(backbone=m.backbone, model_path=m.model_path, prompt=m.default_prompt or DEFAULT_PROMPT,
+                                  prompt_embeds_path=m.prompt_embeds_path, t0=d.t0, final_sigma=d.final_sigma,
+                                  dtype=m.dtype, **runtime)
+
 
 class ConfigError(ValueError):
     """A configuration file or override is malformed (names the file and key)."""
@@ -173,10 +188,6 @@ def load_config(path: str | Path | None = None) -> NiFiTrainingConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping at top level")
     return _fill(NiFiTrainingConfig, raw, str(path))
-
-
-def config_from_dict(values: dict, where: str = "config") -> NiFiTrainingConfig:
-    return _fill(NiFiTrainingConfig, values, where)
 
 
 def default_config_path() -> Path:

@@ -1,6 +1,7 @@
 """Reader of the paired restoration dataset written by the artifact-synthesis step.
 
-Layout (seed / issue 6): ``<root>/[<dataset>/]<scene>/rate_<λ>/<split>/{clean,degraded}/<name>.png`` (png/jpg).
+Layout (what ``nifi_ns.synthesis`` and ``scripts/render_pairs.py`` write):
+``<root>/[<dataset>/]<scene>/rate_<λ>/<split>/{clean,degraded}/<name>.png`` (png/jpg).
 Pairs are matched by file stem. Captions (teacher/critic conditioning), first match wins:
   1. ``<scene>/rate_<λ>/<split>/prompts/<stem>.txt``  (per image)
   2. ``<scene>/prompt.json``: ``{"<stem>": "caption", "default": "caption"}``

@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
+from difix_ns.io import tensor_to_pil
 from nifi_ns.training.data import IMAGE_SUFFIXES, load_rgb
 
 # λ label -> (downsample factor, blur sigma px, colour levels)
@@ -50,7 +49,7 @@ def degrade(image: torch.Tensor, rate: str, seed: int = 0) -> torch.Tensor:
 
 def _save(t: torch.Tensor, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((t.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
+    tensor_to_pil(t).save(path)
 
 
 def write_synthetic_pairs(

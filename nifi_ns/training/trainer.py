@@ -34,7 +34,6 @@ from nifi_ns.restoration.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from nifi_ns.restoration.config import NiFiRestorerConfig
 from nifi_ns.restoration.flow import add_noise
 from nifi_ns.restoration.embeds import DEFAULT_PROMPT, NULL_PROMPT, PromptEmbeds
 from nifi_ns.restoration.restorer import NiFiRestorer
@@ -72,11 +71,8 @@ class NiFiTrainer:
         self.val_records = self.val_records[: tc.eval_max_images]
 
         torch.manual_seed(tc.seed)  # identical adapter init on every process
-        self.restorer = NiFiRestorer(NiFiRestorerConfig(
-            backbone=mc.backbone, model_path=mc.model_path, prompt=self.default_prompt,
-            prompt_embeds_path=mc.prompt_embeds_path, t0=cfg.diffusion.t0, final_sigma=cfg.diffusion.final_sigma,
-            device=str(self.device), dtype=mc.dtype, seed=tc.seed, batch_size=tc.batch_size,
-        ))
+        self.restorer = NiFiRestorer(cfg.restorer_settings(device=str(self.device), seed=tc.seed,
+                                                           batch_size=tc.batch_size))
         bb = self.backbone = self.restorer.backbone
         if tc.crop_size % bb.pad_multiple:
             raise ValueError(f"train.crop_size={tc.crop_size} must be a multiple of {bb.pad_multiple} for backbone '{bb.kind}'")

@@ -1,4 +1,7 @@
-"""Stock nerfacto / splatfacto optimizer groups shared by the plugin's methods (difix3d*, nifi-splatfacto).
+"""Stock nerfstudio settings shared by the methods of both packages (``difix3d*`` in ``difix_ns.nerfstudio``,
+``nifi-splatfacto`` in ``nifi_ns.nerfstudio``): nerfacto / splatfacto optimizer groups, splatfacto's trainer
+settings, and the CPU support switch their method configs call. It sits outside either method package so neither
+imports the other's nerfstudio integration for it.
 
 nerfstudio's own tables live in ``nerfstudio.configs.method_configs``, which imports the plugins' entry points
 while it is itself being imported, so a plugin cannot read them from there (circular import). These copies keep the
