@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from difix_ns.render import testing as rt
-from difix_ns.render.poses import num_trajectory_frames
+from difix_ns.geometry.interpolation import num_trajectory_frames
 
 FOX = Path(__file__).parents[1] / ".." / "shared" / "data" / "fox"
 RENDER_DOWNSCALE = 4  # 270x480 quarter-res views -> 68x120 renders (the fixer needs >= 64 px)

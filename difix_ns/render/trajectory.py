@@ -29,7 +29,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from difix_ns.fixer import DifixFixerConfig
 from difix_ns.render import settings
-from difix_ns.render.poses import interpolate_poses, num_trajectory_frames, order_by_proximity
+from difix_ns.geometry.interpolation import interpolate_poses, num_trajectory_frames, order_by_proximity
 
 
 def output_to_uint8(outputs: Dict[str, torch.Tensor], name: str) -> np.ndarray:

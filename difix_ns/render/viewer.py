@@ -27,6 +27,7 @@ from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerControl, Vie
 from torch import nn
 
 from difix_ns.fixers.config import FixerConfig
+from difix_ns.nerfstudio.fix_round import load_latest_round
 from difix_ns.progress import add_status_listener, remove_status_listener
 from difix_ns.render import settings
 
@@ -76,39 +77,6 @@ def draw_camera_frustums(server: Any, name: str, cameras: "Cameras", images: lis
             server.scene.add_camera_frustum(f"{name}/view_{i:04d}", scale=scale, image=image, color=color, **place)
         )
     return handles
-
-
-def load_latest_round(rounds_dir: Optional[Path]):
-    """The latest complete fix round under ``rounds_dir`` (``step_*/poses.json`` + ``fixed/*.png``), or None.
-
-    Returns ``(Cameras [N], list of uint8 [H, W, 3] images, step)``.
-    """
-    import json
-
-    import imageio.v3 as iio
-    from nerfstudio.cameras.cameras import Cameras, CameraType
-
-    if rounds_dir is None or not rounds_dir.is_dir():
-        return None
-    rounds = sorted(d for d in rounds_dir.glob("step_*") if (d / "poses.json").is_file() and d.name[5:].isdigit())
-    if not rounds:
-        return None
-    latest = rounds[-1]
-    try:
-        meta = json.loads((latest / "poses.json").read_text())
-        views = meta["views"]
-        c2w = torch.tensor([v["camera_to_world"] for v in views], dtype=torch.float32)[:, :3, :4]
-        col = lambda key: torch.tensor([[float(v[key])] for v in views])  # noqa: E731
-        cameras = Cameras(camera_to_worlds=c2w, fx=col("fx"), fy=col("fy"), cx=col("cx"), cy=col("cy"),
-                          width=col("width").long(), height=col("height").long(), camera_type=CameraType.PERSPECTIVE)
-        for v in views:  # run-relative names only: a poses.json must not open files outside its round
-            if not isinstance(v["file"], str) or Path(v["file"]).name != v["file"] or v["file"] in ("", ".", ".."):
-                raise ValueError(f"view file {v['file']!r} is not a plain file name in the round")
-        images = [torch.from_numpy(np.ascontiguousarray(iio.imread(latest / "fixed" / v["file"])[..., :3]))
-                  for v in views]
-    except (KeyError, ValueError, OSError, TypeError) as err:
-        raise ValueError(f"cannot read Difix fix round {latest}: {err}") from err
-    return cameras, images, int(latest.name[5:])
 
 
 class _ViewerHandle(ViewerControl):
@@ -241,7 +209,8 @@ class DifixViewerControls(nn.Module):
         """(Re)draw the novel-view pool when it changed since the last draw (cheap check, called before renders).
 
         Source: the in-memory pool of a difix3d pipeline (``datamanager.novel_pool``) while it holds views, else the
-        latest fix round persisted under ``<run>/difix_rounds/step_*/`` (a finished run opened in the viewer).
+        latest fix round persisted under ``<run>/difix_rounds/step_*/`` (a finished run opened in the viewer), read
+        through :mod:`difix_ns.nerfstudio.fix_round` (format-checked like a resume).
         """
         viewer = self.viewer
         pool = getattr(getattr(self._pipeline, "datamanager", None), "novel_pool", None)
@@ -254,11 +223,11 @@ class DifixViewerControls(nn.Module):
         self._pool_signature = signature
         images = list(pool.images) if cameras is not None and len(pool) else None
         if images is None:
-            loaded = load_latest_round(self._rounds_dir())
-            if loaded is None:
+            latest = load_latest_round(self._rounds_dir())  # format-checked; a corrupt round names its file
+            if latest is None:
                 return
-            cameras, images, step = loaded
-            self.pool_source = f"{self._rounds_dir()} (step {step})"
+            cameras, images = latest.cameras, latest.fixed
+            self.pool_source = f"{self._rounds_dir()} (step {latest.step})"
         else:
             self.pool_source = "in-memory pool"
         for handle in self._pool_handles:
