@@ -17,14 +17,12 @@ Example::
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional
 
 import numpy as np
 import torch
-import tyro
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from difix_ns.fixer import DifixFixerConfig
@@ -224,13 +222,3 @@ class TrajectoryRender:
         }
         print(json.dumps(summary))
         return summary
-
-
-def entrypoint(argv: Optional[List[str]] = None) -> None:
-    """Console script ``difix-trajectory``."""
-    tyro.extras.set_accent_color("bright_yellow")
-    tyro.cli(TrajectoryRender, args=argv).main()
-
-
-if __name__ == "__main__":
-    sys.exit(entrypoint())

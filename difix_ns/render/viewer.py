@@ -10,12 +10,11 @@
 * The novel-view pool of a ``difix3d`` run (``pipeline.datamanager.novel_pool``) is drawn as frustums carrying their
   fixed images under ``/difix/novel_views``; it is redrawn when a fix round changes the pool.
 
-``difix-viewer`` (``python -m difix_ns.render.viewer``) is ns-viewer with these controls on *any* run (stock
+``difix-viewer`` (:mod:`difix_ns.cli.viewer`) is ns-viewer with these controls on *any* run (stock
 ``splatfacto``/``nerfacto`` included), for Difix3D+ on models trained without the plugin.
 """
 from __future__ import annotations
 
-import sys
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -26,7 +25,6 @@ import torch.nn.functional as F
 from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerControl, ViewerText
 from torch import nn
 
-from difix_ns.fixers.config import FixerConfig
 from difix_ns.nerfstudio.fix_round import load_latest_round
 from difix_ns.progress import add_status_listener, remove_status_listener
 from difix_ns.render import settings
@@ -238,42 +236,3 @@ class DifixViewerControls(nn.Module):
         from nerfstudio.utils.rich_utils import CONSOLE
 
         CONSOLE.print(f"Difix: showing {len(images)} novel views ({self.pool_source}) under {POOL_NODE}")
-
-
-def _viewer_command():
-    from dataclasses import dataclass, field
-
-    from nerfstudio.scripts.viewer.run_viewer import RunViewer
-
-    @dataclass
-    class DifixRunViewer(RunViewer):
-        """ns-viewer with the Difix3D+ controls ("Difix: fix render", reference view, novel-view pool)."""
-
-        fixer: FixerConfig = field(default_factory=lambda: FixerConfig(batch_size=1))
-        """Fixer (--fixer.kind, default difix) used when "Difix: fix render" is ticked (a plugin run's own pipeline fixer is not used)."""
-
-        def main(self) -> None:
-            import nerfstudio.scripts.viewer.run_viewer as run_viewer
-
-            from difix_ns.render.runtime import patched_eval_setup, prepare_runtime
-
-            from difix_ns.safe_config import load_run_config
-
-            load_run_config(self.load_config)  # missing, garbage or hostile config.yml: one clear error
-            prepare_runtime()
-            with patched_eval_setup(run_viewer, fixer_config=self.fixer, enabled=None, controls=DifixViewerControls):
-                super().main()
-
-    return DifixRunViewer
-
-
-def entrypoint(argv: Optional[list] = None) -> None:
-    """``ns-viewer`` with the Difix3D+ controls installed on any run (stock splatfacto / nerfacto too)."""
-    import tyro
-
-    tyro.extras.set_accent_color("bright_yellow")
-    tyro.cli(_viewer_command(), args=argv).main()
-
-
-if __name__ == "__main__":
-    sys.exit(entrypoint())
