@@ -55,7 +55,8 @@ class Difix3DPipelineConfig(VanillaPipelineConfig):
     """Fixer: --pipeline.fixer.kind difix (default; --pipeline.fixer.model-name hub id or local HF-layout dir,
     device, dtype, batch-size) or the evaluation tools identity / teacher / degraded-teacher."""
     fix_steps: tuple[int, ...] = ()
-    """Explicit fix-round steps (like the seed's --fix_steps 3000 6000 ...); when set, fix-every is ignored."""
+    """Explicit fix-round steps (like --fix_steps 3000 6000 ... of the original Difix3D training script); when set,
+    fix-every is ignored."""
     fix_every: int = 2000
     """Run a fix round at every positive multiple of this step (upstream nerfstudio: 2000); 0 disables."""
     novel_view_targets: Literal["test", "camera-path"] = "test"

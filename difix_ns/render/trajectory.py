@@ -1,9 +1,11 @@
-"""``difix-trajectory``: a smooth video through the (sparse) training cameras, optionally post-fixed (Difix3D+).
+"""Trajectory videos (``difix-trajectory``): a smooth video through the (sparse) training cameras, optionally
+post-fixed (Difix3D+).
 
-The seed's "Rendering Video" step for nerfstudio runs: interpolate ``--n-interp`` frames per pair of consecutive
-training cameras (rotations slerped, centres linear or Catmull-Rom spline), render every frame, post-fix it with Difix
-(nearest training view as reference, ``--fixer.batch-size`` frames per fixer call), and write an mp4 (libx264 via
-imageio-ffmpeg) and/or numbered PNG frames at ``--fps``.
+The "Rendering Video" step of the original Difix3D scripts, for nerfstudio runs: interpolate ``--n-interp`` frames
+per pair of consecutive training cameras (rotations slerped, centres linear or Catmull-Rom spline), render every frame,
+post-fix it with Difix (nearest training view as reference, ``--fixer.batch-size`` frames per fixer call), and write an
+mp4 (libx264 via imageio-ffmpeg) and/or numbered PNG frames at ``--fps``. The console script is
+:mod:`difix_ns.cli.trajectory`.
 
 **Frame count.** ``N`` cameras give exactly ``(N - 1) * n_interp + 1`` frames: each consecutive pair contributes
 ``n_interp`` frames starting at its first camera, and the last camera closes the path. Every training pose is a
