@@ -26,6 +26,7 @@ from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerControl, Vie
 from torch import nn
 
 from difix_ns.nerfstudio.fix_round import load_latest_round
+from difix_ns.nerfstudio.pool import PoolDataManager
 from difix_ns.progress import add_status_listener, remove_status_listener
 from difix_ns.render import settings
 
@@ -211,7 +212,8 @@ class DifixViewerControls(nn.Module):
         through :mod:`difix_ns.nerfstudio.fix_round` (format-checked like a resume).
         """
         viewer = self.viewer
-        pool = getattr(getattr(self._pipeline, "datamanager", None), "novel_pool", None)
+        datamanager = getattr(self._pipeline, "datamanager", None)
+        pool = datamanager.novel_pool if isinstance(datamanager, PoolDataManager) else None  # None: a stock run
         if viewer is None or pool is None:
             return
         cameras = getattr(pool, "cameras", None)
