@@ -93,3 +93,18 @@ def test_view_files_outside_the_round_are_refused(rounds, tmp_path):
         meta_path.write_text(json.dumps(meta))
         with pytest.raises(RoundFileError, match="not a plain file name"):
             _stand_in(rounds)._load_round(rounds / "step_000000200")
+
+
+def test_viewer_reader_checks_the_format_version(rounds):
+    """The viewer reads rounds through the same loader as a resume: an unknown format is refused, naming the file."""
+    from difix_ns.nerfstudio.fix_round import load_latest_round
+
+    latest = load_latest_round(rounds)
+    assert latest.step == 200 and len(latest) == 2 and latest.fixed[0].dtype == torch.uint8
+    meta_path = rounds / "step_000000200" / "poses.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format"] = "difix3d-round/999"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(RoundFileError, match="unknown round format") as err:
+        load_latest_round(rounds)
+    assert str(meta_path) in str(err.value)
