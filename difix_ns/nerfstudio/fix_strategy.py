@@ -176,8 +176,9 @@ class NovelViewFixStrategy:
             finally:
                 model.train(was_training)
         rendered = time.perf_counter()
-        refs = [references.image(int(r), *img.shape[:2], device=img.device) for r, img in zip(plan.reference_index,
-                                                                                              renders)]
+        refs = [  # each view's reference training image at the render's size
+            references.image(int(r), *img.shape[:2], device=img.device) for r, img in zip(plan.reference_index, renders)
+        ]
         advance(0, description=f"{label}: fixing")
         # A round fixes a few views: compiling the fixer's fast path would cost more than it saves (ns-render and
         # the viewer, which fix many frames, use it). References are still encoded once across rounds.
