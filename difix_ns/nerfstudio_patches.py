@@ -35,7 +35,7 @@ patch is installed by :mod:`nifi_ns.nerfstudio_patches` and listed here too.
    ``rgb_fixed`` prints one hint at exit. *Why:* ns-render needs ffmpeg for videos; ``rgb_fixed`` comes from
    ``ns-difix-render``. *When:* :func:`install_for_method_configs`.
 6. **Difix3D+ render seams** (:mod:`difix_ns.render.runtime`, :mod:`difix_ns.render.postfix`,
-   :mod:`difix_ns.render.cli`). *What (only inside ``ns-difix-render``, ``difix-trajectory`` and ``difix-viewer``,
+   :mod:`difix_ns.cli.render`). *What (only inside ``ns-difix-render``, ``difix-trajectory`` and ``difix-viewer``,
    within a ``with`` block that restores the originals):* ``eval_setup`` of nerfstudio's render/viewer script also
    installs the render hook, which wraps ``get_outputs_for_camera`` on that one model instance (``rgb_fixed``);
    ns-render's ``_render_trajectory_video`` / ``FixedIndicesEvalDataloader`` announce the cameras so frames are fixed

@@ -126,7 +126,7 @@ def main() -> None:
     if not cuda and not args.allow_cpu:
         raise SystemExit("error: this benchmark needs a CUDA GPU (--allow-cpu runs a CPU smoke test)")
     if not cuda:
-        from difix_ns.render.cli import prepare_runtime
+        from difix_ns.render.runtime import prepare_runtime
 
         prepare_runtime()
         args.sizes = ["tiny"]
@@ -136,7 +136,7 @@ def main() -> None:
 
     from difix_ns.fixer import DifixFixer, DifixFixerConfig
     from difix_ns.render import settings
-    from difix_ns.render.cli import batched_rendering, ensure_ffmpeg
+    from difix_ns.render.runtime import batched_rendering, ensure_ffmpeg
     from difix_ns.render.postfix import install_render_fix
 
     try:

@@ -9,7 +9,7 @@ import torch
 from nerfstudio.cameras.cameras import Cameras, CameraType
 
 from difix_ns.nerfstudio.pool import NovelViewPool
-from difix_ns.nerfstudio.poses import nearest_views, pose_distance, rotation_angle, scene_extent, shift_poses
+from difix_ns.geometry.poses import nearest_views, pose_distance, rotation_angle, scene_extent, shift_poses
 
 
 def rot_z(deg: float) -> torch.Tensor:

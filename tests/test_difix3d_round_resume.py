@@ -1,10 +1,10 @@
 """Fix-round persistence: rounds are written atomically, a corrupt latest round falls back to the previous one.
 
-Exercises the pipeline's own `_write_round` / `restore_rounds` on a stand-in object (no training run).
+Exercises the round module's `write_round` / `load_round` and the pipeline's `restore_rounds` on a stand-in object
+(no training run).
 """
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,20 +14,20 @@ import torch
 from nerfstudio.cameras.cameras import Cameras, CameraType
 
 from difix_ns.fixer import DifixFixerConfig
-from difix_ns.nerfstudio.pipeline import Difix3DPipeline, RoundFileError, _FixState
+from difix_ns.nerfstudio.fix_round import FixRound, RoundFileError, load_round, write_round
+from difix_ns.nerfstudio.fix_strategy import FixRoundState
+from difix_ns.nerfstudio.pipeline import Difix3DPipeline
 from difix_ns.nerfstudio.pool import NovelViewPool
 
 
 def _stand_in(rounds_dir: Path, mode: str = "replace") -> SimpleNamespace:
     config = SimpleNamespace(pose_step_fraction=0.1, alpha_threshold=0.5, use_alpha_mask=True, novel_view_targets=2,
                              fixer=DifixFixerConfig())
-    obj = SimpleNamespace(config=config, _fix_state=_FixState(rounds_dir=rounds_dir),
+    obj = SimpleNamespace(config=config, _fix_state=FixRoundState(rounds_dir=rounds_dir),
                           _lazy_fixer=SimpleNamespace(fixer=None),
                           datamanager=SimpleNamespace(novel_pool=NovelViewPool(mode),
                                                       train_dataset=SimpleNamespace(image_filenames=["a.png"])))
-    obj.list_rounds = Difix3DPipeline.list_rounds
-    obj._load_round_views = functools.partial(Difix3DPipeline._load_round_views, obj)
-    obj._load_round = functools.partial(Difix3DPipeline._load_round, obj)
+    obj._load_round = load_round
     return obj
 
 
@@ -38,10 +38,13 @@ def _write(obj, step: int, value: float) -> None:
     cams = Cameras(camera_to_worlds=poses, fx=20.0, fy=20.0, cx=12.0, cy=8.0, width=w, height=h,
                    camera_type=CameraType.PERSPECTIVE)
     img = [torch.full((h, w, 3), value) for _ in range(n)]
+    fixed = [(i * 255).round().to(torch.uint8) for i in img]
     alpha = [torch.ones(h, w, 1) for _ in range(n)]
     mask = [torch.ones(h, w, 1, dtype=torch.bool) for _ in range(n)]
-    Difix3DPipeline._write_round(obj, step, cams, poses, [True] * n, torch.zeros(n, dtype=torch.long), img, img,
-                                 img, alpha, mask, 1.0)
+    info = Difix3DPipeline._round_info(obj, 1.0)
+    write_round(obj._fix_state.rounds_dir, FixRound(step, cams, fixed, mask, renders=img, references=img, alphas=alpha,
+                                                   arrived=[True] * n, reference_index=[0] * n,
+                                                   reference_names=["a.png"] * n, info=info))
 
 
 @pytest.fixture()
@@ -90,3 +93,18 @@ def test_view_files_outside_the_round_are_refused(rounds, tmp_path):
         meta_path.write_text(json.dumps(meta))
         with pytest.raises(RoundFileError, match="not a plain file name"):
             _stand_in(rounds)._load_round(rounds / "step_000000200")
+
+
+def test_viewer_reader_checks_the_format_version(rounds):
+    """The viewer reads rounds through the same loader as a resume: an unknown format is refused, naming the file."""
+    from difix_ns.nerfstudio.fix_round import load_latest_round
+
+    latest = load_latest_round(rounds)
+    assert latest.step == 200 and len(latest) == 2 and latest.fixed[0].dtype == torch.uint8
+    meta_path = rounds / "step_000000200" / "poses.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format"] = "difix3d-round/999"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(RoundFileError, match="unknown round format") as err:
+        load_latest_round(rounds)
+    assert str(meta_path) in str(err.value)

@@ -161,7 +161,7 @@ def test_missing_model_is_one_line_with_the_offline_hint_everywhere(tmp_path, ca
     from difix_ns.diffusion.hub import ModelResolutionError
     from difix_ns.fixer import DifixFixer
     from difix_ns.io import save_image
-    from difix_ns.render import cli as render_cli
+    from difix_ns.cli import render as render_cli
 
     # the tensor API
     with pytest.raises(ModelResolutionError, match="difix-make-tiny-model DIR.*random-tiny"):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from difix_ns.render import testing as rt
-from difix_ns.render.poses import num_trajectory_frames
+from difix_ns.geometry.interpolation import num_trajectory_frames
 from conftest import FOX
 
 RENDER_DOWNSCALE = 4  # 270x480 quarter-res views -> 68x120 renders (the fixer needs >= 64 px)
@@ -98,7 +98,8 @@ def test_flag_cli_on_stock_nerfacto(fox7, tiny_ref, env, workdir):
 
 
 def test_dataset_and_camera_path_in_process(stock_run, tiny_ref, workdir, monkeypatch):
-    from difix_ns.render import cli, settings
+    from difix_ns.cli import render as cli
+    from difix_ns.render import settings
     from difix_ns.render.postfix import DifixRenderHook
 
     batches = []  # frames per fixer call
@@ -154,7 +155,7 @@ def test_dataset_and_camera_path_in_process(stock_run, tiny_ref, workdir, monkey
 
 
 def test_no_postfix_rejects_rgb_fixed(stock_run):
-    from difix_ns.render import cli
+    from difix_ns.cli import render as cli
 
     with pytest.raises(SystemExit, match="--no-postfix"):
         cli.entrypoint(["interpolate", "--load-config", str(stock_run), "--no-postfix",
@@ -196,7 +197,7 @@ def test_reference_is_nearest_training_view_on_real_cameras(stock_run, monkeypat
     """On the run's own (dataparser-normalised) cameras, trajectory keyframes pick their training view as reference."""
     from nerfstudio.utils.eval_utils import eval_setup
 
-    from difix_ns.render.cli import prepare_runtime
+    from difix_ns.render.runtime import prepare_runtime
     from difix_ns.render.postfix import install_render_fix
     from difix_ns.render.trajectory import trajectory_cameras
 
@@ -214,7 +215,7 @@ def test_reference_is_nearest_training_view_on_real_cameras(stock_run, monkeypat
 
 
 def test_trajectory_bad_fixer_model_is_one_clear_error(stock_run, workdir):
-    from difix_ns.render.trajectory import entrypoint
+    from difix_ns.cli.trajectory import entrypoint
 
     video = workdir / "bad_fixer" / "t.mp4"
     with pytest.raises(SystemExit, match=r"--fixer.model-name .*no-model: cannot load the Difix model"):

@@ -79,10 +79,12 @@ class _FakeServer:
 
 
 def test_pool_round_is_drawn_as_frustums(plugin_run):
-    from difix_ns.render.viewer import POOL_NODE, draw_camera_frustums, load_latest_round
+    from difix_ns.nerfstudio.fix_round import load_latest_round
+    from difix_ns.render.viewer import POOL_NODE, draw_camera_frustums
 
     _, _, config = plugin_run
-    cameras, images, step = load_latest_round(config.parent / "difix_rounds")
+    latest = load_latest_round(config.parent / "difix_rounds")  # the viewer's reader: the format-checked one
+    cameras, images, step = latest.cameras, latest.fixed, latest.step
     assert step == 3 and cameras.shape[0] == len(images) > 0
     assert images[0].dtype.is_floating_point is False and images[0].shape[-1] == 3
     server = _FakeServer()

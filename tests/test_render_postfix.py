@@ -6,15 +6,15 @@ import math
 import pytest
 import torch
 
-from difix_ns.render import settings
-from difix_ns.render.poses import (
+from difix_ns.geometry.interpolation import (
     interpolate_poses,
     matrix_to_quaternion,
-    nearest_view,
     num_trajectory_frames,
     quaternion_to_matrix,
-    rotation_angle,
 )
+from difix_ns.geometry.poses import nearest_views as nearest_view
+from difix_ns.geometry.poses import rotation_angle
+from difix_ns.render import settings
 
 
 def _rot_y(angle: float) -> torch.Tensor:

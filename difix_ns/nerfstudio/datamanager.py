@@ -6,16 +6,16 @@
 * ``Difix3DFullImageDatamanager`` (for ``difix3d-splatfacto``): with probability ``pool_sample_prob`` one whole
   pool image + camera (without ``cam_idx``) + mask; otherwise the stock :class:`FullImageDatamanager` image.
 
-Batches from the pool carry ``batch[POOL_BATCH_KEY] = True``; the pipeline removes the key, runs the model in
-pool-view mode and applies the pool loss weight. The pool is created here (empty) and filled by the pipeline's
-fix rounds; it is held outside the module tree, so it is never part of a checkpoint.
+Both satisfy :class:`difix_ns.nerfstudio.pool.PoolDataManager`: batches from the pool are marked with
+:func:`~difix_ns.nerfstudio.pool.mark_pool_batch`; the pipeline takes the mark off, runs the model in pool-view mode
+and applies the pool loss weight. The pool options come from :class:`~difix_ns.nerfstudio.pool.NovelViewPoolConfig`.
+The pool is created here (empty) and filled by the pipeline's fix rounds; it is held outside the module tree, so it is
+never part of a checkpoint.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
-
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
@@ -23,23 +23,20 @@ from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, Va
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
 from torch import Tensor
 
-from difix_ns.nerfstudio.pool import NovelViewPool
+from difix_ns.nerfstudio.pool import NovelViewPool, NovelViewPoolConfig, mark_pool_batch
 from difix_ns.nerfstudio.user_errors import exit_with, filename_split_message, is_filename_split_error
-
-POOL_BATCH_KEY = "difix_pool_view"
-"""Batch key set to True on batches drawn from the novel-view pool."""
-
 
 
 def _init_explaining_split_errors(init, config, **kwargs) -> None:
-    """Run a nerfstudio datamanager ``__init__``; the seed's ``--eval-mode filename`` on data whose file names
-    carry no train/eval split becomes one line saying what to pass instead of a traceback."""
+    """Run a nerfstudio datamanager ``__init__``; ``--eval-mode filename`` (the original scripts' setting) on data
+    whose file names carry no train/eval split becomes one line saying what to pass instead of a traceback."""
     try:
         init(config, **kwargs)
     except ValueError as err:
         if not is_filename_split_error(err):
             raise
         exit_with(filename_split_message(getattr(config.dataparser, "data", None)))
+
 
 class _PoolDrawing:
     """Shared pool bookkeeping of both datamanagers (plain attributes: nothing is registered on the module)."""
@@ -66,19 +63,11 @@ class _PoolDrawing:
 
 
 @dataclass
-class Difix3DDataManagerConfig(VanillaDataManagerConfig):
-    """Ray-based datamanager with a Difix novel-view pool (``difix3d``)."""
+class Difix3DDataManagerConfig(NovelViewPoolConfig, VanillaDataManagerConfig):
+    """Ray-based datamanager with a Difix novel-view pool (``difix3d``); pool options: ``NovelViewPoolConfig``."""
 
     _target: type = field(default_factory=lambda: Difix3DDataManager)
     """Target class to instantiate."""
-    pool_sample_prob: float = 0.4
-    """Probability that a training batch is drawn from the fixed novel views (upstream nerfstudio example: 0.4)."""
-    pool_mode: Literal["replace", "accumulate"] = "replace"
-    """replace: the pool holds only the latest fix round (upstream); accumulate: keep earlier rounds too."""
-    pool_max_views: int = 64
-    """Accumulate mode only: keep at most this many views (oldest dropped first); 0 = unbounded."""
-    pool_seed: int = 0
-    """Seed of the pool/train coin flip and of pool pixel sampling."""
 
 
 class Difix3DDataManager(VanillaDataManager, _PoolDrawing):
@@ -112,8 +101,8 @@ class Difix3DDataManager(VanillaDataManager, _PoolDrawing):
         ray_bundle = cameras.generate_rays(
             camera_indices=v.unsqueeze(-1).to(self.device), coords=coords.to(self.device)
         )
-        batch = {"image": pool.gather_rgb(v, y, x), "indices": torch.stack([v, y, x], dim=-1), POOL_BATCH_KEY: True}
-        return ray_bundle, batch
+        batch = {"image": pool.gather_rgb(v, y, x), "indices": torch.stack([v, y, x], dim=-1)}
+        return ray_bundle, mark_pool_batch(batch)
 
     def reference_image(self, index: int) -> Tensor:
         """Training image ``index`` as float ``[H, W, 3]`` in [0, 1] (Difix reference view)."""
@@ -125,19 +114,14 @@ class Difix3DDataManager(VanillaDataManager, _PoolDrawing):
 
 
 @dataclass
-class Difix3DFullImageDatamanagerConfig(FullImageDatamanagerConfig):
-    """Full-image datamanager with a Difix novel-view pool (``difix3d-splatfacto``)."""
+class Difix3DFullImageDatamanagerConfig(NovelViewPoolConfig, FullImageDatamanagerConfig):
+    """Full-image datamanager with a Difix novel-view pool (``difix3d-splatfacto``); pool options:
+    ``NovelViewPoolConfig`` (only the sampling default differs)."""
 
     _target: type = field(default_factory=lambda: Difix3DFullImageDatamanager)
     """Target class to instantiate."""
     pool_sample_prob: float = 0.3
     """Probability that a training image is drawn from the fixed novel views (upstream gsplat example: 0.3)."""
-    pool_mode: Literal["replace", "accumulate"] = "replace"
-    """replace: the pool holds only the latest fix round (upstream); accumulate: keep earlier rounds too."""
-    pool_max_views: int = 64
-    """Accumulate mode only: keep at most this many views (oldest dropped first); 0 = unbounded."""
-    pool_seed: int = 0
-    """Seed of the pool/train coin flip and of the pool view choice."""
 
 
 class Difix3DFullImageDatamanager(FullImageDatamanager, _PoolDrawing):
@@ -167,11 +151,8 @@ class Difix3DFullImageDatamanager(FullImageDatamanager, _PoolDrawing):
             index = usable[int(torch.randint(len(usable), (), generator=self._pool_rng))]
             camera, image, mask = self.novel_pool.view(index)
             # No cam_idx in the metadata: camera optimizer and bilateral grid leave pool views alone.
-            return camera.to(self.device), {
-                "image": image.to(self.device),
-                "mask": mask.to(self.device),
-                POOL_BATCH_KEY: True,
-            }
+            batch = {"image": image.to(self.device), "mask": mask.to(self.device)}
+            return camera.to(self.device), mark_pool_batch(batch)
         self.dataset_draws += 1
         return super().next_train(step)
 

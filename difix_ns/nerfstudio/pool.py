@@ -1,18 +1,55 @@
-"""In-memory pool of Difix-fixed novel views (cameras + uint8 images + opacity masks).
+"""The novel-view pool and its contract: the pool itself, its config fields, and the protocols that connect it.
 
-The pool is deliberately *not* part of the training dataset: its views carry no ``cam_idx`` and never change
-``len(train_dataset)``, so per-image parameters (appearance embeddings, camera optimizer, bilateral grid) stay
-indexed by the real training images only. It is a plain Python object (not an ``nn.Module``), so nothing in it
-enters checkpoints; fix rounds are persisted as PNG/JSON instead (see ``pipeline.py``).
+* :class:`NovelViewPool`: the in-memory pool of Difix-fixed novel views (cameras + uint8 images + opacity masks).
+  It is deliberately *not* part of the training dataset: its views carry no ``cam_idx`` and never change
+  ``len(train_dataset)``, so per-image parameters (appearance embeddings, camera optimizer, bilateral grid) stay
+  indexed by the real training images only. It is a plain Python object (not an ``nn.Module``), so nothing in it
+  enters checkpoints; fix rounds are persisted as PNG/JSON instead (:mod:`difix_ns.nerfstudio.fix_round`).
+* :class:`NovelViewPoolConfig`: the pool's datamanager options, declared once (``--pipeline.datamanager.pool-*``).
+* :class:`PoolDataManager`: what the pipeline needs from a datamanager (the pool, training images as references,
+  batches that say whether they came from the pool: :func:`mark_pool_batch` / :func:`take_pool_flag`).
+* :class:`PoolAwareModel`: what the pipeline needs from a model (a pool-view mode and the photometric loss key).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from torch import Tensor
+
+POOL_BATCH_KEY = "difix_pool_view"
+"""Batch key set to True on batches drawn from the novel-view pool (set and read through :func:`mark_pool_batch` and
+:func:`take_pool_flag`)."""
+
+
+def mark_pool_batch(batch: dict) -> dict:
+    """Mark a training batch as drawn from the novel-view pool; returns ``batch``."""
+    batch[POOL_BATCH_KEY] = True
+    return batch
+
+
+def take_pool_flag(batch: dict) -> bool:
+    """Whether ``batch`` came from the pool; removes the mark, so the model's losses never see it."""
+    return bool(batch.pop(POOL_BATCH_KEY, False))
+
+
+@dataclass
+class NovelViewPoolConfig:
+    """Novel-view pool options of the Difix3D datamanagers (both inherit these fields, so the flags stay
+    ``--pipeline.datamanager.pool-*``)."""
+
+    pool_sample_prob: float = 0.4
+    """Probability that a training batch is drawn from the fixed novel views (upstream nerfstudio example: 0.4)."""
+    pool_mode: Literal["replace", "accumulate"] = "replace"
+    """replace: the pool holds only the latest fix round (upstream); accumulate: keep earlier rounds too."""
+    pool_max_views: int = 64
+    """Accumulate mode only: keep at most this many views (oldest dropped first); 0 = unbounded."""
+    pool_seed: int = 0
+    """Seed of the pool/train coin flip and of pool pixel / view sampling."""
 
 
 def _cat_cameras(cams: list[Cameras]) -> Cameras:
@@ -147,3 +184,36 @@ class NovelViewPool:
             sel = v == i
             out[sel.to(self.device)] = self.images[i][y[sel].to(self.device), x[sel].to(self.device)].float() / 255.0
         return out
+
+
+@runtime_checkable
+class PoolDataManager(Protocol):
+    """A datamanager that feeds a Difix3D pipeline (``Difix3DDataManager``, ``Difix3DFullImageDatamanager``).
+
+    ``next_train`` returns batches from the pool marked with :func:`mark_pool_batch`; fix rounds fill
+    ``novel_pool`` and take their reference views from ``reference_cameras`` / ``reference_image``.
+    """
+
+    novel_pool: NovelViewPool
+
+    def next_train(self, step: int) -> tuple[Any, dict]: ...
+
+    def reference_image(self, index: int) -> Tensor:
+        """Training image ``index`` as float ``[H, W, 3]`` in [0, 1]."""
+        ...
+
+    def reference_cameras(self) -> Cameras:
+        """Training cameras matching :meth:`reference_image`."""
+        ...
+
+
+@runtime_checkable
+class PoolAwareModel(Protocol):
+    """A model a Difix3D pipeline trains on pool views (``Difix3DNerfactoModel``, ``Difix3DSplatfactoModel``)."""
+
+    photometric_loss_key: str
+    """The loss entry the pipeline weights by ``pool_loss_weight`` / ``train_loss_weight``."""
+
+    def pool_view_mode(self, active: bool = True) -> AbstractContextManager[None]:
+        """Within the context a forward pass treats its input as a pool (fixed novel) view."""
+        ...

@@ -1,6 +1,8 @@
-"""Difix3D+: Difix applied at render time (``rgb_fixed`` output, ns-difix-render, difix-trajectory, viewer controls).
+"""Difix3D+: Difix applied at render time: the ``rgb_fixed`` output (``postfix``), trajectory rendering
+(``trajectory``), the viewer controls (``viewer``), the shared run set-up (``runtime``) and switches (``settings``).
 
-Import-light: nothing heavy is imported until an attribute is used. See docs/difix3d_plus.md.
+Library code only: the console scripts ``ns-difix-render``, ``difix-trajectory`` and ``difix-viewer`` live in
+:mod:`difix_ns.cli`. Import-light: nothing heavy is imported until an attribute is used. See docs/difix3d_plus.md.
 """
 from __future__ import annotations
 

@@ -5,7 +5,9 @@ trained model (the plugin's ``difix3d``/``difix3d-splatfacto``, stock ``splatfac
 or retraining. When switched on (see :mod:`difix_ns.render.settings`) every render gets
 ``outputs["rgb_fixed"]``: the render post-fixed by Difix with the nearest training view as reference.
 
-* The reference choice is cached per frame (keyed by the camera's pose and intrinsics).
+* The reference is chosen by :class:`difix_ns.geometry.references.ReferenceViews` with the run's own
+  ``reference_rotation_weight`` (stock runs: 1.0), so ``rgb_fixed`` and the fix rounds pick the same training view
+  for the same camera; the choice is cached per frame (keyed by the camera's pose and intrinsics).
 * Frames are fixed in batches when the caller announces the cameras it is about to render
   (:meth:`DifixRenderHook.plan`): the first request renders the next ``batch_size`` planned cameras, fixes them in one
   call and hands out the remaining outputs from a prefetch cache, so ns-render's one-frame-at-a-time loop still
@@ -16,16 +18,15 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from difix_ns.geometry.poses import DEFAULT_ROTATION_WEIGHT
+from difix_ns.geometry.references import ReferenceViews
 from difix_ns.render import settings
-from difix_ns.render.poses import nearest_view, scene_extent
 
 if TYPE_CHECKING:
     from nerfstudio.cameras.cameras import Cameras
@@ -71,32 +72,6 @@ class _LRU(OrderedDict):
             self.popitem(last=False)
 
 
-@dataclass
-class ReferenceViews:
-    """The training views Difix may use as references: their poses, names, and a loader for their images."""
-
-    c2w: Tensor
-    """[N, 3, 4] camera-to-world poses."""
-    names: List[str]
-    """Image file names (for display)."""
-    load: Callable[[int], Tensor]
-    """index -> float image [H, W, 3] in [0, 1]."""
-
-    @classmethod
-    def from_dataset(cls, dataset: "InputDataset") -> "ReferenceViews":
-        """Training views of a nerfstudio dataset (images are read lazily, only when chosen as a reference)."""
-        cameras = dataset.cameras
-        names = [Path(p).name for p in dataset.image_filenames]
-
-        def load(index: int) -> Tensor:
-            return dataset.get_image_float32(index)[..., :3]
-
-        return cls(c2w=cameras.camera_to_worlds.detach().cpu().float(), names=names, load=load)
-
-    def __len__(self) -> int:
-        return int(self.c2w.shape[0])
-
-
 class DifixRenderHook:
     """Adds ``rgb_fixed`` to a model's ``get_outputs_for_camera``; see the module docstring."""
 
@@ -128,7 +103,6 @@ class DifixRenderHook:
         self._prefetched: Dict[tuple, Dict[str, Tensor]] = {}
         self._ref_cache = _LRU(4096)  # camera key -> training index, "cached per frame"
         self._ref_images = _LRU(32)  # (training index, H, W) -> [3, H, W]
-        self._scale = scene_extent(references.c2w) if references is not None and len(references) else None
         self._lock = threading.RLock()  # viewer render threads and the main thread may both render
         self.last_reference: Optional[int] = None
         self.world_frame: Any = None
@@ -239,16 +213,13 @@ class DifixRenderHook:
             return None
         key = camera_key(camera) if key is None else key
         if key not in self._ref_cache:
-            c2w = camera.camera_to_worlds.detach().reshape(1, 3, 4).cpu().float()
-            self._ref_cache.put(key, int(nearest_view(c2w, self.references.c2w, self._scale)[0]))
+            self._ref_cache.put(key, int(self.references.nearest(camera.camera_to_worlds)[0]))
         return self._ref_cache[key]
 
     def _reference_image(self, index: int, height: int, width: int) -> Tensor:
         slot = (index, height, width)
         if slot not in self._ref_images:
-            img = self.references.load(index).permute(2, 0, 1)[None].float()  # [1, 3, h, w]
-            img = F.interpolate(img, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-            self._ref_images.put(slot, img[0].clamp(0, 1))
+            self._ref_images.put(slot, self.references.image(index, height, width).permute(2, 0, 1))  # [3, H, W]
         return self._ref_images[slot]
 
     def add_fixed(self, cameras: List["Cameras"], outputs: List[Dict[str, Any]], keys: Optional[List[tuple]] = None):
@@ -335,7 +306,8 @@ def install_render_fix(
 
     ``viewer_controls(hook, pipeline)`` builds the viewer controls (``difix_ns.render.viewer.DifixViewerControls``)
     stored as ``model.difix_render``; call it at the end of a pipeline's ``__init__`` (before the viewer is built).
-    References are the pipeline's training views (``pipeline.datamanager.train_dataset``).
+    References are the pipeline's training views (``pipeline.datamanager.train_dataset``), chosen with the run's
+    ``pipeline.config.reference_rotation_weight`` (the fix rounds' setting; 1.0 for runs without one).
     ``fixer_config``/``fixer_factory``: which fixer to use (a process-level config set by
     :func:`settings.enable_render_fix` wins); ``enabled``: force on/off instead of following the process settings.
     """
@@ -343,7 +315,8 @@ def install_render_fix(
     hook = get_render_hook(model)
     if hook is None:
         dataset = reference_dataset(pipeline)
-        references = ReferenceViews.from_dataset(dataset) if dataset is not None and len(dataset) > 0 else None
+        weight = float(getattr(getattr(pipeline, "config", None), "reference_rotation_weight", DEFAULT_ROTATION_WEIGHT))
+        references = ReferenceViews.from_dataset(dataset, weight) if dataset is not None and len(dataset) > 0 else None
         hook = DifixRenderHook(model, references, fixer_config, fixer_factory, enabled)
         from difix_ns.fixers.frames import WorldFrame
 

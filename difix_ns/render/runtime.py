@@ -1,5 +1,6 @@
-"""What every Difix3D+ render tool sets up before it loads a run: offline/CPU support, ffmpeg, the model check, and
-the ``eval_setup`` patch that gives the loaded pipeline its ``rgb_fixed`` output.
+"""What every Difix3D+ render tool sets up before it loads a run: offline/CPU support, ffmpeg, the model check, the
+``eval_setup`` patch that gives the loaded pipeline its ``rgb_fixed`` output, and the ns-render patch that announces
+the cameras about to be rendered (so frames are fixed in batches).
 
 Shared by ``ns-difix-render``, ``difix-trajectory`` and ``difix-viewer``; it imports no CLI and no viewer module
 (those pass their viewer controls in), so the render package has no import cycle.
@@ -15,9 +16,9 @@ import torch
 
 from difix_ns.fixer import DifixFixerConfig
 from difix_ns.render.ffmpeg import ensure_ffmpeg
-from difix_ns.render.postfix import install_render_fix
+from difix_ns.render.postfix import get_render_hook, install_render_fix
 
-__all__ = ["check_fixer_model", "ensure_ffmpeg", "patched_eval_setup", "prepare_runtime"]
+__all__ = ["batched_rendering", "check_fixer_model", "ensure_ffmpeg", "patched_eval_setup", "prepare_runtime"]
 
 
 def prepare_runtime() -> None:
@@ -85,3 +86,34 @@ def check_fixer_model(fixer: DifixFixerConfig, option: str = "--fixer.model-name
 
         Console(stderr=True).print(f"[bold red]error:[/] {err}", soft_wrap=True, highlight=False)
         raise SystemExit(2) from None
+
+
+@contextmanager
+def batched_rendering(render_module: Any, hooks: list) -> Iterator[None]:
+    """Announce to the hook which cameras ns-render is about to render, so frames are fixed in batches."""
+    original_video = render_module._render_trajectory_video
+    original_loader = render_module.FixedIndicesEvalDataloader
+
+    def render_video(pipeline, cameras, *args, **kwargs):
+        hook = get_render_hook(pipeline.model)
+        if hook is not None:
+            hook.plan(cameras)
+        try:
+            return original_video(pipeline, cameras, *args, **kwargs)
+        finally:
+            if hook is not None:
+                hook.plan(None)
+
+    class PlannedDataloader(original_loader):
+        def __init__(self, input_dataset, *args, **kwargs):
+            super().__init__(input_dataset, *args, **kwargs)
+            for hook in hooks:
+                hook.plan(input_dataset.cameras)
+
+    render_module._render_trajectory_video = render_video
+    render_module.FixedIndicesEvalDataloader = PlannedDataloader
+    try:
+        yield
+    finally:
+        render_module._render_trajectory_video = original_video
+        render_module.FixedIndicesEvalDataloader = original_loader

@@ -1,9 +1,11 @@
-"""``difix-trajectory``: a smooth video through the (sparse) training cameras, optionally post-fixed (Difix3D+).
+"""Trajectory videos (``difix-trajectory``): a smooth video through the (sparse) training cameras, optionally
+post-fixed (Difix3D+).
 
-The seed's "Rendering Video" step for nerfstudio runs: interpolate ``--n-interp`` frames per pair of consecutive
-training cameras (rotations slerped, centres linear or Catmull-Rom spline), render every frame, post-fix it with Difix
-(nearest training view as reference, ``--fixer.batch-size`` frames per fixer call), and write an mp4 (libx264 via
-imageio-ffmpeg) and/or numbered PNG frames at ``--fps``.
+The "Rendering Video" step of the original Difix3D scripts, for nerfstudio runs: interpolate ``--n-interp`` frames
+per pair of consecutive training cameras (rotations slerped, centres linear or Catmull-Rom spline), render every frame,
+post-fix it with Difix (nearest training view as reference, ``--fixer.batch-size`` frames per fixer call), and write an
+mp4 (libx264 via imageio-ffmpeg) and/or numbered PNG frames at ``--fps``. The console script is
+:mod:`difix_ns.cli.trajectory`.
 
 **Frame count.** ``N`` cameras give exactly ``(N - 1) * n_interp + 1`` frames: each consecutive pair contributes
 ``n_interp`` frames starting at its first camera, and the last camera closes the path. Every training pose is a
@@ -17,19 +19,17 @@ Example::
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional
 
 import numpy as np
 import torch
-import tyro
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from difix_ns.fixer import DifixFixerConfig
 from difix_ns.render import settings
-from difix_ns.render.poses import interpolate_poses, num_trajectory_frames, order_by_proximity
+from difix_ns.geometry.interpolation import interpolate_poses, num_trajectory_frames, order_by_proximity
 
 
 def output_to_uint8(outputs: Dict[str, torch.Tensor], name: str) -> np.ndarray:
@@ -224,13 +224,3 @@ class TrajectoryRender:
         }
         print(json.dumps(summary))
         return summary
-
-
-def entrypoint(argv: Optional[List[str]] = None) -> None:
-    """Console script ``difix-trajectory``."""
-    tyro.extras.set_accent_color("bright_yellow")
-    tyro.cli(TrajectoryRender, args=argv).main()
-
-
-if __name__ == "__main__":
-    sys.exit(entrypoint())

@@ -10,12 +10,11 @@
 * The novel-view pool of a ``difix3d`` run (``pipeline.datamanager.novel_pool``) is drawn as frustums carrying their
   fixed images under ``/difix/novel_views``; it is redrawn when a fix round changes the pool.
 
-``difix-viewer`` (``python -m difix_ns.render.viewer``) is ns-viewer with these controls on *any* run (stock
+``difix-viewer`` (:mod:`difix_ns.cli.viewer`) is ns-viewer with these controls on *any* run (stock
 ``splatfacto``/``nerfacto`` included), for Difix3D+ on models trained without the plugin.
 """
 from __future__ import annotations
 
-import sys
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -26,7 +25,8 @@ import torch.nn.functional as F
 from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerControl, ViewerText
 from torch import nn
 
-from difix_ns.fixers.config import FixerConfig
+from difix_ns.nerfstudio.fix_round import load_latest_round
+from difix_ns.nerfstudio.pool import PoolDataManager
 from difix_ns.progress import add_status_listener, remove_status_listener
 from difix_ns.render import settings
 
@@ -76,39 +76,6 @@ def draw_camera_frustums(server: Any, name: str, cameras: "Cameras", images: lis
             server.scene.add_camera_frustum(f"{name}/view_{i:04d}", scale=scale, image=image, color=color, **place)
         )
     return handles
-
-
-def load_latest_round(rounds_dir: Optional[Path]):
-    """The latest complete fix round under ``rounds_dir`` (``step_*/poses.json`` + ``fixed/*.png``), or None.
-
-    Returns ``(Cameras [N], list of uint8 [H, W, 3] images, step)``.
-    """
-    import json
-
-    import imageio.v3 as iio
-    from nerfstudio.cameras.cameras import Cameras, CameraType
-
-    if rounds_dir is None or not rounds_dir.is_dir():
-        return None
-    rounds = sorted(d for d in rounds_dir.glob("step_*") if (d / "poses.json").is_file() and d.name[5:].isdigit())
-    if not rounds:
-        return None
-    latest = rounds[-1]
-    try:
-        meta = json.loads((latest / "poses.json").read_text())
-        views = meta["views"]
-        c2w = torch.tensor([v["camera_to_world"] for v in views], dtype=torch.float32)[:, :3, :4]
-        col = lambda key: torch.tensor([[float(v[key])] for v in views])  # noqa: E731
-        cameras = Cameras(camera_to_worlds=c2w, fx=col("fx"), fy=col("fy"), cx=col("cx"), cy=col("cy"),
-                          width=col("width").long(), height=col("height").long(), camera_type=CameraType.PERSPECTIVE)
-        for v in views:  # run-relative names only: a poses.json must not open files outside its round
-            if not isinstance(v["file"], str) or Path(v["file"]).name != v["file"] or v["file"] in ("", ".", ".."):
-                raise ValueError(f"view file {v['file']!r} is not a plain file name in the round")
-        images = [torch.from_numpy(np.ascontiguousarray(iio.imread(latest / "fixed" / v["file"])[..., :3]))
-                  for v in views]
-    except (KeyError, ValueError, OSError, TypeError) as err:
-        raise ValueError(f"cannot read Difix fix round {latest}: {err}") from err
-    return cameras, images, int(latest.name[5:])
 
 
 class _ViewerHandle(ViewerControl):
@@ -241,10 +208,12 @@ class DifixViewerControls(nn.Module):
         """(Re)draw the novel-view pool when it changed since the last draw (cheap check, called before renders).
 
         Source: the in-memory pool of a difix3d pipeline (``datamanager.novel_pool``) while it holds views, else the
-        latest fix round persisted under ``<run>/difix_rounds/step_*/`` (a finished run opened in the viewer).
+        latest fix round persisted under ``<run>/difix_rounds/step_*/`` (a finished run opened in the viewer), read
+        through :mod:`difix_ns.nerfstudio.fix_round` (format-checked like a resume).
         """
         viewer = self.viewer
-        pool = getattr(getattr(self._pipeline, "datamanager", None), "novel_pool", None)
+        datamanager = getattr(self._pipeline, "datamanager", None)
+        pool = datamanager.novel_pool if isinstance(datamanager, PoolDataManager) else None  # None: a stock run
         if viewer is None or pool is None:
             return
         cameras = getattr(pool, "cameras", None)
@@ -254,11 +223,11 @@ class DifixViewerControls(nn.Module):
         self._pool_signature = signature
         images = list(pool.images) if cameras is not None and len(pool) else None
         if images is None:
-            loaded = load_latest_round(self._rounds_dir())
-            if loaded is None:
+            latest = load_latest_round(self._rounds_dir())  # format-checked; a corrupt round names its file
+            if latest is None:
                 return
-            cameras, images, step = loaded
-            self.pool_source = f"{self._rounds_dir()} (step {step})"
+            cameras, images = latest.cameras, latest.fixed
+            self.pool_source = f"{self._rounds_dir()} (step {latest.step})"
         else:
             self.pool_source = "in-memory pool"
         for handle in self._pool_handles:
@@ -269,42 +238,3 @@ class DifixViewerControls(nn.Module):
         from nerfstudio.utils.rich_utils import CONSOLE
 
         CONSOLE.print(f"Difix: showing {len(images)} novel views ({self.pool_source}) under {POOL_NODE}")
-
-
-def _viewer_command():
-    from dataclasses import dataclass, field
-
-    from nerfstudio.scripts.viewer.run_viewer import RunViewer
-
-    @dataclass
-    class DifixRunViewer(RunViewer):
-        """ns-viewer with the Difix3D+ controls ("Difix: fix render", reference view, novel-view pool)."""
-
-        fixer: FixerConfig = field(default_factory=lambda: FixerConfig(batch_size=1))
-        """Fixer (--fixer.kind, default difix) used when "Difix: fix render" is ticked (a plugin run's own pipeline fixer is not used)."""
-
-        def main(self) -> None:
-            import nerfstudio.scripts.viewer.run_viewer as run_viewer
-
-            from difix_ns.render.runtime import patched_eval_setup, prepare_runtime
-
-            from difix_ns.safe_config import load_run_config
-
-            load_run_config(self.load_config)  # missing, garbage or hostile config.yml: one clear error
-            prepare_runtime()
-            with patched_eval_setup(run_viewer, fixer_config=self.fixer, enabled=None, controls=DifixViewerControls):
-                super().main()
-
-    return DifixRunViewer
-
-
-def entrypoint(argv: Optional[list] = None) -> None:
-    """``ns-viewer`` with the Difix3D+ controls installed on any run (stock splatfacto / nerfacto too)."""
-    import tyro
-
-    tyro.extras.set_accent_color("bright_yellow")
-    tyro.cli(_viewer_command(), args=argv).main()
-
-
-if __name__ == "__main__":
-    sys.exit(entrypoint())

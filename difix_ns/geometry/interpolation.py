@@ -1,6 +1,7 @@
-"""Camera-pose maths for Difix3D+ rendering: nearest training view and trajectory interpolation.
+"""Pose interpolation: rotations <-> quaternions, slerp, Catmull-Rom centres, trajectories through poses.
 
 All poses are nerfstudio camera-to-world matrices ``[..., 3, 4]`` (OpenGL convention, dataparser-normalised world).
+Used by ``difix-trajectory`` (a smooth video through the training cameras).
 """
 from __future__ import annotations
 
@@ -9,31 +10,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from difix_ns.nerfstudio.poses import pose_distance, rotation_angle, scene_extent  # noqa: F401 (re-exported)
-
-ROTATION_WEIGHT = 1.0
-"""Weight of one radian of viewing-direction change against one scene-extent unit of camera translation."""
-
-
-def pose_distances(query: Tensor, candidates: Tensor, scale: float | None = None) -> Tensor:
-    """Translation + rotation distance of each query pose to each candidate pose, in the fix rounds' units.
-
-    ``d = |t_q - t_c| / scale + ROTATION_WEIGHT * angle(R_q, R_c)``; ``scale`` defaults to
-    ``scene_extent(candidates)``, the unit the Difix3D fix rounds use, so training-time and render-time references
-    agree whatever the dataparser's scene scale. query: [Q, 3, 4], candidates: [N, 3, 4]. Returns [Q, N].
-    """
-    query = query.float()
-    candidates = candidates.float().to(query.device)
-    if scale is None:
-        scale = scene_extent(candidates)
-    return pose_distance(query, candidates, float(scale), ROTATION_WEIGHT)
-
-
-def nearest_view(query: Tensor, candidates: Tensor, scale: float | None = None) -> Tensor:
-    """Index of the nearest candidate pose for every query pose. query: [Q, 3, 4], candidates: [N, 3, 4] -> [Q]."""
-    if candidates.shape[0] == 0:
-        raise ValueError("nearest_view: there are no candidate (training) poses to choose a reference from")
-    return pose_distances(query, candidates, scale).argmin(dim=-1)
+from difix_ns.geometry.poses import pose_distance, scene_extent
 
 
 # ---------------------------------------------------------------- rotations <-> quaternions (w, x, y, z)
@@ -161,7 +138,8 @@ def interpolate_poses(
 
 def order_by_proximity(c2w: Tensor) -> Tensor:
     """Greedy nearest-neighbour ordering of poses (start at pose 0) for smoother trajectories. Returns indices [N]."""
-    dist = pose_distances(c2w, c2w)
+    c2w = c2w.float()
+    dist = pose_distance(c2w, c2w, scene_extent(c2w))  # translation in scene extents + 1 x angle
     order = [0]
     remaining = set(range(1, c2w.shape[0]))
     while remaining:

@@ -1,8 +1,9 @@
-"""Camera-pose helpers for Difix3D fix rounds: pose distance, nearest views, progressive shifting.
+"""Pose geometry: rotation angle, scene extent, pose distance, nearest views, stepping poses toward targets.
 
-All poses are camera-to-world matrices ``[..., 3, 4]`` (or ``[..., 4, 4]``) in nerfstudio's world frame.
-Translation steps are expressed as a *fraction of the scene extent* so one setting works whether or not the
-dataparser normalised the scene (the seed runs with ``--auto-scale-poses False``, i.e. raw COLMAP units).
+The one home of the pose distance that picks Difix reference views (fix rounds, ``rgb_fixed``, the viewer) and of
+the progressive pose shift of the fix rounds. All poses are camera-to-world matrices ``[..., 3, 4]`` (or
+``[..., 4, 4]``) in nerfstudio's world frame. Distances and steps are measured in *scene extents* so one setting works
+whether or not the dataparser normalised the scene (runs with ``--auto-scale-poses False`` keep raw COLMAP units).
 """
 
 from __future__ import annotations
@@ -40,11 +41,26 @@ def pose_distance(c2w_a: Tensor, c2w_b: Tensor, extent: float = 1.0, rotation_we
     return trans + rotation_weight * ang
 
 
-def nearest_views(queries: Tensor, candidates: Tensor, extent: float = 1.0, rotation_weight: float = 1.0) -> Tensor:
-    """Index ``[Q]`` of the nearest candidate pose for each query pose."""
+DEFAULT_ROTATION_WEIGHT = 1.0
+"""Weight of one radian of viewing-direction change against one scene extent of camera translation (runs without a
+configured ``reference_rotation_weight``, e.g. stock splatfacto / nerfacto, use it)."""
+
+
+def nearest_views(
+    queries: Tensor, candidates: Tensor, extent: float | None = None, rotation_weight: float = DEFAULT_ROTATION_WEIGHT
+) -> Tensor:
+    """Index ``[Q]`` of the nearest candidate pose for each query pose (:func:`pose_distance`).
+
+    ``queries`` ``[Q, 3, 4]``, ``candidates`` ``[N, 3, 4]`` (float32; candidates follow the queries' device).
+    ``extent`` defaults to ``scene_extent(candidates)``, the unit of the fix rounds.
+    """
     if candidates.shape[0] == 0:
-        raise ValueError("nearest_views: no candidate poses")
-    return pose_distance(queries, candidates, extent, rotation_weight).argmin(dim=1)
+        raise ValueError("nearest_views: there are no candidate (training) poses to choose a reference from")
+    queries = queries.float()
+    candidates = candidates.float().to(queries.device)
+    if extent is None:
+        extent = scene_extent(candidates)
+    return pose_distance(queries, candidates, float(extent), rotation_weight).argmin(dim=1)
 
 
 def _slerp_rotation(rot_a: Tensor, rot_b: Tensor, frac: Tensor) -> Tensor:

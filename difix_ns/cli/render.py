@@ -3,8 +3,8 @@
 Subcommands ``camera-path``, ``interpolate`` and ``dataset`` are nerfstudio's own (same options, same outputs), plus
 ``--postfix/--no-postfix`` and ``--fixer.*`` (model name or local directory, dtype, batch size, device). With
 ``--postfix`` (default) the pipeline loaded by ``eval_setup`` gets the ``rgb_fixed`` output (see
-:mod:`difix_ns.render.postfix`) and the default ``--rendered-output-names`` becomes ``rgb_fixed``; ask for
-``rgb rgb_fixed`` to get both panels side by side. Works on runs of stock ``splatfacto``/``nerfacto`` (no retraining)
+:mod:`difix_ns.render.postfix`; the viewer controls are handed to it from here) and the default
+``--rendered-output-names`` becomes ``rgb_fixed``; ask for ``rgb rgb_fixed`` to get both panels side by side. Works on runs of stock ``splatfacto``/``nerfacto`` (no retraining)
 and of the plugin's methods. Frames are fixed ``--fixer.batch-size`` at a time.
 
 Example::
@@ -15,10 +15,10 @@ Example::
 from __future__ import annotations
 
 import sys
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Union
+from typing import List, Optional, Union
 
 import tyro
 from typing_extensions import Annotated
@@ -26,43 +26,16 @@ from typing_extensions import Annotated
 from difix_ns.fixer import DifixFixerConfig
 from difix_ns.fixers.config import FixerConfig
 from difix_ns.render import settings
-from difix_ns.render.postfix import get_render_hook
-from difix_ns.render.runtime import check_fixer_model, ensure_ffmpeg, patched_eval_setup, prepare_runtime
+from difix_ns.render.runtime import (
+    batched_rendering,
+    check_fixer_model,
+    ensure_ffmpeg,
+    patched_eval_setup,
+    prepare_runtime,
+)
 from difix_ns.render.viewer import DifixViewerControls
 
-__all__ = ["batched_rendering", "check_fixer_model", "commands", "ensure_ffmpeg", "entrypoint", "patched_eval_setup",
-           "prepare_runtime"]
-
-
-@contextmanager
-def batched_rendering(render_module: Any, hooks: list) -> Iterator[None]:
-    """Announce to the hook which cameras ns-render is about to render, so frames are fixed in batches."""
-    original_video = render_module._render_trajectory_video
-    original_loader = render_module.FixedIndicesEvalDataloader
-
-    def render_video(pipeline, cameras, *args, **kwargs):
-        hook = get_render_hook(pipeline.model)
-        if hook is not None:
-            hook.plan(cameras)
-        try:
-            return original_video(pipeline, cameras, *args, **kwargs)
-        finally:
-            if hook is not None:
-                hook.plan(None)
-
-    class PlannedDataloader(original_loader):
-        def __init__(self, input_dataset, *args, **kwargs):
-            super().__init__(input_dataset, *args, **kwargs)
-            for hook in hooks:
-                hook.plan(input_dataset.cameras)
-
-    render_module._render_trajectory_video = render_video
-    render_module.FixedIndicesEvalDataloader = PlannedDataloader
-    try:
-        yield
-    finally:
-        render_module._render_trajectory_video = original_video
-        render_module.FixedIndicesEvalDataloader = original_loader
+__all__ = ["commands", "entrypoint", "get_parser_fn"]
 
 
 class PostFixArgs:

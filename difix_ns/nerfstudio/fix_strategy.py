@@ -1,0 +1,211 @@
+"""How a fix round is planned and run: :class:`NovelViewFixStrategy` with its state in a plain :class:`FixRoundState`.
+
+The strategy holds only settings; everything that changes between rounds lives in the state object the caller owns
+(the pipeline keeps it off the module tree, so nothing here enters a checkpoint). A round, in order:
+
+1. :meth:`~NovelViewFixStrategy.plan` (pure): move every novel pose toward its target pose by at most
+   ``pose_step_fraction`` x scene extent and ``max_rotation_step_deg`` (first round: start from the nearest training
+   pose), pick each view's reference training view (:class:`~difix_ns.geometry.references.ReferenceViews`), and build
+   the novel cameras (reference intrinsics x ``novel_view_scale``);
+2. :meth:`~NovelViewFixStrategy.run`: render the novel views (eval mode, no grad), fix them with the fixer, each with
+   its reference view, and mask pixels with opacity ``accumulation <= alpha_threshold``; returns a
+   :class:`~difix_ns.nerfstudio.fix_round.FixRound`;
+3. :meth:`~NovelViewFixStrategy.commit`: put the round into the novel-view pool and advance the state.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ContextManager, List, Optional
+
+import numpy as np
+import torch
+from nerfstudio.cameras.cameras import Cameras, CameraType
+from torch import Tensor
+
+from difix_ns.geometry.poses import shift_poses
+from difix_ns.geometry.references import ReferenceViews
+from difix_ns.nerfstudio.fix_round import FixRound
+from difix_ns.nerfstudio.pool import NovelViewPool
+
+
+@dataclass
+class FixRoundState:
+    """Everything that changes from one fix round to the next (a plain object: never part of a checkpoint)."""
+
+    novel_poses: Optional[Tensor] = None
+    """``[T, 3, 4]`` current novel poses, one per target pose (None before the first round)."""
+    rounds_dir: Optional[Path] = None
+    """Where this run persists its rounds (None: not persisted, e.g. without a Trainer)."""
+    completed: List[int] = field(default_factory=list)
+    """Steps of the rounds reflected in the current pool / poses (restored or run)."""
+    round_seconds: List[float] = field(default_factory=list)
+    """Wall time of each round run by this process (render + fix + pool update)."""
+    round_breakdown: List[dict] = field(default_factory=list)
+    """Seconds per phase of each round run by this process."""
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """What a round will render: the output of :meth:`NovelViewFixStrategy.plan`."""
+
+    poses: Tensor
+    """``[T, 3, 4]`` novel poses after this round's step."""
+    arrived: Tensor
+    """``[T]`` bool: the pose reached its target."""
+    reference_index: Tensor
+    """``[T]`` long: reference training view of each novel view."""
+    cameras: Cameras
+    """``[T]`` novel-view cameras."""
+
+
+def novel_cameras(poses: Tensor, reference_cameras: Cameras, reference_index: Tensor, scale: float) -> Cameras:
+    """Pinhole cameras at ``poses`` with the intrinsics and size of each view's reference camera times ``scale``."""
+    pick = lambda t: t[reference_index].reshape(-1, 1).float().cpu()  # noqa: E731
+    return Cameras(
+        camera_to_worlds=poses.float(),
+        fx=pick(reference_cameras.fx) * scale,
+        fy=pick(reference_cameras.fy) * scale,
+        cx=pick(reference_cameras.cx) * scale,
+        cy=pick(reference_cameras.cy) * scale,
+        width=(pick(reference_cameras.width) * scale).round().long().clamp_min(1),
+        height=(pick(reference_cameras.height) * scale).round().long().clamp_min(1),
+        camera_type=CameraType.PERSPECTIVE,
+    )
+
+
+def fix_in_batches(
+    fixer: Any,
+    renders: List[Tensor],
+    refs: List[Tensor],
+    cameras: Cameras,
+    advance: Optional[Callable[[int], Any]] = None,
+) -> List[Tensor]:
+    """Fix ``renders`` (N x ``[H, W, 3]``) with their ``refs`` (same sizes); views of one size go in one call."""
+    with_refs = bool(fixer.uses_references)
+    out: List[Optional[Tensor]] = [None] * len(renders)
+    by_size: dict = {}
+    for i, r in enumerate(renders):
+        by_size.setdefault(tuple(r.shape[:2]), []).append(i)
+    for indices in by_size.values():  # the fixer chunks each call by its batch_size
+        images = torch.stack([renders[i] for i in indices]).permute(0, 3, 1, 2)  # [B, 3, H, W]
+        ref_batch = torch.stack([refs[i] for i in indices]).permute(0, 3, 1, 2)[:, None] if with_refs else None
+        cams = cameras[torch.tensor(indices)]  # the cameras these views were rendered from (teacher fixers)
+        result = fixer.fix(images, ref_batch, cams).to(images.device).permute(0, 2, 3, 1)  # [B, H, W, 3]
+        for j, i in enumerate(indices):
+            out[i] = result[j]
+        if advance is not None:
+            advance(len(indices))
+    return [o for o in out if o is not None]
+
+
+@dataclass
+class NovelViewFixStrategy:
+    """Plans and runs fix rounds (see the module docstring); holds settings only."""
+
+    pose_step_fraction: float = 0.25
+    """Per-round translation step as a fraction of the scene extent."""
+    max_rotation_step_deg: float = 30.0
+    """Per-round rotation step cap in degrees."""
+    novel_view_scale: float = 1.0
+    """Novel views are rendered at this fraction of their reference camera's resolution."""
+    alpha_threshold: Optional[float] = 0.5
+    """Pixels with rendered opacity at most this are not supervised; None supervises every pixel."""
+
+    @classmethod
+    def from_config(cls, config: Any) -> "NovelViewFixStrategy":
+        """Settings of a ``Difix3DPipelineConfig``."""
+        return cls(
+            pose_step_fraction=config.pose_step_fraction,
+            max_rotation_step_deg=config.max_rotation_step_deg,
+            novel_view_scale=config.novel_view_scale,
+            alpha_threshold=config.alpha_threshold if config.use_alpha_mask else None,
+        )
+
+    def initialize_state(self, rounds_dir: Optional[Path] = None) -> FixRoundState:
+        return FixRoundState(rounds_dir=rounds_dir)
+
+    def plan(
+        self, state: FixRoundState, targets: Tensor, references: ReferenceViews, reference_cameras: Cameras
+    ) -> RoundPlan:
+        """Next novel poses, their reference views and cameras (does not change ``state``)."""
+        current = state.novel_poses
+        if current is None or current.shape != targets.shape:
+            current = references.c2w[references.nearest(targets)]
+        shifted = shift_poses(
+            current, targets, self.pose_step_fraction, references.extent, np.deg2rad(self.max_rotation_step_deg)
+        )
+        reference_index = references.nearest(shifted.poses)
+        cameras = novel_cameras(shifted.poses, reference_cameras, reference_index, self.novel_view_scale)
+        return RoundPlan(shifted.poses, shifted.arrived, reference_index, cameras)
+
+    @torch.no_grad()
+    def run(
+        self,
+        step: int,
+        plan: RoundPlan,
+        model: Any,
+        fixer: Any,
+        references: ReferenceViews,
+        device: Any,
+        progress: Any = None,
+        plain_renders: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+        label: str = "",
+    ) -> tuple[FixRound, dict]:
+        """Render the planned views, fix them with their references, mask by opacity.
+
+        Returns the round and its timing (seconds rendering, fixing). ``plain_renders``: a context in which renders
+        are never post-fixed (the viewer checkbox may be ticked); ``progress``: a ``difix_ns.progress`` reporter
+        advanced once per render and per fixed view, its description ``label`` + the phase.
+        """
+        advance = progress.advance if progress is not None else (lambda n=1, description=None: None)
+        started = time.perf_counter()
+        cameras = plan.cameras
+        was_training = model.training
+        model.eval()
+        renders, alphas = [], []
+        with plain_renders():
+            try:
+                for i in range(len(cameras)):
+                    out = model.get_outputs_for_camera(cameras[i : i + 1].to(device))
+                    renders.append(out["rgb"][..., :3].clamp(0, 1).float())  # [H, W, 3]
+                    alphas.append(out["accumulation"].reshape(*out["rgb"].shape[:2], 1).float())  # [H, W, 1]
+                    advance(1)
+            finally:
+                model.train(was_training)
+        rendered = time.perf_counter()
+        refs = [  # each view's reference training image at the render's size
+            references.image(int(r), *img.shape[:2], device=img.device) for r, img in zip(plan.reference_index, renders)
+        ]
+        advance(0, description=f"{label}: fixing")
+        # A round fixes a few views: compiling the fixer's fast path would cost more than it saves (ns-render and
+        # the viewer, which fix many frames, use it). References are still encoded once across rounds.
+        eager = getattr(fixer, "eager", None)
+        with eager() if callable(eager) else contextlib.nullcontext():
+            fixed = fix_in_batches(fixer, renders, refs, cameras, advance)
+        threshold = self.alpha_threshold if self.alpha_threshold is not None else -1.0
+        masks = [a > threshold for a in alphas]
+        images_u8 = [(f.clamp(0, 1) * 255).round().to(torch.uint8) for f in fixed]
+        names = references.names
+        ref_index = [int(r) for r in plan.reference_index]
+        fix_round = FixRound(
+            step=int(step),
+            cameras=cameras,
+            fixed=images_u8,
+            masks=masks,
+            renders=renders,
+            references=refs,
+            alphas=alphas,
+            arrived=[bool(a) for a in plan.arrived],
+            reference_index=ref_index,
+            reference_names=[names[r] if r < len(names) else None for r in ref_index],
+        )
+        return fix_round, {"render_s": rendered - started, "fix_s": time.perf_counter() - rendered}
+
+    def commit(self, state: FixRoundState, fix_round: FixRound, pool: NovelViewPool) -> None:
+        """Put ``fix_round`` into ``pool`` and advance ``state`` to its poses."""
+        pool.update(fix_round.cameras, fix_round.fixed, fix_round.masks, fix_round.step)
+        state.novel_poses = fix_round.poses
+        state.completed.append(int(fix_round.step))
