@@ -86,7 +86,7 @@ def test_folder_with_reference_folder_and_video(tiny_ref, fox, tmp_path, capsys)
 
 
 def test_seed_difix3d_plus_command_with_fewer_references_than_renders(tiny_ref, fox, tmp_path, capsys):
-    # The seed's command pairs a folder of trajectory renders with the (fewer) training photos, as written.
+    # The Difix3D guide's command pairs a folder of trajectory renders with the (fewer) training photos, as written.
     train2 = tmp_path / "train2"
     train2.mkdir()
     for p in sorted(fox["train"].iterdir())[:2]:

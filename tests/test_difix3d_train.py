@@ -76,7 +76,7 @@ NERFACTO = [
     "--pipeline.datamanager.pool-sample-prob",
     "0.5",
 ]
-# The seed's nerfacto flags: model options and the dataparser of the Difix3D datasets (file-name split).
+# The Difix3D guide's nerfacto flags: model options and the dataparser of the Difix3D datasets (file-name split).
 SEED_MODEL_ARGS = ["--pipeline.model.appearance-embed-dim", "0", "--pipeline.model.camera-optimizer.mode", "off"]
 SEED_DATA_ARGS = [
     "nerfstudio-data",
@@ -361,7 +361,7 @@ def test_difix3d_splatfacto_from_plain_splatfacto_checkpoint(tmp_path, fox_small
     plain = torch.load(ckpt, map_location="cpu")["pipeline"]
     assert set(plain) == set(trainer.pipeline.state_dict())
 
-    # the seed's slip: this splatfacto checkpoint into the nerfacto-based difix3d -> one line naming the method
+    # the Difix3D guide's slip: this splatfacto checkpoint into the nerfacto-based difix3d -> one line naming the method
     with pytest.raises(SystemExit) as exit_info:
         ns_train(["difix3d", "--data", str(fox_small), "--output-dir", str(out), "--experiment-name", "fox",
                   *COMMON, *NERFACTO_SMALL, "--timestamp", "wrong", "--load-checkpoint", str(ckpt),
@@ -371,7 +371,7 @@ def test_difix3d_splatfacto_from_plain_splatfacto_checkpoint(tmp_path, fox_small
 
 @pytest.mark.slow
 def test_seed_nerfacto_command_from_plain_nerfacto_checkpoint(tmp_path, fox_filename_split, tiny_fixer):
-    """The seed's ``ns-train difix3d`` flags (appearance embedding and camera optimizer off, no reorientation /
+    """The Difix3D guide's ``ns-train difix3d`` flags (appearance embedding and camera optimizer off, no reorientation /
     recentering / rescaling, file-name split) train, starting from a plain ``nerfacto`` checkpoint."""
     from difix_ns.metrics import install_torchvision_offline_fallback
 

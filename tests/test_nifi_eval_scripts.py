@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
 def test_eval_nifi_schema(trained, tmp_path):
     pairs, exp = trained
     out = tmp_path / "metrics.json"
-    # the seed's command: --ckpt runs/<exp>/best.pt
+    # the NiFi guide's command: --ckpt runs/<exp>/best.pt
     assert load_script("eval_nifi").main(["--ckpt", str(exp / "best.pt"), "--data_root", str(pairs), "--split", "test",
                                           "--out", str(out), "--device", "cpu", "--rates", "1.0",
                                           "--save_images", str(tmp_path / "restored")]) == 0

@@ -262,7 +262,7 @@ def test_seed_scripts_build_then_render_pairs(tmp_path):
     pairs = tmp_path / "pairs" / "fox"
     render_pairs = load("render_pairs")
     assert render_pairs.main(["--scene", str(artifacts), "--split", "train", "--out", str(pairs / "train")]) == 0
-    assert validate_pairs(pairs, [0.5, 1.0], ["train"])["rate_1.0/train"] == 4  # seed's --out <scene>/train/
+    assert validate_pairs(pairs, [0.5, 1.0], ["train"])["rate_1.0/train"] == 4  # the NiFi guide's --out <scene>/train/
 
     with pytest.raises(SystemExit, match="no transforms.json"):
         build.main(["--scene", str(tmp_path), "--out", str(tmp_path / "x")])

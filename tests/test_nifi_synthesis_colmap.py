@@ -1,4 +1,4 @@
-"""The seed's artifact scripts on a COLMAP scene (the layout Mip-NeRF 360 / T&T / Deep Blending ship in).
+"""The NiFi guide's artifact scripts on a COLMAP scene (the layout Mip-NeRF 360 / T&T / Deep Blending ship in).
 
 The fox capture is rewritten as COLMAP text files (cameras.txt, images.txt, points3D.txt) next to a link to its real
 images_4/ photos; splatfacto trains for a few steps from random points on CPU: plumbing, not quality.
@@ -96,7 +96,7 @@ def test_build_and_render_pairs_from_a_colmap_scene(tmp_path, monkeypatch):
     with Image.open(artifacts / "renders" / "rate_1.0" / "test" / "clean" / "0001.png") as im:
         assert abs(im.size[0] - 270) <= 2 and abs(im.size[1] - 480) <= 2  # images_4, undistorted
 
-    # the seed's render_pairs step for the test split (--out pairs/<scene>/)
+    # the NiFi guide's render_pairs step for the test split (--out pairs/<scene>/)
     pairs = tmp_path / "pairs" / "fox"
     assert load_script("render_pairs").main(["--scene", str(artifacts), "--split", "test", "--out", str(pairs)]) == 0
     assert validate_pairs(pairs, [0.5, 1.0], ["test"]) == {"rate_0.5/test": 2, "rate_1.0/test": 2}

@@ -55,7 +55,7 @@ def test_train_smoke_writes_all_outputs_and_resumes(pairs, smoke_run, tmp_path):
     exp = tmp_path / "runs" / "smoke"
     shutil.copytree(smoke_run, exp)
     for sub in ("latest", "best"):
-        assert (exp / f"{sub}.pt").is_file(), f"{sub}.pt"  # the seed's runs/<exp>/{latest,best}.pt
+        assert (exp / f"{sub}.pt").is_file(), f"{sub}.pt"  # the NiFi guide's runs/<exp>/{latest,best}.pt
         for f in ("phi_minus.safetensors", "phi_plus.safetensors", "prompt_embeds.safetensors", "nifi_restorer.json"):
             assert (exp / sub / f).is_file(), f"{sub}/{f}"
     rows = list(csv.DictReader((exp / "train_log.csv").open()))

@@ -1,4 +1,4 @@
-"""``difix-fix``: fix one image or a folder of renders with Difix (the seed's ``inference_difix.py``).
+"""``difix-fix``: fix one image or a folder of renders with Difix (flags of Difix's ``inference_difix.py``).
 
     difix-fix --input_image renders/ --ref_image data/images --output_dir fixed --model_name nvidia/difix_ref
 
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pairing for a --ref_image folder: 'order' pairs the i-th sorted input with the i-th sorted "
                         "reference (the counts must match, else error); 'similar' picks, per input, the reference "
                         "with the closest 32x32 downsampled pixels (any count); 'auto' uses 'order' when the counts "
-                        "match and 'similar' otherwise (e.g. the seed's 30 renders vs 4 training images) "
+                        "match and 'similar' otherwise (e.g. 30 trajectory renders vs 4 training images) "
                         "[default: auto]")
     p.add_argument("--output_dir", "--output-dir", required=True, help="where the fixed images are written")
     p.add_argument("--height", type=int, default=0, help="processing height; 0 keeps the input size")
@@ -79,7 +79,7 @@ def _pair_references(args, inputs: List[Path]) -> Tuple[Optional[List[Path]], bo
     """(references, similar): one reference per input in order, or (similar=True) the candidates to pick from.
 
     ``--ref_match auto`` keeps upstream's sorted-order pairing when a folder has one reference per input and falls
-    back to similarity matching otherwise, so the seed's Difix3D+ command (a trajectory of renders against the
+    back to similarity matching otherwise, so the documented Difix3D+ command (a trajectory of renders against the
     handful of training photos) runs as written.
     """
     if args.ref_image is None:
