@@ -20,7 +20,6 @@ rate-distortion plot (PNG) next to it.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import glob
 import json
@@ -29,10 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
 import torch
+import tyro
 
 import nifi_ns  # noqa: F401  (installs the torch>=2.6 checkpoint allow-list before nerfstudio loads a run)
 from nifi_ns.codec import CameraSet, compress_with_report, decompress, importance_order
@@ -41,18 +43,32 @@ from nifi_ns.io import GaussianSplat, inria_ply_num_bytes, num_sh_rest, read_ply
 MB = float(1 << 20)
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="JSON output path (or directory)")
-    p.add_argument("--load-config", type=Path, default=None, help="config.yml of a trained splatfacto run")
-    p.add_argument("--ply", type=Path, default=None, help="INRIA 3DGS PLY (dataparser frame) instead of a run")
-    p.add_argument("--data", type=Path, default=Path(".device/data/fox"), help="nerfstudio-data scene folder")
-    p.add_argument("--downscale-factor", type=int, default=4, help="nerfstudio-data downscale (images_N)")
-    p.add_argument("--train-steps", type=int, default=3000, help="splatfacto steps when no run is given")
-    p.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.5, 1.0])
-    p.add_argument("--max-eval-images", type=int, default=8)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing result JSON (default: refuse)")
-    return p.parse_args()
+@dataclass
+class BenchCodecConfig:
+    """Options of the codec-vs-PngCompression benchmark."""
+
+    out: Path
+    """JSON output path (or directory)"""
+    load_config: Optional[Path] = None
+    """config.yml of a trained splatfacto run"""
+    ply: Optional[Path] = None
+    """INRIA 3DGS PLY (dataparser frame) instead of a run"""
+    data: Path = Path(".device/data/fox")
+    """nerfstudio-data scene folder"""
+    downscale_factor: int = 4
+    """nerfstudio-data downscale (images_N)"""
+    train_steps: int = 3000
+    """splatfacto steps when no run is given"""
+    rates: List[float] = field(default_factory=lambda: [0.1, 0.5, 1.0])
+    """codec rate presets to encode"""
+    max_eval_images: int = 8
+    """eval cameras scored (evenly spaced when there are more)"""
+    overwrite: bool = False
+    """replace an existing result JSON (default: refuse)"""
+
+
+def parse_args(argv: Optional[List[str]] = None) -> BenchCodecConfig:
+    return tyro.cli(BenchCodecConfig, args=argv, description=__doc__)
 
 
 def train_splatfacto(data: Path, downscale: int, steps: int, workdir: Path) -> Path:
@@ -83,7 +99,7 @@ def train_splatfacto(data: Path, downscale: int, steps: int, workdir: Path) -> P
     return Path(configs[0])
 
 
-def load_scene(args: argparse.Namespace, workdir: Path):
+def load_scene(args: BenchCodecConfig, workdir: Path):
     """(GaussianSplat, train Cameras, eval Cameras, eval images [B,3,H,W] list, source description)."""
     if args.ply is not None:
         from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
