@@ -19,7 +19,6 @@ numbers are upper bounds.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -27,9 +26,12 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
+
+import tyro
 
 NOTE = (
     "The fixer is random-tiny (random weights): these numbers measure the cost of the CPU recipe's plumbing "
@@ -134,20 +136,35 @@ def project(run: dict, steps: int, fix_every: int) -> dict:
             "train_and_rounds_cpu_s": round(cpu, 1), "how": "projected from this run's median step and first round"}
 
 
+@dataclass
+class CpuRecipeConfig:
+    """Options of the CPU recipe benchmark."""
+
+    data: Path
+    """fox scene folder (transforms.json + images_4/)"""
+    out: Path
+    """JSON file to write"""
+    difix3d_steps: int = 12
+    """iterations measured for difix3d"""
+    splatfacto_steps: int = 12
+    """iterations measured for difix3d-splatfacto"""
+    recipe_steps: int = 2000
+    """steps of the recipe whose total is projected"""
+    recipe_fix_every: int = 500
+    """fix-round spacing of the projected recipe"""
+    methods: List[Literal["difix3d", "difix3d-splatfacto"]] = field(
+        default_factory=lambda: ["difix3d", "difix3d-splatfacto"])
+    """which recipes to measure"""
+    smoke: bool = False
+    """6 steps, one round at step 3 (checks this script only)"""
+    machine_note: str = "2-core CPU shared with other jobs running at the same time"
+    """free text saved with the numbers"""
+
+
 def main(argv: Optional[List[str]] = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="fox scene folder (transforms.json + images_4/)")
-    p.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    p.add_argument("--difix3d-steps", type=int, default=12, help="iterations measured for difix3d")
-    p.add_argument("--splatfacto-steps", type=int, default=12, help="iterations measured for difix3d-splatfacto")
-    p.add_argument("--recipe-steps", type=int, default=2000, help="steps of the recipe whose total is projected")
-    p.add_argument("--recipe-fix-every", type=int, default=500, help="fix-round spacing of the projected recipe")
-    p.add_argument("--methods", nargs="+", default=["difix3d", "difix3d-splatfacto"],
-                   choices=["difix3d", "difix3d-splatfacto"], help="which recipes to measure")
-    p.add_argument("--smoke", action="store_true", help="6 steps, one round at step 3 (checks this script only)")
-    p.add_argument("--machine-note", default="2-core CPU shared with other jobs running at the same time",
-                   help="free text saved with the numbers")
-    args = p.parse_args(argv)
+    args = tyro.cli(CpuRecipeConfig, args=argv, description=__doc__)
+    if not args.methods:
+        sys.exit("error: --methods needs at least one recipe (difix3d, difix3d-splatfacto)")
     if not (args.data / "transforms.json").is_file() or not (args.data / "images_4").is_dir():
         sys.exit(f"error: --data {args.data}: needs transforms.json and images_4/ (the fox scene)")
     if args.out.exists():
