@@ -18,7 +18,6 @@ Writes the JSON to --out (a .json path, or a directory that receives bench_codec
 rate-distortion plot (PNG) next to it.
 """
 
-from __future__ import annotations
 
 import functools
 import glob

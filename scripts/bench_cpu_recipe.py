@@ -17,7 +17,6 @@ numbers are upper bounds.
     nice -n 10 python scripts/bench_cpu_recipe.py --data ../shared/data/fox --out docs/cpu_results/cpu_recipe.json
     python scripts/bench_cpu_recipe.py --data ../shared/data/fox --out /tmp/cpu_recipe_smoke.json --smoke
 """
-from __future__ import annotations
 
 import json
 import os

@@ -20,9 +20,7 @@ timings (and numerical differences between code paths), not restoration quality.
 Every measurement is wrapped: an error is recorded in the JSON and the run goes on; the JSON is rewritten after
 each measurement, so a run cut short still leaves its numbers. ``--budget-s`` skips what would start too late.
 """
-from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -30,34 +28,58 @@ import platform
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, List, Literal, Optional
+
+import tyro
 
 if __package__ in (None, ""):  # `python scripts/bench_difix.py` from a checkout that is not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=None, help="JSON file (rewritten after every measurement)")
-    parser.add_argument("--smoke-cpu", "--quick", dest="smoke", action="store_true",
-                        help="CPU smoke run: tiny architecture, 64x96, 1 iteration, fast path uncompiled")
-    parser.add_argument("--height", type=int, default=576)
-    parser.add_argument("--width", type=int, default=1024)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--refs", type=int, nargs="+", default=[0, 1], help="reference views per frame")
-    parser.add_argument("--eager-dtypes", nargs="+", default=["float32", "bfloat16"],
-                        choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--fast-dtypes", nargs="+", default=["bfloat16"], choices=["float32", "bfloat16", "float16"],
-                        help="dtypes of the compiled path (each dtype compiles every shape again)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--iters", type=int, default=10, help="timed calls per setting (batch 8: a quarter)")
-    parser.add_argument("--compile-cache-dir", default=None,
-                        help="TORCHINDUCTOR_CACHE_DIR for this run (share it with bench_postfix_render.py)")
-    parser.add_argument("--budget-s", type=float, default=285.0,
-                        help="skip measurements that would start after this many seconds")
-    parser.add_argument("--no-anchor", dest="anchor", action="store_false")
-    parser.add_argument("--no-eager", dest="eager", action="store_false")
-    args = parser.parse_args(argv)
+Dtype = Literal["float32", "bfloat16", "float16"]
+
+
+@dataclass
+class BenchDifixConfig:
+    """Options of the Difix forward-pass benchmark."""
+
+    out: Optional[Path] = None
+    """JSON file (rewritten after every measurement)"""
+    smoke: Annotated[bool, tyro.conf.arg(name="smoke-cpu", aliases=("--quick",))] = False
+    """CPU smoke run: tiny architecture, 64x96, 1 iteration, fast path uncompiled"""
+    height: int = 576
+    """image height"""
+    width: int = 1024
+    """image width"""
+    batches: List[int] = field(default_factory=lambda: [1, 8])
+    """batch sizes"""
+    refs: List[int] = field(default_factory=lambda: [0, 1])
+    """reference views per frame"""
+    eager_dtypes: List[Dtype] = field(default_factory=lambda: ["float32", "bfloat16"])
+    """dtypes of the eager path"""
+    fast_dtypes: List[Dtype] = field(default_factory=lambda: ["bfloat16"])
+    """dtypes of the compiled path (each dtype compiles every shape again)"""
+    warmup: int = 2
+    """untimed calls before each timed setting"""
+    iters: int = 10
+    """timed calls per setting (batch 8: a quarter)"""
+    compile_cache_dir: Optional[str] = None
+    """TORCHINDUCTOR_CACHE_DIR for this run (share it with bench_postfix_render.py)"""
+    budget_s: float = 285.0
+    """skip measurements that would start after this many seconds"""
+    anchor: bool = True
+    """measure the stock-diffusers anchor (--no-anchor skips it)"""
+    eager: bool = True
+    """measure the eager path (--no-eager skips it)"""
+
+
+def parse_args(argv=None) -> BenchDifixConfig:
+    args = tyro.cli(BenchDifixConfig, args=argv, description=__doc__)
+    for option, values in (("--batches", args.batches), ("--refs", args.refs)):
+        if not values:
+            sys.exit(f"error: {option} needs at least one value")
     if args.smoke:
         args.height, args.width, args.batches, args.warmup, args.iters = 64, 96, [1, 2], 1, 1
         args.eager_dtypes, args.fast_dtypes = ["float32"], ["float32"]
