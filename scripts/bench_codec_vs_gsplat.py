@@ -67,7 +67,7 @@ class BenchCodecConfig:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> BenchCodecConfig:
-    return tyro.cli(BenchCodecConfig, args=argv, description=__doc__)
+    return tyro.cli(BenchCodecConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
 
 
 def train_splatfacto(data: Path, downscale: int, steps: int, workdir: Path) -> Path:

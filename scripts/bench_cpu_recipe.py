@@ -161,7 +161,7 @@ class CpuRecipeConfig:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    args = tyro.cli(CpuRecipeConfig, args=argv, description=__doc__)
+    args = tyro.cli(CpuRecipeConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
     if not args.methods:
         sys.exit("error: --methods needs at least one recipe (difix3d, difix3d-splatfacto)")
     if not (args.data / "transforms.json").is_file() or not (args.data / "images_4").is_dir():

@@ -76,7 +76,7 @@ class BenchDifixConfig:
 
 
 def parse_args(argv=None) -> BenchDifixConfig:
-    args = tyro.cli(BenchDifixConfig, args=argv, description=__doc__)
+    args = tyro.cli(BenchDifixConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
     for option, values in (("--batches", args.batches), ("--refs", args.refs)):
         if not values:
             sys.exit(f"error: {option} needs at least one value")

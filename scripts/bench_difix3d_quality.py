@@ -25,9 +25,6 @@ view: ground truth and every run).
     python scripts/bench_difix3d_quality.py --smoke-cpu --data ../shared/data/fox --out /tmp/dq
 """
 
-from __future__ import annotations
-
-import argparse
 import gc
 import json
 import math
@@ -36,11 +33,13 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, List, Literal, Optional
 
 import numpy as np
 import torch
+import tyro
 
 VARIANTS = ("baseline", "dense_teacher", "identity", "teacher", "degraded_teacher", "fixer_model")
 BASE_METHOD = {"splatfacto": "splatfacto", "difix3d-splatfacto": "splatfacto", "difix3d": "nerfacto"}
@@ -378,32 +377,49 @@ def per_scene(values: list, n: int, flag: str) -> list:
     return values
 
 
+@dataclass
+class QualityBenchConfig:
+    """Options of the Difix3D loop quality benchmark."""
+
+    data: List[Path]
+    """nerfstudio scene folder(s)"""
+    out: Path
+    """output folder (JSON, PNG plot, side-by-side)"""
+    downscale_factor: List[int] = field(default_factory=lambda: [1])
+    """per scene: reads images_N (1: images/)"""
+    train_every: List[int] = field(default_factory=lambda: [3])
+    """per scene: every N-th view trains"""
+    steps: List[int] = field(default_factory=lambda: [3000])
+    """per scene: training steps of every run"""
+    fix_fractions: List[float] = field(default_factory=lambda: [0.3, 0.45, 0.6, 0.75])
+    """fix rounds at these fractions of --steps (evaluated before each round and at the end)"""
+    method: Literal["difix3d-splatfacto", "difix3d"] = "difix3d-splatfacto"
+    """difix3d-splatfacto (baseline splatfacto) or difix3d (baseline nerfacto)"""
+    targets: Literal["test", "path"] = "test"
+    """novel views head for the test poses or for a path interpolated between training poses"""
+    variants: List[Literal[VARIANTS]] = field(default_factory=lambda: list(VARIANTS[:5]))
+    """runs to train (fixer_model is added by --fixer-model)"""
+    fixer_model: Optional[Path] = None
+    """Difix-layout fixer folder: adds fixer_model"""
+    extra: List[str] = field(default_factory=list)
+    """extra ns-train options for the Difix3D runs"""
+    ablate: Annotated[List[str], tyro.conf.UseAppendAction, tyro.conf.arg(metavar="'NAME=VARIANT OPTIONS...'")] = (
+        field(default_factory=list))
+    """an extra Difix3D run: VARIANT's fixer plus these ns-train options, e.g. 'teacher_w1=teacher
+    --pipeline.pool-loss-weight 1.0'"""
+    no_dists: bool = False
+    """skip DISTS"""
+    seed: int = 42
+    """random seed of every run"""
+    smoke_cpu: bool = False
+    """tiny CPU run: 1/16-resolution frames, 12 frames, few steps, small models, no DISTS"""
+
+
 def main(argv: Optional[list[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, nargs="+", required=True, help="nerfstudio scene folder(s)")
-    parser.add_argument("--downscale-factor", type=int, nargs="+", default=[1],
-                        help="per scene: reads images_N (1: images/)")
-    parser.add_argument("--train-every", type=int, nargs="+", default=[3], help="per scene: every N-th view trains")
-    parser.add_argument("--steps", type=int, nargs="+", default=[3000], help="per scene: training steps of every run")
-    parser.add_argument("--fix-fractions", type=float, nargs="+", default=[0.3, 0.45, 0.6, 0.75],
-                        help="fix rounds at these fractions of --steps (evaluated before each round and at the end)")
-    parser.add_argument("--method", choices=("difix3d-splatfacto", "difix3d"), default="difix3d-splatfacto",
-                        help="difix3d-splatfacto (baseline splatfacto) or difix3d (baseline nerfacto)")
-    parser.add_argument("--targets", choices=("test", "path"), default="test",
-                        help="novel views head for the test poses or for a path interpolated between training poses")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS[:5]),
-                        help="runs to train (fixer_model is added by --fixer-model)")
-    parser.add_argument("--fixer-model", type=Path, default=None, help="Difix-layout fixer folder: adds fixer_model")
-    parser.add_argument("--extra", nargs="*", default=[], help="extra ns-train options for the Difix3D runs")
-    parser.add_argument("--ablate", action="append", default=[], metavar="'NAME=VARIANT OPTIONS...'",
-                        help="an extra Difix3D run: VARIANT's fixer plus these ns-train options, e.g. "
-                        "'teacher_w1=teacher --pipeline.pool-loss-weight 1.0' (repeatable)")
-    parser.add_argument("--no-dists", action="store_true", help="skip DISTS")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--smoke-cpu", action="store_true",
-                        help="tiny CPU run: 1/16-resolution frames, 12 frames, few steps, small models, no DISTS")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (JSON, PNG plot, side-by-side)")
-    args = parser.parse_args(argv)
+    args = tyro.cli(QualityBenchConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
+    for option, values in (("--data", args.data), ("--variants", args.variants), ("--fix-fractions", args.fix_fractions)):
+        if not values:
+            sys.exit(f"error: {option} needs at least one value")
 
     variants = list(dict.fromkeys(args.variants + (["fixer_model"] if args.fixer_model else [])))
     ablations: dict[str, tuple[str, list[str]]] = {}
