@@ -15,35 +15,47 @@ Settings: eager and torch.compile of the DiT (``--compile-tokenizer`` also compi
 warmed up and timed
 with CUDA synchronisation; peak GPU memory per setting. Output: ``OUT/bench_fixer.json``.
 """
-from __future__ import annotations
-
-import argparse
 import json
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
+import tyro
 
 if __package__ in (None, ""):  # `python scripts/bench_fixer.py` from a checkout that is not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=None, help="directory for bench_fixer.json (also printed)")
-    parser.add_argument("--smoke-cpu", action="store_true", help="CPU smoke run: tiny architecture, 64x128, 1 iter")
-    parser.add_argument("--height", type=int, default=576)
-    parser.add_argument("--width", type=int, default=1024)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--iters", type=int, default=20)
-    parser.add_argument("--no-compile", dest="compile", action="store_false", help="eager timings only")
-    parser.add_argument("--budget-s", type=float, default=55.0,
-                        help="start no new setting after this many seconds (the JSON is rewritten after each)")
-    parser.add_argument("--compile-tokenizer", action="store_true",
-                        help="also torch.compile the stand-in encoder/decoder (adds about a minute of compilation)")
-    args = parser.parse_args(argv)
+@dataclass
+class BenchFixerConfig:
+    """Options of the Fixer backend benchmark."""
+
+    out: Optional[Path] = None
+    """directory for bench_fixer.json (also printed)"""
+    smoke_cpu: bool = False
+    """CPU smoke run: tiny architecture, 64x128, 1 iter"""
+    height: int = 576
+    """image height"""
+    width: int = 1024
+    """image width"""
+    warmup: int = 3
+    """untimed calls before each timed setting"""
+    iters: int = 20
+    """timed calls per setting"""
+    compile: bool = True
+    """also time torch.compile of the DiT (--no-compile: eager timings only)"""
+    budget_s: float = 55.0
+    """start no new setting after this many seconds (the JSON is rewritten after each)"""
+    compile_tokenizer: bool = False
+    """also torch.compile the stand-in encoder/decoder (adds about a minute of compilation)"""
+
+
+def parse_args(argv=None) -> BenchFixerConfig:
+    args = tyro.cli(BenchFixerConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
     if args.smoke_cpu:
         args.height, args.width, args.warmup, args.iters, args.compile = 64, 128, 1, 1, False
     return args
