@@ -20,9 +20,6 @@ Variants, all scored on the same eval views by the same metrics:
 Metrics: PSNR, SSIM, LPIPS-alex and, where the weights exist, LPIPS-vgg and DISTS (missing ones are named under
 `errors`). Sizes in MB = 2^20 bytes; encode/decode times in seconds; the GPU is named.
 """
-from __future__ import annotations
-
-import argparse
 import importlib.util
 import json
 import os
@@ -31,37 +28,60 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
+import tyro
 
 IMAGE_METRICS = ("psnr", "ssim", "lpips", "lpips_vgg", "dists")
 MB = float(1 << 20)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="nerfstudio scene (transforms.json + images_N/)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (bench_nifi_splatfacto.json + .png)")
-    p.add_argument("--downscale-factor", type=int, default=2)
-    p.add_argument("--max-num-iterations", type=int, default=7000)
-    p.add_argument("--finetune-steps", type=int, default=1000)
-    p.add_argument("--distill-weight", type=float, default=0.5)
-    p.add_argument("--quant-start", type=float, default=0.5, help="fraction of the fine-tune; <0 disables QAT")
-    p.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.5, 1.0])
-    p.add_argument("--target-mb", type=float, nargs="*", default=None, help="one size per rate (default: presets)")
-    p.add_argument("--budget-steps", type=int, default=0, help="steps of each budget-capped splatfacto (0: skip)")
-    p.add_argument("--deadline-s", type=float, default=None,
-                   help="skip the budget-capped trainings still to come once the run has taken this long")
-    p.add_argument("--num-random", type=int, default=None, help="random-init Gaussians (with --random-init)")
-    p.add_argument("--random-init", action="store_true", help="random Gaussians instead of the SfM points")
-    p.add_argument("--smoke-cpu", action="store_true", help="tiny CPU run that exercises every variant")
-    p.add_argument("--work-dir", type=Path, default=None, help="run folder (default: <out>/runs)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out JSON (default: refuse)")
-    p.add_argument("--load-config", type=Path, default=None,
-                   help="config.yml of a finished nifi-splatfacto run (trained with --pipeline.save-finetuned True): "
-                   "skip training and compression, benchmark its containers")
-    return p.parse_args(argv)
+@dataclass
+class BenchNifiConfig:
+    """Options of the nifi-splatfacto product benchmark."""
+
+    data: Path
+    """nerfstudio scene (transforms.json + images_N/)"""
+    out: Path
+    """output folder (bench_nifi_splatfacto.json + .png)"""
+    downscale_factor: int = 2
+    """nerfstudio-data downscale (images_N)"""
+    max_num_iterations: int = 7000
+    """splatfacto training steps before the fine-tune"""
+    finetune_steps: int = 1000
+    """compression-aware fine-tune steps"""
+    distill_weight: float = 0.5
+    """distillation loss weight of the fine-tune"""
+    quant_start: float = 0.5
+    """fraction of the fine-tune; <0 disables QAT"""
+    rates: List[float] = field(default_factory=lambda: [0.1, 0.5, 1.0])
+    """codec rate presets"""
+    target_mb: Optional[List[float]] = None
+    """one size per rate (default: presets)"""
+    budget_steps: int = 0
+    """steps of each budget-capped splatfacto (0: skip)"""
+    deadline_s: Optional[float] = None
+    """skip the budget-capped trainings still to come once the run has taken this long"""
+    num_random: Optional[int] = None
+    """random-init Gaussians (with --random-init)"""
+    random_init: bool = False
+    """random Gaussians instead of the SfM points"""
+    smoke_cpu: bool = False
+    """tiny CPU run that exercises every variant"""
+    work_dir: Optional[Path] = None
+    """run folder (default: <out>/runs)"""
+    overwrite: bool = False
+    """replace an existing --out JSON (default: refuse)"""
+    load_config: Optional[Path] = None
+    """config.yml of a finished nifi-splatfacto run (trained with --pipeline.save-finetuned True): skip training and
+    compression, benchmark its containers"""
+
+
+def parse_args(argv=None) -> BenchNifiConfig:
+    return tyro.cli(BenchNifiConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
 
 
 def _smoke_scene(data: Path, root: Path, count: int = 6) -> Path:
