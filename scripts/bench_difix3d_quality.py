@@ -417,7 +417,8 @@ class QualityBenchConfig:
 
 def main(argv: Optional[list[str]] = None) -> None:
     args = tyro.cli(QualityBenchConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
-    for option, values in (("--data", args.data), ("--variants", args.variants), ("--fix-fractions", args.fix_fractions)):
+    for option, values in (("--data", args.data), ("--variants", args.variants),
+                           ("--fix-fractions", args.fix_fractions)):
         if not values:
             sys.exit(f"error: {option} needs at least one value")
 

@@ -10,9 +10,6 @@ Scene: ``--load-config`` of an existing run, or a short splatfacto run trained h
 
     source .device/setup.sh && python scripts/bench_postfix_render.py --data .device/data/fox --out $OUT/bench_postfix_render.json
 """
-from __future__ import annotations
-
-import argparse
 import json
 import os
 import platform
@@ -20,27 +17,54 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import List, Literal, Optional
+
+import tyro
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    p.add_argument("--data", type=Path, default=Path(".device/data/fox"), help="nerfstudio scene (images_4 + transforms.json)")
-    p.add_argument("--load-config", type=Path, default=None, help="existing run's config.yml (skips training)")
-    p.add_argument("--train-iters", type=int, default=300, help="iterations of the short splatfacto run")
-    p.add_argument("--frames", type=int, default=16, help="frames per timed render")
-    p.add_argument("--height", type=int, default=576)
-    p.add_argument("--width", type=int, default=1024)
-    p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
-    p.add_argument("--sizes", nargs="+", default=["tiny", "real"], choices=["tiny", "real"])
-    p.add_argument("--allow-cpu", action="store_true", help="smoke-test the script without a GPU (tiny model only)")
-    p.add_argument("--no-compile", dest="compile", action="store_false", help="eager fixer (default: fast path)")
-    p.add_argument("--compile-cache-dir", default=None,
-                   help="TORCHINDUCTOR_CACHE_DIR (share it with bench_difix.py so shapes it compiled load from disk)")
-    return p.parse_args()
+Dtype = Literal["float32", "bfloat16", "float16"]
+
+
+@dataclass
+class PostfixRenderConfig:
+    """Options of the ns-render post-fixing benchmark."""
+
+    out: Path
+    """JSON file to write"""
+    data: Path = Path(".device/data/fox")
+    """nerfstudio scene (images_4 + transforms.json)"""
+    load_config: Optional[Path] = None
+    """existing run's config.yml (skips training)"""
+    train_iters: int = 300
+    """iterations of the short splatfacto run"""
+    frames: int = 16
+    """frames per timed render"""
+    height: int = 576
+    """rendered frame height"""
+    width: int = 1024
+    """rendered frame width"""
+    dtype: Dtype = "bfloat16"
+    """fixer dtype"""
+    batch_sizes: List[int] = field(default_factory=lambda: [1, 4])
+    """fixer batch sizes"""
+    sizes: List[Literal["tiny", "real"]] = field(default_factory=lambda: ["tiny", "real"])
+    """random-weight fixer sizes (tiny, SD-Turbo-sized real)"""
+    allow_cpu: bool = False
+    """smoke-test the script without a GPU (tiny model only)"""
+    compile: bool = True
+    """fast path (--no-compile: eager fixer)"""
+    compile_cache_dir: Optional[str] = None
+    """TORCHINDUCTOR_CACHE_DIR (share it with bench_difix.py so shapes it compiled load from disk)"""
+
+
+def parse_args(argv: Optional[List[str]] = None) -> PostfixRenderConfig:
+    args = tyro.cli(PostfixRenderConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
+    for option, values in (("--batch-sizes", args.batch_sizes), ("--sizes", args.sizes)):
+        if not values:
+            sys.exit(f"error: {option} needs at least one value")
+    return args
 
 
 def sync() -> None:
