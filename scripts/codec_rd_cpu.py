@@ -9,16 +9,16 @@ it at `--size` pixels, encodes it at each target size (importance from those cam
 renders again and scores against the *uncompressed* render: PSNR and, when the AlexNet weights are available,
 LPIPS-alex. It isolates coding efficiency (bytes per Gaussian and quantization error); no fine-tune is involved.
 """
-from __future__ import annotations
-
-import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
 import torch
+import tyro
 
 
 def orbit(splat, views: int, size: int, radius: float, spread_deg: float):
@@ -46,19 +46,34 @@ def render(splat, cams, size: int) -> torch.Tensor:
     return torch.stack(imgs)
 
 
+@dataclass
+class CodecRdConfig:
+    """Options of the CPU rate-distortion sweep."""
+
+    ply: Path
+    """splat PLY to encode"""
+    target_mb: List[float] = field(default_factory=lambda: [0.1, 0.15, 0.22, 0.36])
+    """target container sizes (MB)"""
+    size: int = 128
+    """rendered image size (pixels, square)"""
+    views: int = 4
+    """cameras on the circle around the splat"""
+    radius: float = 5.5
+    """camera distance from the splat centre"""
+    spread_deg: float = 40.0
+    """azimuth spread of the cameras (degrees either side)"""
+    config_json: str = "{}"
+    """CodecConfig fields (JSON) applied to every encode"""
+    rate: Optional[float] = None
+    """start from this rate preset's config"""
+    label: str = ""
+    """free text saved with every JSON line"""
+    out: Optional[Path] = None
+    """append one JSON line per encode to this file"""
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ply", type=Path, required=True)
-    p.add_argument("--target-mb", type=float, nargs="+", default=[0.1, 0.15, 0.22, 0.36])
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--views", type=int, default=4)
-    p.add_argument("--radius", type=float, default=5.5)
-    p.add_argument("--spread-deg", type=float, default=40.0)
-    p.add_argument("--config-json", default="{}", help="CodecConfig fields (JSON) applied to every encode")
-    p.add_argument("--rate", type=float, default=None, help="start from this rate preset's config")
-    p.add_argument("--label", default="")
-    p.add_argument("--out", type=Path, default=None, help="append one JSON line per encode to this file")
-    args = p.parse_args(argv)
+    args = tyro.cli(CodecRdConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
     if not args.ply.is_file():
         raise SystemExit(f"error: --ply {args.ply} does not exist")
 
