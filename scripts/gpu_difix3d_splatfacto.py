@@ -13,9 +13,6 @@ measures COST, NOT QUALITY: its outputs are noise, so the Difix3D PSNRs below sa
         --downscale-factor 2 --out $OUT/gpu_difix3d_splatfacto.json
 """
 
-from __future__ import annotations
-
-import argparse
 import gc
 import importlib.util
 import json
@@ -23,9 +20,12 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import List, Optional
 
 import torch
+import tyro
 
 NOTE = (
     "Fixers are random-weight models (difix_ns.testing): these numbers measure the COST of Difix3D fix rounds "
@@ -131,19 +131,30 @@ def run(method: str, scene: Path, outdir: Path, name: str, steps: int, downscale
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="nerfstudio scene folder (e.g. .device/data/fox)")
-    parser.add_argument(
-        "--downscale-factor", type=int, default=2, help="uses images_N (fox has images_2 and images_4)"
-    )
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--num-rounds", type=int, default=3, help="fix rounds, evenly spaced over the run")
-    parser.add_argument("--train-every", type=int, default=5, help="every N-th frame trains (sparse views)")
-    parser.add_argument("--skip-sdturbo", action="store_true", help="skip the SD-Turbo-sized random fixer run")
-    parser.add_argument("--skip-tiny", action="store_true", help="skip the tiny random fixer run")
-    parser.add_argument("--out", type=Path, default=None, help="write the JSON here as well")
-    args = parser.parse_args()
+@dataclass
+class GpuDifix3dConfig:
+    """Options of the difix3d-splatfacto vs splatfacto GPU benchmark."""
+
+    data: Path
+    """nerfstudio scene folder (e.g. .device/data/fox)"""
+    downscale_factor: int = 2
+    """uses images_N (fox has images_2 and images_4)"""
+    steps: int = 3000
+    """training steps of every run"""
+    num_rounds: int = 3
+    """fix rounds, evenly spaced over the run"""
+    train_every: int = 5
+    """every N-th frame trains (sparse views)"""
+    skip_sdturbo: bool = False
+    """skip the SD-Turbo-sized random fixer run"""
+    skip_tiny: bool = False
+    """skip the tiny random fixer run"""
+    out: Optional[Path] = None
+    """write the JSON here as well"""
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = tyro.cli(GpuDifix3dConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
     if not torch.cuda.is_available():
         sys.exit("error: this benchmark needs a CUDA GPU")
 
