@@ -8,17 +8,17 @@ Runs, on a tiny RANDOM-weight Difix model (no hub needed; the numbers are timing
 photos with a reference folder (+ ``--video``), and ``difix-enhance-video --use-ref`` on an mp4 made from them.
 Prints and writes JSON with wall times, output checks and the device name.
 """
-from __future__ import annotations
-
-import argparse
 import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
 import torch
+import tyro
 from PIL import Image
 
 
@@ -34,12 +34,20 @@ def _run(main, argv):
     return code, round(time.perf_counter() - start, 3)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fox", required=True, type=Path, help="fox scene folder with images_4/")
-    parser.add_argument("--out", required=True, type=Path, help="JSON output path")
-    parser.add_argument("--frames", type=int, default=12)
-    args = parser.parse_args()
+@dataclass
+class GpuDifixCliConfig:
+    """Options of the GPU check of the Difix command-line tools."""
+
+    fox: Path
+    """fox scene folder with images_4/"""
+    out: Path
+    """JSON output path"""
+    frames: int = 12
+    """fox photos used as inputs (and as many as references)"""
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = tyro.cli(GpuDifixCliConfig, args=argv, description=__doc__.split("\n\n")[0])
 
     from difix_ns.cli import demo, enhance_video, fix_images
     from difix_ns.io import video_info, write_video
