@@ -12,18 +12,17 @@ same random linear loss. Reported: max/mean abs diff of RGB, alpha, expected dep
 agreement, means2d grad / absgrad and parameter-grad errors, timings (median of repeats) and peak memory.
 Prints the JSON and writes it to --out.
 """
-from __future__ import annotations
-
-import argparse
 import json
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, List, Optional
 
 import torch
+import tyro
 
 from difix_ns.splat import install_cpu_support, torch_rasterization
 from difix_ns.splat.cameras import orbit_cameras
@@ -191,24 +190,34 @@ def fox_scene(config_path: Path, n_views: int, device: str):
     return g, viewmats.float(), Ks.float(), width, height, sh, model.config.rasterize_mode, step
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="JSON output path")
-    parser.add_argument("--guitar", type=Path, default=Path(".device/data/splat_guitar/guitar.compressed.ply"),
-                        help="PlayCanvas compressed PLY of the guitar splat")
-    parser.add_argument("--fox-data", type=Path, default=Path(".device/data/fox"),
-                        help="fox scene (transforms.json + images_4) to train splatfacto on")
-    parser.add_argument("--fox-config", type=Path, default=None,
-                        help="config.yml of an existing splatfacto run (skips training)")
-    parser.add_argument("--fox-steps", type=int, default=300, help="splatfacto training steps for the fox model")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/gpu_rasterizer_parity"))
-    parser.add_argument("--views", type=int, default=4, help="cameras per scene")
-    parser.add_argument("--repeats", type=int, default=3, help="timing repeats (median)")
-    parser.add_argument("--chunk-elements", type=int, default=1 << 23,
-                        help="pixel x Gaussian pairs per torch-rasterizer batch on the GPU")
-    parser.add_argument("--smoke-cpu", action="store_true",
-                        help="plumbing check without a GPU: tiny renders, torch rasterizer on both sides")
-    args = parser.parse_args()
+@dataclass
+class RasterizerParityConfig:
+    """Options of the gsplat vs torch rasterizer parity check."""
+
+    out: Path
+    """JSON output path"""
+    guitar: Path = Path(".device/data/splat_guitar/guitar.compressed.ply")
+    """PlayCanvas compressed PLY of the guitar splat"""
+    fox_data: Path = Path(".device/data/fox")
+    """fox scene (transforms.json + images_4) to train splatfacto on"""
+    fox_config: Optional[Path] = None
+    """config.yml of an existing splatfacto run (skips training)"""
+    fox_steps: int = 300
+    """splatfacto training steps for the fox model"""
+    workdir: Path = Path("/tmp/gpu_rasterizer_parity")
+    """scratch folder of the fox training run"""
+    views: int = 4
+    """cameras per scene"""
+    repeats: int = 3
+    """timing repeats (median)"""
+    chunk_elements: int = 1 << 23
+    """pixel x Gaussian pairs per torch-rasterizer batch on the GPU"""
+    smoke_cpu: bool = False
+    """plumbing check without a GPU: tiny renders, torch rasterizer on both sides"""
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = tyro.cli(RasterizerParityConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
     if not torch.cuda.is_available() and not args.smoke_cpu:
         raise SystemExit("gpu_rasterizer_parity.py needs a CUDA GPU (it compares against gsplat's CUDA kernels)")
 
