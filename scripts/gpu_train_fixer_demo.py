@@ -17,9 +17,6 @@ in the HF layout, bf16 weights; ``tar xf`` then ``--pipeline.fixer.model-name fi
     source .device/setup.sh && python scripts/gpu_train_fixer_demo.py --out $OUT
     python scripts/gpu_train_fixer_demo.py --smoke-cpu --out /tmp/demo   # tiny CPU dry run (not a result)
 """
-from __future__ import annotations
-
-import argparse
 import json
 import os
 import platform
@@ -28,13 +25,16 @@ import sys
 import tarfile
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np
 import torch
+import tyro
 
 NOTE = ("The fixer is trained from RANDOM initialisation for a few minutes on a few hundred pairs of three scenes "
         "(no pretrained Difix weights are reachable here). It is a tiny model (`small`, ~5M parameters) vs the "
@@ -140,25 +140,40 @@ def tar_dir(src: Path, dst: Path, arcname: str) -> int:
     return dst.stat().st_size
 
 
+@dataclass
+class FixerDemoConfig:
+    """Options of the from-scratch fixer demonstration."""
+
+    out: Path
+    """output folder (JSON, fixer tars, CSV, example PNG)"""
+    data_root: Optional[Path] = None
+    """folder with fox/ and strecha/ (default: .device/data, else ../shared/data)"""
+    smoke_cpu: bool = False
+    """tiny CPU dry run: shrunk scenes, tiny model, few steps"""
+    budget_s: float = 420.0
+    """wall-clock budget of the whole script"""
+    splat_steps: int = 1500
+    """splatfacto iterations per pair-making run"""
+    train_seconds: float = 170.0
+    """upper bound on generic fixer training"""
+    per_scene_seconds: float = 30.0
+    """fox per-scene fine-tuning (0: skip)"""
+    batch_size: int = 8
+    """training batch size"""
+    crop: int = 256
+    """training crop (pixels)"""
+    lr: float = 3e-4
+    """learning rate (the per-scene fine-tune uses a third of it)"""
+    pairs_fraction: float = 0.6
+    """start no further training scene once this fraction of the budget is spent"""
+    work: Optional[Path] = None
+    """work folder (default: a temporary one)"""
+    vgg_features: Path = ROOT / ".device" / "vgg16_imagenet_features.pth"
+    """VGG16 features file to stage into the metric cache (LPIPS-vgg + Gram losses)"""
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--data-root", type=Path, default=None,
-                   help="folder with fox/ and strecha/ (default: .device/data, else ../shared/data)")
-    p.add_argument("--smoke-cpu", action="store_true", help="tiny CPU dry run: shrunk scenes, tiny model, few steps")
-    p.add_argument("--budget-s", type=float, default=420.0, help="wall-clock budget of the whole script")
-    p.add_argument("--splat-steps", type=int, default=1500, help="splatfacto iterations per pair-making run")
-    p.add_argument("--train-seconds", type=float, default=170.0, help="upper bound on generic fixer training")
-    p.add_argument("--per-scene-seconds", type=float, default=30.0, help="fox per-scene fine-tuning (0: skip)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop", type=int, default=256)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--pairs-fraction", type=float, default=0.6,
-                   help="start no further training scene once this fraction of the budget is spent")
-    p.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
-    p.add_argument("--vgg-features", type=Path, default=ROOT / ".device" / "vgg16_imagenet_features.pth",
-                   help="VGG16 features file to stage into the metric cache (LPIPS-vgg + Gram losses)")
-    args = p.parse_args(argv)
+    args = tyro.cli(FixerDemoConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
     t0 = time.perf_counter()
     smoke = args.smoke_cpu
     if not smoke and not torch.cuda.is_available():
