@@ -19,18 +19,18 @@ What it does (about 3-4 minutes on one H100/H200):
    initialisation and after training.
 Random weights demonstrate the training loop (losses logged, whether they fall), never restoration quality.
 """
-from __future__ import annotations
-
-import argparse
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Optional
 
 import torch
+import tyro
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,20 +96,34 @@ def held_out_metrics(trainer, records, metrics) -> dict:
     return {"aggregate": aggregate(rows), "per_rate": group_by(rows, "rate")}
 
 
+@dataclass
+class GpuRestorerConfig:
+    """Options of the short GPU NiFi training run (flags keep their underscores: --train_seconds)."""
+
+    out: str
+    """JSON output path"""
+    pairs: Optional[str] = None
+    """pairs root (default: synthetic fox pairs)"""
+    fox: str = str(ROOT / ".device" / "data" / "fox")
+    """fox scene folder (images_4/) for the synthetic pairs"""
+    size: Literal["turbo", "medium", "tiny"] = "turbo"
+    """tiny = the test-suite model, also runs on CPU (a dry run of this script, not a GPU result)"""
+    train_seconds: float = 120.0
+    """training time budget (seconds)"""
+    max_steps: int = 2000
+    """stop training after this many steps"""
+    lr: float = 1e-4
+    """learning rate of phi- and phi+"""
+    crop: int = 256
+    """training crop (pixels)"""
+    batch: int = 4
+    """training batch size"""
+    workdir: Optional[str] = None
+    """scratch folder (default: a temporary one)"""
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True)
-    p.add_argument("--pairs", default=None, help="pairs root (default: synthetic fox pairs)")
-    p.add_argument("--fox", default=str(ROOT / ".device" / "data" / "fox"))
-    p.add_argument("--size", choices=["turbo", "medium", "tiny"], default="turbo",
-                   help="tiny = the test-suite model, also runs on CPU (a dry run of this script, not a GPU result)")
-    p.add_argument("--train_seconds", type=float, default=120.0)
-    p.add_argument("--max_steps", type=int, default=2000)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--crop", type=int, default=256)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one)")
-    args = p.parse_args(argv)
+    args = tyro.cli(GpuRestorerConfig, args=argv, description=__doc__, use_underscores=True)
     t0 = time.time()
     if not torch.cuda.is_available() and args.size != "tiny":
         print("error: this check needs a CUDA GPU (use --size tiny for a CPU dry run)", file=sys.stderr)
