@@ -27,9 +27,6 @@ Writes into --out: ``gpu_train_restorer_demo.json`` (rewritten after every phase
     python scripts/gpu_train_restorer_demo.py --out $OUT --budget-s 420     # cold machine (setup takes ~100 s)
     python scripts/gpu_train_restorer_demo.py --smoke-cpu --out /tmp/demo   # tiny CPU dry run (plumbing, not a result)
 """
-from __future__ import annotations
-
-import argparse
 import json
 import os
 import platform
@@ -40,13 +37,16 @@ import sys
 import tarfile
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import List, Literal, Optional
 
 T_PROCESS = time.perf_counter()  # the budget counts from here: imports are part of it
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+import tyro  # noqa: E402
 
 JSON_NAME = "gpu_train_restorer_demo.json"
 TAR_NAME = "nifi_restorer_demo.tar"
@@ -91,41 +91,61 @@ DMD_OFF = (
     "images (with one, the earlier run gpu_train_restorer.json saw the KL loss grow from 1.6e4 to 2.6e5).")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="output folder (the lead passes $OUT)")
-    p.add_argument("--data-root", type=Path, default=None,
-                   help="folder with fox/ and strecha/<scene>/ (default: .device/data, else ../shared/data)")
-    p.add_argument("--budget-s", type=float, default=500.0,
-                   help="wall-clock budget of the whole script, imports included (default 500: fits 9 minutes on a "
-                        "warm H200; use 420 on a cold machine, whose setup takes ~100 s of a 10-minute command)")
-    p.add_argument("--smoke-cpu", action="store_true", help="tiny CPU dry run: shrunk scenes, tiny model, few steps")
-    p.add_argument("--scenes", nargs="+", default=list(TRAIN_SCENES), choices=list(TRAIN_SCENES),
-                   help="training scenes, in pair-making order (entry-P10 is always the evaluation scene)")
-    p.add_argument("--fox-images", choices=["images_4", "images_2"], default="images_4",
-                   help="fox resolution (images_2 doubles the pair-making time)")
-    p.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.5, 1.0], help="codec rate presets (λ)")
-    p.add_argument("--splat-steps", type=int, default=1500, help="splatfacto iterations per scene")
-    p.add_argument("--finetune-steps", type=int, default=100, help="compression-aware fine-tune steps per rate")
-    p.add_argument("--pairs-fraction", type=float, default=0.45,
-                   help="start no further training scene once this fraction of the budget is spent")
-    p.add_argument("--eval-reserve-s", type=float, default=45.0,
-                   help="seconds kept for export, evaluation and the PNG after training")
-    p.add_argument("--architecture", choices=sorted(ARCHITECTURES), default=None, help="default: small (tiny with --smoke-cpu)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop", type=int, default=256, help="training crop (multiple of 8)")
-    p.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (all weights and phi-)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop training after this many steps (default: budget)")
-    p.add_argument("--eval-splits", nargs="+", choices=["test", "train"], default=None,
-                   help="entry-P10 splits to evaluate (default: test train; --smoke-cpu: test)")
-    p.add_argument("--vgg-features", type=Path, default=ROOT / ".device" / "vgg16_imagenet_features.pth",
-                   help="VGG16 features to stage into the metric cache for DISTS (skipped if absent)")
-    p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
-    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
-    p.add_argument("--rescore", type=Path, default=None,
-                   help=f"only score an {IMAGES_TAR} of an earlier run (e.g. DISTS on a machine with VGG16 "
-                        "weights) and write rescore_entry_P10.json into --out")
-    args = p.parse_args(argv)
+@dataclass
+class RestorerDemoConfig:
+    """Options of the from-scratch NiFi restorer demonstration."""
+
+    out: Path
+    """output folder (the lead passes $OUT)"""
+    data_root: Optional[Path] = None
+    """folder with fox/ and strecha/<scene>/ (default: .device/data, else ../shared/data)"""
+    budget_s: float = 500.0
+    """wall-clock budget of the whole script, imports included (default 500: fits 9 minutes on a warm H200; use 420
+    on a cold machine, whose setup takes ~100 s of a 10-minute command)"""
+    smoke_cpu: bool = False
+    """tiny CPU dry run: shrunk scenes, tiny model, few steps"""
+    scenes: List[Literal[TRAIN_SCENES]] = field(default_factory=lambda: list(TRAIN_SCENES))
+    """training scenes, in pair-making order (entry-P10 is always the evaluation scene)"""
+    fox_images: Literal["images_4", "images_2"] = "images_4"
+    """fox resolution (images_2 doubles the pair-making time)"""
+    rates: List[float] = field(default_factory=lambda: [0.1, 0.5, 1.0])
+    """codec rate presets (λ)"""
+    splat_steps: int = 1500
+    """splatfacto iterations per scene"""
+    finetune_steps: int = 100
+    """compression-aware fine-tune steps per rate"""
+    pairs_fraction: float = 0.45
+    """start no further training scene once this fraction of the budget is spent"""
+    eval_reserve_s: float = 45.0
+    """seconds kept for export, evaluation and the PNG after training"""
+    architecture: Optional[Literal[tuple(sorted(ARCHITECTURES))]] = None
+    """default: small (tiny with --smoke-cpu)"""
+    batch_size: int = 8
+    """training batch size"""
+    crop: int = 256
+    """training crop (multiple of 8)"""
+    lr: float = 3e-4
+    """AdamW learning rate (all weights and phi-)"""
+    max_steps: Optional[int] = None
+    """stop training after this many steps (default: budget)"""
+    eval_splits: Optional[List[Literal["test", "train"]]] = None
+    """entry-P10 splits to evaluate (default: test train; --smoke-cpu: test)"""
+    vgg_features: Path = ROOT / ".device" / "vgg16_imagenet_features.pth"
+    """VGG16 features to stage into the metric cache for DISTS (skipped if absent)"""
+    work: Optional[Path] = None
+    """scratch folder (default: a temporary one)"""
+    overwrite: bool = False
+    """replace the results of an earlier run in --out"""
+    rescore: Optional[Path] = None
+    """only score an entry_P10_images.tar of an earlier run (e.g. DISTS on a machine with VGG16 weights) and write
+    rescore_entry_P10.json into --out"""
+
+
+def parse_args(argv=None) -> RestorerDemoConfig:
+    args = tyro.cli(RestorerDemoConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
+    for option, values in (("--scenes", args.scenes), ("--rates", args.rates), ("--eval-splits", args.eval_splits)):
+        if values is not None and not values:
+            raise SystemExit(f"error: {option} needs at least one value")
     if args.architecture is None:
         args.architecture = "tiny" if args.smoke_cpu else "small"
     if args.eval_splits is None:
