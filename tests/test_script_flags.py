@@ -1,0 +1,88 @@
+"""The GPU/benchmark scripts under scripts/ parse every invocation written in scripts/gpu_session.sh and
+docs/gpu_results/README.md, so a renamed or removed flag fails here instead of on a GPU machine. Only the option
+parsing runs (tyro, through each script's own entry point): nothing is trained, loaded or written."""
+import importlib.util
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import tyro
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = (ROOT / "scripts" / "gpu_session.sh", ROOT / "docs" / "gpu_results" / "README.md")
+# Scripts whose invocations these files must contain (a broken extraction must not pass as "nothing to check").
+EXPECTED = {"bench_difix3d_quality", "gpu_train_fixer_demo", "bench_nifi_splatfacto", "bench_difix",
+            "gpu_difix3d_splatfacto", "bench_postfix_render", "gpu_train_restorer_demo", "gpu_rasterizer_parity",
+            "bench_codec_vs_gsplat", "gpu_train_restorer", "bench_fixer"}
+
+
+class _Parsed(Exception):
+    def __init__(self, config):
+        super().__init__("parsed")
+        self.config = config
+
+
+def invocations() -> list[tuple[str, list[str]]]:
+    found = []
+    for source in SOURCES:
+        text = source.read_text().replace("\\\n", " ")
+        for name, rest in re.findall(r"python scripts/(\w+)\.py([^`|;&\n]*)", text):
+            if name in EXPECTED:
+                found.append((name, shlex.split(rest.replace("$OUT", "/tmp/out"))))
+    return found
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_flags_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse(name: str, argv: list[str]):
+    """The script's config as its own entry point parses `argv` (tyro.cli intercepted right after parsing)."""
+    module = _load(name)
+    real_cli = tyro.cli
+
+    def cli(*args, **kwargs):
+        raise _Parsed(real_cli(*args, **kwargs))
+
+    entry = getattr(module, "parse_args", None) or module.main
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tyro, "cli", cli)
+        with pytest.raises(_Parsed) as parsed:
+            entry(argv)
+    return parsed.value.config
+
+
+def test_documented_invocations_parse():
+    calls = invocations()
+    assert {name for name, _ in calls} == EXPECTED
+    configs = {}
+    for name, argv in calls:
+        configs.setdefault(name, []).append(parse(name, argv))
+    quality = configs["bench_difix3d_quality"][0]
+    assert quality.downscale_factor == [2, 1, 1] and quality.train_every == [5, 3, 3]
+    assert quality.steps == [3000, 2000, 2000] and len(quality.data) == 3
+    assert [a.split("=")[0] for a in quality.ablate] == ["identity_nodensify", "teacher_strong"]
+    assert quality.ablate[0] == "identity_nodensify=identity --pipeline.model.densify-from-pool-views False"
+    postfix = configs["bench_postfix_render"][0]
+    assert postfix.sizes == ["real"] and postfix.batch_sizes == [1, 8]
+    assert postfix.compile_cache_dir == "/tmp/difix_compile_cache"
+    assert configs["gpu_difix3d_splatfacto"][0].skip_tiny and not configs["gpu_difix3d_splatfacto"][0].skip_sdturbo
+    nifi = configs["bench_nifi_splatfacto"][0]
+    assert (nifi.budget_steps, nifi.deadline_s, nifi.work_dir) == (2000, 300.0, Path("/tmp/nifi_runs"))
+    assert {c.budget_s for c in configs["bench_difix"]} == {200.0, 170.0}
+    assert configs["gpu_train_fixer_demo"][0].work == Path("/tmp/fixer_demo_work")
+
+
+def test_flag_spellings_kept():
+    """Spellings that differ from tyro's defaults: an alias, store_false flags, underscores, a repeated option."""
+    assert parse("bench_difix", ["--quick", "--no-anchor", "--no-eager"]).smoke
+    assert not parse("bench_fixer", ["--no-compile"]).compile
+    restorer = parse("gpu_train_restorer", ["--out", "o.json", "--train_seconds", "5", "--max_steps", "3"])
+    assert (restorer.train_seconds, restorer.max_steps) == (5.0, 3)
+    assert parse("bench_nifi_splatfacto", ["--data", "d", "--out", "o", "--target-mb"]).target_mb == []
+    with pytest.raises(SystemExit):
+        parse("bench_difix3d_quality", ["--data", "d", "--out", "o", "--variants", "nope"])
