@@ -2,7 +2,8 @@
 
 GPU machine (the lead runs it):
     source .device/setup.sh && python scripts/bench_codec_vs_gsplat.py --out $OUT/bench_codec_vs_gsplat.json
-trains a quick splatfacto on .device/data/fox (quarter resolution, --train-steps, default 3000) unless
+
+It trains a quick splatfacto on .device/data/fox (quarter resolution, --train-steps, default 3000) unless
 --load-config <run>/config.yml (a trained splatfacto run) or --ply <INRIA 3DGS PLY in the dataparser frame> is given.
 
 Every variant is rendered by the same rasterizer (gsplat's CUDA kernels via difix_ns.splat.rasterization) at the

@@ -2,6 +2,7 @@
 
 GPU (the numbers for the README; about 4-5 minutes on an H200 with a cold compile cache):
     python scripts/bench_difix.py --out $OUT/bench_difix.json --compile-cache-dir /tmp/difix_compile_cache
+
 CPU smoke run (tiny architecture, 64x96; the fast path runs its plumbing uncompiled; timings mean nothing):
     python scripts/bench_difix.py --smoke-cpu --out /tmp/bench_difix_smoke.json
 

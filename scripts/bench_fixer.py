@@ -2,6 +2,7 @@
 
 GPU (the numbers for the README; about a minute on an H200):
     python scripts/bench_fixer.py --out $OUT
+
 CPU smoke run (tiny architecture, 64x128; proves the script works, the timings mean nothing):
     python scripts/bench_fixer.py --smoke-cpu --out /tmp/bench_fixer
 

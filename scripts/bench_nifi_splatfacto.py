@@ -4,6 +4,7 @@
 GPU (the lead runs it, fox at half resolution):
     source .device/setup.sh && python scripts/bench_nifi_splatfacto.py --data .device/data/fox \
         --downscale-factor 2 --max-num-iterations 7000 --out $OUT [--budget-steps 3000]
+
 CPU plumbing check (tiny: 6 quarter-res views, a few steps, random-init Gaussians; numbers mean nothing):
     python scripts/bench_nifi_splatfacto.py --smoke-cpu --data ../shared/data/fox --out /tmp/bench_smoke
 
