@@ -1,9 +1,9 @@
 """Every command in the README's shell blocks names a program this checkout provides (a console script of this
 package or of nerfstudio, a file under scripts/ or the repository root, or a listed system tool), and every
-``--flag`` given to one of this package's argparse tools exists in its parser. Static: nothing is run."""
+``--flag`` given to one of this package's reference-flag tools exists in the parser tyro builds for it (the
+parser behind ``--help``). Static: nothing is run."""
 from __future__ import annotations
 
-import argparse
 import importlib
 import re
 import shlex
@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_TOOLS = {"accelerate", "python3", "pip", "pytest", "ffmpeg", "apt-get", "source", ".", ":"}
 NERFSTUDIO_TOOLS = {"ns-train", "ns-render", "ns-eval", "ns-viewer", "ns-export", "ns-process-data"}
-ARGPARSE_TOOLS = {  # console script / script -> module whose build_parser() is the tool's parser
+TYRO_TOOLS = {  # console script / script -> module whose build_parser() is the tool's tyro-built parser
     "difix-fix": "difix_ns.cli.fix_images",
     "scripts/inference_difix.py": "difix_ns.cli.fix_images",
     "difix-enhance-video": "difix_ns.cli.enhance_video",
@@ -62,13 +62,14 @@ def test_every_readme_program_exists():
     assert missing == []
 
 
-def test_readme_flags_exist_in_the_argparse_tools():
+def test_readme_flags_exist_in_the_tyro_tools():
     unknown = []
     for words in readme_commands():
-        module = ARGPARSE_TOOLS.get(program(words))
+        module = TYRO_TOOLS.get(program(words))
         if module is None:
             continue
-        parser: argparse.ArgumentParser = importlib.import_module(module).build_parser()
+        parser = importlib.import_module(module).build_parser()
         known = {o for action in parser._actions for o in action.option_strings}
+        assert "--help" in known and len(known) > 5  # the tool's real parser, not an empty one
         unknown += [f"{program(words)} {w}" for w in words if w.startswith("--") and w.split("=")[0] not in known]
     assert unknown == []
