@@ -12,7 +12,6 @@ reported before and after fixing.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from rich.table import Table
 
 from difix_ns.diffusion.model_names import RANDOM_TINY, PLUMBING_NOTE, plumbing_banner
 from difix_ns.cli.common import ModelOptions, cli_main, console, load_fixer, progress
-from difix_ns.cli.tyro_style import parse, parser
+from difix_ns.cli.tyro_style import parse
 from difix_ns.io import InputError, OutputTransaction, save_image, tensor_to_pil
 from difix_ns.metrics import psnr, ssim
 from difix_ns.splat.cameras import look_at_viewmat, pinhole_intrinsics
@@ -60,11 +59,6 @@ class DemoConfig(ModelOptions):
     """Replace an earlier demo in --output_dir (default: refuse)."""
     batch_size: Annotated[int, tyro.conf.arg(aliases=("--batch-size",))] = 8
     """Images per forward pass."""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The parser tyro builds from :class:`DemoConfig` (what ``--help`` shows)."""
-    return parser(DemoConfig, prog=PROG, description=DESCRIPTION)
 
 
 def load_splat(path: Path):

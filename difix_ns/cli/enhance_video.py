@@ -8,7 +8,6 @@ the frame's. That needs no camera poses, so it works for any video.
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, List, Optional, Sequence
@@ -21,7 +20,7 @@ from difix_ns.cli.common import (
     ModelOptions, cli_main, console, fit_to, load_fixer, most_similar, plumbing_notice, progress,
 )
 from difix_ns.cli.common import thumbnail
-from difix_ns.cli.tyro_style import parse, parser
+from difix_ns.cli.tyro_style import parse
 from difix_ns.io import (
     InputError,
     OutputTransaction,
@@ -53,11 +52,6 @@ class EnhanceVideoConfig(ModelOptions):
     """Folder of clean reference images (e.g. the training photos)."""
     overwrite: bool = False
     """Replace --output if it already exists (default: refuse)."""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The parser tyro builds from :class:`EnhanceVideoConfig` (what ``--help`` shows)."""
-    return parser(EnhanceVideoConfig, prog=PROG, description=DESCRIPTION)
 
 
 def _frames_to_tensor(frames: List[np.ndarray]) -> torch.Tensor:

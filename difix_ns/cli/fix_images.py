@@ -8,7 +8,6 @@ succeeds.
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Dict, List, Literal, Optional, Sequence, Tuple
@@ -27,7 +26,7 @@ from difix_ns.cli.common import (
     progress,
     thumbnail,
 )
-from difix_ns.cli.tyro_style import parse, parser
+from difix_ns.cli.tyro_style import parse
 from difix_ns.io import (
     InputError,
     OutputTransaction,
@@ -71,11 +70,6 @@ renders vs 4 training images)."""
     """Also write output.mp4 (30 fps) of the outputs."""
     overwrite: bool = False
     """Replace outputs that already exist (default: refuse)."""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The parser tyro builds from :class:`FixImagesConfig` (what ``--help`` shows)."""
-    return parser(FixImagesConfig, prog=PROG, description=DESCRIPTION)
 
 
 def _processing_size(size: Tuple[int, int], height: int, width: int) -> Tuple[int, int]:

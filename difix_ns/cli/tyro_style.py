@@ -7,7 +7,10 @@ Import-light: only tyro.
 """
 from __future__ import annotations
 
-import argparse
+import contextlib
+import io
+import os
+import re
 from typing import Optional, Sequence, Type, TypeVar
 
 import tyro
@@ -22,11 +25,26 @@ def parse(config: Type[T], argv: Optional[Sequence[str]], *, prog: Optional[str]
     return tyro.cli(config, args=argv, prog=prog, description=description, use_underscores=True, config=_MARKERS)
 
 
-def parser(config: Type[T], *, prog: Optional[str] = None, description: Optional[str] = None) -> argparse.ArgumentParser:
-    """The argparse parser tyro builds for ``config`` (the same flags :func:`parse` accepts), e.g. to list options."""
-    return tyro.extras.get_parser(config, prog=prog, description=description, use_underscores=True, config=_MARKERS)
-
-
 def option_strings(config: Type[T]) -> set[str]:
-    """Every ``--flag`` spelling (aliases included) the tool accepts."""
-    return {o for action in parser(config)._actions for o in action.option_strings}
+    """Every ``--flag`` spelling (aliases included) that ``--help`` lists as an option of ``config`` (flags named only
+    in help texts do not count): read from the help tyro prints, so it is what users see and :func:`parse` accepts."""
+    text = io.StringIO()
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "400"  # one option per help line: no flag is wrapped
+    try:
+        with contextlib.redirect_stdout(text):
+            parse(config, ["--help"])
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            raise
+    finally:
+        if columns is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = columns
+    flags = set()
+    for line in text.getvalue().splitlines():  # option lines: "│ --flag TYPE, --alias TYPE   help text │"
+        head = re.split(r"\s{2,}", line.strip("│ \t"))[0]
+        if head.startswith("-"):
+            flags.update(re.findall(r"(?<![\w-])--[A-Za-z][\w-]*", head))
+    return flags
