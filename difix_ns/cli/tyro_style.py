@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import re
+import sys
 from typing import Optional, Sequence, Type, TypeVar
 
 import tyro
@@ -20,9 +21,19 @@ _MARKERS = (tyro.conf.FlagCreatePairsOff,)
 
 
 def parse(config: Type[T], argv: Optional[Sequence[str]], *, prog: Optional[str] = None,
-          description: Optional[str] = None) -> T:
-    """Parse ``argv`` (``None``: ``sys.argv[1:]``) into ``config``; bad or missing options exit with code 2."""
-    return tyro.cli(config, args=argv, prog=prog, description=description, use_underscores=True, config=_MARKERS)
+          description: Optional[str] = None, nonempty: Sequence[str] = ()) -> T:
+    """Parse ``argv`` (``None``: ``sys.argv[1:]``) into ``config``; bad or missing options exit with code 2.
+
+    ``nonempty`` names list options that need at least one value when given (argparse's ``nargs="+"``): tyro
+    accepts a bare ``--rates`` as an empty list, which is refused here with an ``error:`` line naming the option.
+    """
+    parsed = tyro.cli(config, args=argv, prog=prog, description=description, use_underscores=True, config=_MARKERS)
+    for name in nonempty:
+        value = getattr(parsed, name)
+        if value is not None and len(value) == 0:
+            print(f"error: --{name} needs at least one value", file=sys.stderr)
+            raise SystemExit(2)
+    return parsed
 
 
 def option_strings(config: Type[T]) -> set[str]:
