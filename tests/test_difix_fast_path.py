@@ -43,14 +43,12 @@ def test_compile_switch_without_cuda_stays_eager_and_unchanged(pipe, monkeypatch
 
 
 def test_no_compile_cli_flag():
-    import argparse
+    from difix_ns.cli.common import ModelOptions
+    from difix_ns.cli.tyro_style import parse
 
-    from difix_ns.cli.common import add_model_arguments
-
-    parser = argparse.ArgumentParser()
-    add_model_arguments(parser)
-    assert parser.parse_args([]).compile is True
-    assert parser.parse_args(["--no-compile"]).compile is False
+    assert parse(ModelOptions, []).compile is True
+    assert parse(ModelOptions, ["--no-compile"]).compile is False
+    assert parse(ModelOptions, ["--no_compile"]).compile is False
 
 
 class _Broken:

@@ -1,24 +1,25 @@
 """Every command in the README's shell blocks names a program this checkout provides (a console script of this
 package or of nerfstudio, a file under scripts/ or the repository root, or a listed system tool), and every
-``--flag`` given to one of this package's argparse tools exists in its parser. Static: nothing is run."""
+``--flag`` given to one of this package's reference-flag tools is listed by its tyro-built ``--help``. Static: nothing is run."""
 from __future__ import annotations
 
-import argparse
 import importlib
 import re
 import shlex
 from pathlib import Path
 
+from difix_ns.cli.tyro_style import option_strings
+
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_TOOLS = {"accelerate", "python3", "pip", "pytest", "ffmpeg", "apt-get", "source", ".", ":"}
 NERFSTUDIO_TOOLS = {"ns-train", "ns-render", "ns-eval", "ns-viewer", "ns-export", "ns-process-data"}
-ARGPARSE_TOOLS = {  # console script / script -> module whose build_parser() is the tool's parser
-    "difix-fix": "difix_ns.cli.fix_images",
-    "scripts/inference_difix.py": "difix_ns.cli.fix_images",
-    "difix-enhance-video": "difix_ns.cli.enhance_video",
-    "scripts/enhance_existing_video.py": "difix_ns.cli.enhance_video",
-    "enhance_existing_video.py": "difix_ns.cli.enhance_video",
-    "difix-demo": "difix_ns.cli.demo",
+TYRO_TOOLS = {  # console script / script -> (module, its tyro config dataclass)
+    "difix-fix": ("difix_ns.cli.fix_images", "FixImagesConfig"),
+    "scripts/inference_difix.py": ("difix_ns.cli.fix_images", "FixImagesConfig"),
+    "difix-enhance-video": ("difix_ns.cli.enhance_video", "EnhanceVideoConfig"),
+    "scripts/enhance_existing_video.py": ("difix_ns.cli.enhance_video", "EnhanceVideoConfig"),
+    "enhance_existing_video.py": ("difix_ns.cli.enhance_video", "EnhanceVideoConfig"),
+    "difix-demo": ("difix_ns.cli.demo", "DemoConfig"),
 }
 
 
@@ -62,13 +63,13 @@ def test_every_readme_program_exists():
     assert missing == []
 
 
-def test_readme_flags_exist_in_the_argparse_tools():
+def test_readme_flags_exist_in_the_tyro_tools():
     unknown = []
     for words in readme_commands():
-        module = ARGPARSE_TOOLS.get(program(words))
-        if module is None:
+        tool = TYRO_TOOLS.get(program(words))
+        if tool is None:
             continue
-        parser: argparse.ArgumentParser = importlib.import_module(module).build_parser()
-        known = {o for action in parser._actions for o in action.option_strings}
+        known = option_strings(getattr(importlib.import_module(tool[0]), tool[1]))  # the flags --help lists
+        assert {"--help", "--model_name", "--model-name"} <= known  # the tool's real help, not an empty one
         unknown += [f"{program(words)} {w}" for w in words if w.startswith("--") and w.split("=")[0] not in known]
     assert unknown == []

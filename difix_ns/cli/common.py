@@ -1,13 +1,14 @@
 """Shared pieces of the Difix command-line tools: error reporting, progress bars, model loading, references."""
 from __future__ import annotations
 
-import argparse
 import functools
 import os
-from typing import Callable, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Callable, List, Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+import tyro
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -54,24 +55,32 @@ def progress() -> Progress:
     )
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every tool that runs the Difix model (seed spellings plus dashed aliases)."""
-    parser.add_argument("--model_name", "--model-name", default="nvidia/difix_ref",
-                        help="Hugging Face hub id or local model directory in the HF layout "
-                             "(e.g. one written by difix-make-tiny-model) [default: nvidia/difix_ref]")
-    parser.add_argument("--prompt", default="remove degradation", help="text prompt [default: %(default)s]")
-    parser.add_argument("--timestep", type=int, default=None,
-                        help="denoising timestep [default: the model's own: 199 for Difix, 250 for Fixer]")
-    parser.add_argument("--batch_size", "--batch-size", type=int, default=4,
-                        help="images per forward pass [default: %(default)s]")
-    parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16",
-                        help="compute dtype on CUDA; CPU always uses float32 [default: %(default)s]")
-    parser.add_argument("--device", default=None, help="torch device [default: cuda if available, else cpu]")
-    parser.add_argument("--no-compile", "--no_compile", dest="compile", action="store_false",
-                        help="run the model eagerly on CUDA (default: compiled fast path, cached on disk)")
+@dataclass(kw_only=True)
+class ModelOptions:
+    """Options shared by every tool that runs the Difix model (the reference spellings plus dashed aliases)."""
+
+    model_name: Annotated[str, tyro.conf.arg(aliases=("--model-name",))] = "nvidia/difix_ref"
+    """Hugging Face hub id or local model directory in the HF layout (e.g. one written by difix-make-tiny-model)."""
+    prompt: str = "remove degradation"
+    """Text prompt."""
+    timestep: Optional[int] = None
+    """Denoising timestep (None: the model's own, 199 for Difix, 250 for Fixer)."""
+    batch_size: Annotated[int, tyro.conf.arg(aliases=("--batch-size",))] = 4
+    """Images per forward pass."""
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    """Compute dtype on CUDA; CPU always uses float32."""
+    device: Optional[str] = None
+    """Torch device (None: cuda if available, else cpu)."""
+    no_compile: Annotated[bool, tyro.conf.arg(aliases=("--no-compile",))] = False
+    """Run the model eagerly on CUDA (default: the compiled fast path, cached on disk)."""
+
+    @property
+    def compile(self) -> bool:
+        """Whether the compiled CUDA fast path is used (the inverse of ``--no_compile``)."""
+        return not self.no_compile
 
 
-def load_fixer(args: argparse.Namespace):
+def load_fixer(args: ModelOptions):
     """Build the ``DifixFixer`` and load its model now, so a bad model fails before any work is done."""
     from difix_ns.fixer import DifixFixer, DifixFixerConfig
 
@@ -81,7 +90,7 @@ def load_fixer(args: argparse.Namespace):
         raise InputError(f"--timestep must be in [0, 1000), got {args.timestep}")
     config = DifixFixerConfig(model_name=args.model_name, device=args.device, dtype=args.dtype,
                               batch_size=args.batch_size, timestep=args.timestep, prompt=args.prompt,
-                              compile=getattr(args, "compile", True))
+                              compile=args.compile)
     fixer = DifixFixer(config)
     with console.status(f"loading Difix model {args.model_name}"):
         try:

@@ -12,18 +12,20 @@ reported before and after fixing.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Annotated, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import tyro
 from rich.table import Table
 
 from difix_ns.diffusion.model_names import RANDOM_TINY, PLUMBING_NOTE, plumbing_banner
-from difix_ns.cli.common import add_model_arguments, cli_main, console, load_fixer, progress
+from difix_ns.cli.common import ModelOptions, cli_main, console, load_fixer, progress
+from difix_ns.cli.tyro_style import parse
 from difix_ns.io import InputError, OutputTransaction, save_image, tensor_to_pil
 from difix_ns.metrics import psnr, ssim
 from difix_ns.splat.cameras import look_at_viewmat, pinhole_intrinsics
@@ -31,22 +33,32 @@ from difix_ns.splat.splat_render import render_splat
 
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="difix-demo", description=__doc__.split("\n\n")[0].replace("``", ""),
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[-1])
-    p.add_argument("--output_dir", "--output-dir", default="demo_out", help="where to write [default: %(default)s]")
-    p.add_argument("--splat", default=None,
-                   help="a 3DGS PLY (Inria or PlayCanvas compressed) [default: the bundled guitar]")
-    p.add_argument("--views", type=int, default=3, help="orbit views to render [default: %(default)s]")
-    p.add_argument("--width", type=int, default=0, help="render width; 0 = 384 on CUDA, 160 on CPU")
-    p.add_argument("--height", type=int, default=0, help="render height; 0 = 576 on CUDA, 256 on CPU")
-    p.add_argument("--keep_fraction", "--keep-fraction", type=float, default=0.25,
-                   help="fraction of Gaussians kept in the degraded renders [default: %(default)s]")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Gaussian subset [default: %(default)s]")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --output_dir (default: refuse)")
-    add_model_arguments(p)
-    p.set_defaults(batch_size=8)
-    return p
+PROG = "difix-demo"
+DESCRIPTION = (__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[-1]).replace("``", "")
+
+
+@dataclass(kw_only=True)
+class DemoConfig(ModelOptions):
+    """Options of ``difix-demo`` (underscored like Difix's scripts, plus dashed aliases)."""
+
+    output_dir: Annotated[str, tyro.conf.arg(aliases=("--output-dir",))] = "demo_out"
+    """Where to write."""
+    splat: Optional[str] = None
+    """A 3DGS PLY (Inria or PlayCanvas compressed) (None: the bundled guitar)."""
+    views: int = 3
+    """Orbit views to render."""
+    width: int = 0
+    """Render width; 0 = 384 on CUDA, 160 on CPU."""
+    height: int = 0
+    """Render height; 0 = 576 on CUDA, 256 on CPU."""
+    keep_fraction: Annotated[float, tyro.conf.arg(aliases=("--keep-fraction",))] = 0.25
+    """Fraction of Gaussians kept in the degraded renders."""
+    seed: int = 0
+    """Seed of the Gaussian subset."""
+    overwrite: bool = False
+    """Replace an earlier demo in --output_dir (default: refuse)."""
+    batch_size: Annotated[int, tyro.conf.arg(aliases=("--batch-size",))] = 8
+    """Images per forward pass."""
 
 
 def load_splat(path: Path):
@@ -103,7 +115,7 @@ def _plumbing_banner() -> None:
 
 @cli_main
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = parse(DemoConfig, argv, prog=PROG, description=DESCRIPTION)
     out = Path(args.output_dir)
     if not args.overwrite and out.is_dir() and any((out / n).exists() for n in ("strip.png", "view00_before.png")):
         raise InputError(f"output {out / 'strip.png'} already exists; pass --overwrite to replace the demo in {out}")

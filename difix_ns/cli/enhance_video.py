@@ -8,17 +8,19 @@ the frame's. That needs no camera poses, so it works for any video.
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Annotated, List, Optional, Sequence
 
 import numpy as np
 import torch
+import tyro
 
 from difix_ns.cli.common import (
-    add_model_arguments, cli_main, console, fit_to, load_fixer, most_similar, plumbing_notice, progress,
+    ModelOptions, cli_main, console, fit_to, load_fixer, most_similar, plumbing_notice, progress,
 )
 from difix_ns.cli.common import thumbnail
+from difix_ns.cli.tyro_style import parse
 from difix_ns.io import (
     InputError,
     OutputTransaction,
@@ -32,17 +34,24 @@ from difix_ns.io import (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="difix-enhance-video", description=__doc__.split("\n\n")[0].replace("``", ""))
-    p.add_argument("--input", required=True, help="input video (any format ffmpeg reads, e.g. mp4)")
-    p.add_argument("--output", required=True, help="output video path (.mp4, H.264)")
-    p.add_argument("--use-ref", "--use_ref", dest="use_ref", action="store_true",
-                   help="condition every frame on its most similar image from --ref-images")
-    p.add_argument("--ref-images", "--ref_images", dest="ref_images", default=None,
-                   help="folder of clean reference images (e.g. the training photos)")
-    p.add_argument("--overwrite", action="store_true", help="replace --output if it already exists (default: refuse)")
-    add_model_arguments(p)
-    return p
+PROG = "difix-enhance-video"
+DESCRIPTION = __doc__.split("\n\n")[0].replace("``", "")
+
+
+@dataclass(kw_only=True)
+class EnhanceVideoConfig(ModelOptions):
+    """Options of ``difix-enhance-video`` (the reference workflow's dashed flags, plus underscored aliases)."""
+
+    input: str
+    """Input video (any format ffmpeg reads, e.g. mp4)."""
+    output: str
+    """Output video path (.mp4, H.264)."""
+    use_ref: Annotated[bool, tyro.conf.arg(aliases=("--use-ref",))] = False
+    """Condition every frame on its most similar image from --ref-images."""
+    ref_images: Annotated[Optional[str], tyro.conf.arg(aliases=("--ref-images",))] = None
+    """Folder of clean reference images (e.g. the training photos)."""
+    overwrite: bool = False
+    """Replace --output if it already exists (default: refuse)."""
 
 
 def _frames_to_tensor(frames: List[np.ndarray]) -> torch.Tensor:
@@ -51,7 +60,7 @@ def _frames_to_tensor(frames: List[np.ndarray]) -> torch.Tensor:
 
 @cli_main
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = parse(EnhanceVideoConfig, argv, prog=PROG, description=DESCRIPTION)
     src, dst = Path(args.input), Path(args.output)
     if args.ref_images and not args.use_ref:
         console.print("[yellow]note:[/] --ref-images given, enabling --use-ref")

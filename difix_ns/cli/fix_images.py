@@ -8,14 +8,15 @@ succeeds.
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Annotated, Dict, List, Literal, Optional, Sequence, Tuple
 
 import torch
+import tyro
 
 from difix_ns.cli.common import (
-    add_model_arguments,
+    ModelOptions,
     cli_main,
     console,
     fit_to,
@@ -25,6 +26,7 @@ from difix_ns.cli.common import (
     progress,
     thumbnail,
 )
+from difix_ns.cli.tyro_style import parse
 from difix_ns.io import (
     InputError,
     OutputTransaction,
@@ -41,26 +43,33 @@ VIDEO_NAME = "output.mp4"
 VIDEO_FPS = 30
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="difix-fix", description=__doc__.split("\n\n")[0].replace("``", ""),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input_image", "--input-image", required=True,
-                   help="an image file or a folder of images (png/jpg/jpeg/webp, processed in sorted order)")
-    p.add_argument("--ref_image", "--ref-image", default=None,
-                   help="reference view(s): one file used for every input, or a folder paired with the inputs")
-    p.add_argument("--ref_match", "--ref-match", choices=("auto", "order", "similar"), default="auto",
-                   help="pairing for a --ref_image folder: 'order' pairs the i-th sorted input with the i-th sorted "
-                        "reference (the counts must match, else error); 'similar' picks, per input, the reference "
-                        "with the closest 32x32 downsampled pixels (any count); 'auto' uses 'order' when the counts "
-                        "match and 'similar' otherwise (e.g. 30 trajectory renders vs 4 training images) "
-                        "[default: auto]")
-    p.add_argument("--output_dir", "--output-dir", required=True, help="where the fixed images are written")
-    p.add_argument("--height", type=int, default=0, help="processing height; 0 keeps the input size")
-    p.add_argument("--width", type=int, default=0, help="processing width; 0 keeps the input size")
-    p.add_argument("--video", action="store_true", help=f"also write {VIDEO_NAME} ({VIDEO_FPS} fps) of the outputs")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (default: refuse)")
-    add_model_arguments(p)
-    return p
+PROG = "difix-fix"
+DESCRIPTION = __doc__.split("\n\n")[0].replace("``", "")
+
+
+@dataclass(kw_only=True)
+class FixImagesConfig(ModelOptions):
+    """Options of ``difix-fix`` (the flags of Difix's ``inference_difix.py``, plus dashed aliases)."""
+
+    input_image: Annotated[str, tyro.conf.arg(aliases=("--input-image",))]
+    """An image file or a folder of images (png/jpg/jpeg/webp, processed in sorted order)."""
+    ref_image: Annotated[Optional[str], tyro.conf.arg(aliases=("--ref-image",))] = None
+    """Reference view(s): one file used for every input, or a folder paired with the inputs."""
+    ref_match: Annotated[Literal["auto", "order", "similar"], tyro.conf.arg(aliases=("--ref-match",))] = "auto"
+    """Pairing for a --ref_image folder: 'order' pairs the i-th sorted input with the i-th sorted reference (the \
+counts must match, else error); 'similar' picks, per input, the reference with the closest 32x32 downsampled \
+pixels (any count); 'auto' uses 'order' when the counts match and 'similar' otherwise (e.g. 30 trajectory \
+renders vs 4 training images)."""
+    output_dir: Annotated[str, tyro.conf.arg(aliases=("--output-dir",))]
+    """Where the fixed images are written."""
+    height: int = 0
+    """Processing height; 0 keeps the input size."""
+    width: int = 0
+    """Processing width; 0 keeps the input size."""
+    video: bool = False
+    """Also write output.mp4 (30 fps) of the outputs."""
+    overwrite: bool = False
+    """Replace outputs that already exist (default: refuse)."""
 
 
 def _processing_size(size: Tuple[int, int], height: int, width: int) -> Tuple[int, int]:
@@ -75,7 +84,7 @@ def _processing_size(size: Tuple[int, int], height: int, width: int) -> Tuple[in
     return height, width
 
 
-def _pair_references(args, inputs: List[Path]) -> Tuple[Optional[List[Path]], bool]:
+def _pair_references(args: FixImagesConfig, inputs: List[Path]) -> Tuple[Optional[List[Path]], bool]:
     """(references, similar): one reference per input in order, or (similar=True) the candidates to pick from.
 
     ``--ref_match auto`` keeps upstream's sorted-order pairing when a folder has one reference per input and falls
@@ -102,7 +111,7 @@ def _pair_references(args, inputs: List[Path]) -> Tuple[Optional[List[Path]], bo
 
 @cli_main
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = parse(FixImagesConfig, argv, prog=PROG, description=DESCRIPTION)
     if args.height < 0 or args.width < 0:
         raise InputError(f"--height/--width must be >= 0, got {args.height}x{args.width}")
     inputs = resolve_images(args.input_image, what="--input_image")

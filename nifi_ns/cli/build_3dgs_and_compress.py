@@ -18,36 +18,62 @@ Runs as ``python scripts/build_3dgs_and_compress.py`` (a thin wrapper) or
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal, Optional, Tuple
+
+import tyro
+
+from difix_ns.cli.tyro_style import parse
 
 ARTIFACTS_FILE = "artifacts.json"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scene", type=Path, required=True,
-                   help="scene folder: nerfstudio (transforms.json) or COLMAP (images/ + sparse/0/)")
-    p.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.5, 1.0], help="codec rate presets (λ)")
-    p.add_argument("--out", type=Path, required=True, help="artifact folder, e.g. artifacts/<scene>/")
-    p.add_argument("--max-num-iterations", type=int, default=30000, help="splatfacto training steps")
-    p.add_argument("--downscale-factor", type=int, default=None, help="read images_N/ (nerfstudio dataparser)")
-    p.add_argument("--finetune-steps", type=int, default=200, help="compression-aware fine-tune steps per rate")
-    p.add_argument("--target-mb", type=float, nargs="*", default=None, help="container size per rate (MB)")
-    p.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
-    p.add_argument("--skip-render", action="store_true", help="train + compress only")
-    p.add_argument("--prompt", default=None, help="scene caption written to renders/prompt.txt")
-    p.add_argument("--num-random", type=int, default=None, help="random-init Gaussian count (no SfM points)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the outputs of an earlier build in --out (default: refuse)")
-    return p.parse_args(argv)
+def _dashed(name: str):
+    """This tool's nerfstudio-style dashed spelling (``--max-num-iterations``) of an option, as an alias."""
+    return tyro.conf.arg(aliases=(name,))
 
 
-def check_options(args: argparse.Namespace) -> None:
+@dataclass(kw_only=True)
+class BuildConfig:
+    """Options of ``scripts/build_3dgs_and_compress.py`` (the NiFi script's flags; the splatfacto options keep
+    nerfstudio's dashed spelling, the underscored one is accepted too)."""
+
+    scene: Path
+    """Scene folder: nerfstudio (transforms.json) or COLMAP (images/ + sparse/0/)."""
+    rates: Tuple[float, ...] = (0.1, 0.5, 1.0)
+    """Codec rate presets (λ)."""
+    out: Path
+    """Artifact folder, e.g. artifacts/<scene>/."""
+    max_num_iterations: Annotated[int, _dashed("--max-num-iterations")] = 30000
+    """Splatfacto training steps."""
+    downscale_factor: Annotated[Optional[int], _dashed("--downscale-factor")] = None
+    """Read images_N/ (nerfstudio dataparser)."""
+    finetune_steps: Annotated[int, _dashed("--finetune-steps")] = 200
+    """Compression-aware fine-tune steps per rate."""
+    target_mb: Annotated[Optional[Tuple[float, ...]], _dashed("--target-mb")] = None
+    """Container size per rate (MB)."""
+    splits: Tuple[Literal["train", "test"], ...] = ("train", "test")
+    """Splits to render."""
+    skip_render: Annotated[bool, _dashed("--skip-render")] = False
+    """Train + compress only."""
+    prompt: Optional[str] = None
+    """Scene caption written to renders/prompt.txt."""
+    num_random: Annotated[Optional[int], _dashed("--num-random")] = None
+    """Random-init Gaussian count (no SfM points)."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier build in --out (default: refuse)."""
+
+
+def parse_args(argv=None) -> BuildConfig:
+    return parse(BuildConfig, argv, description=__doc__, nonempty=("rates", "splits"))
+
+
+def check_options(args: BuildConfig) -> None:
     """Every option checked before any work starts (training takes hours; a bad option must not cost them)."""
     from nifi_ns.cli.options import check_min, check_rates, check_target_mb
     from nifi_ns.synthesis.layout import rate_label
@@ -163,7 +189,7 @@ def check_scene(scene: Path, downscale: int | None) -> int | None:
     return downscale
 
 
-def build_config(args: argparse.Namespace):
+def build_config(args: BuildConfig):
     import torch
 
     from nifi_ns.nerfstudio.method_configs import nifi_splatfacto_config
@@ -220,7 +246,7 @@ def main(argv=None) -> int:
         return 1
 
 
-def build(args: argparse.Namespace) -> int:
+def build(args: BuildConfig) -> int:
     from nerfstudio.scripts.train import main as ns_train
 
     config = build_config(args)

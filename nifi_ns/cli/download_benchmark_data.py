@@ -13,21 +13,34 @@ Runs as ``python scripts/download_benchmark_data.py`` (a thin wrapper) or
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Optional, Tuple
 
+from difix_ns.cli.tyro_style import parse
 from nifi_ns.evaluation.datasets import BENCHMARKS, link_scenes, validate_scenes, write_manifest
+
+DatasetName = Literal[tuple(sorted(BENCHMARKS) + ["all"])]  # type: ignore[valid-type]
+
+
+@dataclass(kw_only=True)
+class DownloadBenchmarkDataConfig:
+    """Options of ``scripts/download_benchmark_data.py`` (the NiFi script's flags)."""
+
+    dataset: DatasetName = "all"
+    """Benchmark dataset to check / register, or all of them."""
+    out: Path
+    """Benchmarks root; each dataset lives in <out>/<dataset>/."""
+    mip_scenes: Optional[Tuple[str, ...]] = None
+    """Mip-NeRF 360 subset (default: all 9 scenes)."""
+    source: Optional[Path] = None
+    """Existing local extraction of the requested dataset."""
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=sorted(BENCHMARKS) + ["all"], default="all")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--mip_scenes", nargs="*", default=None, help="Mip-NeRF 360 subset (default: all 9 scenes)")
-    p.add_argument("--source", type=Path, default=None, help="existing local extraction of the requested dataset")
-    args = p.parse_args(argv)
+    args = parse(DownloadBenchmarkDataConfig, argv, description=__doc__)
     names = sorted(BENCHMARKS) if args.dataset == "all" else [args.dataset]
     if args.source is not None and len(names) != 1:
         print("error: --source needs a single --dataset", file=sys.stderr)

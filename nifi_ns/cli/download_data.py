@@ -12,21 +12,32 @@ Runs as ``python scripts/download_data.py`` (a thin wrapper) or
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Optional, Tuple
 
+from difix_ns.cli.tyro_style import parse
 from nifi_ns.evaluation.datasets import DL3DV_INSTRUCTIONS, link_scenes, scene_problem, write_manifest
 
 
+@dataclass(kw_only=True)
+class DownloadDataConfig:
+    """Options of ``scripts/download_data.py`` (the NiFi script's flags)."""
+
+    dataset: Literal["dl3dv"] = "dl3dv"
+    """Training dataset to register."""
+    out: Path
+    """Data root; scenes are linked into <out>/dl3dv/."""
+    dl3dv_source: Optional[Path] = None
+    """Local DL3DV subset (one folder per scene)."""
+    scenes: Optional[Tuple[str, ...]] = None
+    """Scene folder names to use (default: all)."""
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=["dl3dv"], default="dl3dv")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--dl3dv_source", type=Path, default=None, help="local DL3DV subset (one folder per scene)")
-    p.add_argument("--scenes", nargs="*", default=None, help="scene folder names to use (default: all)")
-    args = p.parse_args(argv)
+    args = parse(DownloadDataConfig, argv, description=__doc__)
     dest = args.out / "dl3dv"
     if args.dl3dv_source is None:
         existing = [d.name for d in dest.iterdir() if d.is_dir() and scene_problem(d) is None] if dest.is_dir() else []

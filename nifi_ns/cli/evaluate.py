@@ -7,21 +7,17 @@ metrics.json: metrics.aggregate.{lpips,dists,psnr,ssim}_{before,after,delta}, me
 records[] (one per image). "before" = degraded render vs photo, "after" = restored vs photo.
 
 The same command runs as ``python scripts/eval_nifi.py``. The flags keep the NiFi scripts' underscore
-spelling: one argparse option set shared with ``nifi-eval-benchmark`` (:mod:`nifi_ns.cli.evaluation_common`).
+spelling: one tyro option set shared with ``nifi-eval-benchmark`` (:mod:`nifi_ns.cli.evaluation_common`).
 """
 from __future__ import annotations
 
-import argparse
-
-from nifi_ns.cli.evaluation_common import add_common_args, guarded, run_evaluation, summary_prefix, write_json
+from nifi_ns.cli.evaluation_common import guarded, parse_evaluation_args, run_evaluation, summary_prefix, write_json
 from nifi_ns.evaluation.pairs_eval import aggregate, group_by
 
 
 @guarded
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p)
-    args = p.parse_args(argv)
+    args = parse_evaluation_args(argv, __doc__)
     rows, info = run_evaluation(args)
     payload = {
         **info,

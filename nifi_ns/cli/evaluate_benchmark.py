@@ -9,22 +9,18 @@ the paper's NiFi row, and our "before" minus the paper's HAC++ row, per dataset 
 Pairs directly under data_root (no dataset level) are grouped as dataset "default".
 
 The same command runs as ``python scripts/eval_benchmark_nifi.py``. The flags keep the NiFi scripts' underscore
-spelling: one argparse option set shared with ``nifi-eval`` (:mod:`nifi_ns.cli.evaluation_common`).
+spelling: one tyro option set shared with ``nifi-eval`` (:mod:`nifi_ns.cli.evaluation_common`).
 """
 from __future__ import annotations
 
-import argparse
-
-from nifi_ns.cli.evaluation_common import add_common_args, guarded, run_evaluation, summary_prefix, write_json
+from nifi_ns.cli.evaluation_common import guarded, parse_evaluation_args, run_evaluation, summary_prefix, write_json
 from nifi_ns.evaluation.pairs_eval import aggregate, group_by
 from nifi_ns.evaluation.paper import paper_comparison
 
 
 @guarded
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p)
-    args = p.parse_args(argv)
+    args = parse_evaluation_args(argv, __doc__)
     rows, info = run_evaluation(args)
     per_dataset_rate = group_by(rows, "dataset", "rate")
     payload = {

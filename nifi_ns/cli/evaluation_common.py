@@ -1,41 +1,65 @@
-"""Options, checks and run of `nifi-eval` and `nifi-eval-benchmark` (shared): one argparse option set, the restorer
+"""Options, checks and run of `nifi-eval` and `nifi-eval-benchmark` (shared): one tyro option set, the restorer
 build and evaluation with every input checked first, atomic JSON output, one `error:` line (exit 2) for bad input."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Optional, Tuple
 
 import torch
 
+from difix_ns.cli.tyro_style import parse
 from difix_ns.diffusion.model_names import PLUMBING_NOTE, has_random_weights, plumbing_banner
 from nifi_ns.evaluation.pairs_eval import PairMetrics, evaluate_pairs
 from nifi_ns.training.data import PairLayoutError, scan_pairs
 
 
-def add_common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", required=True, help="runs/<exp>/best.pt (or latest.pt), the runs/<exp>/best folder, a "
-                   "phi_minus .safetensors file, or the authors' released .ckpt (recognised by content)")
-    p.add_argument("--prompt_embeds", default=None, help="precomputed prompt embedding (official default_embeddings.npz "
-                   "or safetensors); without it a checkpoint's own embedding or the base model's text encoders are used")
-    p.add_argument("--data_root", required=True, help="pairs root: [<dataset>/]<scene>/rate_<λ>/<split>/{clean,degraded}/")
-    p.add_argument("--split", default="test")
-    p.add_argument("--out", required=True, help="output JSON")
-    p.add_argument("--backbone", choices=["sd3", "sdturbo"], default=None, help="override (needed for a bare LoRA file)")
-    p.add_argument("--model_path", default=None, help="override the base model folder / hub id")
-    p.add_argument("--device", default=None)
-    p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default=None)
-    p.add_argument("--seed", type=int, default=0, help="seed of the t0 noise (deterministic restoration)")
-    p.add_argument("--lpips_net", choices=["alex", "vgg"], default="alex",
-                   help="LPIPS backbone (alex = splatfacto/ns-eval; the paper does not state its backbone)")
-    p.add_argument("--rates", nargs="*", default=None, help="rate labels to keep (default: all)")
-    p.add_argument("--scenes", nargs="*", default=None, help="scene names to keep (default: all)")
-    p.add_argument("--max_images", type=int, default=None, help="evaluate at most this many pairs")
-    p.add_argument("--save_images", default=None, help="folder for the restored PNGs")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing --out JSON / PNGs in --save_images (default: refuse)")
+@dataclass(kw_only=True)
+class EvaluationConfig:
+    """Options of ``nifi-eval`` and ``nifi-eval-benchmark`` (the NiFi scripts' underscored flags)."""
+
+    ckpt: str
+    """runs/<exp>/best.pt (or latest.pt), the runs/<exp>/best folder, a phi_minus .safetensors file, or the \
+authors' released .ckpt (recognised by content)."""
+    prompt_embeds: Optional[str] = None
+    """Precomputed prompt embedding (official default_embeddings.npz or safetensors); without it a checkpoint's \
+own embedding or the base model's text encoders are used."""
+    data_root: str
+    """Pairs root: [<dataset>/]<scene>/rate_<λ>/<split>/{clean,degraded}/."""
+    split: str = "test"
+    """Split label of the pairs to evaluate."""
+    out: str
+    """Output JSON."""
+    backbone: Optional[Literal["sd3", "sdturbo"]] = None
+    """Override the backbone kind (needed for a bare LoRA file)."""
+    model_path: Optional[str] = None
+    """Override the base model folder / hub id."""
+    device: Optional[str] = None
+    """Torch device (default: cuda if available, else cpu)."""
+    dtype: Optional[Literal["bfloat16", "float16", "float32"]] = None
+    """Override the compute dtype."""
+    seed: int = 0
+    """Seed of the t0 noise (deterministic restoration)."""
+    lpips_net: Literal["alex", "vgg"] = "alex"
+    """LPIPS backbone (alex = splatfacto/ns-eval; the paper does not state its backbone)."""
+    rates: Optional[Tuple[str, ...]] = None
+    """Rate labels to keep (default: all)."""
+    scenes: Optional[Tuple[str, ...]] = None
+    """Scene names to keep (default: all)."""
+    max_images: Optional[int] = None
+    """Evaluate at most this many pairs."""
+    save_images: Optional[str] = None
+    """Folder for the restored PNGs."""
+    overwrite: bool = False
+    """Replace an existing --out JSON / PNGs in --save_images (default: refuse)."""
+
+
+def parse_evaluation_args(argv, description: str) -> EvaluationConfig:
+    """The shared options of both evaluations, parsed with tyro."""
+    return parse(EvaluationConfig, argv, description=description)
 
 
 def check_args(args) -> None:

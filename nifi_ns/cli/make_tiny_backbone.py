@@ -4,26 +4,33 @@
 
 The folders come from :mod:`nifi_ns.restoration.testing` and load through the same ``from_pretrained`` path as the
 real models; random weights prove plumbing (loading, shapes, CLIs), never quality. Prints the written folder. The
-flags use the NiFi scripts' spelling (argparse, like ``scripts/train_nifi.py``).
+flags use the NiFi scripts' spelling (a tyro dataclass, like ``scripts/train_nifi.py``).
 """
 from __future__ import annotations
 
-import argparse
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional, Sequence
 
+from difix_ns.cli.tyro_style import parse
 from nifi_ns.restoration.testing import MAKERS
 
+BackboneName = Literal[tuple(sorted(MAKERS))]  # type: ignore[valid-type]
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Write a tiny random restorer backbone in the real diffusers layout.")
-    parser.add_argument("--backbone", choices=sorted(MAKERS), default="sd3")
-    parser.add_argument("--out", required=True)
-    return parser
+
+@dataclass(kw_only=True)
+class MakeTinyBackboneConfig:
+    """Options of ``python -m nifi_ns.cli.make_tiny_backbone``."""
+
+    out: Path
+    """Folder to write the backbone into (diffusers layout)."""
+    backbone: BackboneName = "sd3"
+    """Which backbone architecture to imitate."""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    print(MAKERS[args.backbone](args.out))
+    args = parse(MakeTinyBackboneConfig, argv, description="Write a tiny random restorer backbone in the real diffusers layout.")
+    print(MAKERS[args.backbone](str(args.out)))
     return 0
 
 

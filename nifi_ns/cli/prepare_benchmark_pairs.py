@@ -21,35 +21,59 @@ Runs as ``python scripts/prepare_benchmark_pairs.py`` (a thin wrapper) or
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal, Optional, Tuple
+
+import tyro
+
+from difix_ns.cli.tyro_style import parse
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", required=True, help="dataset name (mipnerf360, tanks_temples, deepblending, ...)")
-    p.add_argument("--dataset_root", type=Path, required=True, help="folder holding one sub-folder per scene")
-    p.add_argument("--out", type=Path, required=True, help="pairs root, e.g. pairs/benchmarks")
-    p.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.5, 1.0])
-    p.add_argument("--compression_method", choices=["proxy", "precomputed"], default="proxy")
-    p.add_argument("--compressed_root", type=Path, default=None, help="precomputed renders, one folder per scene")
-    p.add_argument("--scenes", nargs="*", default=None, help="subset of scenes (default: all)")
-    p.add_argument("--split", default="test", help="split label of the pairs (default: test)")
-    p.add_argument("--images_dir", default=None, help="photo folder name inside a scene (precomputed mode)")
-    p.add_argument("--codec_name", default="hac++", help="name recorded for precomputed renders")
-    p.add_argument("--artifacts_root", type=Path, default=Path("artifacts/benchmarks"),
-                   help="proxy: where the trained runs and containers go (kept outside the pairs root)")
-    p.add_argument("--max-num-iterations", type=int, default=30000, help="proxy: splatfacto steps")
-    p.add_argument("--downscale-factor", type=int, default=None, help="proxy: read images_N/")
-    p.add_argument("--finetune-steps", type=int, default=200, help="proxy: compression-aware fine-tune steps")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace existing pairs / proxy artifacts of these scenes (default: refuse)")
-    return p.parse_args(argv)
+@dataclass(kw_only=True)
+class PrepareBenchmarkPairsConfig:
+    """Options of ``scripts/prepare_benchmark_pairs.py`` (the NiFi script's flags; the splatfacto options keep
+    nerfstudio's dashed spelling, the underscored one is accepted too)."""
+
+    dataset: str
+    """Dataset name (mipnerf360, tanks_temples, deepblending, ...)."""
+    dataset_root: Path
+    """Folder holding one sub-folder per scene."""
+    out: Path
+    """Pairs root, e.g. pairs/benchmarks."""
+    rates: Tuple[float, ...] = (0.1, 0.5, 1.0)
+    """Codec rates (λ) of the pairs."""
+    compression_method: Literal["proxy", "precomputed"] = "proxy"
+    """proxy: this project's codec; precomputed: renders of an external codec under --compressed_root."""
+    compressed_root: Optional[Path] = None
+    """Precomputed renders, one folder per scene."""
+    scenes: Optional[Tuple[str, ...]] = None
+    """Subset of scenes (default: all)."""
+    split: str = "test"
+    """Split label of the pairs."""
+    images_dir: Optional[str] = None
+    """Photo folder name inside a scene (precomputed mode)."""
+    codec_name: str = "hac++"
+    """Name recorded for precomputed renders."""
+    artifacts_root: Path = Path("artifacts/benchmarks")
+    """Proxy: where the trained runs and containers go (kept outside the pairs root)."""
+    max_num_iterations: Annotated[int, tyro.conf.arg(aliases=("--max-num-iterations",))] = 30000
+    """Proxy: splatfacto steps."""
+    downscale_factor: Annotated[Optional[int], tyro.conf.arg(aliases=("--downscale-factor",))] = None
+    """Proxy: read images_N/."""
+    finetune_steps: Annotated[int, tyro.conf.arg(aliases=("--finetune-steps",))] = 200
+    """Proxy: compression-aware fine-tune steps."""
+    overwrite: bool = False
+    """Replace existing pairs / proxy artifacts of these scenes (default: refuse)."""
 
 
-def check_options(args: argparse.Namespace, scenes: list[Path]) -> None:
+def parse_args(argv=None) -> PrepareBenchmarkPairsConfig:
+    return parse(PrepareBenchmarkPairsConfig, argv, description=__doc__, nonempty=("rates",))
+
+
+def check_options(args: PrepareBenchmarkPairsConfig, scenes: list[Path]) -> None:
     """Every option checked before any scene is trained or copied."""
     from nifi_ns.cli.options import check_min, check_rates
 
@@ -70,7 +94,7 @@ def check_options(args: argparse.Namespace, scenes: list[Path]) -> None:
                 raise SystemExit(f"error: output {path} already exists; pass --overwrite to replace it")
 
 
-def list_scenes(args: argparse.Namespace) -> list[Path]:
+def list_scenes(args: PrepareBenchmarkPairsConfig) -> list[Path]:
     if not args.dataset_root.is_dir():
         raise SystemExit(f"error: --dataset_root {args.dataset_root} does not exist")
     scenes = sorted(p for p in args.dataset_root.iterdir() if p.is_dir() and not p.name.startswith("."))

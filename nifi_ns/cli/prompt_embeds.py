@@ -6,29 +6,34 @@
 The backbone's own text encoders embed ``--prompt`` (default: the TSD-SR prompt of NiFi's released inference,
 :data:`nifi_ns.restoration.embeds.DEFAULT_PROMPT`) on the CPU; ``.npz`` writes the authors' official format
 (``default_embeddings.npz``), anything else this project's safetensors. Prints one JSON line with the output path and
-the embedding shape. The flags use the NiFi scripts' underscore spelling (argparse, like ``scripts/train_nifi.py``).
+the embedding shape. The flags use the NiFi scripts' underscore spelling (a tyro dataclass, like ``scripts/train_nifi.py``).
 """
 from __future__ import annotations
 
-import argparse
 import json
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Literal, Optional, Sequence
 
+from difix_ns.cli.tyro_style import parse
 from nifi_ns.restoration.embeds import DEFAULT_PROMPT
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Precompute the restorer's default prompt embedding (no GPU needed).")
-    parser.add_argument("--model_path", required=True,
-                        help="SD3 / SD-Turbo folder in the diffusers layout, or a hub id")
-    parser.add_argument("--backbone", choices=["sd3", "sdturbo"], default="sd3")
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
-    parser.add_argument("--out", required=True, help="output .safetensors, or .npz for the official format")
-    return parser
+@dataclass(kw_only=True)
+class PromptEmbedsConfig:
+    """Options of ``python -m nifi_ns.cli.prompt_embeds``."""
+
+    model_path: str
+    """SD3 / SD-Turbo folder in the diffusers layout, or a hub id."""
+    backbone: Literal["sd3", "sdturbo"] = "sd3"
+    """Backbone kind of --model_path."""
+    prompt: str = DEFAULT_PROMPT
+    """Text to embed (default: the TSD-SR prompt of NiFi's released inference)."""
+    out: str
+    """Output .safetensors, or .npz for the official format."""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(PromptEmbedsConfig, argv, description="Precompute the restorer's default prompt embedding (no GPU needed).")
     import torch
 
     from nifi_ns.restoration.backbones import load_backbone

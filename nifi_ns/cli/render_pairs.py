@@ -13,22 +13,36 @@ Runs as ``python scripts/render_pairs.py`` (a thin wrapper) or
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Optional, Tuple
+
+from difix_ns.cli.tyro_style import parse
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scene", type=Path, required=True, help="artifacts/<scene>/ folder or a run's config.yml")
-    p.add_argument("--split", choices=["train", "test"], required=True)
-    p.add_argument("--out", type=Path, required=True, help="pairs/<scene>/")
-    p.add_argument("--rates", type=float, nargs="+", default=None, help="subset of the built rates (default: all)")
-    p.add_argument("--prompt", default=None, help="scene caption written to <out>/prompt.txt")
-    p.add_argument("--overwrite", action="store_true", help="replace existing pairs of this split (default: refuse)")
-    return p.parse_args(argv)
+@dataclass(kw_only=True)
+class RenderPairsConfig:
+    """Options of ``scripts/render_pairs.py`` (the NiFi script's flags)."""
+
+    scene: Path
+    """artifacts/<scene>/ folder or a run's config.yml."""
+    split: Literal["train", "test"]
+    """Split to lay out."""
+    out: Path
+    """pairs/<scene>/ (a trailing /<split>/ is accepted)."""
+    rates: Optional[Tuple[float, ...]] = None
+    """Subset of the built rates (default: all)."""
+    prompt: Optional[str] = None
+    """Scene caption written to <out>/prompt.txt."""
+    overwrite: bool = False
+    """Replace existing pairs of this split (default: refuse)."""
+
+
+def parse_args(argv=None) -> RenderPairsConfig:
+    return parse(RenderPairsConfig, argv, description=__doc__, nonempty=("rates",))
 
 
 def resolve_inputs(scene: Path):

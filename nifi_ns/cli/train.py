@@ -13,30 +13,48 @@ phi_minus.safetensors + phi_plus.safetensors + prompt_embeds.safetensors + nifi_
 4 steps on CPU at 64x64 crops, rank-4 adapters, LPIPS-alex: it proves the loop runs, not that anything is learned.
 
 Configuration: the training hyper-parameters come from a YAML file (``--config``, read with ``yaml.safe_load`` into
-the dataclasses of :mod:`nifi_ns.training.config`); the flags keep the NiFi scripts' underscore spelling (argparse).
+the dataclasses of :mod:`nifi_ns.training.config`); the command-line flags are a tyro dataclass that keeps the NiFi
+scripts' underscore spelling.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Optional
+
+from difix_ns.cli.tyro_style import parse
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None, help="YAML config (default: configs/default.yaml of the checkout)")
-    p.add_argument("--data_root", required=True, help="pairs root: <scene>/rate_<λ>/<split>/{clean,degraded}/")
-    p.add_argument("--exp", required=True, help="experiment folder (e.g. runs/nifi_train)")
-    p.add_argument("--smoke_test", action="store_true", help="few steps, tiny random models, CPU")
-    p.add_argument("--backbone", choices=["sd3", "sdturbo"], default=None, help="overrides model.backbone")
-    p.add_argument("--model_path", default=None, help="overrides model.model_path (local folder or hub id)")
-    p.add_argument("--max_steps", type=int, default=None, help="overrides train.max_steps")
-    p.add_argument("--resume", action="store_true", help="continue from <exp>/latest")
-    p.add_argument("--device", default=None, help="'cpu' forces CPU (default: accelerate's choice)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start afresh in an --exp folder that already holds a run (default: refuse; see --resume)")
-    return p.parse_args(argv)
+@dataclass(kw_only=True)
+class TrainConfig:
+    """Options of ``nifi-train`` (the NiFi script's flags); the hyper-parameters live in the YAML ``--config``."""
+
+    config: Optional[str] = None
+    """YAML config (default: configs/default.yaml of the checkout)."""
+    data_root: str
+    """Pairs root: <scene>/rate_<λ>/<split>/{clean,degraded}/."""
+    exp: str
+    """Experiment folder (e.g. runs/nifi_train)."""
+    smoke_test: bool = False
+    """Few steps, tiny random models, CPU."""
+    backbone: Optional[Literal["sd3", "sdturbo"]] = None
+    """Overrides model.backbone."""
+    model_path: Optional[str] = None
+    """Overrides model.model_path (local folder or hub id)."""
+    max_steps: Optional[int] = None
+    """Overrides train.max_steps."""
+    resume: bool = False
+    """Continue from <exp>/latest."""
+    device: Optional[str] = None
+    """'cpu' forces CPU (default: accelerate's choice)."""
+    overwrite: bool = False
+    """Start afresh in an --exp folder that already holds a run (default: refuse; see --resume)."""
+
+
+def parse_args(argv=None) -> TrainConfig:
+    return parse(TrainConfig, argv, description=__doc__)
 
 
 def main(argv=None) -> int:
