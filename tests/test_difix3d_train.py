@@ -580,7 +580,7 @@ def test_pool_and_memory_stay_bounded_over_ten_rounds(tmp_path, fox_small, tiny_
             previous.append(current)
             pipeline.wait_for_round_writes()  # the background PNG writer holds one round's CPU copies until done
             rss.append(rss_mb())
-            if step in (3, 10):  # a full gc scan takes seconds: only where the comparison needs it
+            if step in (3, 4, 5, 8, 9, 10):  # a full gc scan takes seconds: only where the comparison needs it
                 tensors.append(live_tensor_mb())
 
         pipeline.run_fix_round = recording_round
@@ -592,10 +592,14 @@ def test_pool_and_memory_stay_bounded_over_ten_rounds(tmp_path, fox_small, tiny_
         assert len(list((trainer.base_dir / "difix_rounds").glob("step_*/poses.json"))) == 10
         if mode == "replace":
             assert released == [True] * 9, released  # each round's images are freed by the next round
-        print(f"{mode}: RSS (MB) {[round(r) for r in rss]}; live tensors after rounds 3, 10 (MB) {tensors}")
+        print(f"{mode}: RSS (MB) {[round(r) for r in rss]}; live tensors after rounds 3-5, 8-10 (MB) {tensors}")
         assert rss[-1] - rss[2] < 40, f"{mode}: RSS grew {rss[-1] - rss[2]:.1f} MB over rounds 3-10: {rss}"
         view_mb = pool.nbytes / len(pool) / 2**20
-        assert tensors[1] - tensors[0] < view_mb, f"{mode}: live tensors grew over rounds 3-10: {tensors}"
+        # The last training step's transient tensors (its size depends on whether it drew a pool or a training view)
+        # are alive at each measurement; the minimum over three rounds removes them. A leak of even one pool view per
+        # round would still show: rounds 8-10 would hold >= 3 views more than rounds 3-5.
+        grew = min(tensors[3:]) - min(tensors[:3])
+        assert grew < view_mb, f"{mode}: live tensors grew over rounds 3-10: {tensors}"
 
     # camera-path targets (viewer / ns-render JSON) instead of the test split
     train_c2w = pipeline.datamanager.reference_cameras().camera_to_worlds
