@@ -44,19 +44,9 @@ NOTE = ("The fixer is trained from RANDOM initialisation for a few minutes on a 
 
 def stage_alexnet(work: Path) -> str:
     """Offline GPU box: give the metric cache the AlexNet weights .device ships (DEVICE_ALEXNET_FEATURES)."""
-    from difix_ns.metrics.weights import cached_features_path
+    from difix_ns.metrics.weights import stage_features
 
-    if cached_features_path("alexnet").exists():
-        return "cached"
-    shipped = os.environ.get("DEVICE_ALEXNET_FEATURES")
-    if not shipped or not Path(shipped).is_file():
-        return "not cached, DEVICE_ALEXNET_FEATURES unset"
-    if not os.environ.get("DIFIX_NS_CACHE"):
-        os.environ["DIFIX_NS_CACHE"] = str(work / "metric_cache")
-    target = cached_features_path("alexnet")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shipped, target)
-    return f"copied {shipped}"
+    return stage_features("alexnet", os.environ.get("DEVICE_ALEXNET_FEATURES"), work / "metric_cache")
 
 
 def stage_vgg(shipped: Path) -> bool:

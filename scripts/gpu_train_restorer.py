@@ -21,7 +21,6 @@ Random weights demonstrate the training loop (losses logged, whether they fall),
 """
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -74,19 +73,9 @@ def build_random_model(path: Path, size: str, device: torch.device) -> dict:
 def stage_device_alexnet(work: Path) -> str:
     """The GPU machine has no network: hand the difix_ns metric cache the AlexNet weights .device/ ships
     (``DEVICE_ALEXNET_FEATURES``, set by .device/setup.sh), unless the cache already holds them."""
-    from difix_ns.metrics.weights import cached_features_path
+    from difix_ns.metrics.weights import stage_features
 
-    if cached_features_path("alexnet").exists():
-        return f"cached at {cached_features_path('alexnet')}"
-    shipped = os.environ.get("DEVICE_ALEXNET_FEATURES")
-    if not shipped or not Path(shipped).is_file():
-        return "not cached and DEVICE_ALEXNET_FEATURES unset: LPIPS will try the network"
-    if not os.environ.get("DIFIX_NS_CACHE"):
-        os.environ["DIFIX_NS_CACHE"] = str(work / "metric_cache")
-    target = cached_features_path("alexnet")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shipped, target)
-    return f"copied {shipped} -> {target}"
+    return stage_features("alexnet", os.environ.get("DEVICE_ALEXNET_FEATURES"), work / "metric_cache")
 
 
 def held_out_metrics(trainer, records, metrics) -> dict:

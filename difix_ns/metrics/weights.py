@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -80,6 +81,22 @@ def cache_dir() -> Path:
 
 def cached_features_path(arch: str) -> Path:
     return cache_dir() / "backbones" / f"{arch}_imagenet_features.pth"
+
+
+def stage_features(arch: str, source, fallback_cache: Path) -> str:
+    """Copy a features file shipped with the job (e.g. ``$DEVICE_ALEXNET_FEATURES`` on the offline GPU machine) into
+    the metric cache, unless the cache already holds ``arch``; never touches the network. Without ``$DIFIX_NS_CACHE``
+    the cache becomes ``fallback_cache``. Returns what happened, for the benchmark's JSON."""
+    if cached_features_path(arch).exists():
+        return f"cached at {cached_features_path(arch)}"
+    if not source or not Path(source).is_file():
+        return "not available"
+    if not os.environ.get("DIFIX_NS_CACHE"):
+        os.environ["DIFIX_NS_CACHE"] = str(fallback_cache)
+    target = cached_features_path(arch)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return f"copied {source} -> {target}"
 
 
 def _sha256(data_or_path) -> str:
