@@ -14,7 +14,8 @@ one process, these runs are trained for the same number of steps:
 Fix rounds target the test poses (``--targets test``) or a path interpolated between training poses
 (``--targets path``). Test PSNR / SSIM / LPIPS (alex) / DISTS (where weights load) are measured at every fix step
 (before the round, i.e. after the training since the previous round) and at the end; wall time and peak memory per
-run. Writes, into ``--out``: ``bench_difix3d_quality.json`` (rewritten after every run, so a timeout keeps what
+run; and how well each final model reproduces its own supervision (``train_fit_psnr`` on its training images,
+``pool_fit_psnr`` on the last round's pool images at the pool cameras). Writes, into ``--out``: ``bench_difix3d_quality.json`` (rewritten after every run, so a timeout keeps what
 finished), ``bench_difix3d_quality.png`` (test PSNR / LPIPS vs step) and ``<scene>_side_by_side.png`` (one test
 view: ground truth and every run).
 
@@ -180,6 +181,33 @@ class Evaluator:
         return {k: v / len(preds) for k, v in sums.items()}, preds, gts
 
 
+def fit_psnr(pipeline, evaluator: Evaluator) -> dict:
+    """How well the trained model reproduces its own supervision: mean PSNR of its renders against its training
+    images and, for Difix3D runs, against the pool images at the pool cameras (inside the pool masks). A pool fit far
+    below the training fit means the loop is limited by how far training follows the pool, not by the fixer."""
+    dm = pipeline.datamanager
+
+    def mean_psnr(preds, targets, masks=None) -> float:
+        values = []
+        for k, (pred, target) in enumerate(zip(preds, targets)):
+            weight = masks[k].float().cpu() if masks is not None else torch.ones_like(target[..., :1])
+            mse = (((pred - target) ** 2) * weight).sum() / (weight.sum() * 3).clamp_min(1)
+            values.append(float(-10 * torch.log10(mse.clamp_min(1e-10))))
+        return sum(values) / max(len(values), 1)
+
+    if hasattr(dm, "cached_train"):
+        train_images = [d["image"] for d in dm.cached_train]  # undistorted, like the cameras after caching
+    else:
+        train_images = [dm.train_dataset.get_image_float32(i) for i in range(len(dm.train_dataset))]
+    train_images = [(im.float() / 255.0 if im.dtype == torch.uint8 else im.float())[..., :3].cpu() for im in train_images]
+    out = {"train_fit_psnr": mean_psnr(evaluator.render(pipeline, dm.train_dataset.cameras), train_images)}
+    pool = getattr(dm, "novel_pool", None)
+    if pool is not None and len(pool) > 0:
+        pool_images = [im.float().cpu() / 255.0 for im in pool.images]
+        out["pool_fit_psnr"] = mean_psnr(evaluator.render(pipeline, pool.cameras), pool_images, pool.masks)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ runs
 
 
@@ -271,6 +299,7 @@ def train_run(name: str, method: str, scene: Path, args, out_root: Path, steps: 
     }
     if is_splat:
         result["num_gaussians"] = int(pipeline.model.num_points)
+    result.update(fit_psnr(pipeline, evaluator))
     if hasattr(pipeline, "fix_round_seconds"):
         dm = pipeline.datamanager
         result.update(
