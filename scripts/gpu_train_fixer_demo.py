@@ -150,7 +150,12 @@ class Scale:
     splat_steps: int
     num_random: int
     """random initial Gaussians of the pair-making splatfacto runs (strecha and fox have no sparse points)"""
+    random_scale: float
+    """side of the cube they start in (stock 10)"""
     sh_degree: int
+    recipes: dict
+    """pair recipes per training scene"""
+    cross_runs: int
     architecture: str
     train_seconds: float
     per_scene_seconds: float
@@ -163,25 +168,34 @@ class Scale:
     checkpoint_every: int
     num_workers: int
     save_dtype: str
+    gram: float
+    """weight of the Gram loss when VGG16 features are available (after 1000 steps)"""
 
 
+FULL_RECIPES = {"castle-P30": ("sparse", "underfit", "cross"), "Herz-Jesus-P25": ("sparse", "underfit", "cross"),
+                "fox": ("sparse", "underfit", "cross", "holdout")}
 SCALES = {
     # one H200: stored resolution (strecha 512x341, fox images_4 270x480), the `small` fixer, bf16
-    "gpu": Scale(shrink=1, max_frames=None, budget_s=420.0, splat_steps=1500, num_random=50000, sh_degree=3,
-                 architecture="small", train_seconds=170.0, per_scene_seconds=30.0, batch_size=8, crop=256, lr=3e-4,
+    "gpu": Scale(shrink=1, max_frames=None, budget_s=420.0, splat_steps=1500, num_random=50000, random_scale=10.0,
+                 sh_degree=3, recipes=FULL_RECIPES, cross_runs=2, architecture="small", train_seconds=170.0, per_scene_seconds=30.0, batch_size=8, crop=256, lr=3e-4,
                  lr_warmup_steps=100, eval_every=500, eval_pairs=40, checkpoint_every=2000, num_workers=6,
-                 save_dtype="bfloat16"),
-    # one CPU thread, about an hour: every frame, images shrunk 4x (strecha 128x85, fox 67x120), short splatfacto
-    # runs, the same `small` fixer on crops of the whole image height
-    "cpu": Scale(shrink=4, max_frames=None, budget_s=3600.0, splat_steps=600, num_random=20000, sh_degree=1,
+                 save_dtype="bfloat16", gram=0.5),
+    # one CPU thread, about an hour: every frame, images shrunk 4x (strecha 128x85, fox 67x120), 600-step
+    # splatfacto runs from 10k random Gaussians in a 2.5-unit cube (the stock 10-unit cube leaves 600-step renders
+    # a grey blur), one cross run per strecha scene, the same `small` fixer (crop floored to fox's 64 px), no Gram
+    "cpu": Scale(shrink=4, max_frames=None, budget_s=3600.0, splat_steps=600, num_random=10000, random_scale=2.5,
+                 sh_degree=1, recipes={"castle-P30": ("sparse", "underfit", "cross"),
+                                       "Herz-Jesus-P25": ("sparse", "underfit", "cross"),
+                                       "fox": ("sparse", "underfit", "holdout")}, cross_runs=1,
                  architecture="small", train_seconds=2400.0, per_scene_seconds=300.0, batch_size=4, crop=80,
                  lr=3e-4, lr_warmup_steps=50, eval_every=100, eval_pairs=24, checkpoint_every=500, num_workers=0,
-                 save_dtype="float32"),
+                 save_dtype="float32", gram=0.0),
     # plumbing only: 8 frames per scene, 6-step runs, the `tiny` model for 3 steps
-    "smoke": Scale(shrink=4, max_frames=8, budget_s=1e9, splat_steps=6, num_random=200, sh_degree=0,
-                   architecture="tiny", train_seconds=1e9, per_scene_seconds=30.0, batch_size=2, crop=64, lr=3e-4,
+    "smoke": Scale(shrink=4, max_frames=8, budget_s=1e9, splat_steps=6, num_random=200, random_scale=10.0,
+                   sh_degree=0, recipes={"castle-P30": ("underfit",), "Herz-Jesus-P25": ("cross",),
+                                         "fox": ("sparse", "holdout")}, cross_runs=1, architecture="tiny", train_seconds=1e9, per_scene_seconds=30.0, batch_size=2, crop=64, lr=3e-4,
                    lr_warmup_steps=0, eval_every=2, eval_pairs=4, checkpoint_every=0, num_workers=0,
-                   save_dtype="float32"),
+                   save_dtype="float32", gram=0.0),
 }
 
 
@@ -287,7 +301,8 @@ def main(argv=None) -> int:
                                                 sc.max_frames), "images", None)
 
     def splat(ds):
-        return SplatSettings(num_random=sc.num_random, sh_degree=sc.sh_degree, downscale_factor=ds)
+        return SplatSettings(num_random=sc.num_random, random_scale=sc.random_scale, sh_degree=sc.sh_degree,
+                             downscale_factor=ds)
 
     steps = sc.splat_steps
     pairs_root = work / ("pairs" if scale_name == "gpu" else f"pairs_{scale_name}_{steps}")
@@ -299,8 +314,6 @@ def main(argv=None) -> int:
     save()
     pair_files = []
     report["phases"]["pairs"] = {}
-    # CPU dry run: fewer runs (the CPU rasterizer is slow); every recipe still runs once
-    smoke_recipes = {"castle-P30": ("underfit",), "Herz-Jesus-P25": ("cross",), "fox": ("sparse", "holdout")}
     for name, (path, _, ds) in scenes.items():
         spent = time.perf_counter() - t0
         if not smoke and pair_files and spent > args.pairs_fraction * sc.budget_s:
@@ -310,10 +323,9 @@ def main(argv=None) -> int:
         cfg = MakePairsConfig(
             scene=path, out=pairs_root / name, steps=steps, sparse_every=3,
             underfit_fractions=(0.5,) if smoke else (0.25, 0.5, 0.75),
-            cross_blocks=4, cross_runs=1 if smoke else 2, splat=splat(ds),
+            cross_blocks=4, cross_runs=sc.cross_runs, splat=splat(ds),
             holdout="interval" if name == "fox" else "none", holdout_interval=8 if not smoke else 4,
-            recipes=smoke_recipes[name] if smoke else (
-                ("sparse", "underfit", "cross", "holdout") if name == "fox" else ("sparse", "underfit", "cross")),
+            recipes=sc.recipes[name],
         )
         summary = make_pairs(cfg)
         summary["seconds"] = round(time.perf_counter() - t, 1)
@@ -328,8 +340,9 @@ def main(argv=None) -> int:
     from difix_ns.training.trainer import LossConfig, TrainConfig, train
 
     use_vgg = not smoke and stage_vgg(args.vgg_features)
-    report["loss_backbone"] = "vgg16 (LPIPS-vgg + Gram)" if use_vgg else "alexnet (LPIPS-alex, no Gram)"
-    loss = LossConfig(lpips_net="vgg" if use_vgg else "alex", gram=0.5 if use_vgg else 0.0, gram_warmup=1000,
+    report["loss_backbone"] = (("vgg16 (LPIPS-vgg + Gram)" if sc.gram > 0 else "vgg16 (LPIPS-vgg, no Gram)") if use_vgg
+                               else "alexnet (LPIPS-alex, no Gram)")
+    loss = LossConfig(lpips_net="vgg" if use_vgg else "alex", gram=sc.gram if use_vgg else 0.0, gram_warmup=1000,
                       gram_crop=224)
     remaining = sc.budget_s - (time.perf_counter() - t0)
     # evaluation on CPU takes minutes (LPIPS, one view at a time), on the GPU seconds
