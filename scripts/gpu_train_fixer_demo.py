@@ -10,11 +10,18 @@ and measure, honestly, whether it helps on a scene it never saw.
 4. per-scene fixer: the generic fixer fine-tuned on fox pairs only, evaluated on fox's held-out views (raw vs
    generic vs per-scene), if time is left.
 
-Writes into --out: ``gpu_train_fixer_demo.json`` (updated after every phase), ``fixer_small.tar`` (the trained fixer
-in the HF layout, bf16 weights; ``tar xf`` then ``--pipeline.fixer.model-name fixer_small``),
-``fixer_small_fox.tar`` (per-scene), ``eval_train.csv`` and ``entry_P10_examples.png`` (raw | fixed | photo).
+Scales (``--scale``; the sizes are in ``SCALES`` below, options given on the command line override them):
+  gpu    stored resolution (strecha 512x341, fox 270x480), 1500-step splatfacto runs, bf16; needs CUDA.
+  cpu    the same steps at CPU scale: images shrunk 4x, 600-step runs, one torch thread, about an hour.
+  --smoke-cpu  8 frames per scene, 6-step runs, the tiny model for 3 steps: plumbing only.
+
+Writes into --out: ``gpu_train_fixer_demo.json`` (``cpu_train_fixer_demo.json`` at CPU scale; updated after every
+phase), ``fixer_small.tar`` (the trained fixer in the HF layout, bf16 weights on the GPU; ``tar xf`` then
+``--pipeline.fixer.model-name fixer_small``), ``fixer_small_fox.tar`` (per-scene), ``eval_train.csv`` and
+``entry_P10_examples.png`` (raw | fixed | photo). Pairs made in --work are reused by a later call.
 
     source .device/setup.sh && python scripts/gpu_train_fixer_demo.py --out $OUT
+    OMP_NUM_THREADS=1 python scripts/gpu_train_fixer_demo.py --scale cpu --out /tmp/cpu_demo --work /tmp/cpu_work
     python scripts/gpu_train_fixer_demo.py --smoke-cpu --out /tmp/demo   # tiny CPU dry run (not a result)
 """
 import json
@@ -213,23 +220,23 @@ class FixerDemoConfig:
     smoke_cpu: bool = False
     """tiny CPU dry run: 8 shrunk frames per scene, tiny model, few steps (plumbing only)"""
     budget_s: Optional[float] = None
-    """wall-clock budget of the whole script (default: gpu 420, cpu 3600)"""
+    """wall-clock budget of the whole script; unset: gpu 420, cpu 3600"""
     splat_steps: Optional[int] = None
-    """splatfacto iterations per pair-making run (default: gpu 1500, cpu 600)"""
+    """splatfacto iterations per pair-making run; unset: gpu 1500, cpu 600"""
     train_seconds: Optional[float] = None
-    """upper bound on generic fixer training (default: gpu 170, cpu 2400)"""
+    """upper bound on generic fixer training (seconds); unset: gpu 170, cpu 2400"""
     per_scene_seconds: Optional[float] = None
-    """fox per-scene fine-tuning, 0 skips it (default: gpu 30, cpu 300)"""
+    """fox per-scene fine-tuning (seconds), 0 skips it; unset: gpu 30, cpu 300"""
     batch_size: Optional[int] = None
-    """training batch size (default: gpu 8, cpu 4)"""
+    """training batch size; unset: gpu 8, cpu 4"""
     crop: Optional[int] = None
-    """training crop in pixels, floored to the smallest image (default: gpu 256, cpu 80)"""
+    """training crop in pixels, floored to the smallest image; unset: gpu 256, cpu 80"""
     lr: Optional[float] = None
-    """learning rate, the per-scene fine-tune uses a third of it (default 3e-4)"""
+    """learning rate, the per-scene fine-tune uses a third of it; unset: 3e-4"""
     pairs_fraction: float = 0.6
     """start no further training scene once this fraction of the budget is spent"""
-    include_fox: bool = True
-    """also make fox pairs (training data of the generic fixer and of the per-scene fixer)"""
+    skip_fox: bool = False
+    """leave fox out: no fox pairs, so no per-scene fixer either"""
     work: Optional[Path] = None
     """work folder (default: a temporary one); pairs already made there are reused"""
     vgg_features: Path = ROOT / ".device" / "vgg16_imagenet_features.pth"
@@ -262,7 +269,7 @@ def main(argv=None) -> int:
         "Herz-Jesus-P25": (data_root / "strecha" / "Herz-Jesus-P25", "images", None),
         "fox": (data_root / "fox", "images_4", 4),
     }
-    if not args.include_fox:
+    if args.skip_fox:
         del scenes["fox"]
     eval_scene = ("entry-P10", data_root / "strecha" / "entry-P10", "images", None)
     for name, (path, img_dir, _) in list(scenes.items()) + [(eval_scene[0], eval_scene[1:])]:
