@@ -281,7 +281,8 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
 
     report = {
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor()})",
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available()
+        else f"CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)",
         "scale": scale_name, "smoke_cpu": smoke, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(), "note": NOTE if scale_name == "gpu" else NOTE_CPU,
         "settings": vars(sc), "alexnet": stage_alexnet(work), "phases": {}, "timing_s": {},
