@@ -139,6 +139,16 @@ def save_grid(path: Path, raw, gt, fixed, n: int = 3) -> None:
     save_png(torch.cat(rows, dim=1), path)
 
 
+def trained_seconds(run_dir: Path) -> float:
+    """Training time already spent in ``run_dir`` (its newest checkpoint), 0 for a fresh run."""
+    from difix_ns.training.trainer import latest_checkpoint
+
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None:
+        return 0.0
+    return float(json.loads((ckpt / "trainer_state.json").read_text()).get("elapsed_s", 0.0))
+
+
 def tar_dir(src: Path, dst: Path, arcname: str) -> int:
     with tarfile.open(dst, "w") as tar:
         tar.add(src, arcname=arcname)
@@ -184,7 +194,8 @@ FULL_RECIPES = {"castle-P30": ("sparse", "underfit", "cross"), "Herz-Jesus-P25":
 SCALES = {
     # one H200: stored resolution (strecha 512x341, fox images_4 270x480), the `small` fixer, bf16
     "gpu": Scale(shrink=1, max_frames=None, budget_s=420.0, splat_steps=1500, num_random=50000, random_scale=10.0,
-                 sh_degree=3, recipes=FULL_RECIPES, cross_runs=2, architecture="small", train_seconds=170.0, per_scene_seconds=30.0, batch_size=8, crop=256, lr=3e-4,
+                 sh_degree=3, recipes=FULL_RECIPES, cross_runs=2, architecture="small", train_seconds=170.0,
+                 per_scene_seconds=30.0, batch_size=8, crop=256, lr=3e-4,
                  lr_warmup_steps=100, eval_every=500, eval_pairs=40, checkpoint_every=2000, num_workers=6,
                  save_dtype="bfloat16", gram=0.5),
     # one CPU thread, about an hour: every frame, images shrunk 4x (strecha 128x85, fox 67x120), 600-step
@@ -200,7 +211,8 @@ SCALES = {
     # plumbing only: 8 frames per scene, 6-step runs, the `tiny` model for 3 steps
     "smoke": Scale(shrink=4, max_frames=8, budget_s=1e9, splat_steps=6, num_random=200, random_scale=10.0,
                    sh_degree=0, recipes={"castle-P30": ("underfit",), "Herz-Jesus-P25": ("cross",),
-                                         "fox": ("sparse", "holdout")}, cross_runs=1, architecture="tiny", train_seconds=1e9, per_scene_seconds=30.0, batch_size=2, crop=64, lr=3e-4,
+                                         "fox": ("sparse", "holdout")}, cross_runs=1, architecture="tiny",
+                   train_seconds=1e9, per_scene_seconds=30.0, batch_size=2, crop=64, lr=3e-4,
                    lr_warmup_steps=0, eval_every=2, eval_pairs=4, checkpoint_every=0, num_workers=0,
                    save_dtype="float32", gram=0.0),
 }
@@ -260,7 +272,7 @@ def main(argv=None) -> int:
     scale_name = "smoke" if smoke else args.scale
     sc = resolved_scale(args)
     if scale_name == "gpu" and not torch.cuda.is_available():
-        sys.exit("error: --scale gpu needs a CUDA GPU (use --scale cpu for the CPU-scale run, --smoke-cpu for a dry run)")
+        sys.exit("error: --scale gpu needs a CUDA GPU (--scale cpu: the CPU-scale run; --smoke-cpu: a dry run)")
     data_root = args.data_root
     if data_root is None:
         data_root = ROOT / ".device" / "data" if (ROOT / ".device" / "data").is_dir() else ROOT / ".." / "shared" / "data"
@@ -357,15 +369,20 @@ def main(argv=None) -> int:
     reserve_eval = 25.0 if scale_name == "gpu" else 240.0
     reserve = reserve_eval + (sc.per_scene_seconds + reserve_eval if sc.per_scene_seconds > 0 else 0.0)
     train_seconds = max(20.0, min(sc.train_seconds, remaining - reserve))
+    fixer_dir = work / ("fixer" if scale_name == "gpu" else f"fixer_{scale_name}")
+    # The trainer's time limit counts resumed time too: a second call on the same --work trains train_seconds more.
+    trained_before = trained_seconds(fixer_dir)
     tcfg = TrainConfig(
-        out=work / ("fixer" if scale_name == "gpu" else f"fixer_{scale_name}"), data=tuple(pair_files), architecture=sc.architecture, lr=sc.lr,
+        out=fixer_dir, data=tuple(pair_files), architecture=sc.architecture, lr=sc.lr,
         lr_warmup_steps=sc.lr_warmup_steps, max_steps=3 if smoke else 10**6,
-        max_seconds=None if smoke else train_seconds, batch_size=sc.batch_size, crop=sc.crop, loss=loss,
+        max_seconds=None if smoke else trained_before + train_seconds, batch_size=sc.batch_size, crop=sc.crop,
+        loss=loss,
         eval_every=sc.eval_every, eval_pairs=sc.eval_pairs, checkpoint_every=sc.checkpoint_every,
         num_workers=sc.num_workers, save_dtype=sc.save_dtype, seed=0,
     )
     report["phases"]["train"] = {"config": {k: str(v) for k, v in vars(tcfg).items() if k != "pairs"},
-                                 "loss": vars(loss), "planned_seconds": train_seconds}
+                                 "loss": vars(loss), "planned_seconds": train_seconds,
+                                 "resumed_after_seconds": trained_before}
     save()
     t = time.perf_counter()
     summary = train(tcfg)
@@ -410,11 +427,13 @@ def main(argv=None) -> int:
         if start.exists():
             shutil.rmtree(start)
         shutil.copytree(tcfg.out / "model", start)
+        fox_dir = work / ("fixer_fox" if scale_name == "gpu" else f"fixer_fox_{scale_name}")
         pcfg = TrainConfig(
-            out=work / ("fixer_fox" if scale_name == "gpu" else f"fixer_fox_{scale_name}"),
+            out=fox_dir,
             data=(fox_root / "pairs.json",), model_name=str(start),
             trainable="all", lr=sc.lr / 3, max_steps=2 if smoke else 10**6,
-            max_seconds=None if smoke else min(sc.per_scene_seconds, remaining), batch_size=tcfg.batch_size,
+            max_seconds=None if smoke else trained_seconds(fox_dir) + min(sc.per_scene_seconds, remaining),
+            batch_size=tcfg.batch_size,
             crop=tcfg.crop, loss=loss, eval_every=0, eval_pairs=sc.eval_pairs, checkpoint_every=0,
             num_workers=tcfg.num_workers, save_dtype=tcfg.save_dtype,
         )
