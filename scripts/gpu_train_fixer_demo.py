@@ -236,8 +236,7 @@ class FixerDemoConfig:
     splat_steps: Optional[int] = None
     """splatfacto iterations per pair-making run; unset: gpu 1500, cpu 600"""
     train_seconds: Optional[float] = None
-    """upper bound on this call's generic fixer training (seconds; a call on the same --work resumes the fixer and
-    trains this much more); unset: gpu 170, cpu 2400"""
+    """seconds of generic fixer training in this call (a rerun on the same --work resumes); unset: gpu 170, cpu 2400"""
     per_scene_seconds: Optional[float] = None
     """this call's fox per-scene fine-tuning (seconds), 0 skips it; unset: gpu 30, cpu 300"""
     batch_size: Optional[int] = None
