@@ -42,8 +42,9 @@ case "$job" in
       --out "$OUT/difix3d_quality"
     ;;
   fixer)
-    # Pairs take ~220 s; the rest of the budget trains. --work keeps the pairs for a second call on a warm machine.
-    python scripts/gpu_train_fixer_demo.py --out "$OUT" --budget-s 480 --work /tmp/fixer_demo_work
+    # Pairs take ~220 s; the rest of the budget trains. --work keeps the pairs and the fixer's checkpoint: a second
+    # call on a warm machine resumes and trains up to 380 s more.
+    python scripts/gpu_train_fixer_demo.py --out "$OUT" --budget-s 480 --train-seconds 380 --work /tmp/fixer_demo_work
     ;;
   nifi)
     timeout 420 python scripts/bench_nifi_splatfacto.py --data .device/data/fox --downscale-factor 2 \

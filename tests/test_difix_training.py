@@ -96,6 +96,16 @@ def test_make_pairs_writes_upstream_json_and_pngs(pairs):
     assert (render - photo).abs().mean() > 1.0
 
 
+def test_splat_settings_reach_splatfacto(fox_tiny, tmp_path):
+    """The pair runs' splatfacto config carries the settings (random-init cube, Gaussians, SH degree, schedule)."""
+    from difix_ns.training.splat_runs import SplatSettings, _build_config
+
+    settings = SplatSettings(num_random=123, random_scale=2.5, sh_degree=1, device="cpu")
+    config = _build_config(fox_tiny, tmp_path, "run", 10, settings)
+    model = config.pipeline.model
+    assert (model.num_random, model.random_scale, model.sh_degree, config.max_num_iterations) == (123, 2.5, 1, 10)
+
+
 def test_plan_runs_cross_and_holdout(fox_tiny, tmp_path):
     """Which views each recipe trains on and renders (the splatfacto part is covered above)."""
     from difix_ns.training.pairs import plan_runs

@@ -21,6 +21,9 @@ class SplatSettings:
 
     num_random: int = 50000
     """Random initial Gaussians when the scene has no sparse points."""
+    random_scale: float = 10.0
+    """Side of the cube (scene units, cameras normalised to about [-1, 1]) the random Gaussians start in (stock 10;
+    a smaller cube puts more of them in view, which short runs on scenes without sparse points need)."""
     sh_degree: int = 3
     """Spherical-harmonics degree."""
     num_downscales: int = 0
@@ -70,6 +73,7 @@ def _build_config(scene_dir: Path, out_dir: Path, name: str, steps: int, setting
         config.pipeline.datamanager.cache_images = "cpu"
     model = config.pipeline.model
     model.num_random = settings.num_random
+    model.random_scale = settings.random_scale
     model.sh_degree = settings.sh_degree
     model.num_downscales = settings.num_downscales
     return config
