@@ -26,6 +26,10 @@ Writes into --out: ``gpu_train_restorer_demo.json`` (rewritten after every phase
     python scripts/gpu_train_restorer_demo.py --out $OUT                    # ~9 min on one H200 (warm machine)
     python scripts/gpu_train_restorer_demo.py --out $OUT --budget-s 420     # cold machine (setup takes ~100 s)
     python scripts/gpu_train_restorer_demo.py --smoke-cpu --out /tmp/demo   # tiny CPU dry run (plumbing, not a result)
+    OMP_NUM_THREADS=1 python scripts/gpu_train_restorer_demo.py --scale cpu --out /tmp/cpu   # CPU-scale run, ~1 h
+
+``--scale cpu`` runs the same code path on one CPU thread at a documented smaller scale (``PROFILES``: scenes shrunk,
+codec targets x0.25, 64 px crops, batch 4): a real demonstration with real codec artifacts, only smaller.
 """
 import json
 import os
@@ -69,7 +73,7 @@ ARCHITECTURES = {
                  "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")},
         "text_hidden": 64, "lora_rank": 16,
     },
-    "tiny": {  # --smoke-cpu only
+    "tiny": {  # --smoke-cpu
         "vae": {"block_out_channels": (8, 16), "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 4},
         "unet": {"block_out_channels": (8, 16), "layers_per_block": 1, "cross_attention_dim": 16,
                  "attention_head_dim": 2, "norm_num_groups": 4,
@@ -79,11 +83,42 @@ ARCHITECTURES = {
     },
 }
 
+# What each scale does; an explicit option (--splat-steps, --batch-size, ...) overrides the profile's value.
+#   gpu:   full-size scenes (strecha 512x341, fox images_4), splatfacto's own init, the 500 s GPU budget.
+#   cpu:   a real, slow CPU demonstration (about an hour on one thread): strecha shrunk x4 (128x85), fox images_4
+#          shrunk x2 (135x240), every frame, 10k random initial Gaussians. The codec targets are the presets' sizes
+#          x 0.25: at the presets' own sizes (1.15 / 0.36 / 0.22 MB) a 128x85 scene is barely pruned (entry-P10: all
+#          106k Gaussians kept at rate 0.1, 64k / 38k at 0.5 / 1.0) and the rates differ by < 0.4 dB.
+#   smoke: a tiny dry run of the plumbing (a few minutes): 10 frames a scene, 8 splatfacto steps, 3 training steps.
+PROFILES = {
+    "gpu": {"shrink": None, "splat_steps": 1500, "finetune_steps": 100, "num_random": None, "target_scale": 1.0,
+            "architecture": "small", "batch_size": 8, "crop": 256, "lr": 3e-4, "eval_crop": 256, "num_workers": 8,
+            "budget_s": 500.0, "eval_reserve_s": 45.0, "min_train_s": 90.0, "min_scene_s": 60.0,
+            "eval_splits": ["test", "train"], "log_every": 50, "eval_every": 10 ** 9, "max_steps": 10 ** 7},
+    "cpu": {"shrink": {"fox": (2, 1, 1000), "strecha": (4, 1, 1000)}, "splat_steps": 1500, "finetune_steps": 50,
+            "num_random": 10000, "target_scale": 0.25, "architecture": "small", "batch_size": 4, "crop": 64, "lr": 1e-3,
+            "eval_crop": 0, "num_workers": 0, "budget_s": 3600.0, "eval_reserve_s": 180.0, "min_train_s": 600.0,
+            "min_scene_s": 200.0, "eval_splits": ["test", "train"], "log_every": 25, "eval_every": 250,
+            "max_steps": 10 ** 7},
+    # shrink: (factor, keep every n-th frame, at most n frames); >= 10 frames, so nerfstudio's 90 % train fraction
+    # leaves one test view
+    "smoke": {"shrink": {"fox": (4, 5, 10), "castle-P30": (4, 3, 10), "Herz-Jesus-P25": (4, 2, 10),
+                         "strecha": (4, 1, 10)},
+              "splat_steps": 8, "finetune_steps": 1, "num_random": 300, "target_scale": 1.0, "architecture": "tiny",
+              "batch_size": 2, "crop": 32, "lr": 3e-4, "eval_crop": 32, "num_workers": 0, "budget_s": 500.0,
+              "eval_reserve_s": 45.0, "min_train_s": 20.0, "min_scene_s": 30.0, "eval_splits": ["test"],
+              "log_every": 1, "eval_every": 10 ** 9, "max_steps": 3},
+}
+
 HONESTY = (
     "The restorer is trained from RANDOM initialisation for a few minutes on renders of a few compressed 3DGS scenes "
     "(no SD3 / SD-Turbo weights exist on this machine), with l2 + LPIPS only. NiFi fine-tunes a pretrained SD3-medium "
     "(2B parameters) for 60k steps with distribution matching; these numbers show what a small from-scratch restorer "
     "learns in this budget, not what NiFi achieves.")
+CPU_SCALE = (
+    " CPU-SCALE RUN: scenes shrunk (strecha 128x85, fox 135x240), 1500 splatfacto steps from 10k random Gaussians, "
+    "codec targets 0.25x the presets' sizes, the small architecture trained on one CPU thread for about half an "
+    "hour on 64 px crops.")
 DMD_OFF = (
     "Distribution matching (the KL / DMD term, weight 0) and its critic phi+ (never stepped) are off: their gradient "
     "g = 0.7*(v_teacher - v_critic) + 0.3*(v_teacher(x_hat_t) - v_teacher(x_t)) needs the score of a PRETRAINED "
@@ -99,35 +134,40 @@ class RestorerDemoConfig:
     """output folder (the lead passes $OUT)"""
     data_root: Optional[Path] = None
     """folder with fox/ and strecha/<scene>/ (default: .device/data, else ../shared/data)"""
-    budget_s: float = 500.0
-    """wall-clock budget of the whole script, imports included (default 500: fits 9 minutes on a warm H200; use 420
-    on a cold machine, whose setup takes ~100 s of a 10-minute command)"""
+    scale: Literal["gpu", "cpu"] = "gpu"
+    """gpu: the H200 demonstration; cpu: a real CPU-scale demonstration on one thread (scenes shrunk: strecha x4,
+    fox images_4 x2; codec targets x0.25; about an hour)"""
+    budget_s: Optional[float] = None
+    """wall-clock budget of the whole script, imports included (default 500 on the GPU: fits 9 minutes on a warm
+    H200; use 420 on a cold machine, whose setup takes ~100 s of a 10-minute command. --scale cpu: 3600)"""
     smoke_cpu: bool = False
-    """tiny CPU dry run: shrunk scenes, tiny model, few steps"""
+    """tiny CPU dry run of the plumbing (overrides --scale): shrunk scenes, tiny model, few steps"""
     scenes: List[Literal[TRAIN_SCENES]] = field(default_factory=lambda: list(TRAIN_SCENES))
     """training scenes, in pair-making order (entry-P10 is always the evaluation scene)"""
     fox_images: Literal["images_4", "images_2"] = "images_4"
     """fox resolution (images_2 doubles the pair-making time)"""
     rates: List[float] = field(default_factory=lambda: [0.1, 0.5, 1.0])
     """codec rate presets (λ)"""
-    splat_steps: int = 1500
-    """splatfacto iterations per scene"""
-    finetune_steps: int = 100
-    """compression-aware fine-tune steps per rate"""
+    splat_steps: Optional[int] = None
+    """splatfacto iterations per scene (default 1500; --smoke-cpu: 8)"""
+    finetune_steps: Optional[int] = None
+    """compression-aware fine-tune steps per rate (default 100; --scale cpu: 50; --smoke-cpu: 1)"""
+    target_scale: Optional[float] = None
+    """codec target size = the rate preset's size x this (default 1; --scale cpu: 0.25)"""
     pairs_fraction: float = 0.45
     """start no further training scene once this fraction of the budget is spent"""
-    eval_reserve_s: float = 45.0
-    """seconds kept for export, evaluation and the PNG after training"""
+    eval_reserve_s: Optional[float] = None
+    """seconds kept for export, evaluation and the PNG after training (default 45; --scale cpu: 180)"""
     architecture: Optional[Literal[tuple(sorted(ARCHITECTURES))]] = None
     """default: small (tiny with --smoke-cpu)"""
-    batch_size: int = 8
-    """training batch size"""
-    crop: int = 256
-    """training crop (multiple of 8)"""
-    lr: float = 3e-4
-    """AdamW learning rate (all weights and phi-)"""
+    batch_size: Optional[int] = None
+    """training batch size (default 8; --scale cpu: 4; --smoke-cpu: 2)"""
+    crop: Optional[int] = None
+    """training crop, a multiple of 8 (default 256; --scale cpu: 64; --smoke-cpu: 32)"""
+    lr: Optional[float] = None
+    """AdamW learning rate, all weights and phi- (default 3e-4; --scale cpu: 1e-3, faster in a 100-step check)"""
     max_steps: Optional[int] = None
-    """stop training after this many steps (default: budget)"""
+    """stop training after this many steps (default: budget; --smoke-cpu: 3)"""
     eval_splits: Optional[List[Literal["test", "train"]]] = None
     """entry-P10 splits to evaluate (default: test train; --smoke-cpu: test)"""
     vgg_features: Path = ROOT / ".device" / "vgg16_imagenet_features.pth"
@@ -146,10 +186,12 @@ def parse_args(argv=None) -> RestorerDemoConfig:
     for option, values in (("--scenes", args.scenes), ("--rates", args.rates), ("--eval-splits", args.eval_splits)):
         if values is not None and not values:
             raise SystemExit(f"error: {option} needs at least one value")
-    if args.architecture is None:
-        args.architecture = "tiny" if args.smoke_cpu else "small"
-    if args.eval_splits is None:
-        args.eval_splits = ["test"] if args.smoke_cpu else ["test", "train"]
+    args.profile = "smoke" if args.smoke_cpu else args.scale
+    profile = PROFILES[args.profile]
+    for name in ("budget_s", "splat_steps", "finetune_steps", "target_scale", "eval_reserve_s", "architecture",
+                 "batch_size", "crop", "lr", "eval_splits"):
+        if getattr(args, name) is None:
+            setattr(args, name, profile[name])
     return args
 
 
@@ -165,6 +207,16 @@ def check_args(args) -> dict:
     for name, value in (("--splat-steps", args.splat_steps), ("--batch-size", args.batch_size), ("--crop", args.crop)):
         if value < 1:
             fail(f"{name} must be >= 1, got {value}")
+    if not args.target_scale > 0:
+        fail(f"--target-scale must be > 0, got {args.target_scale}")
+    if args.target_scale != 1.0:
+        from nifi_ns.codec.presets import rate_preset
+
+        for rate in args.rates:
+            try:
+                rate_preset(rate)
+            except ValueError as err:
+                fail(f"--target-scale {args.target_scale} needs preset rates: {err}")
     if args.finetune_steps < 0:
         fail(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
     if args.crop % 8:
@@ -173,8 +225,9 @@ def check_args(args) -> dict:
         fail(f"--max-steps must be >= 1, got {args.max_steps}")
     if len(set(args.scenes)) != len(args.scenes):
         fail(f"--scenes lists a scene twice: {args.scenes}")
-    if not args.smoke_cpu and not torch.cuda.is_available():
-        fail("this demonstration needs a CUDA GPU (use --smoke-cpu for a CPU dry run)")
+    if args.profile == "gpu" and not torch.cuda.is_available():
+        fail("--scale gpu needs a CUDA GPU (use --scale cpu for the CPU-scale demonstration, --smoke-cpu for a dry "
+             "run)")
     if args.out.exists() and not args.out.is_dir():
         fail(f"--out {args.out} exists and is not a directory")
     if not args.overwrite:
@@ -257,8 +310,16 @@ def tail(path: Path, n: int = 15) -> str:
         return ""
 
 
-def make_pairs(name: str, scene: Path, downscale, args, work: Path, timeout: float, splat_steps: int,
-               finetune_steps: int, num_random) -> dict:
+def target_sizes_mb(rates: list[float], scale: float) -> Optional[list[float]]:
+    """The codec's target container size per rate: the rate preset's size x ``scale`` (None: the presets' own)."""
+    if scale == 1.0:
+        return None
+    from nifi_ns.codec.presets import rate_preset
+
+    return [round(rate_preset(r).target_mb * scale, 6) for r in rates]
+
+
+def make_pairs(name: str, scene: Path, downscale, args, work: Path, timeout: float, num_random) -> dict:
     """build_3dgs_and_compress.py + render_pairs.py (train and test) -> work/pairs_*/<name>/; a summary dict."""
     art = work / "artifacts" / name
     pairs = work / ("pairs_eval" if name == EVAL_SCENE else "pairs_train") / name
@@ -266,8 +327,11 @@ def make_pairs(name: str, scene: Path, downscale, args, work: Path, timeout: flo
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     cmd = [sys.executable, str(ROOT / "scripts" / "build_3dgs_and_compress.py"), "--scene", str(scene),
-           "--rates", *map(str, args.rates), "--out", str(art), "--max-num-iterations", str(splat_steps),
-           "--finetune-steps", str(finetune_steps), "--overwrite"]
+           "--rates", *map(str, args.rates), "--out", str(art), "--max-num-iterations", str(args.splat_steps),
+           "--finetune-steps", str(args.finetune_steps), "--overwrite"]
+    targets = target_sizes_mb(args.rates, args.target_scale)
+    if targets:
+        cmd += ["--target-mb", *map(str, targets)]
     if downscale:
         cmd += ["--downscale-factor", str(downscale)]
     if num_random:
@@ -287,6 +351,12 @@ def make_pairs(name: str, scene: Path, downscale, args, work: Path, timeout: flo
     info = json.loads((art / "artifacts.json").read_text())
     summary["container_mb"] = {label: round(rep["size_mb"], 4) for label, rep in info["reports"].items()}
     summary["num_gaussians"] = {label: rep["num_gaussians"] for label, rep in info["reports"].items()}
+    summary["trained_gaussians"] = next(iter(info["reports"].values())).get("num_input_gaussians")
+    summary["target_mb"] = dict(zip(info["reports"], targets)) if targets else "rate presets"
+    from PIL import Image
+
+    with Image.open(next(iter(sorted((pairs / f"rate_{float(args.rates[0])}" / "train" / "clean").iterdir())))) as im:
+        summary["image_size"] = list(im.size)
     from nifi_ns.synthesis.layout import validate_pairs
 
     summary["pairs"] = {split: validate_pairs(pairs, args.rates, [split]) for split in ("train", "test")}
@@ -513,9 +583,10 @@ def main(argv=None) -> int:
     if args.rescore is not None:
         return rescore(args.rescore, args.out)
     scenes = check_args(args)
-    smoke, budget = args.smoke_cpu, args.budget_s
-    if smoke:  # a shared, loaded CPU: one thread each is many times faster than oversubscribed thread pools
-        os.environ["OMP_NUM_THREADS"] = "1"
+    smoke, budget, profile = args.smoke_cpu, args.budget_s, PROFILES[args.profile]
+    on_cpu = args.profile != "gpu"
+    if on_cpu:  # a shared, loaded CPU: one thread each is many times faster than oversubscribed thread pools
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in [args.out / n for n in (JSON_NAME, TAR_NAME, PNG_NAME, IMAGES_TAR)] + sorted(
@@ -523,15 +594,19 @@ def main(argv=None) -> int:
         stale.unlink(missing_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="nifi_demo_"))
     work.mkdir(parents=True, exist_ok=True)
-    cuda = torch.cuda.is_available() and not smoke
+    cuda = torch.cuda.is_available() and not on_cpu
     device = "cuda" if cuda else "cpu"
     arch = ARCHITECTURES[args.architecture]
     report: dict = {
         "script": "scripts/gpu_train_restorer_demo.py", "argv": sys.argv[1:] if argv is None else list(argv),
-        "gpu": torch.cuda.get_device_name(0) if cuda else f"none (CPU dry run, {platform.processor() or 'cpu'})",
-        "smoke_cpu": smoke, "torch": torch.__version__, "python": platform.python_version(),
-        "honesty": HONESTY if not smoke else "CPU DRY RUN with a tiny random model and a few steps: plumbing only, "
-                                              "the numbers mean nothing.",
+        "gpu": torch.cuda.get_device_name(0) if cuda else (
+            f"none ({'CPU dry run' if smoke else 'CPU-scale run'}, {platform.processor() or 'cpu'}, 1 torch thread)"),
+        "scale": args.profile, "smoke_cpu": smoke, "torch": torch.__version__, "python": platform.python_version(),
+        "honesty": {"gpu": HONESTY, "cpu": HONESTY + CPU_SCALE,
+                    "smoke": "CPU DRY RUN with a tiny random model and a few steps: plumbing only, the numbers mean "
+                             "nothing."}[args.profile],
+        "profile": {k: v for k, v in profile.items() if k != "shrink"} | {"shrink": json.loads(json.dumps(
+            profile["shrink"]))}, "target_scale": args.target_scale,
         "dmd": {"enabled": False, "why": DMD_OFF}, "budget_s": budget, "data_root": str(args.data_root.resolve()),
         "rates": args.rates, "architecture": {"name": args.architecture, **json.loads(json.dumps(arch))},
         "timing_s": {"startup": round(time.perf_counter() - t_start, 1)},
@@ -552,17 +627,14 @@ def main(argv=None) -> int:
     save()
 
     # 1. pairs --------------------------------------------------------------------------------------------------
-    if smoke:  # shrunk copies: 1/4 size, few frames, few random Gaussians
+    if profile["shrink"]:  # shrunk copies (factor, every n-th frame, at most n frames), random initial Gaussians
         small = work / "small_scenes"
         for name, (folder, images, ds) in list(scenes.items()):
-            # >= 10 frames: nerfstudio's 90 % train fraction then leaves one test view
-            keep = {"fox": 5, "castle-P30": 3, "Herz-Jesus-P25": 2}.get(name, 1)
-            scenes[name] = (shrink_scene(folder, small / name, images, 4, keep, 10), "images", None)
-    splat_steps = 8 if smoke else args.splat_steps
-    finetune = 1 if smoke else args.finetune_steps
-    num_random = 300 if smoke else None
-    min_train_s = 20.0 if smoke else 90.0  # training gets at least this much, or the scene loop stops
-    min_scene_s = 30.0 if smoke else 60.0  # kept for the first training scene while the evaluation scene is built
+            factor, keep, frames = profile["shrink"].get(name) or profile["shrink"]["fox" if name == "fox" else "strecha"]
+            scenes[name] = (shrink_scene(folder, small / name, images, factor, keep, frames), "images", None)
+    num_random = profile["num_random"]
+    min_train_s = profile["min_train_s"]  # training gets at least this much, or the scene loop stops
+    min_scene_s = profile["min_scene_s"]  # kept for the first training scene while the evaluation scene is built
     trained_on = []
     for name, (folder, _images, ds) in scenes.items():
         is_eval = name == EVAL_SCENE
@@ -587,7 +659,7 @@ def main(argv=None) -> int:
             save()
             continue
         print(f"[{spent():.0f} s] pairs {name} (timeout {timeout:.0f} s)", flush=True)
-        summary = make_pairs(name, folder, ds, args, work, timeout, splat_steps, finetune, num_random)
+        summary = make_pairs(name, folder, ds, args, work, timeout, num_random)
         report["pairs"][name] = summary
         if "error" in summary:
             shutil.rmtree(work / ("pairs_eval" if is_eval else "pairs_train") / name, ignore_errors=True)  # no partial pairs
@@ -618,13 +690,13 @@ def main(argv=None) -> int:
     cfg.model.critic_lora_rank = 1  # built by the trainer, never stepped (DMD off)
     cfg.model.guidance_scale, cfg.model.prompt_dropout = 1.0, 0.0
     cfg.loss_weights.kl, cfg.loss_weights.critic, cfg.loss_weights.lpips_net = 0.0, 0.0, "alex"
-    cfg.train.batch_size = 2 if smoke else args.batch_size
-    cfg.train.crop_size = 32 if smoke else args.crop
+    cfg.train.batch_size, cfg.train.crop_size = args.batch_size, args.crop
     cfg.train.lr_phi_minus = cfg.train.lr_phi_plus = args.lr
-    cfg.train.num_workers = 0 if smoke else 8
-    cfg.train.max_steps = args.max_steps or (3 if smoke else 10 ** 7)
-    cfg.train.log_every, cfg.train.save_every, cfg.train.eval_every = (1 if smoke else 50), 10 ** 9, 10 ** 9
-    cfg.train.eval_max_images, cfg.train.eval_crop = 8, (32 if smoke else 256)
+    cfg.train.num_workers = profile["num_workers"]
+    cfg.train.max_steps = args.max_steps or profile["max_steps"]
+    cfg.train.log_every, cfg.train.save_every, cfg.train.eval_every = profile["log_every"], 10 ** 9, profile["eval_every"]
+    # held-out views of the training scenes (their test split), never entry-P10; 0 = whole images
+    cfg.train.eval_max_images, cfg.train.eval_crop = 8, profile["eval_crop"]
     trainer = perceptual_trainer_class()(cfg, work / "pairs_train", work / "exp", device=device,
                                          log=lambda s: print(s, flush=True))
     train_seconds = max(min_train_s, budget - spent() - args.eval_reserve_s)
@@ -633,7 +705,7 @@ def main(argv=None) -> int:
         "trainable_parameters": sum(p.numel() for p in trainer.params_minus),
         "loss": "l2 (images in [-1,1]) + LPIPS-alex, weights 1:1; DMD/KL weight 0, critic never stepped",
         "optimizer": f"AdamW lr {args.lr}, weight decay {cfg.train.weight_decay}, grad clip {cfg.train.grad_clip}",
-        "precision": "bf16 autocast, fp32 master weights" if cuda else "float32 (CPU)",
+        "precision": "bf16 autocast, fp32 master weights" if cuda else "float32 (CPU, 1 thread)",
         "batch_size": cfg.train.batch_size, "crop": cfg.train.crop_size, "t0": cfg.diffusion.t0,
         "sigma_t0": trainer.restorer.sigma_t0, "train_pairs": len(trainer.train_records),
         "scenes": trained_on, "planned_seconds": round(train_seconds, 1),
@@ -655,6 +727,8 @@ def main(argv=None) -> int:
         "window_steps": n,
         "val_lpips_alex_end": summary["best"]["val_lpips"], "val_source": summary["val_source"],
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if cuda else None,
+        "val_lpips_curve": [{"step": r["step"], "val_lpips_alex": round(r["val_lpips"], 5)} for r in hist
+                            if r["val_lpips"] != ""],
         "loss_curve": [{k: (round(r[k], 5) if isinstance(r[k], float) else r[k])
                         for k in ("step", "loss_generator", "loss_l2", "loss_lpips", "seconds")}
                        for r in hist if r["step"] % max(1, len(hist) // 40) == 0 or r is hist[-1]],

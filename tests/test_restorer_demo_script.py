@@ -96,3 +96,24 @@ def test_images_tar_keeps_test_views_first_and_stays_under_its_limit(demo, tmp_p
     with tarfile.open(tmp_path / "images.tar") as tar:
         names = tar.getnames()
     assert "test/rate_0.5/restored/0.png" in names and len(names) == 12
+
+
+def test_cpu_scale_profile_fills_defaults_and_explicit_options_win(demo, data_root, tmp_path):
+    base = ["--scale", "cpu", "--out", str(tmp_path / "o"), "--data-root", str(data_root)]
+    args = demo.parse_args(base)
+    demo.check_args(args)
+    assert (args.profile, args.batch_size, args.crop, args.budget_s, args.target_scale) == ("cpu", 4, 64, 3600.0, 0.25)
+    assert args.architecture == "small" and args.eval_splits == ["test", "train"]
+    assert demo.parse_args(base + ["--crop", "128", "--lr", "1e-3"]).crop == 128
+    assert demo.parse_args(base + ["--smoke-cpu"]).profile == "smoke"  # the dry run wins over --scale
+    # codec targets: the presets' sizes (1.15 / 0.36 / 0.22 MB) x the scale
+    assert demo.target_sizes_mb([0.1, 0.5, 1.0], 0.25) == [0.2875, 0.09, 0.055]
+    assert demo.target_sizes_mb([0.1], 1.0) is None
+    assert "--target-scale" in _exit_message(demo, base + ["--rates", "0.3"])
+    assert "--target-scale" in _exit_message(demo, base + ["--target-scale", "0"])
+
+
+def test_gpu_scale_without_cuda_points_to_the_cpu_profile(demo, data_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(demo.torch.cuda, "is_available", lambda: False)
+    msg = _exit_message(demo, ["--out", str(tmp_path / "o"), "--data-root", str(data_root)])
+    assert "CUDA" in msg and "--scale cpu" in msg
