@@ -165,3 +165,27 @@ def test_restorer_stage_config_is_the_restorer_declaration_plus_enabled():
     assert old.restorer_config() == NiFiRestorerConfig(lora_path="w.ckpt")
     with pytest.raises(SystemExit, match="--pipeline.restorer.extra is a mapping"):
         apply_restorer_options(nifi_splatfacto_config(), {"extra": "a=1"})
+
+
+def test_compression_drops_nonfinite_gaussians_and_the_rest_still_code(caplog):
+    """A trained model with a few NaN / inf Gaussians (an optimiser step can leave them) still compresses: they are
+    dropped with a warning and counted, and the codec gets only finite input; all-non-finite is a clear error."""
+    from nifi_ns.codec import compress, decompress
+    from nifi_ns.nerfstudio.compression import without_nonfinite
+
+    splat = GaussianSplat.random(200, sh_degree=1, seed=3)
+    splat.means[[5, 17]] = np.nan
+    splat.features_rest[40, 0, 1] = np.inf
+    with pytest.raises(ValueError, match="non-finite values in means"):
+        compress(splat, rate=0.5)
+    with caplog.at_level("WARNING", logger="nifi_ns.nerfstudio.compression"):
+        kept, dropped = without_nonfinite(splat, "trained model")
+    assert dropped == 3 and kept.num_gaussians == 197
+    assert "dropping 3 of 200 Gaussians of the trained model" in caplog.text
+    assert decompress(compress(kept, rate=0.5)).num_gaussians == 197
+
+    clean, none_dropped = without_nonfinite(kept, "fine-tuned Gaussians")
+    assert none_dropped == 0 and clean is kept
+    splat.opacities[:] = np.nan
+    with pytest.raises(ValueError, match="every one of the 200 Gaussians"):
+        without_nonfinite(splat, "trained model")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,26 @@ import numpy as np
 import torch
 
 from nifi_ns.io.gaussians import GaussianSplat
+
+logger = logging.getLogger(__name__)
+
+
+def without_nonfinite(splat: GaussianSplat, what: str) -> Tuple[GaussianSplat, int]:
+    """``splat`` without the Gaussians that have a NaN / inf in any attribute (they cannot be rendered or coded;
+    an optimiser step can leave a few behind), and how many were dropped, with a warning naming them. The codec
+    itself refuses non-finite input; this is the training path's policy, recorded in the report."""
+    finite = np.ones(splat.num_gaussians, dtype=bool)
+    for name in ("means", "scales", "quats", "opacities", "features_dc", "features_rest"):
+        values = getattr(splat, name)
+        finite &= np.isfinite(values.reshape(splat.num_gaussians, -1)).all(axis=1)
+    dropped = int((~finite).sum())
+    if dropped == splat.num_gaussians:
+        raise ValueError(f"cannot compress: every one of the {dropped} Gaussians of the {what} has non-finite values")
+    if dropped:
+        logger.warning("NiFi compression: dropping %d of %d Gaussians of the %s with non-finite values",
+                       dropped, splat.num_gaussians, what)
+        splat = splat.subset(np.flatnonzero(finite))
+    return splat, dropped
 
 
 def importance_cameras(datamanager, max_views: int):
@@ -61,7 +82,7 @@ def compress_model(
     from nifi_ns.nerfstudio.finetune import current_lrs, finetune_splat
 
     start = time.perf_counter()
-    splat = GaussianSplat.from_gauss_params(model.gauss_params)
+    splat, dropped = without_nonfinite(GaussianSplat.from_gauss_params(model.gauss_params), "trained model")
     cameras = CameraSet.from_nerfstudio(importance_cameras(datamanager, settings.importance_views))
     target_mb = settings.target_mb
 
@@ -82,6 +103,7 @@ def compress_model(
         description=f"NiFi rate {rate:g}: fine-tune",
     )
 
+    tuned, dropped_after_finetune = without_nonfinite(tuned, "fine-tuned Gaussians")
     if keep is not None:
         keep["finetuned"] = tuned
 
@@ -97,6 +119,7 @@ def compress_model(
     out.update(
         rate=float(rate),
         pruned_gaussians=int(trial.num_gaussians),
+        dropped_nonfinite_gaussians=dropped + dropped_after_finetune,
         finetune_steps=int(settings.finetune_steps),
         total_seconds=time.perf_counter() - start,
         sha256=hashlib.sha256(container).hexdigest(),
