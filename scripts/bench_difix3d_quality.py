@@ -185,14 +185,14 @@ def fit_psnr(pipeline, evaluator: Evaluator) -> dict:
     """How well the trained model reproduces its own supervision: mean PSNR of its renders against its training
     images and, for Difix3D runs, against the pool images at the pool cameras (inside the pool masks). A pool fit far
     below the training fit means the loop is limited by how far training follows the pool, not by the fixer."""
+    from difix_ns.metrics import psnr
+
     dm = pipeline.datamanager
 
     def mean_psnr(preds, targets, masks=None) -> float:
-        values = []
-        for k, (pred, target) in enumerate(zip(preds, targets)):
-            weight = masks[k].float().cpu() if masks is not None else torch.ones_like(target[..., :1])
-            mse = (((pred - target) ** 2) * weight).sum() / (weight.sum() * 3).clamp_min(1)
-            values.append(float(-10 * torch.log10(mse.clamp_min(1e-10))))
+        chw = lambda hwc: hwc.permute(2, 0, 1)[None].float().cpu()  # noqa: E731
+        values = [float(psnr(chw(p), chw(t), mask=None if masks is None else chw(masks[k])))
+                  for k, (p, t) in enumerate(zip(preds, targets))]
         return sum(values) / max(len(values), 1)
 
     if hasattr(dm, "cached_train"):

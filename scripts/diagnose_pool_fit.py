@@ -50,10 +50,12 @@ class PoolFitConfig:
     """replace --out if it exists"""
 
 
-def psnr(pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None) -> float:
-    weight = mask.float() if mask is not None else torch.ones_like(target[..., :1])
-    mse = (((pred - target) ** 2) * weight).sum() / (weight.sum() * 3).clamp_min(1)
-    return float(-10 * torch.log10(mse.clamp_min(1e-10)))
+def psnr_hwc(pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None) -> float:
+    """PSNR of ``[H, W, 3]`` images (inside an ``[H, W, 1]`` mask) with the project's metric."""
+    from difix_ns.metrics import psnr
+
+    chw = lambda hwc: hwc.permute(2, 0, 1)[None].float().cpu()  # noqa: E731
+    return float(psnr(chw(pred), chw(target), mask=None if mask is None else chw(mask)))
 
 
 def main(argv: Optional[list] = None) -> None:
@@ -91,8 +93,8 @@ def main(argv: Optional[list] = None) -> None:
     def fits(at: int) -> dict:
         model.eval()
         with torch.no_grad():
-            train = [psnr(render(train_cameras, i), im) for i, im in enumerate(train_images)]
-            pool = [psnr(render(pool_cameras, i), im, m) for i, (im, m) in enumerate(zip(pool_images, pool_masks))]
+            train = [psnr_hwc(render(train_cameras, i), im) for i, im in enumerate(train_images)]
+            pool = [psnr_hwc(render(pool_cameras, i), im, m) for i, (im, m) in enumerate(zip(pool_images, pool_masks))]
         model.train()
         row = {"extra_steps": at, "train_fit_psnr": sum(train) / len(train), "pool_fit_psnr": sum(pool) / len(pool),
                "pool_fit_psnr_per_view": pool}

@@ -102,6 +102,20 @@ def test_psnr_known_value():
 
 
 @needs_calibration
+def test_psnr_mask_counts_only_the_masked_pixels():
+    """Pool views are scored inside their opacity masks: errors outside the mask must not count."""
+    target = torch.full((1, 3, 4, 4), 0.5)
+    pred = target.clone()
+    pred[..., :, :2] += 0.1  # error only in the left half
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    mask[..., :, :2] = True
+    assert torch.allclose(psnr(pred, target, mask=mask), torch.tensor([20.0]), atol=1e-4)
+    assert torch.isinf(psnr(pred, target, mask=~mask)).all()
+    assert torch.allclose(psnr(pred, target, mask=torch.ones_like(mask)), psnr(pred, target))
+    with pytest.raises(ValueError, match="mask must be"):
+        psnr(pred, target, mask=mask[0])
+
+
 def test_image_metrics_batch_means(calibration):
     _, ref, dist = calibration
     ref, dist = ref[:2, :, :96, :128], dist[:2, :, :96, :128]

@@ -14,10 +14,18 @@ from torch import Tensor
 from difix_ns.metrics.lpips import check_image_pair
 
 
-def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
-    """Peak signal-to-noise ratio in dB per image, ``[B]`` (inf for identical images)."""
+def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0, mask: Tensor | None = None) -> Tensor:
+    """Peak signal-to-noise ratio in dB per image, ``[B]`` (inf for identical images). ``mask`` ``[B, 1, H, W]``
+    (bool or weights): the mean squared error is taken over the masked pixels only (all channels)."""
     check_image_pair(pred, target, "psnr")
-    mse = (pred.double() - target.double()).pow(2).flatten(1).mean(dim=1)
+    error = (pred.double() - target.double()).pow(2)
+    if mask is None:
+        mse = error.flatten(1).mean(dim=1)
+    else:
+        if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] != pred.shape[0] or mask.shape[2:] != pred.shape[2:]:
+            raise ValueError(f"psnr: mask must be [B, 1, H, W] matching {tuple(pred.shape)}, got {tuple(mask.shape)}")
+        weight = mask.to(error.dtype).expand_as(error)
+        mse = (error * weight).flatten(1).sum(dim=1) / weight.flatten(1).sum(dim=1).clamp_min(1e-12)
     return (10 * torch.log10(data_range**2 / mse)).float()
 
 
