@@ -10,12 +10,15 @@
 #   nifi      nifi-splatfacto product benchmark against PngCompression on fox x2 (bench_nifi_splatfacto.py)
 #   speed     Difix fast path vs eager vs plain diffusers, fix-round overhead, post-fix fps
 #   restorer  NiFi restorer trained from random initialisation, evaluated on entry-P10 (gpu_train_restorer_demo.py)
+#   parallel  quality, nifi, restorer and fixer at once on the one GPU (each alone leaves most of an H200 idle), all
+#             ending by $BATCH_DEADLINE (epoch seconds; default: 440 s from now); each job's files and log are packed
+#             into $OUT/JOB.tar.gz (the device tool returns at most 8 files). A later `fixer` call resumes the fixer.
 #
 # Needs in .device/data (carried with `carry: [".device"]`): fox (transforms.json, images_4, images_2) and
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|fixer|nifi|speed|restorer}
+job=${1:?usage: bash scripts/gpu_session.sh quality|fixer|nifi|speed|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -62,8 +65,37 @@ case "$job" in
   restorer)
     python scripts/gpu_train_restorer_demo.py --out "$OUT" --budget-s 480
     ;;
+  parallel)
+    deadline=${BATCH_DEADLINE:-$(( $(date +%s) + 440 ))}
+    left=$(( deadline - $(date +%s) - 20 ))
+    [ "$left" -gt 120 ] || { echo "error: only ${left}s left before BATCH_DEADLINE" >&2; exit 2; }
+    echo "parallel: ${left}s for quality, nifi, restorer and fixer"
+    export OMP_NUM_THREADS=4
+    dest=$OUT
+    mkdir -p /tmp/gpu_out/{quality,nifi,restorer,fixer}
+    (timeout "$left" python scripts/bench_difix3d_quality.py \
+      --data .device/data/fox .device/data/strecha/castle-P30 .device/data/strecha/Herz-Jesus-P25 \
+      --downscale-factor 2 1 1 --train-every 5 3 3 --steps 3000 2000 2000 \
+      --ablate 'identity_nodensify=identity --pipeline.model.densify-from-pool-views False' \
+      --ablate 'teacher_strong=teacher --pipeline.datamanager.pool-sample-prob 0.5 --pipeline.pool-loss-weight 1.0 --pipeline.train-loss-weight 1.0' \
+      --out /tmp/gpu_out/quality/difix3d_quality >/tmp/gpu_out/quality/log.txt 2>&1; echo "rc $?" >>/tmp/gpu_out/quality/log.txt) &
+    (timeout "$left" python scripts/bench_nifi_splatfacto.py --data .device/data/fox --downscale-factor 2 \
+      --max-num-iterations 7000 --finetune-steps 1000 --budget-steps 2000 --deadline-s $(( left - 150 )) \
+      --out /tmp/gpu_out/nifi/nifi --work-dir /tmp/nifi_runs >/tmp/gpu_out/nifi/log.txt 2>&1; echo "rc $?" >>/tmp/gpu_out/nifi/log.txt) &
+    (OUT=/tmp/gpu_out/restorer timeout "$left" python scripts/gpu_train_restorer_demo.py --out /tmp/gpu_out/restorer \
+      --budget-s $(( left - 15 )) >/tmp/gpu_out/restorer/log.txt 2>&1; echo "rc $?" >>/tmp/gpu_out/restorer/log.txt) &
+    (OUT=/tmp/gpu_out/fixer timeout "$left" python scripts/gpu_train_fixer_demo.py --out /tmp/gpu_out/fixer \
+      --budget-s $(( left - 15 )) --train-seconds $(( left - 300 > 60 ? left - 300 : 60 )) --work /tmp/fixer_demo_work \
+      >/tmp/gpu_out/fixer/log.txt 2>&1; echo "rc $?" >>/tmp/gpu_out/fixer/log.txt) &
+    wait
+    for j in quality nifi restorer fixer; do
+      tar czf "$dest/$j.tar.gz" --exclude='*.tar' -C /tmp/gpu_out "$j"
+      tail -4 "/tmp/gpu_out/$j/log.txt"
+    done
+    ls -la "$dest"
+    ;;
   *)
-    echo "error: unknown job '$job' (quality, fixer, nifi, speed, restorer)" >&2
+    echo "error: unknown job '$job' (quality, fixer, nifi, speed, restorer, parallel)" >&2
     exit 2
     ;;
 esac
