@@ -245,6 +245,9 @@ def main(argv=None) -> int:
     from nifi_ns.io import read_ply
     from nifi_ns.nerfstudio.method_configs import nifi_splatfacto_config
 
+    if not args.smoke_cpu and not torch.cuda.is_available():
+        sys.exit("error: no CUDA GPU; the full benchmark trains splatfacto for hours on a CPU. "
+                 "Use --smoke-cpu for a tiny CPU run")
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.work_dir or args.out / "runs"
     if args.smoke_cpu:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +109,13 @@ def test_other_scripts_validate_options_first(tmp_path, capsys):
     assert _script("train_nifi").main(["--data_root", str(tmp_path), "--exp", str(tmp_path / "e")]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert not (tmp_path / "e" / "latest.pt").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU refusal")
+def test_nifi_benchmark_refuses_a_full_run_without_a_gpu(tmp_path):
+    # Without the check the product benchmark would train splatfacto on the CPU for hours before writing anything.
+    fox = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fox"
+    out = tmp_path / "bench"
+    with pytest.raises(SystemExit, match="no CUDA GPU.*--smoke-cpu"):
+        _script("bench_nifi_splatfacto").main(["--data", str(fox), "--out", str(out)])
+    assert not out.exists()
