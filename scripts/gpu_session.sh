@@ -13,6 +13,7 @@
 #   parallel  quality, nifi, restorer and fixer at once on the one GPU (each alone leaves most of an H200 idle), all
 #             ending by $BATCH_DEADLINE (epoch seconds; default: 440 s from now); each job's files and log are packed
 #             into $OUT/JOB.tar.gz (the device tool returns at most 8 files). A later `fixer` call resumes the fixer.
+# JOB_SECONDS (and NIFI_DEADLINE_S, FIXER_TRAIN_S) override a single job's time budget; `parallel` sets them.
 #
 # Needs in .device/data (carried with `carry: [".device"]`): fox (transforms.json, images_4, images_2) and
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
@@ -37,7 +38,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
 case "$job" in
   quality)
-    timeout 480 python scripts/bench_difix3d_quality.py \
+    timeout "${JOB_SECONDS:-480}" python scripts/bench_difix3d_quality.py \
       --data .device/data/fox .device/data/strecha/castle-P30 .device/data/strecha/Herz-Jesus-P25 \
       --downscale-factor 2 1 1 --train-every 5 3 3 --steps 3000 2000 2000 \
       --ablate 'identity_nodensify=identity --pipeline.model.densify-from-pool-views False' \
@@ -47,11 +48,12 @@ case "$job" in
   fixer)
     # Pairs take ~220 s; the rest of the budget trains. --work keeps the pairs and the fixer's checkpoint: a second
     # call on a warm machine resumes and trains up to 380 s more.
-    python scripts/gpu_train_fixer_demo.py --out "$OUT" --budget-s 480 --train-seconds 380 --work /tmp/fixer_demo_work
+    python scripts/gpu_train_fixer_demo.py --out "$OUT" --budget-s ${JOB_SECONDS:-480} \
+      --train-seconds ${FIXER_TRAIN_S:-380} --work /tmp/fixer_demo_work
     ;;
   nifi)
-    timeout 420 python scripts/bench_nifi_splatfacto.py --data .device/data/fox --downscale-factor 2 \
-      --max-num-iterations 7000 --finetune-steps 1000 --budget-steps 2000 --deadline-s 300 \
+    timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py --data .device/data/fox --downscale-factor 2 \
+      --max-num-iterations 7000 --finetune-steps 1000 --budget-steps 2000 --deadline-s ${NIFI_DEADLINE_S:-300} \
       --out "$OUT/nifi" --work-dir /tmp/nifi_runs
     ;;
   speed)
@@ -63,36 +65,26 @@ case "$job" in
       --compile-cache-dir /tmp/difix_compile_cache --out "$OUT/bench_postfix_render.json" || true
     ;;
   restorer)
-    python scripts/gpu_train_restorer_demo.py --out "$OUT" --budget-s 480
+    python scripts/gpu_train_restorer_demo.py --out "$OUT" --budget-s ${JOB_SECONDS:-480}
     ;;
   parallel)
+    # The four jobs above at once, each through its own branch (same flags), with budgets scaled to the time left.
     deadline=${BATCH_DEADLINE:-$(( $(date +%s) + 440 ))}
     left=$(( deadline - $(date +%s) - 20 ))
     [ "$left" -gt 120 ] || { echo "error: only ${left}s left before BATCH_DEADLINE" >&2; exit 2; }
     echo "parallel: ${left}s for quality, nifi, restorer and fixer"
-    export OMP_NUM_THREADS=4
-    dest=$OUT
-    mkdir -p /tmp/gpu_out/{quality,nifi,restorer,fixer}
-    (timeout "$left" python scripts/bench_difix3d_quality.py \
-      --data .device/data/fox .device/data/strecha/castle-P30 .device/data/strecha/Herz-Jesus-P25 \
-      --downscale-factor 2 1 1 --train-every 5 3 3 --steps 3000 2000 2000 \
-      --ablate 'identity_nodensify=identity --pipeline.model.densify-from-pool-views False' \
-      --ablate 'teacher_strong=teacher --pipeline.datamanager.pool-sample-prob 0.5 --pipeline.pool-loss-weight 1.0 --pipeline.train-loss-weight 1.0' \
-      --out /tmp/gpu_out/quality/difix3d_quality >/tmp/gpu_out/quality/log.txt 2>&1; echo "rc $?" >>/tmp/gpu_out/quality/log.txt) &
-    (timeout "$left" python scripts/bench_nifi_splatfacto.py --data .device/data/fox --downscale-factor 2 \
-      --max-num-iterations 7000 --finetune-steps 1000 --budget-steps 2000 --deadline-s $(( left - 150 )) \
-      --out /tmp/gpu_out/nifi/nifi --work-dir /tmp/nifi_runs >/tmp/gpu_out/nifi/log.txt 2>&1; echo "rc $?" >>/tmp/gpu_out/nifi/log.txt) &
-    (OUT=/tmp/gpu_out/restorer timeout "$left" python scripts/gpu_train_restorer_demo.py --out /tmp/gpu_out/restorer \
-      --budget-s $(( left - 15 )) >/tmp/gpu_out/restorer/log.txt 2>&1; echo "rc $?" >>/tmp/gpu_out/restorer/log.txt) &
-    (OUT=/tmp/gpu_out/fixer timeout "$left" python scripts/gpu_train_fixer_demo.py --out /tmp/gpu_out/fixer \
-      --budget-s $(( left - 15 )) --train-seconds $(( left - 300 > 60 ? left - 300 : 60 )) --work /tmp/fixer_demo_work \
-      >/tmp/gpu_out/fixer/log.txt 2>&1; echo "rc $?" >>/tmp/gpu_out/fixer/log.txt) &
+    for j in quality nifi restorer fixer; do
+      mkdir -p "/tmp/gpu_out/$j"
+      (OUT=/tmp/gpu_out/$j JOB_SECONDS=$left NIFI_DEADLINE_S=$(( left - 150 )) FIXER_TRAIN_S=$(( left > 360 ? left - 300 : 60 )) \
+        OMP_NUM_THREADS=4 timeout $(( left + 10 )) bash "$0" "$j" >"/tmp/gpu_out/$j/log.txt" 2>&1
+       echo "rc $?" >>"/tmp/gpu_out/$j/log.txt") &
+    done
     wait
     for j in quality nifi restorer fixer; do
-      tar czf "$dest/$j.tar.gz" --exclude='*.tar' -C /tmp/gpu_out "$j"
+      tar czf "$OUT/$j.tar.gz" --exclude='*.tar' -C /tmp/gpu_out "$j"
       tail -4 "/tmp/gpu_out/$j/log.txt"
     done
-    ls -la "$dest"
+    ls -la "$OUT"
     ;;
   *)
     echo "error: unknown job '$job' (quality, fixer, nifi, speed, restorer, parallel)" >&2

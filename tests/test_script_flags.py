@@ -29,6 +29,7 @@ def invocations() -> list[tuple[str, list[str]]]:
         text = source.read_text().replace("\\\n", " ")
         for name, rest in re.findall(r"python scripts/(\w+)\.py([^`|;&\n]*)", text):
             if name in EXPECTED:
+                rest = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", rest)  # ${BUDGET:-480} parses as its default
                 found.append((name, shlex.split(rest.replace("$OUT", "/tmp/out"))))
     return found
 
