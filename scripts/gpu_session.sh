@@ -76,8 +76,8 @@ case "$job" in
     for j in quality nifi restorer fixer; do
       mkdir -p "/tmp/gpu_out/$j"
       (OUT=/tmp/gpu_out/$j JOB_SECONDS=$left NIFI_DEADLINE_S=$(( left - 150 )) FIXER_TRAIN_S=$(( left > 360 ? left - 300 : 60 )) \
-        OMP_NUM_THREADS=4 timeout $(( left + 10 )) bash "$0" "$j" >"/tmp/gpu_out/$j/log.txt" 2>&1
-       echo "rc $?" >>"/tmp/gpu_out/$j/log.txt") &
+        OMP_NUM_THREADS=4 timeout $(( left + 10 )) bash "$0" "$j" >"/tmp/gpu_out/$j/log.txt" 2>&1 \
+        && echo "rc 0" >>"/tmp/gpu_out/$j/log.txt" || echo "rc $?" >>"/tmp/gpu_out/$j/log.txt") &
     done
     wait
     for j in quality nifi restorer fixer; do
