@@ -54,8 +54,8 @@ class BenchNifiConfig:
     """splatfacto training steps before the fine-tune"""
     finetune_steps: int = 1000
     """compression-aware fine-tune steps"""
-    distill_weight: float = 0.5
-    """distillation loss weight of the fine-tune"""
+    distill_weight: Optional[float] = None
+    """distillation weight of the fine-tune (default: the method's, --pipeline.finetune-distill-weight)"""
     quant_start: float = 0.5
     """fraction of the fine-tune; <0 disables QAT"""
     rates: List[float] = field(default_factory=lambda: [0.1, 0.5, 1.0])
@@ -265,7 +265,8 @@ def main(argv=None) -> int:
     config.pipeline.rates = tuple(args.rates)
     config.pipeline.target_mb = tuple(args.target_mb or ())
     config.pipeline.finetune_steps = args.finetune_steps
-    config.pipeline.finetune_distill_weight = args.distill_weight
+    if args.distill_weight is not None:
+        config.pipeline.finetune_distill_weight = args.distill_weight
     config.pipeline.finetune_quant_start = None if args.quant_start < 0 else args.quant_start
     config.pipeline.save_finetuned = True
     config.pipeline.importance_views = 4 if args.smoke_cpu else config.pipeline.importance_views
@@ -306,7 +307,7 @@ def main(argv=None) -> int:
         "smoke_cpu": bool(args.smoke_cpu),
         "downscale_factor": args.downscale_factor,
         "max_num_iterations": args.max_num_iterations,
-        "finetune": {"steps": args.finetune_steps, "distill_weight": args.distill_weight,
+        "finetune": {"steps": args.finetune_steps, "distill_weight": config.pipeline.finetune_distill_weight,
                      "quant_start": args.quant_start},
         "eval_images": len(images),
         "num_gaussians": uncompressed.num_gaussians,

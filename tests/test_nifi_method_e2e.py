@@ -74,6 +74,22 @@ def run(tmp_path_factory):
             "official": official}
 
 
+def test_staged_pruning_cuts_gradually_to_the_budget(run):
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    from nifi_ns.codec import decompress
+    from nifi_ns.nerfstudio.compression import CompressionSettings, compress_model
+
+    _, pipeline, _, _ = eval_setup(run["config"], test_mode="test")
+    settings = CompressionSettings(target_mb=float(TARGETS[1]), finetune_steps=4, importance_views=4,
+                                   prune_stages=2, prune_start=1.5)
+    blob, report = compress_model(pipeline.model, pipeline.datamanager, float(RATES[1]), settings)
+    first, last = report["prune_stage_budgets"]
+    assert first > last == report["pruned_gaussians"]  # a larger first stage, then the rate's own budget
+    assert decompress(blob).num_gaussians == report["num_gaussians"] <= last
+    assert report["size_bytes"] == len(blob) <= float(TARGETS[1]) * 2**20
+
+
 @pytest.fixture(scope="module")
 def evaluated(run):
     from nerfstudio.scripts.eval import ComputePSNR

@@ -189,3 +189,31 @@ def test_compression_drops_nonfinite_gaussians_and_the_rest_still_code(caplog):
     splat.opacities[:] = np.nan
     with pytest.raises(ValueError, match="every one of the 200 Gaussians"):
         without_nonfinite(splat, "trained model")
+
+
+def test_staged_pruning_budgets_step_down_to_the_budget():
+    from nifi_ns.nerfstudio.compression import stage_budgets
+
+    assert stage_budgets(1000, 100, 1, 2.0) == [100]
+    assert stage_budgets(1000, 100, 2, 2.0) == [200, 100]
+    assert stage_budgets(1000, 100, 3, 4.0) == [400, 200, 100]
+    assert stage_budgets(150, 100, 3, 4.0) == [150, 122, 100]  # never more than the model has
+    assert stage_budgets(100, 100, 3, 2.0) == [100]  # nothing to cut gradually
+    with pytest.raises(ValueError, match="prune_stages=0"):
+        stage_budgets(1000, 100, 0, 2.0)
+    with pytest.raises(ValueError, match="prune_start=0.5"):
+        stage_budgets(1000, 100, 2, 0.5)
+
+
+def test_containers_of_older_versions_are_not_recompressed_for_new_default_fields():
+    from dataclasses import asdict
+
+    from nifi_ns.nerfstudio.compression import CompressionSettings
+    from nifi_ns.nerfstudio.nifi_pipeline import NifiPipelineConfig, _same_settings
+
+    settings = CompressionSettings.from_pipeline_config(NifiPipelineConfig(), 0.5)
+    older = {k: v for k, v in asdict(settings).items() if k not in ("prune_stages", "prune_start")}
+    assert _same_settings(older, settings)  # written before the staged pruning existed: same behaviour
+    staged = CompressionSettings.from_pipeline_config(NifiPipelineConfig(prune_stages=3), 0.5)
+    assert staged.prune_stages == 3 and not _same_settings(older, staged)
+    assert not _same_settings(None, settings)

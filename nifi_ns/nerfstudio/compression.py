@@ -3,8 +3,13 @@
 1. Prune: a first encode of the trained Gaussians finds the budget (Gaussian count and SH degree) at which the
    rate's container fits its target size; the most important Gaussians (opacity x footprint over training
    views) up to that budget are kept.
-2. Fine-tune: the survivors re-fit for `finetune_steps` steps (`finetune.py`) against a mix of the training photos
-   and the uncompressed model's renders, rendered on the codec's grids for the second half (straight-through).
+2. Fine-tune: the survivors re-fit for `finetune_steps` steps (`finetune.py`) against the training photos
+   (optionally mixed with the uncompressed model's renders), rendered on the codec's grids for the second half
+   (straight-through).
+   With `prune_stages` > 1 the cut is gradual: the first stage keeps `prune_start` x the budget, and before each
+   later stage the fine-tuned survivors are ranked again and cut (geometric steps down to the budget), so the
+   ranking accounts for what the fine-tune did; the steps are split evenly over the stages, and only the last
+   stage renders on the codec's grids.
 3. Quantize: the fine-tuned Gaussians are encoded at the same rate; the codec's budget search may drop a few
    more if fine-tuning made them less compressible, so the container still meets the target.
 """
@@ -16,7 +21,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -61,13 +66,34 @@ class CompressionSettings:
     finetune_lr_scale: float = 1.0
     finetune_ssim_lambda: float = 0.2
     importance_views: int = 32
-    finetune_distill_weight: float = 0.5
+    finetune_distill_weight: float = 0.0  # photos only: measured best (docs/nifi_compression.md)
     finetune_quant_start: Optional[float] = 0.5  # None: no quantisation in the loop
+    prune_stages: int = 1  # >1: prune gradually, re-ranking the fine-tuned survivors before each cut
+    prune_start: float = 2.0  # first stage keeps this x the final budget (with prune_stages > 1)
 
     @classmethod
     def from_pipeline_config(cls, cfg, rate: float) -> "CompressionSettings":
         return cls(_target_for(cfg, rate), cfg.finetune_steps, cfg.finetune_lr_scale, cfg.finetune_ssim_lambda,
-                   cfg.importance_views, cfg.finetune_distill_weight, cfg.finetune_quant_start)
+                   cfg.importance_views, cfg.finetune_distill_weight, cfg.finetune_quant_start,
+                   cfg.prune_stages, cfg.prune_start)
+
+
+def stage_budgets(available: int, budget: int, stages: int, start: float) -> List[int]:
+    """Gaussian counts kept by each pruning stage: geometric from min(available, start x budget) down to budget.
+
+    >>> stage_budgets(1000, 100, 3, 4.0)
+    [400, 200, 100]
+    """
+    if stages < 1:
+        raise ValueError(f"prune_stages={stages} must be >= 1")
+    if start < 1.0:
+        raise ValueError(f"prune_start={start} must be >= 1")
+    first = min(available, int(round(budget * start)))
+    if stages == 1 or first <= budget:
+        return [budget]
+    ratio = (budget / first) ** (1.0 / (stages - 1))
+    counts = [int(round(first * ratio**i)) for i in range(stages - 1)] + [budget]
+    return [max(c, budget) for c in counts]
 
 
 def compress_model(
@@ -90,18 +116,27 @@ def compress_model(
     # The codec's own ranking (ties broken by opacity), computed once and shared with the trial encode.
     order = importance_order(splat, cameras)
     _, trial = compress_with_report(splat, rate=rate, target_mb=target_mb, cameras=cameras, order=order)
-    pruned = splat.subset(np.sort(order[: trial.num_gaussians])).with_sh_degree(trial.sh_degree)
+    steps = settings.finetune_steps
+    budgets = stage_budgets(splat.num_gaussians, trial.num_gaussians, settings.prune_stages if steps > 0 else 1,
+                            settings.prune_start)
+    tuned = splat.subset(np.sort(order[: budgets[0]])).with_sh_degree(trial.sh_degree)
 
-    # 2. fine-tune the survivors (skipped when finetune_steps == 0).
+    # 2. fine-tune the survivors (skipped when finetune_steps == 0), cutting between stages.
     lrs = {k: v * settings.finetune_lr_scale for k, v in current_lrs(optimizers).items()}
     quant_start = settings.finetune_quant_start
-    tuned = finetune_splat(
-        model, datamanager, pruned, settings.finetune_steps, lrs, settings.finetune_ssim_lambda,
-        distill_weight=settings.finetune_distill_weight,
-        quant_config=None if quant_start is None else rate_preset(rate).config,
-        quant_start=0.0 if quant_start is None else quant_start,
-        description=f"NiFi rate {rate:g}: fine-tune",
-    )
+    stage_steps = [steps // len(budgets) + (1 if i < steps % len(budgets) else 0) for i in range(len(budgets))]
+    for stage, (count, n_steps) in enumerate(zip(budgets, stage_steps)):
+        last = stage == len(budgets) - 1
+        if stage > 0:  # re-rank what the fine-tune made of the survivors, keep the top `count`
+            tuned = tuned.subset(np.sort(importance_order(tuned, cameras)[:count]))
+        tuned = finetune_splat(
+            model, datamanager, tuned, n_steps, lrs, settings.finetune_ssim_lambda,
+            distill_weight=settings.finetune_distill_weight,
+            quant_config=None if quant_start is None or not last else rate_preset(rate).config,
+            quant_start=0.0 if quant_start is None else quant_start,
+            description=f"NiFi rate {rate:g}: fine-tune"
+            + (f" (stage {stage + 1}/{len(budgets)}, {count} Gaussians)" if len(budgets) > 1 else ""),
+        )
 
     tuned, dropped_after_finetune = without_nonfinite(tuned, "fine-tuned Gaussians")
     if keep is not None:
@@ -119,6 +154,7 @@ def compress_model(
     out.update(
         rate=float(rate),
         pruned_gaussians=int(trial.num_gaussians),
+        prune_stage_budgets=budgets,
         dropped_nonfinite_gaussians=dropped + dropped_after_finetune,
         finetune_steps=int(settings.finetune_steps),
         total_seconds=time.perf_counter() - start,
