@@ -6,11 +6,14 @@
 # JOB (in the order the open work needs them; each fits in one call, setup included):
 #   quality   Difix3D loop evidence: baseline / dense teacher / identity / teacher / degraded teacher on fox x2,
 #             castle-P30 and Herz-Jesus-P25 (scripts/bench_difix3d_quality.py), ~7 min
+#   quality_herz  the same five runs on Herz-Jesus-P25 alone, degraded teacher first (the cell the first H100 run of
+#             `quality` did not reach), ~4 min
 #   fixer     a small fixer trained from random initialisation, evaluated on entry-P10 (gpu_train_fixer_demo.py)
 #   nifi      nifi-splatfacto product benchmark against PngCompression on fox x2 (bench_nifi_splatfacto.py)
-#   speed     Difix fast path vs eager vs plain diffusers, fix-round overhead, post-fix fps
+#   speed     post-fix fps inside ns-render, then Difix fast path vs eager vs plain diffusers
+#   rounds    fix-round overhead of difix3d-splatfacto vs splatfacto (gpu_difix3d_splatfacto.py), ~2 min
 #   restorer  NiFi restorer trained from random initialisation, evaluated on entry-P10 (gpu_train_restorer_demo.py)
-#   parallel  quality, nifi, restorer and fixer at once on the one GPU (each alone leaves most of an H200 idle), all
+#   parallel  $PARALLEL_JOBS (default: quality nifi restorer fixer) at once on the one GPU (each alone leaves most of an H200 idle), all
 #             ending by $BATCH_DEADLINE (epoch seconds; default: 440 s from now); each job's files and log are packed
 #             into $OUT/JOB.tar.gz (the device tool returns at most 8 files). A later `fixer` call resumes the fixer.
 # JOB_SECONDS (and NIFI_DEADLINE_S, FIXER_TRAIN_S) override a single job's time budget; `parallel` sets them.
@@ -19,7 +22,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|fixer|nifi|speed|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|nifi|speed|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -45,6 +48,11 @@ case "$job" in
       --ablate 'teacher_strong=teacher --pipeline.datamanager.pool-sample-prob 0.5 --pipeline.pool-loss-weight 1.0 --pipeline.train-loss-weight 1.0' \
       --out "$OUT/difix3d_quality"
     ;;
+  quality_herz)
+    timeout "${JOB_SECONDS:-480}" python scripts/bench_difix3d_quality.py --data .device/data/strecha/Herz-Jesus-P25 \
+      --downscale-factor 1 --train-every 3 --steps 2000 \
+      --variants baseline dense_teacher degraded_teacher identity teacher --out "$OUT/difix3d_quality_herz"
+    ;;
   fixer)
     # Pairs take ~220 s; the rest of the budget trains. --work keeps the pairs and the fixer's checkpoint: a second
     # call on a warm machine resumes and trains up to 380 s more.
@@ -57,37 +65,41 @@ case "$job" in
       --out "$OUT/nifi" --work-dir /tmp/nifi_runs
     ;;
   speed)
-    timeout 260 python scripts/bench_difix.py --out "$OUT/bench_difix.json" \
-      --compile-cache-dir /tmp/difix_compile_cache --budget-s 200 || true
-    timeout 170 python scripts/gpu_difix3d_splatfacto.py --data .device/data/fox --downscale-factor 2 \
-      --skip-tiny --out "$OUT/gpu_difix3d_splatfacto.json" || true
-    timeout 150 python scripts/bench_postfix_render.py --data .device/data/fox --sizes real --batch-sizes 1 8 \
+    # Post-fix fps first: in both 2026-12-05 runs it came last and its timeout ran out while compiling the first shape.
+    timeout 250 python scripts/bench_postfix_render.py --data .device/data/fox --sizes real --batch-sizes 1 8 \
       --compile-cache-dir /tmp/difix_compile_cache --out "$OUT/bench_postfix_render.json" || true
+    timeout 300 python scripts/bench_difix.py --out "$OUT/bench_difix.json" \
+      --compile-cache-dir /tmp/difix_compile_cache --budget-s 240 || true
+    ;;
+  rounds)
+    timeout 170 python scripts/gpu_difix3d_splatfacto.py --data .device/data/fox --downscale-factor 2 \
+      --skip-tiny --out "$OUT/gpu_difix3d_splatfacto.json"
     ;;
   restorer)
     python scripts/gpu_train_restorer_demo.py --out "$OUT" --budget-s ${JOB_SECONDS:-480}
     ;;
   parallel)
-    # The four jobs above at once, each through its own branch (same flags), with budgets scaled to the time left.
+    # Several jobs above at once, each through its own branch (same flags), with budgets scaled to the time left.
     deadline=${BATCH_DEADLINE:-$(( $(date +%s) + 440 ))}
     left=$(( deadline - $(date +%s) - 20 ))
     [ "$left" -gt 120 ] || { echo "error: only ${left}s left before BATCH_DEADLINE" >&2; exit 2; }
-    echo "parallel: ${left}s for quality, nifi, restorer and fixer"
-    for j in quality nifi restorer fixer; do
+    jobs=${PARALLEL_JOBS:-quality nifi restorer fixer}
+    echo "parallel: ${left}s for $jobs"
+    for j in $jobs; do
       mkdir -p "/tmp/gpu_out/$j"
       (OUT=/tmp/gpu_out/$j JOB_SECONDS=$left NIFI_DEADLINE_S=$(( left - 150 )) FIXER_TRAIN_S=$(( left > 360 ? left - 300 : 60 )) \
         OMP_NUM_THREADS=4 timeout $(( left + 10 )) bash "$0" "$j" >"/tmp/gpu_out/$j/log.txt" 2>&1 \
         && echo "rc 0" >>"/tmp/gpu_out/$j/log.txt" || echo "rc $?" >>"/tmp/gpu_out/$j/log.txt") &
     done
     wait
-    for j in quality nifi restorer fixer; do
+    for j in $jobs; do
       tar czf "$OUT/$j.tar.gz" --exclude='*.tar' -C /tmp/gpu_out "$j"
       tail -4 "/tmp/gpu_out/$j/log.txt"
     done
     ls -la "$OUT"
     ;;
   *)
-    echo "error: unknown job '$job' (quality, fixer, nifi, speed, restorer, parallel)" >&2
+    echo "error: unknown job '$job' (quality, quality_herz, fixer, nifi, speed, rounds, restorer, parallel)" >&2
     exit 2
     ;;
 esac
