@@ -9,6 +9,7 @@
 #   quality_herz  the same five runs on Herz-Jesus-P25 alone, degraded teacher first (the cell the first H100 run of
 #             `quality` did not reach), ~4 min
 #   fixer     a small fixer trained from random initialisation, evaluated on entry-P10 (gpu_train_fixer_demo.py)
+#   fixer_loop  that fixer (same machine, after `fixer`) as a variant of the loop benchmark on fox x2, ~3 min
 #   nifi      nifi-splatfacto product benchmark against PngCompression on fox x2 (bench_nifi_splatfacto.py)
 #   speed     post-fix fps inside ns-render, then Difix fast path vs eager vs plain diffusers
 #   rounds    fix-round overhead of difix3d-splatfacto vs splatfacto (gpu_difix3d_splatfacto.py), ~2 min
@@ -22,7 +23,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|nifi|speed|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|speed|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -58,6 +59,13 @@ case "$job" in
     # call on a warm machine resumes and trains up to 380 s more.
     python scripts/gpu_train_fixer_demo.py --out "$OUT" --budget-s ${JOB_SECONDS:-480} \
       --train-seconds ${FIXER_TRAIN_S:-380} --work /tmp/fixer_demo_work
+    ;;
+  fixer_loop)
+    # The fixer of a `fixer` call on this machine as one more variant of the loop benchmark (fox x2, as in `quality`).
+    test -f /tmp/fixer_demo_work/fixer/model/model_index.json || { echo "error: run the fixer job on this machine first" >&2; exit 2; }
+    timeout "${JOB_SECONDS:-480}" python scripts/bench_difix3d_quality.py --data .device/data/fox --downscale-factor 2 \
+      --train-every 5 --steps 3000 --variants baseline identity --fixer-model /tmp/fixer_demo_work/fixer/model \
+      --out "$OUT/difix3d_quality_fixer"
     ;;
   nifi)
     timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py --data .device/data/fox --downscale-factor 2 \
@@ -99,7 +107,7 @@ case "$job" in
     ls -la "$OUT"
     ;;
   *)
-    echo "error: unknown job '$job' (quality, quality_herz, fixer, nifi, speed, rounds, restorer, parallel)" >&2
+    echo "error: unknown job '$job' (quality, quality_herz, fixer, fixer_loop, nifi, speed, rounds, restorer, parallel)" >&2
     exit 2
     ;;
 esac

@@ -55,6 +55,8 @@ VARIANTS: Dict[str, Dict[str, object]] = {
     "ssim_0": {"finetune_ssim_lambda": 0.0},
     "prune2": {"prune_stages": 2, "prune_start": 2.0},
     "prune3": {"prune_stages": 3, "prune_start": 4.0},
+    "lpips_alex": {"finetune_lpips_weight": 0.2, "finetune_lpips_net": "alex"},
+    "lpips_vgg": {"finetune_lpips_weight": 0.2, "finetune_lpips_net": "vgg"},
 }
 
 
@@ -219,7 +221,8 @@ def parse_variant(spec: str):
         if key not in known:
             sys.exit(f"error: variant {name!r}: unknown field {key!r}; choose from {sorted(known)}")
         integer = key in ("finetune_steps", "importance_views", "prune_stages")
-        updates[key] = None if value == "None" else (int(value) if integer else float(value))
+        text = key in ("finetune_lpips_net",)
+        updates[key] = None if value == "None" else (value if text else int(value) if integer else float(value))
     return name, replace(CompressionSettings(), **updates)
 
 

@@ -11,7 +11,9 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from conftest import FOX
 
 RATES = ("0.5", "1.0")
@@ -88,6 +90,38 @@ def test_staged_pruning_cuts_gradually_to_the_budget(run):
     assert first > last == report["pruned_gaussians"]  # a larger first stage, then the rate's own budget
     assert decompress(blob).num_gaussians == report["num_gaussians"] <= last
     assert report["size_bytes"] == len(blob) <= float(TARGETS[1]) * 2**20
+
+
+def test_finetune_lpips_term_changes_the_fit_and_rejects_bad_settings(run):
+    """--pipeline.finetune-lpips-weight adds a perceptual term: with the same training view the fitted
+    Gaussians differ from the L1 + SSIM fit only because of it (the plain fit is reproducible); bad values fail."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    from nifi_ns.nerfstudio.finetune import finetune_splat
+    from nifi_ns.io.gaussians import GaussianSplat
+
+    _, pipeline, _, _ = eval_setup(run["config"], test_mode="test")
+    model = pipeline.model
+    camera, batch = pipeline.datamanager.next_train(0)
+
+    class OneView:  # the same training view every step, so runs differ only by their settings
+        def next_train(self, step):
+            return camera, batch
+
+    start = GaussianSplat.from_gauss_params(model.gauss_params).subset(np.arange(200))
+
+    def fit(**kw):
+        return finetune_splat(model, OneView(), start, 3, ssim_lambda=0.2, **kw)
+
+    plain, again, perceptual = fit(), fit(), fit(lpips_weight=1.0, lpips_net="alex")
+    noise = max(np.abs(getattr(plain, k) - getattr(again, k)).max() for k in ("features_dc", "means", "opacities"))
+    effect = max(np.abs(getattr(plain, k) - getattr(perceptual, k)).max() for k in ("features_dc", "means", "opacities"))
+    print(f"run-to-run {noise:.2e}, LPIPS term {effect:.2e}")
+    assert noise < 1e-5 and effect > 100 * max(noise, 1e-6)
+    with pytest.raises(ValueError, match="lpips_weight=-1"):
+        fit(lpips_weight=-1.0)
+    with pytest.raises(ValueError, match="finetune_lpips_net='squeeze'"):
+        fit(lpips_weight=0.5, lpips_net="squeeze")
 
 
 @pytest.fixture(scope="module")

@@ -70,12 +70,14 @@ class CompressionSettings:
     finetune_quant_start: Optional[float] = 0.5  # None: no quantisation in the loop
     prune_stages: int = 1  # >1: prune gradually, re-ranking the fine-tuned survivors before each cut
     prune_start: float = 2.0  # first stage keeps this x the final budget (with prune_stages > 1)
+    finetune_lpips_weight: float = 0.0  # + w x LPIPS(render, target) in the fine-tune loss
+    finetune_lpips_net: str = "alex"
 
     @classmethod
     def from_pipeline_config(cls, cfg, rate: float) -> "CompressionSettings":
         return cls(_target_for(cfg, rate), cfg.finetune_steps, cfg.finetune_lr_scale, cfg.finetune_ssim_lambda,
                    cfg.importance_views, cfg.finetune_distill_weight, cfg.finetune_quant_start,
-                   cfg.prune_stages, cfg.prune_start)
+                   cfg.prune_stages, cfg.prune_start, cfg.finetune_lpips_weight, cfg.finetune_lpips_net)
 
 
 def stage_budgets(available: int, budget: int, stages: int, start: float) -> List[int]:
@@ -134,6 +136,7 @@ def compress_model(
             distill_weight=settings.finetune_distill_weight,
             quant_config=None if quant_start is None or not last else rate_preset(rate).config,
             quant_start=0.0 if quant_start is None else quant_start,
+            lpips_weight=settings.finetune_lpips_weight, lpips_net=settings.finetune_lpips_net,
             description=f"NiFi rate {rate:g}: fine-tune"
             + (f" (stage {stage + 1}/{len(budgets)}, {count} Gaussians)" if len(budgets) > 1 else ""),
         )

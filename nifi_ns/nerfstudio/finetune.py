@@ -8,7 +8,9 @@ Two optional terms make it compression-aware:
   of the same view (cached once per view), so the survivors imitate what the full model shows, floaters and
   view-dependent effects included, instead of re-fitting noisy photos from a depleted set;
 * quantisation in the loop (`quant_config`, from step `quant_start` on): every step renders the Gaussians on the
-  codec's grids (`fake_quant.py`) and applies the gradient to the unquantised values (straight-through).
+  codec's grids (`fake_quant.py`) and applies the gradient to the unquantised values (straight-through);
+* a perceptual term (`lpips_weight` > 0): + w x LPIPS(render, target) with the ImageNet AlexNet or VGG16 backbone
+  (`difix_ns.metrics.LPIPS`), aimed at what a pruned model loses first: fine texture, which L1 + SSIM barely weigh.
  Runs on a copy swapped into the model (see `gaussian_swap`), in eval mode so the camera
 optimizer, random backgrounds and the densification strategy are left alone.
 """
@@ -55,8 +57,10 @@ def finetune_splat(
     quant_config: Any = None,
     quant_start: float = 0.5,
     description: str = "NiFi fine-tune",
+    lpips_weight: float = 0.0,
+    lpips_net: str = "alex",
 ) -> GaussianSplat:
-    """Optimise `splat` for `steps` training views with (1-λ)·L1 + λ·(1-SSIM) against
+    """Optimise `splat` for `steps` training views with (1-λ)·L1 + λ·(1-SSIM) [+ lpips_weight·LPIPS] against
     (1 - distill_weight)·photo + distill_weight·uncompressed render; returns a new splat.
 
     quant_config: a `CodecConfig`; from `quant_start` x steps on, renders use its grids (straight-through).
@@ -66,6 +70,9 @@ def finetune_splat(
         return splat
     if not 0.0 <= distill_weight <= 1.0:
         raise ValueError(f"distill_weight={distill_weight} must be in [0, 1]")
+    if lpips_weight < 0:
+        raise ValueError(f"lpips_weight={lpips_weight} must be >= 0")
+    perceptual = _perceptual_loss(lpips_net, model.device) if lpips_weight > 0 else None
     lrs = lrs or dict(END_OF_SCHEDULE_LRS)
     degree = model_sh_degree(model)
     params = splat_to_params(splat, degree, model.device)
@@ -95,6 +102,8 @@ def finetune_splat(
                 l1 = (pred - gt).abs().mean()
                 ssim = model.ssim(gt.permute(2, 0, 1)[None], pred.permute(2, 0, 1)[None])
                 loss = (1.0 - ssim_lambda) * l1 + ssim_lambda * (1.0 - ssim)
+                if perceptual is not None:
+                    loss = loss + lpips_weight * perceptual(pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None])[0]
                 for k in GAUSS_PARAM_KEYS:
                     gp[k].grad = None
                 loss.backward()
@@ -108,6 +117,18 @@ def finetune_splat(
     finally:
         model.train(was_training)
     return params_to_splat(tuned, splat.sh_degree)
+
+
+def _perceptual_loss(net: str, device) -> torch.nn.Module:
+    """LPIPS(`net`) on `device` for the fine-tune's perceptual term; a clear error if its backbone is missing."""
+    from difix_ns.metrics import LPIPS, MetricWeightsError
+
+    if net not in ("alex", "vgg"):
+        raise ValueError(f"finetune_lpips_net={net!r} must be 'alex' or 'vgg'")
+    try:
+        return LPIPS(net).to(device)
+    except MetricWeightsError as err:
+        raise MetricWeightsError(f"--pipeline.finetune-lpips-weight > 0 needs the LPIPS-{net} backbone: {err}") from err
 
 
 def _teacher_render(model, teacher_params, student_params, camera, cache: Dict[int, torch.Tensor]) -> torch.Tensor:

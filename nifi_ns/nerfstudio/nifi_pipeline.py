@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
+from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Type
 
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
@@ -56,6 +56,11 @@ class NifiPipelineConfig(VanillaPipelineConfig):
     from training, splatfacto's end-of-schedule rates otherwise)."""
     finetune_ssim_lambda: float = 0.2
     """Weight of the (1 - SSIM) term in the fine-tune loss, as in splatfacto (the rest is L1)."""
+    finetune_lpips_weight: float = 0.0
+    """Weight of an LPIPS term added to the fine-tune loss (0 = off). It needs the backbone of
+    `finetune-lpips-net` in the metric cache (`difix-fetch-metric-weights`)."""
+    finetune_lpips_net: Literal["alex", "vgg"] = "alex"
+    """Backbone of the fine-tune's LPIPS term: alex (small, always staged for metrics) or vgg."""
     prune_stages: int = 1
     """Pruning stages of the fine-tune: 1 cuts to the budget at once; N > 1 starts from `prune-start` x the budget
     and, before each later stage, ranks the fine-tuned survivors again and cuts (geometric steps), so the ranking
