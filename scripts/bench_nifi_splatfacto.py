@@ -308,6 +308,8 @@ def main(argv=None) -> int:
         "downscale_factor": args.downscale_factor,
         "max_num_iterations": args.max_num_iterations,
         "finetune": {"steps": args.finetune_steps, "distill_weight": config.pipeline.finetune_distill_weight,
+                     "lpips_weight": config.pipeline.finetune_lpips_weight,
+                     "lpips_net": config.pipeline.finetune_lpips_net,
                      "quant_start": args.quant_start},
         "eval_images": len(images),
         "num_gaussians": uncompressed.num_gaussians,

@@ -45,7 +45,7 @@ GPU_RUN_GAUSSIANS = 210_000  # issue #16's fox x2 model; the presets' targets ar
 VARIANTS: Dict[str, Dict[str, object]] = {
     "no_finetune": {"finetune_steps": 0},
     "default": {},
-    "photos_only": {"finetune_distill_weight": 0.0},
+    "photos_only": {"finetune_distill_weight": 0.0, "finetune_lpips_weight": 0.0},
     "distill_half": {"finetune_distill_weight": 0.5},  # the default until 2026-12 ("default" in older JSONs)
     "distill_only": {"finetune_distill_weight": 1.0},
     "no_qat": {"finetune_quant_start": None},
@@ -55,6 +55,7 @@ VARIANTS: Dict[str, Dict[str, object]] = {
     "ssim_0": {"finetune_ssim_lambda": 0.0},
     "prune2": {"prune_stages": 2, "prune_start": 2.0},
     "prune3": {"prune_stages": 3, "prune_start": 4.0},
+    "no_lpips": {"finetune_lpips_weight": 0.0},  # the default until 2026-12-05 ("default" in older JSONs)
     "lpips_alex": {"finetune_lpips_weight": 0.2, "finetune_lpips_net": "alex"},
     "lpips_vgg": {"finetune_lpips_weight": 0.2, "finetune_lpips_net": "vgg"},
 }
@@ -281,8 +282,14 @@ def ablate(opts: Options) -> None:
     for name, settings in variants:
         rows = {}
         for rate in opts.rates:
-            random.seed(opts.seed)  # the datamanager's view order
+            random.seed(opts.seed)
             torch.manual_seed(opts.seed)
+            # The datamanager draws views from its own generator (seeded once by its config) and carries its place
+            # over from the previous compression: restart it from --seed, so every variant and rate sees the same
+            # view order and --seed changes it.
+            if hasattr(dm, "sample_train_cameras"):
+                dm.random_generator = random.Random(opts.seed)
+                dm.train_unseen_cameras = dm.sample_train_cameras()
             s = replace(settings, target_mb=result["targets_mb"][str(rate)])
             t0 = time.perf_counter()
             container, report = compress_model(model, dm, rate, s, optimizers=optimizers)

@@ -124,6 +124,27 @@ def test_finetune_lpips_term_changes_the_fit_and_rejects_bad_settings(run):
         fit(lpips_weight=0.5, lpips_net="squeeze")
 
 
+def test_compression_without_the_lpips_backbone_warns_and_records_the_settings_as_run(run, monkeypatch, caplog):
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    import difix_ns.metrics
+    from nifi_ns.codec import decompress
+    from nifi_ns.nerfstudio.compression import CompressionSettings, compress_model
+
+    def missing(net="alex"):
+        raise difix_ns.metrics.MetricWeightsError(f"ImageNet {net} weights are not cached")
+
+    monkeypatch.setattr(difix_ns.metrics, "LPIPS", missing)
+    _, pipeline, _, _ = eval_setup(run["config"], test_mode="test")
+    settings = CompressionSettings(target_mb=float(TARGETS[1]), finetune_steps=2, importance_views=4,
+                                   finetune_lpips_weight=0.05)
+    with caplog.at_level("WARNING", logger="nifi_ns.nerfstudio.compression"):
+        blob, report = compress_model(pipeline.model, pipeline.datamanager, float(RATES[1]), settings)
+    assert "difix-fetch-metric-weights" in report["finetune_lpips_skipped"] and "not cached" in caplog.text
+    assert report["settings"]["finetune_lpips_weight"] == 0.0  # as run: a resumed run with weights redoes it
+    assert decompress(blob).num_gaussians == report["num_gaussians"]
+
+
 @pytest.fixture(scope="module")
 def evaluated(run):
     from nerfstudio.scripts.eval import ComputePSNR

@@ -217,3 +217,9 @@ def test_containers_of_older_versions_are_not_recompressed_for_new_default_field
     staged = CompressionSettings.from_pipeline_config(NifiPipelineConfig(prune_stages=3), 0.5)
     assert staged.prune_stages == 3 and not _same_settings(older, staged)
     assert not _same_settings(None, settings)
+    # a field whose default differs from what the code did before it existed: such containers are remade
+    before_lpips = {k: v for k, v in asdict(settings).items() if not k.startswith("finetune_lpips")}
+    no_term = CompressionSettings.from_pipeline_config(NifiPipelineConfig(finetune_lpips_weight=0.0), 0.5)
+    assert _same_settings(before_lpips, no_term)
+    with_term = CompressionSettings.from_pipeline_config(NifiPipelineConfig(finetune_lpips_weight=0.05), 0.5)
+    assert not _same_settings(before_lpips, with_term)

@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -70,7 +70,7 @@ class CompressionSettings:
     finetune_quant_start: Optional[float] = 0.5  # None: no quantisation in the loop
     prune_stages: int = 1  # >1: prune gradually, re-ranking the fine-tuned survivors before each cut
     prune_start: float = 2.0  # first stage keeps this x the final budget (with prune_stages > 1)
-    finetune_lpips_weight: float = 0.0  # + w x LPIPS(render, target) in the fine-tune loss
+    finetune_lpips_weight: float = 0.05  # + w x LPIPS(render, target) in the fine-tune loss (docs/nifi_compression.md)
     finetune_lpips_net: str = "alex"
 
     @classmethod
@@ -78,6 +78,16 @@ class CompressionSettings:
         return cls(_target_for(cfg, rate), cfg.finetune_steps, cfg.finetune_lr_scale, cfg.finetune_ssim_lambda,
                    cfg.importance_views, cfg.finetune_distill_weight, cfg.finetune_quant_start,
                    cfg.prune_stages, cfg.prune_start, cfg.finetune_lpips_weight, cfg.finetune_lpips_net)
+
+
+# Settings added to CompressionSettings after containers were first written, with the value that reproduces what
+# the code did before each existed (a stored report without the field was made so). Add every new field here.
+SETTINGS_BEFORE_THEY_EXISTED: Dict[str, Any] = {
+    "prune_stages": 1,
+    "prune_start": 2.0,
+    "finetune_lpips_weight": 0.0,
+    "finetune_lpips_net": "alex",
+}
 
 
 def stage_budgets(available: int, budget: int, stages: int, start: float) -> List[int]:
@@ -124,6 +134,7 @@ def compress_model(
     tuned = splat.subset(np.sort(order[: budgets[0]])).with_sh_degree(trial.sh_degree)
 
     # 2. fine-tune the survivors (skipped when finetune_steps == 0), cutting between stages.
+    settings, lpips_skipped = _with_available_perceptual_term(settings, steps, model.device)
     lrs = {k: v * settings.finetune_lr_scale for k, v in current_lrs(optimizers).items()}
     quant_start = settings.finetune_quant_start
     stage_steps = [steps // len(budgets) + (1 if i < steps % len(budgets) else 0) for i in range(len(budgets))]
@@ -154,6 +165,9 @@ def compress_model(
     out["compression_ratio"] = out["ply_bytes"] / len(container)
     out["num_input_gaussians"] = splat.num_gaussians
     out["input_sh_degree"] = splat.sh_degree
+    out["settings"] = asdict(settings)  # as run (the perceptual term off if its backbone was missing)
+    if lpips_skipped:
+        out["finetune_lpips_skipped"] = lpips_skipped
     out.update(
         rate=float(rate),
         pruned_gaussians=int(trial.num_gaussians),
@@ -164,6 +178,25 @@ def compress_model(
         sha256=hashlib.sha256(container).hexdigest(),
     )
     return container, out
+
+
+def _with_available_perceptual_term(settings: CompressionSettings, steps: int, device) -> Tuple[CompressionSettings, str]:
+    """`settings`, with the fine-tune's LPIPS term switched off (and why) when its ImageNet backbone cannot be
+    loaded: compression at the end of a long training run must not fail on an offline machine for a quality
+    refinement. A warning names the missing weights; the report records the settings as run."""
+    if settings.finetune_lpips_weight <= 0 or steps <= 0:
+        return settings, ""
+    from difix_ns.metrics import LPIPS, MetricWeightsError
+
+    try:
+        LPIPS(settings.finetune_lpips_net)
+    except MetricWeightsError as err:
+        why = (f"finetune_lpips_weight={settings.finetune_lpips_weight:g} needs the LPIPS-{settings.finetune_lpips_net} "
+               f"backbone, which is unavailable ({err}); fine-tuning without the perceptual term. "
+               "Run `difix-fetch-metric-weights` to enable it, or set --pipeline.finetune-lpips-weight 0.")
+        logger.warning("NiFi compression: %s", why)
+        return replace(settings, finetune_lpips_weight=0.0), why
+    return settings, ""
 
 
 def _target_for(cfg, rate: float) -> Optional[float]:

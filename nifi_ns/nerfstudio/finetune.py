@@ -36,6 +36,9 @@ END_OF_SCHEDULE_LRS = {
 }
 
 
+MIN_LPIPS_SIDE = 32  # AlexNet's pooling needs about this many pixels a side; the term skips smaller training images
+
+
 def current_lrs(optimizers: Any = None) -> Dict[str, float]:
     """Per-group learning rates of nerfstudio `Optimizers` (the trainer's current ones), else the defaults."""
     lrs = dict(END_OF_SCHEDULE_LRS)
@@ -102,7 +105,7 @@ def finetune_splat(
                 l1 = (pred - gt).abs().mean()
                 ssim = model.ssim(gt.permute(2, 0, 1)[None], pred.permute(2, 0, 1)[None])
                 loss = (1.0 - ssim_lambda) * l1 + ssim_lambda * (1.0 - ssim)
-                if perceptual is not None:
+                if perceptual is not None and min(pred.shape[:2]) >= MIN_LPIPS_SIDE:  # smaller: AlexNet cannot pool it
                     loss = loss + lpips_weight * perceptual(pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None])[0]
                 for k in GAUSS_PARAM_KEYS:
                     gp[k].grad = None

@@ -56,9 +56,10 @@ class NifiPipelineConfig(VanillaPipelineConfig):
     from training, splatfacto's end-of-schedule rates otherwise)."""
     finetune_ssim_lambda: float = 0.2
     """Weight of the (1 - SSIM) term in the fine-tune loss, as in splatfacto (the rest is L1)."""
-    finetune_lpips_weight: float = 0.0
-    """Weight of an LPIPS term added to the fine-tune loss (0 = off). It needs the backbone of
-    `finetune-lpips-net` in the metric cache (`difix-fetch-metric-weights`)."""
+    finetune_lpips_weight: float = 0.05
+    """Weight of an LPIPS term added to the fine-tune loss (0 = off). 0.05 with AlexNet lowered DISTS and LPIPS-vgg
+    at every rate for 0.1-0.2 dB of PSNR on the CPU fox test (docs/nifi_compression.md). Without the backbone's
+    weights (`difix-fetch-metric-weights`) compression warns and fine-tunes without it."""
     finetune_lpips_net: Literal["alex", "vgg"] = "alex"
     """Backbone of the fine-tune's LPIPS term: alex (small, always staged for metrics) or vgg."""
     prune_stages: int = 1
@@ -85,12 +86,13 @@ class NifiPipelineConfig(VanillaPipelineConfig):
 
 def _same_settings(stored: Optional[Mapping[str, Any]], settings) -> bool:
     """Whether a container made with the `stored` settings (a report's dict) is what `settings` would make now.
-    Fields added after it was written count as their defaults (the behaviour of the version that wrote it)."""
-    from nifi_ns.nerfstudio.compression import CompressionSettings
+    A field added after it was written counts as the value that reproduces the writing version's behaviour
+    (`SETTINGS_BEFORE_THEY_EXISTED`), which need not be today's default."""
+    from nifi_ns.nerfstudio.compression import SETTINGS_BEFORE_THEY_EXISTED
 
     if stored is None:
         return False
-    return {**asdict(CompressionSettings()), **dict(stored)} == asdict(settings)
+    return {**SETTINGS_BEFORE_THEY_EXISTED, **dict(stored)} == asdict(settings)
 
 
 class NifiPipeline(VanillaPipeline):
@@ -176,7 +178,7 @@ class NifiPipeline(VanillaPipeline):
                     out_dir.mkdir(parents=True, exist_ok=True)
                     write_ply(keep["finetuned"], out_dir / f"{label}.finetuned.ply")
                 report["step"] = step
-                report["settings"] = asdict(settings)
+                report.setdefault("settings", asdict(settings))  # compress_model records the settings as run
                 self.compressed[label] = {"rate": float(rate), "container": container, "report": report}
                 done_now.append(label)
             if out_dir is not None:
