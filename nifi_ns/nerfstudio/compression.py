@@ -134,7 +134,7 @@ def compress_model(
     tuned = splat.subset(np.sort(order[: budgets[0]])).with_sh_degree(trial.sh_degree)
 
     # 2. fine-tune the survivors (skipped when finetune_steps == 0), cutting between stages.
-    settings, lpips_skipped = _with_available_perceptual_term(settings, steps, model.device)
+    settings, lpips_skipped = _with_available_perceptual_term(settings, steps)
     lrs = {k: v * settings.finetune_lr_scale for k, v in current_lrs(optimizers).items()}
     quant_start = settings.finetune_quant_start
     stage_steps = [steps // len(budgets) + (1 if i < steps % len(budgets) else 0) for i in range(len(budgets))]
@@ -180,7 +180,7 @@ def compress_model(
     return container, out
 
 
-def _with_available_perceptual_term(settings: CompressionSettings, steps: int, device) -> Tuple[CompressionSettings, str]:
+def _with_available_perceptual_term(settings: CompressionSettings, steps: int) -> Tuple[CompressionSettings, str]:
     """`settings`, with the fine-tune's LPIPS term switched off (and why) when its ImageNet backbone cannot be
     loaded: compression at the end of a long training run must not fail on an offline machine for a quality
     refinement. A warning names the missing weights; the report records the settings as run."""
