@@ -290,8 +290,9 @@ def main(argv=None) -> int:
     h = _helpers()
     _, pipeline, _, _ = eval_setup(run_dir / "config.yml", test_mode="test")
     dm = pipeline.datamanager
-    eval_cams, train_cams = dm.eval_dataset.cameras, dm.train_dataset.cameras
-    images = [dm.eval_dataset.get_image_float32(i).permute(2, 0, 1)[:3] for i in range(len(dm.eval_dataset))]
+    eval_cams, images = h.eval_views(dm)  # undistorted photos and cameras: what ns-eval scores
+    _ = dm.cached_train  # likewise for the training cameras (importance of the PngCompression subsets)
+    train_cams = dm.train_dataset.cameras
     errors: dict = {}
     score = h.Scorer(eval_cams, images, torch.device(device), errors)
     from nifi_ns.io import GaussianSplat
@@ -312,6 +313,7 @@ def main(argv=None) -> int:
                      "lpips_net": config.pipeline.finetune_lpips_net,
                      "quant_start": args.quant_start},
         "eval_images": len(images),
+        "photos": "nerfstudio's cached eval images (undistorted, cameras updated), as ns-eval scores them",
         "num_gaussians": uncompressed.num_gaussians,
         "train_and_compress_seconds": train_and_compress_s,
         "ns_eval_seconds": eval_s,

@@ -11,6 +11,7 @@
 #   fixer     a small fixer trained from random initialisation, evaluated on entry-P10 (gpu_train_fixer_demo.py)
 #   fixer_loop  that fixer (same machine, after `fixer`) as a variant of the loop benchmark on fox x2, ~3 min
 #   nifi      nifi-splatfacto product benchmark against PngCompression on fox x2 (bench_nifi_splatfacto.py)
+#   nifi3     the same on fox x2, castle-P30 and Herz-Jesus-P25 at once (all in $OUT/nifi3.tar.gz)
 #   speed     post-fix fps inside ns-render, then Difix fast path vs eager vs plain diffusers
 #   rounds    fix-round overhead of difix3d-splatfacto vs splatfacto (gpu_difix3d_splatfacto.py), ~2 min
 #   restorer  NiFi restorer trained from random initialisation, evaluated on entry-P10 (gpu_train_restorer_demo.py)
@@ -18,12 +19,13 @@
 #             ending by $BATCH_DEADLINE (epoch seconds; default: 440 s from now); each job's files and log are packed
 #             into $OUT/JOB.tar.gz (the device tool returns at most 8 files). A later `fixer` call resumes the fixer.
 # JOB_SECONDS (and NIFI_DEADLINE_S, FIXER_TRAIN_S) override a single job's time budget; `parallel` sets them.
+# JOB_DEADLINE (epoch seconds) is when `speed` must end (default: 560 s from its start).
 #
 # Needs in .device/data (carried with `carry: [".device"]`): fox (transforms.json, images_4, images_2) and
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|speed|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|speed|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -39,6 +41,12 @@ for f in .device/vgg16_imagenet_features.pth .device/dists_vgg16_features.pth; d
   [ -f "$f" ] && cp -n "$f" "$DIFIX_NS_CACHE/backbones/"
 done
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+
+logged() {  # logged FILE CMD...: CMD's stdout and stderr into FILE
+  local log=$1
+  shift
+  "$@" >"$log" 2>&1
+}
 
 case "$job" in
   quality)
@@ -72,11 +80,32 @@ case "$job" in
       --max-num-iterations 7000 --finetune-steps 1000 --budget-steps 2000 --deadline-s ${NIFI_DEADLINE_S:-300} \
       --out "$OUT/nifi" --work-dir /tmp/nifi_runs
     ;;
+  nifi3)
+    # one splatfacto run leaves most of the GPU idle: three at once. Budget-trained rows start only before --deadline-s.
+    # Results and logs are packed into $OUT/nifi3.tar.gz (the device tool returns at most 8 files).
+    rm -rf /tmp/nifi3 && mkdir -p /tmp/nifi3
+    logged /tmp/nifi3/fox.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
+      --data .device/data/fox --downscale-factor 2 --max-num-iterations 7000 --finetune-steps 1000 --budget-steps 2000 \
+      --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/fox --work-dir /tmp/nifi_runs &
+    logged /tmp/nifi3/castle.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
+      --data .device/data/strecha/castle-P30 --downscale-factor 1 --max-num-iterations 5000 --finetune-steps 1000 \
+      --budget-steps 2000 --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/castle --work-dir /tmp/nifi_castle &
+    logged /tmp/nifi3/herz.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
+      --data .device/data/strecha/Herz-Jesus-P25 --downscale-factor 1 --max-num-iterations 5000 --finetune-steps 1000 \
+      --budget-steps 2000 --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/herz --work-dir /tmp/nifi_herz &
+    wait
+    tail -3 /tmp/nifi3/*.log
+    tar czf "$OUT/nifi3.tar.gz" -C /tmp nifi3
+    ;;
   speed)
     # Post-fix fps first: in both 2026-12-05 runs it came last and its timeout ran out while compiling the first shape.
-    timeout 250 python scripts/bench_postfix_render.py --data .device/data/fox --sizes real --batch-sizes 1 8 \
+    # Batch 8 only (each new shape compiles for ~130 s on a fresh machine); bench_difix.py's batch-8 row then loads
+    # that shape from the shared compile cache.
+    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}  # epoch seconds by which both benchmarks must end
+    timeout 230 python scripts/bench_postfix_render.py --data .device/data/fox --sizes real --batch-sizes 8 \
       --compile-cache-dir /tmp/difix_compile_cache --out "$OUT/bench_postfix_render.json" || true
-    timeout 300 python scripts/bench_difix.py --out "$OUT/bench_difix.json" \
+    left=$(( deadline - $(date +%s) ))
+    timeout "$left" python scripts/bench_difix.py --out "$OUT/bench_difix.json" \
       --compile-cache-dir /tmp/difix_compile_cache --budget-s 240 || true
     ;;
   rounds)
@@ -84,7 +113,9 @@ case "$job" in
       --skip-tiny --out "$OUT/gpu_difix3d_splatfacto.json"
     ;;
   restorer)
-    python scripts/gpu_train_restorer_demo.py --out "$OUT" --budget-s ${JOB_SECONDS:-480}
+    # every scene's pairs at once; a training scene not built by half the budget is left out
+    python scripts/gpu_train_restorer_demo.py --out "$OUT" --budget-s ${JOB_SECONDS:-480} --concurrent-pairs \
+      --pairs-fraction 0.5
     ;;
   parallel)
     # Several jobs above at once, each through its own branch (same flags), with budgets scaled to the time left.
@@ -107,7 +138,7 @@ case "$job" in
     ls -la "$OUT"
     ;;
   *)
-    echo "error: unknown job '$job' (quality, quality_herz, fixer, fixer_loop, nifi, speed, rounds, restorer, parallel)" >&2
+    echo "error: unknown job '$job' (quality, quality_herz, fixer, fixer_loop, nifi, nifi3, speed, rounds, restorer, parallel)" >&2
     exit 2
     ;;
 esac

@@ -155,7 +155,11 @@ class RestorerDemoConfig:
     target_scale: Optional[float] = None
     """codec target size = the rate preset's size x this (default 1; --scale cpu: 0.25)"""
     pairs_fraction: float = 0.45
-    """start no further training scene once this fraction of the budget is spent"""
+    """start no further training scene once this fraction of the budget is spent (--concurrent-pairs: a training
+    scene still building then is stopped and left out)"""
+    concurrent_pairs: bool = False
+    """build every scene's pairs at the same time (one subprocess each): a single small build leaves most of a GPU
+    idle, so four at once take little longer than one"""
     eval_reserve_s: Optional[float] = None
     """seconds kept for export, evaluation and the PNG after training (default 45; --scale cpu: 180)"""
     architecture: Optional[Literal[tuple(sorted(ARCHITECTURES))]] = None
@@ -577,6 +581,42 @@ def save_grid(path: Path, rows: list[dict], n: int = 4) -> list[str]:
 
 
 # ----- main ------------------------------------------------------------------------------------------------------
+def build_concurrently(scenes: dict, args, work: Path, budget: float, spent, min_train_s: float, num_random,
+                       report: dict, save, trained_on: list) -> None:
+    """``make_pairs`` for every scene at once. The evaluation scene may use everything but training's minimum and
+    the evaluation reserve; a training scene gets until ``--pairs-fraction`` of the budget (then it is killed and
+    listed under ``skipped``). Fills ``report["pairs"]`` and ``trained_on`` (in --scenes order)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    limits = {}
+    for name in scenes:
+        end = budget - args.eval_reserve_s - min_train_s if name == EVAL_SCENE else args.pairs_fraction * budget
+        limits[name] = end - spent()
+    if limits[EVAL_SCENE] < 30:
+        why = f"budget: only {limits[EVAL_SCENE]:.0f} s would be left for {EVAL_SCENE}"
+        report["status"] = f"stopped: {why}"
+        save()
+        raise SystemExit(f"error: {why}; raise --budget-s or lower --splat-steps")
+    print(f"[{spent():.0f} s] pairs of {', '.join(scenes)} at once (timeouts "
+          f"{', '.join(f'{n} {t:.0f} s' for n, t in limits.items())})", flush=True)
+    with ThreadPoolExecutor(max_workers=len(scenes)) as pool:  # each thread waits on its own subprocesses
+        futures = {name: pool.submit(make_pairs, name, folder, ds, args, work, max(1.0, limits[name]), num_random)
+                   for name, (folder, _images, ds) in scenes.items()}
+        summaries = {name: future.result() for name, future in futures.items()}
+    for name, summary in summaries.items():
+        report["pairs"][name] = summary
+        if "error" in summary:
+            shutil.rmtree(work / ("pairs_eval" if name == EVAL_SCENE else "pairs_train") / name, ignore_errors=True)
+            if name == EVAL_SCENE:
+                report["status"] = f"failed: evaluation pairs of {name}"
+                save()
+                raise SystemExit(f"error: {name}: {summary['error']}")
+            report["skipped"].append({"scene": name, "why": summary["error"][:300]})
+        elif name != EVAL_SCENE:
+            trained_on.append(name)
+    save()
+
+
 def main(argv=None) -> int:
     t_start = T_PROCESS
     args = parse_args(argv)
@@ -636,7 +676,9 @@ def main(argv=None) -> int:
     min_train_s = profile["min_train_s"]  # training gets at least this much, or the scene loop stops
     min_scene_s = profile["min_scene_s"]  # kept for the first training scene while the evaluation scene is built
     trained_on = []
-    for name, (folder, _images, ds) in scenes.items():
+    if args.concurrent_pairs:
+        build_concurrently(scenes, args, work, budget, spent, min_train_s, num_random, report, save, trained_on)
+    for name, (folder, _images, ds) in ([] if args.concurrent_pairs else scenes.items()):
         is_eval = name == EVAL_SCENE
         if not is_eval:
             if trained_on and spent() > args.pairs_fraction * budget:

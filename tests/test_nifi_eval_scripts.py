@@ -116,3 +116,36 @@ def test_download_scripts_validate_and_instruct(tmp_path, capsys):
     assert dl3dv.main(["--dataset", "dl3dv", "--out", str(tmp_path / "data"), "--dl3dv_source", str(src)]) == 0
     assert (tmp_path / "data" / "dl3dv" / "garden").is_symlink()
     assert dl3dv.main(["--dataset", "dl3dv", "--out", str(tmp_path / "data")]) == 0  # now present
+
+
+def test_benchmarks_score_against_the_undistorted_photos_ns_eval_uses(tmp_path):
+    """fox has lens distortion (k1 = 0.058): the codec benchmarks must score renders against nerfstudio's undistorted
+    eval images with the cameras nerfstudio rewrote for them (what ns-eval scores), not the raw, misaligned files."""
+    if not (FOX / "images_4").is_dir():
+        pytest.skip(f"fox images not found at {FOX} (../shared/data absent)")
+    import torch
+    from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+    from PIL import Image
+
+    meta = json.loads((FOX / "transforms.json").read_text())
+    meta["frames"] = meta["frames"][:4]
+    (tmp_path / "images_4").mkdir()
+    for frame in meta["frames"]:
+        name = Path(frame["file_path"]).name
+        shutil.copy(FOX / "images_4" / name, tmp_path / "images_4" / name)
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    config = FullImageDatamanagerConfig(data=tmp_path, dataparser=NerfstudioDataParserConfig(
+        downscale_factor=4, eval_mode="interval", eval_interval=2, auto_scale_poses=False))
+    dm = config.setup(device="cpu", test_mode="test")
+    raw = dm.eval_dataset.get_image_float32(0)[..., :3].permute(2, 0, 1)
+    raw_width = int(dm.eval_dataset.cameras.width[0])
+
+    cameras, images = load_script("bench_codec_vs_gsplat").eval_views(dm)
+
+    assert len(images) == len(dm.eval_dataset) == 2
+    cached = dm.cached_eval[0]["image"][..., :3].permute(2, 0, 1)
+    cached = cached.float() / 255.0 if cached.dtype == torch.uint8 else cached.float()
+    assert torch.equal(images[0], cached)  # nerfstudio's undistorted photo, in [0, 1]
+    assert images[0].shape[1:] == (int(cameras.height[0]), int(cameras.width[0]))  # the rewritten camera's size
+    assert images[0].shape != raw.shape and int(cameras.width[0]) < raw_width  # undistortion cropped it

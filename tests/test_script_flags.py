@@ -69,7 +69,7 @@ def test_documented_invocations_parse():
     assert [a.split("=")[0] for a in quality.ablate] == ["identity_nodensify", "teacher_strong"]
     assert quality.ablate[0] == "identity_nodensify=identity --pipeline.model.densify-from-pool-views False"
     postfix = configs["bench_postfix_render"][0]
-    assert postfix.sizes == ["real"] and postfix.batch_sizes == [1, 8]
+    assert postfix.sizes == ["real"] and postfix.batch_sizes == [8]
     assert postfix.compile_cache_dir == "/tmp/difix_compile_cache"
     assert configs["gpu_difix3d_splatfacto"][0].skip_tiny and not configs["gpu_difix3d_splatfacto"][0].skip_sdturbo
     nifi = configs["bench_nifi_splatfacto"][0]
