@@ -150,15 +150,28 @@ def render(splat: GaussianSplat, cameras, device) -> list[torch.Tensor]:
     return out
 
 
+def save_pngs(images: list, folder: Path) -> None:
+    """[3,H,W] images in [0,1] -> folder/000.png, 001.png, ... (8-bit; what scripts/rescore_renders.py reads)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+        Image.fromarray(array).save(folder / f"{i:03d}.png")
+
+
 class Scorer:
     """Mean metrics over the eval views; falls back to PSNR/SSIM (and records why) if a perceptual net is missing."""
 
-    def __init__(self, cameras, images, device, errors: dict):
+    def __init__(self, cameras, images, device, errors: dict, save_dir: Optional[Path] = None):
         from difix_ns.metrics import ImageMetrics
 
         self.cameras, self.images, self.device, self.errors = cameras, images, device, errors
         self.metrics = ImageMetrics(device)
         self.full, self.alex_only = True, False
+        self.save_dir = save_dir  # renders as 8-bit PNGs, <save_dir>/<name>/<i>.png, photos in <save_dir>/photos/
+        if save_dir is not None:
+            save_pngs(images, save_dir / "photos")
 
     def _one(self, pred, target) -> dict:
         if self.full:
@@ -181,8 +194,10 @@ class Scorer:
 
         return {"psnr": float(psnr(pred, target).mean()), "ssim": float(ssim(pred, target).mean())}
 
-    def __call__(self, splat: GaussianSplat) -> dict:
+    def __call__(self, splat: GaussianSplat, name: Optional[str] = None) -> dict:
         preds = render(splat, self.cameras, self.device)
+        if self.save_dir is not None and name:
+            save_pngs(preds, self.save_dir / name)
         rows = [self._one(p[None], t[None].to(self.device)) for p, t in zip(preds, self.images)]
         return {k: float(np.mean([r[k] for r in rows])) for k in rows[-1]}
 

@@ -76,6 +76,9 @@ class BenchNifiConfig:
     """run folder (default: <out>/runs)"""
     overwrite: bool = False
     """replace an existing --out JSON (default: refuse)"""
+    save_renders: Optional[Path] = None
+    """also write every scored render (8-bit PNG, <dir>/<variant>__<label>/) and the photos (<dir>/photos/), for
+    scoring LPIPS-vgg / DISTS later where their weights exist (scripts/rescore_renders.py)"""
     load_config: Optional[Path] = None
     """config.yml of a finished nifi-splatfacto run (trained with --pipeline.save-finetuned True): skip training and
     compression, benchmark its containers"""
@@ -228,7 +231,12 @@ def main(argv=None) -> int:
                                ("--max-num-iterations", args.max_num_iterations, 1),
                                ("--finetune-steps", args.finetune_steps, 0), ("--num-random", args.num_random, 1)):
         check_min(option, value, low)
-    check_output(args.out, args.overwrite)
+    if args.out.exists() and not args.out.is_dir():
+        raise SystemExit(f"error: --out {args.out} is a file; give a folder")
+    check_output(args.out / "bench_nifi_splatfacto.json", args.overwrite)
+    if args.save_renders is not None and args.save_renders.exists() and any(args.save_renders.iterdir()) \
+            and not args.overwrite:
+        raise SystemExit(f"error: --save-renders {args.save_renders} is not empty; pass --overwrite to replace it")
     if not (args.data / "transforms.json").is_file():
         raise SystemExit(f"error: --data {args.data}: no transforms.json")
     if args.target_mb and len(args.target_mb) != len(args.rates):
@@ -294,7 +302,7 @@ def main(argv=None) -> int:
     _ = dm.cached_train  # likewise for the training cameras (importance of the PngCompression subsets)
     train_cams = dm.train_dataset.cameras
     errors: dict = {}
-    score = h.Scorer(eval_cams, images, torch.device(device), errors)
+    score = h.Scorer(eval_cams, images, torch.device(device), errors, save_dir=args.save_renders)
     from nifi_ns.io import GaussianSplat
 
     uncompressed = GaussianSplat.from_gauss_params(pipeline.model.gauss_params)
@@ -319,7 +327,7 @@ def main(argv=None) -> int:
         "ns_eval_seconds": eval_s,
         "ns_eval_uncompressed": {m: ns_results[f"uncompressed/{m}"] for m in IMAGE_METRICS
                                  if f"uncompressed/{m}" in ns_results},
-        "uncompressed": score(uncompressed),
+        "uncompressed": score(uncompressed, "uncompressed"),
         "nifi": [],
         "png_same_gaussians": [],
         "png_all_finetuned": [],
@@ -347,7 +355,7 @@ def main(argv=None) -> int:
             "encode_s": rep["encode_seconds"], "compress_total_s": rep["total_seconds"], "decode_s": decode_s,
             "ns_eval": {m: ns_results[f"compressed/{label}/{m}"] for m in IMAGE_METRICS
                         if f"compressed/{label}/{m}" in ns_results},
-            "metrics": score(decoded),
+            "metrics": score(decoded, f"nifi__{label}"),
         }
         result["nifi"].append(row)
         print(f"[bench] nifi {row}", flush=True)
@@ -356,13 +364,13 @@ def main(argv=None) -> int:
             dec, size, enc, dec_s, n = png_at_size(h, tuned, train_cams, len(blob), torch.device(device), tmp)
             png = {"label": label, "size_mb": size / MB, "kept": n, "num_gaussians": dec.num_gaussians,
                    "encode_s": enc, "decode_s": dec_s,
-                   "metrics": score(dec)}
+                   "metrics": score(dec, f"png_same_gaussians__{label}")}
             result["png_same_gaussians"].append(png)
             print(f"[bench] png same Gaussians {png}", flush=True)
             dec, size, enc, dec_s, _ = h.png_variant(tuned, None, torch.device(device), tmp, with_sh_rest=True)
             result["png_all_finetuned"].append({"label": label, "size_mb": size / MB, "num_gaussians":
                                                 dec.num_gaussians, "sh_degree": dec.sh_degree, "encode_s": enc,
-                                                "decode_s": dec_s, "metrics": score(dec)})
+                                                "decode_s": dec_s, "metrics": score(dec, f"png_all_finetuned__{label}")})
         except Exception as err:  # torchpq / cupy / PNG stack missing on this machine: recorded, others continue
             errors[f"png_{label}"] = f"{type(err).__name__}: {err}"
             print(f"[bench] PngCompression failed at {label}: {err}", flush=True)
@@ -378,7 +386,8 @@ def main(argv=None) -> int:
                 dec, size, enc, dec_s, _ = h.png_variant(capped, None, torch.device(device), tmp, with_sh_rest=False)
                 budget_row = {"label": label, "budget": n, "num_gaussians": capped.num_gaussians,
                               "train_steps": args.budget_steps, "train_s": train_s, "size_mb": size / MB,
-                              "encode_s": enc, "decode_s": dec_s, "metrics": score(dec)}
+                              "encode_s": enc, "decode_s": dec_s,
+                              "metrics": score(dec, f"png_budget_trained__{label}")}
                 result["png_budget_trained"].append(budget_row)
                 print(f"[bench] png budget-trained {budget_row}", flush=True)
             except Exception as err:

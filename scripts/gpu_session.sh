@@ -12,6 +12,7 @@
 #   fixer_loop  that fixer (same machine, after `fixer`) as a variant of the loop benchmark on fox x2, ~3 min
 #   nifi      nifi-splatfacto product benchmark against PngCompression on fox x2 (bench_nifi_splatfacto.py)
 #   nifi3     the same on fox x2, castle-P30 and Herz-Jesus-P25 at once (all in $OUT/nifi3.tar.gz)
+#   rescore_nifi3  LPIPS-vgg / DISTS of nifi3's saved renders (same warm machine, VGG16 weights in .device)
 #   speed     post-fix fps inside ns-render, then Difix fast path vs eager vs plain diffusers
 #   rounds    fix-round overhead of difix3d-splatfacto vs splatfacto (gpu_difix3d_splatfacto.py), ~2 min
 #   restorer  NiFi restorer trained from random initialisation, evaluated on entry-P10 (gpu_train_restorer_demo.py)
@@ -25,7 +26,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|speed|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|speed|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -86,16 +87,25 @@ case "$job" in
     rm -rf /tmp/nifi3 && mkdir -p /tmp/nifi3
     logged /tmp/nifi3/fox.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
       --data .device/data/fox --downscale-factor 2 --max-num-iterations 7000 --finetune-steps 1000 --budget-steps 2000 \
-      --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/fox --work-dir /tmp/nifi_runs &
+      --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/fox --save-renders /tmp/nifi3_renders/fox --work-dir /tmp/nifi_runs &
     logged /tmp/nifi3/castle.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
       --data .device/data/strecha/castle-P30 --downscale-factor 1 --max-num-iterations 5000 --finetune-steps 1000 \
-      --budget-steps 2000 --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/castle --work-dir /tmp/nifi_castle &
+      --budget-steps 2000 --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/castle --save-renders /tmp/nifi3_renders/castle --work-dir /tmp/nifi_castle &
     logged /tmp/nifi3/herz.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
       --data .device/data/strecha/Herz-Jesus-P25 --downscale-factor 1 --max-num-iterations 5000 --finetune-steps 1000 \
-      --budget-steps 2000 --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/herz --work-dir /tmp/nifi_herz &
+      --budget-steps 2000 --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/herz --save-renders /tmp/nifi3_renders/herz --work-dir /tmp/nifi_herz &
     wait
     tail -3 /tmp/nifi3/*.log
     tar czf "$OUT/nifi3.tar.gz" -C /tmp nifi3
+    ;;
+  rescore_nifi3)
+    # LPIPS-vgg / DISTS of a `nifi3` call's renders, on the same (warm) machine once .device carries VGG16 weights
+    # (a cold machine's carry is full with the wheels). Writes $OUT/nifi3_<scene>_rescored.json.
+    test -d /tmp/nifi3_renders || { echo "error: run the nifi3 job on this machine first" >&2; exit 2; }
+    for scene in fox castle herz; do
+      python scripts/rescore_renders.py --json /tmp/nifi3/$scene/bench_nifi_splatfacto.json \
+        --renders /tmp/nifi3_renders/$scene --device cuda --out "$OUT/nifi3_${scene}_rescored.json" || true
+    done
     ;;
   speed)
     # Post-fix fps first: in both 2026-12-05 runs it came last and its timeout ran out while compiling the first shape.
@@ -138,7 +148,7 @@ case "$job" in
     ls -la "$OUT"
     ;;
   *)
-    echo "error: unknown job '$job' (quality, quality_herz, fixer, fixer_loop, nifi, nifi3, speed, rounds, restorer, parallel)" >&2
+    echo "error: unknown job '$job' (quality, quality_herz, fixer, fixer_loop, nifi, nifi3, rescore_nifi3, speed, rounds, restorer, parallel)" >&2
     exit 2
     ;;
 esac

@@ -149,3 +149,36 @@ def test_benchmarks_score_against_the_undistorted_photos_ns_eval_uses(tmp_path):
     assert torch.equal(images[0], cached)  # nerfstudio's undistorted photo, in [0, 1]
     assert images[0].shape[1:] == (int(cameras.height[0]), int(cameras.width[0]))  # the rewritten camera's size
     assert images[0].shape != raw.shape and int(cameras.width[0]) < raw_width  # undistortion cropped it
+
+
+def test_rescore_fills_vgg_metrics_of_the_rows_whose_renders_exist(tmp_path):
+    """bench_nifi_splatfacto.py --save-renders + rescore_renders.py: LPIPS-vgg / DISTS land in the right rows (by
+    section and label), a perfect render scores ~0, the other metrics are kept, the input JSON is left alone."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    photo = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    noisy = np.clip(photo.astype(int) + rng.integers(-60, 60, photo.shape), 0, 255).astype(np.uint8)
+    renders = tmp_path / "renders"
+    for folder, image in (("photos", photo), ("uncompressed", photo), ("nifi__rate_1.0", noisy)):
+        (renders / folder).mkdir(parents=True)
+        Image.fromarray(image).save(renders / folder / "000.png")
+    result = {"uncompressed": {"psnr": 40.0}, "errors": {"perceptual_metrics": "no VGG16"},
+              "nifi": [{"label": "rate_0.1", "metrics": {"psnr": 30.0}}, {"label": "rate_1.0", "metrics": {"psnr": 20.0}}]}
+    source = tmp_path / "bench.json"
+    source.write_text(json.dumps(result))
+    out = tmp_path / "rescored.json"
+
+    assert load_script("rescore_renders").main(["--json", str(source), "--renders", str(renders), "--out", str(out)]) == 0
+
+    done = json.loads(out.read_text())
+    assert json.loads(source.read_text()) == result
+    assert done["uncompressed"]["lpips_vgg"] < 1e-3 and done["uncompressed"]["dists"] < 1e-3
+    assert done["uncompressed"]["psnr"] == 40.0
+    row = done["nifi"][1]["metrics"]
+    assert row["lpips_vgg"] > 0.05 and row["dists"] > 0.05 and row["psnr"] == 20.0
+    assert "lpips_vgg" not in done["nifi"][0]["metrics"]  # no renders for rate_0.1
+    assert "perceptual_metrics" not in done["errors"]
+    with pytest.raises(SystemExit, match="--out"):
+        load_script("rescore_renders").main(["--json", str(source), "--renders", str(renders), "--out", str(source)])

@@ -14,7 +14,7 @@ SOURCES = (ROOT / "scripts" / "gpu_session.sh", ROOT / "docs" / "gpu_results" / 
 # Scripts whose invocations these files must contain (a broken extraction must not pass as "nothing to check").
 EXPECTED = {"bench_difix3d_quality", "gpu_train_fixer_demo", "bench_nifi_splatfacto", "bench_difix",
             "gpu_difix3d_splatfacto", "bench_postfix_render", "gpu_train_restorer_demo", "gpu_rasterizer_parity",
-            "bench_codec_vs_gsplat", "gpu_train_restorer", "bench_fixer"}
+            "bench_codec_vs_gsplat", "gpu_train_restorer", "bench_fixer", "rescore_renders"}
 
 
 class _Parsed(Exception):
