@@ -89,14 +89,20 @@ case "$job" in
       --data .device/data/fox --downscale-factor 2 --max-num-iterations 7000 --finetune-steps 1000 --budget-steps 2000 \
       --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/fox --save-renders /tmp/nifi3_renders/fox --work-dir /tmp/nifi_runs &
     logged /tmp/nifi3/castle.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
-      --data .device/data/strecha/castle-P30 --downscale-factor 1 --max-num-iterations 5000 --finetune-steps 1000 \
+      --data .device/data/strecha/castle-P30 --downscale-factor 1 --max-num-iterations 4000 --finetune-steps 1000 \
       --budget-steps 2000 --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/castle --save-renders /tmp/nifi3_renders/castle --work-dir /tmp/nifi_castle &
     logged /tmp/nifi3/herz.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
-      --data .device/data/strecha/Herz-Jesus-P25 --downscale-factor 1 --max-num-iterations 5000 --finetune-steps 1000 \
+      --data .device/data/strecha/Herz-Jesus-P25 --downscale-factor 1 --max-num-iterations 4000 --finetune-steps 1000 \
       --budget-steps 2000 --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/herz --save-renders /tmp/nifi3_renders/herz --work-dir /tmp/nifi_herz &
     wait
     tail -3 /tmp/nifi3/*.log
     tar czf "$OUT/nifi3.tar.gz" -C /tmp nifi3
+    # a few of fox's renders for a look (the device tool returns files up to 16 MiB)
+    tar cf /tmp/nifi3_fox_renders.tar -C /tmp/nifi3_renders/fox photos uncompressed nifi__rate_1.0 \
+      png_all_finetuned__rate_0.1 || true
+    if [ "$(stat -c %s /tmp/nifi3_fox_renders.tar 2>/dev/null || echo 0)" -lt 16000000 ]; then
+      mv /tmp/nifi3_fox_renders.tar "$OUT/" || true
+    fi
     ;;
   rescore_nifi3)
     # LPIPS-vgg / DISTS of a `nifi3` call's renders, on the same (warm) machine once .device carries VGG16 weights
