@@ -86,13 +86,13 @@ case "$job" in
     # Results and logs are packed into $OUT/nifi3.tar.gz (the device tool returns at most 8 files).
     rm -rf /tmp/nifi3 && mkdir -p /tmp/nifi3
     logged /tmp/nifi3/fox.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
-      --data .device/data/fox --downscale-factor 2 --max-num-iterations 7000 --finetune-steps 1000 --budget-steps 2000 \
+      --data .device/data/fox --downscale-factor 2 --max-num-iterations ${FOX_STEPS:-7000} --finetune-steps 1000 --budget-steps 2000 \
       --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/fox --save-renders /tmp/nifi3_renders/fox --work-dir /tmp/nifi_runs &
     logged /tmp/nifi3/castle.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
-      --data .device/data/strecha/castle-P30 --downscale-factor 1 --max-num-iterations 4000 --finetune-steps 1000 \
+      --data .device/data/strecha/castle-P30 --downscale-factor 1 --max-num-iterations ${STRECHA_STEPS:-4000} --finetune-steps 1000 \
       --budget-steps 2000 --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/castle --save-renders /tmp/nifi3_renders/castle --work-dir /tmp/nifi_castle &
     logged /tmp/nifi3/herz.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
-      --data .device/data/strecha/Herz-Jesus-P25 --downscale-factor 1 --max-num-iterations 4000 --finetune-steps 1000 \
+      --data .device/data/strecha/Herz-Jesus-P25 --downscale-factor 1 --max-num-iterations ${STRECHA_STEPS:-4000} --finetune-steps 1000 \
       --budget-steps 2000 --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/herz --save-renders /tmp/nifi3_renders/herz --work-dir /tmp/nifi_herz &
     wait
     tail -3 /tmp/nifi3/*.log
