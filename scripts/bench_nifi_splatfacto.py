@@ -358,6 +358,7 @@ def main(argv=None) -> int:
             "metrics": score(decoded, f"nifi__{label}"),
         }
         result["nifi"].append(row)
+        save()  # PngCompression's k-means can take a minute: a run cut short keeps this row
         print(f"[bench] nifi {row}", flush=True)
         tuned = read_ply(run_dir / "nifi" / f"{label}.finetuned.ply")
         try:
