@@ -604,16 +604,22 @@ def build_concurrently(scenes: dict, args, work: Path, budget: float, spent, min
                    for name, (folder, _images, ds) in scenes.items()}
         summaries = {name: future.result() for name, future in futures.items()}
     for name, summary in summaries.items():
-        report["pairs"][name] = summary
-        if "error" in summary:
-            shutil.rmtree(work / ("pairs_eval" if name == EVAL_SCENE else "pairs_train") / name, ignore_errors=True)
-            if name == EVAL_SCENE:
-                report["status"] = f"failed: evaluation pairs of {name}"
-                save()
-                raise SystemExit(f"error: {name}: {summary['error']}")
-            report["skipped"].append({"scene": name, "why": summary["error"][:300]})
-        elif name != EVAL_SCENE:
-            trained_on.append(name)
+        record_pairs(name, summary, work, report, save, trained_on)
+
+
+def record_pairs(name: str, summary: dict, work: Path, report: dict, save, trained_on: list) -> None:
+    """A scene's ``make_pairs`` summary into the report: failed pairs are deleted (no partial pairs) and the scene
+    listed under ``skipped``; a failed evaluation scene ends the run."""
+    report["pairs"][name] = summary
+    if "error" in summary:
+        shutil.rmtree(work / ("pairs_eval" if name == EVAL_SCENE else "pairs_train") / name, ignore_errors=True)
+        if name == EVAL_SCENE:
+            report["status"] = f"failed: evaluation pairs of {name}"
+            save()
+            raise SystemExit(f"error: {name}: {summary['error']}")
+        report["skipped"].append({"scene": name, "why": summary["error"][:300]})
+    elif name != EVAL_SCENE:
+        trained_on.append(name)
     save()
 
 
@@ -701,18 +707,7 @@ def main(argv=None) -> int:
             save()
             continue
         print(f"[{spent():.0f} s] pairs {name} (timeout {timeout:.0f} s)", flush=True)
-        summary = make_pairs(name, folder, ds, args, work, timeout, num_random)
-        report["pairs"][name] = summary
-        if "error" in summary:
-            shutil.rmtree(work / ("pairs_eval" if is_eval else "pairs_train") / name, ignore_errors=True)  # no partial pairs
-            if is_eval:
-                report["status"] = f"failed: evaluation pairs of {name}"
-                save()
-                raise SystemExit(f"error: {name}: {summary['error']}")
-            report["skipped"].append({"scene": name, "why": summary["error"][:300]})
-        elif not is_eval:
-            trained_on.append(name)
-        save()
+        record_pairs(name, make_pairs(name, folder, ds, args, work, timeout, num_random), work, report, save, trained_on)
     report["timing_s"]["pairs"] = round(spent(), 1)
     if not trained_on:
         report["status"] = "failed: no training scene produced pairs"
