@@ -152,12 +152,10 @@ def render(splat: GaussianSplat, cameras, device) -> list[torch.Tensor]:
 
 def save_pngs(images: list, folder: Path) -> None:
     """[3,H,W] images in [0,1] -> folder/000.png, 001.png, ... (8-bit; what scripts/rescore_renders.py reads)."""
-    from PIL import Image
+    from difix_ns.io import save_png
 
-    folder.mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(images):
-        array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
-        Image.fromarray(array).save(folder / f"{i:03d}.png")
+        save_png(image, folder / f"{i:03d}.png")
 
 
 class Scorer:

@@ -39,12 +39,9 @@ class RescoreConfig:
 
 
 def load_pngs(folder: Path) -> list:
-    import torch
-    from PIL import Image
+    from difix_ns.io import load_image_tensor
 
-    files = sorted(folder.glob("*.png"))
-    return [torch.from_numpy(np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
-            for f in files]
+    return [load_image_tensor(f, what="render", min_size=1) for f in sorted(folder.glob("*.png"))]
 
 
 def row_for(result: dict, name: str):
