@@ -367,6 +367,7 @@ def main(argv=None) -> int:
                    "encode_s": enc, "decode_s": dec_s,
                    "metrics": score(dec, f"png_same_gaussians__{label}")}
             result["png_same_gaussians"].append(png)
+            save()  # the all-Gaussians variant below runs SH k-means over every Gaussian: keep this row if cut there
             print(f"[bench] png same Gaussians {png}", flush=True)
             dec, size, enc, dec_s, _ = h.png_variant(tuned, None, torch.device(device), tmp, with_sh_rest=True)
             result["png_all_finetuned"].append({"label": label, "size_mb": size / MB, "num_gaussians":

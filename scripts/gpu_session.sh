@@ -95,7 +95,7 @@ case "$job" in
       --data .device/data/strecha/Herz-Jesus-P25 --downscale-factor 1 --max-num-iterations ${STRECHA_STEPS:-4000} --finetune-steps 1000 \
       --budget-steps 2000 --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi3/herz --save-renders /tmp/nifi3_renders/herz --work-dir /tmp/nifi_herz &
     wait
-    tail -3 /tmp/nifi3/*.log
+    tail -n 3 /tmp/nifi3/*.log || true
     tar czf "$OUT/nifi3.tar.gz" -C /tmp nifi3
     # a few of fox's renders for a look (the device tool returns files up to 16 MiB)
     tar cf /tmp/nifi3_fox_renders.tar -C /tmp/nifi3_renders/fox photos uncompressed nifi__rate_1.0 \
@@ -106,12 +106,16 @@ case "$job" in
     ;;
   rescore_nifi3)
     # LPIPS-vgg / DISTS of a `nifi3` call's renders, on the same (warm) machine once .device carries VGG16 weights
-    # (a cold machine's carry is full with the wheels). Writes $OUT/nifi3_<scene>_rescored.json.
+    # (a cold machine's carry is full with the wheels). Writes the three nifi3_<scene>_rescored.json into
+    # $OUT/nifi3_rescored.tar.gz: one file, so that a job run after it in the same call keeps its own files (the device
+    # tool returns at most 8).
     test -d /tmp/nifi3_renders || { echo "error: run the nifi3 job on this machine first" >&2; exit 2; }
+    rm -rf /tmp/nifi3_rescored && mkdir -p /tmp/nifi3_rescored
     for scene in fox castle herz; do
       python scripts/rescore_renders.py --json /tmp/nifi3/$scene/bench_nifi_splatfacto.json \
-        --renders /tmp/nifi3_renders/$scene --device cuda --out "$OUT/nifi3_${scene}_rescored.json" || true
+        --renders /tmp/nifi3_renders/$scene --device cuda --out "/tmp/nifi3_rescored/nifi3_${scene}_rescored.json" || true
     done
+    tar czf "$OUT/nifi3_rescored.tar.gz" -C /tmp nifi3_rescored
     ;;
   speed)
     # Post-fix fps first: in both 2026-12-05 runs it came last and its timeout ran out while compiling the first shape.
