@@ -8,6 +8,14 @@ GPU (the lead runs it, fox at half resolution):
 CPU plumbing check (tiny: 6 quarter-res views, a few steps, random-init Gaussians; numbers mean nothing):
     python scripts/bench_nifi_splatfacto.py --smoke-cpu --data ../shared/data/fox --out /tmp/bench_smoke
 
+Budget-trained rows alone (`--budgets-from` an earlier run's bench_nifi_splatfacto.json; same scene and
+--downscale-factor): no nifi-splatfacto model is trained or compressed; each of that JSON's `png_same_gaussians`
+budgets (`kept`, smallest first) trains one capped splatfacto, as variant 3 below, scored on the same eval views.
+The output JSON holds `png_budget_trained` and, under `budgets_from`, the source file's name and its `uncompressed`,
+`nifi` and `png_same_gaussians` sizes and metrics (for tables next to the new rows):
+    python scripts/bench_nifi_splatfacto.py --data .device/data/fox --downscale-factor 2 \
+        --budgets-from bench_nifi_splatfacto.json --budget-steps 4000 --out $OUT/budget
+
 Variants, all scored on the same eval views by the same metrics:
   1. `nifi` — what users get: `ns-train nifi-splatfacto` containers (prune -> compression-aware fine-tune ->
      quantize), scored by `ns-eval`'s compressed stage (`ns_eval`) and, like every other variant, by decoding the
@@ -38,6 +46,7 @@ import tyro
 
 IMAGE_METRICS = ("psnr", "ssim", "lpips", "lpips_vgg", "dists")
 MB = float(1 << 20)
+PHOTOS = "nerfstudio's cached eval images (undistorted, cameras updated), as ns-eval scores them"
 
 
 @dataclass
@@ -82,6 +91,9 @@ class BenchNifiConfig:
     load_config: Optional[Path] = None
     """config.yml of a finished nifi-splatfacto run (trained with --pipeline.save-finetuned True): skip training and
     compression, benchmark its containers"""
+    budgets_from: Optional[Path] = None
+    """bench_nifi_splatfacto.json of an earlier run on the same scene: only the budget-trained rows, one per budget
+    of its png_same_gaussians rows (needs --budget-steps > 0); nothing else is trained"""
 
 
 def parse_args(argv=None) -> BenchNifiConfig:
@@ -133,8 +145,44 @@ def _configure(config, args, device: str, work: Path, name: str, steps: int):
     return config
 
 
+def load_budgets(args) -> tuple:
+    """(the --budgets-from JSON, its png_same_gaussians rows, smallest budget first); SystemExit on bad input."""
+    path = args.budgets_from
+    try:
+        source = json.loads(path.read_text("utf8"))
+    except FileNotFoundError:
+        raise SystemExit(f"error: --budgets-from {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SystemExit(f"error: --budgets-from {path} is not a JSON file ({err})") from None
+    rows = source.get("png_same_gaussians") if isinstance(source, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise SystemExit(f"error: --budgets-from {path} has no png_same_gaussians rows; give the "
+                         "bench_nifi_splatfacto.json of a run that reached PngCompression")
+    for row in rows:
+        kept = row.get("kept") if isinstance(row, dict) else None
+        if not isinstance(kept, int) or isinstance(kept, bool) or kept < 1 or not isinstance(row.get("label"), str):
+            raise SystemExit(f"error: --budgets-from {path}: png_same_gaussians row {row!r} has no label and "
+                             "Gaussian count `kept`")
+    if not args.smoke_cpu:  # the smoke run picks its own scene subset and resolution
+        scene, factor = source.get("scene"), source.get("downscale_factor")
+        if scene is not None and Path(scene).name != args.data.name:
+            raise SystemExit(f"error: --budgets-from {path} was measured on {scene}, not --data {args.data}")
+        if factor is not None and factor != args.downscale_factor:
+            raise SystemExit(f"error: --budgets-from {path} was measured at --downscale-factor {factor}, not "
+                             f"{args.downscale_factor}")
+    return source, sorted(rows, key=lambda r: r["kept"])
+
+
+def _machine() -> dict:
+    import torch
+
+    return {"gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "python": platform.python_version(), "torch": torch.__version__}
+
+
 def train_capped_splatfacto(args, device: str, work: Path, budget: int, name: str):
-    """Stock splatfacto trained for --budget-steps with at most `budget` Gaussians; returns its GaussianSplat."""
+    """Stock splatfacto trained for --budget-steps with at most `budget` Gaussians; returns its GaussianSplat and the
+    run's datamanager (same dataparser config and split as the benchmarked run)."""
     import torch
     from gsplat.strategy.ops import remove
     from nerfstudio.configs.method_configs import method_configs
@@ -162,7 +210,20 @@ def train_capped_splatfacto(args, device: str, work: Path, budget: int, name: st
     trainer.callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], cap))
     trainer.train()
     cap(trainer.step)
-    return GaussianSplat.from_gauss_params(model.gauss_params)
+    return GaussianSplat.from_gauss_params(model.gauss_params), trainer.pipeline.datamanager
+
+
+def budget_trained(h, args, device: str, work: Path, tmp: Path, label: str, budget: int) -> tuple:
+    """Variant 3 at one budget: (row without metrics, PngCompression-decoded splat, the capped run's datamanager)."""
+    import torch
+
+    t0 = time.perf_counter()
+    capped, dm = train_capped_splatfacto(args, device, work, budget, f"budget_{label}")
+    train_s = time.perf_counter() - t0
+    dec, size, enc, dec_s, _ = h.png_variant(capped, None, torch.device(device), tmp, with_sh_rest=False)
+    row = {"label": label, "budget": budget, "num_gaussians": capped.num_gaussians, "train_steps": args.budget_steps,
+           "train_s": train_s, "size_mb": size / MB, "encode_s": enc, "decode_s": dec_s}
+    return row, dec, dm
 
 
 def png_at_size(h, splat, cameras, target_bytes: int, device, workdir: Path):
@@ -241,6 +302,15 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: --data {args.data}: no transforms.json")
     if args.target_mb and len(args.target_mb) != len(args.rates):
         raise SystemExit(f"error: --target-mb has {len(args.target_mb)} values for {len(args.rates)} --rates")
+    budgets = None
+    if args.budgets_from is not None:
+        if args.load_config is not None:
+            raise SystemExit("error: --budgets-from trains no nifi-splatfacto model; leave out --load-config")
+        if args.budget_steps < 1 and not args.smoke_cpu:
+            raise SystemExit("error: --budgets-from trains the budget-capped splatfacto runs: give --budget-steps > 0")
+        if args.budgets_from.resolve() == (args.out / "bench_nifi_splatfacto.json").resolve():
+            raise SystemExit(f"error: --out {args.out} would replace --budgets-from {args.budgets_from}")
+        budgets = load_budgets(args)
     os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
     import torch
 
@@ -265,6 +335,8 @@ def main(argv=None) -> int:
         args.budget_steps, args.random_init = 6, True
         args.num_random = args.num_random or 300
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if budgets is not None:
+        return run_budgets(args, *budgets, device, work)
     if args.target_mb:
         for rate, mb in zip(args.rates, args.target_mb):
             print(f"[bench] rate {rate}: target {mb} MB", flush=True)
@@ -307,11 +379,7 @@ def main(argv=None) -> int:
 
     uncompressed = GaussianSplat.from_gauss_params(pipeline.model.gauss_params)
     result = {
-        "machine": {
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-        },
+        "machine": _machine(),
         "scene": str(args.data),
         "smoke_cpu": bool(args.smoke_cpu),
         "downscale_factor": args.downscale_factor,
@@ -321,7 +389,7 @@ def main(argv=None) -> int:
                      "lpips_net": config.pipeline.finetune_lpips_net,
                      "quant_start": args.quant_start},
         "eval_images": len(images),
-        "photos": "nerfstudio's cached eval images (undistorted, cameras updated), as ns-eval scores them",
+        "photos": PHOTOS,
         "num_gaussians": uncompressed.num_gaussians,
         "train_and_compress_seconds": train_and_compress_s,
         "ns_eval_seconds": eval_s,
@@ -382,14 +450,8 @@ def main(argv=None) -> int:
             errors[f"budget_{label}"] = f"skipped: past --deadline-s {args.deadline_s}"
         elif args.budget_steps > 0:
             try:
-                t3 = time.perf_counter()
-                capped = train_capped_splatfacto(args, device, work, n, f"budget_{label}")
-                train_s = time.perf_counter() - t3
-                dec, size, enc, dec_s, _ = h.png_variant(capped, None, torch.device(device), tmp, with_sh_rest=False)
-                budget_row = {"label": label, "budget": n, "num_gaussians": capped.num_gaussians,
-                              "train_steps": args.budget_steps, "train_s": train_s, "size_mb": size / MB,
-                              "encode_s": enc, "decode_s": dec_s,
-                              "metrics": score(dec, f"png_budget_trained__{label}")}
+                budget_row, dec, _ = budget_trained(h, args, device, work, tmp, label, n)
+                budget_row["metrics"] = score(dec, f"png_budget_trained__{label}")
                 result["png_budget_trained"].append(budget_row)
                 print(f"[bench] png budget-trained {budget_row}", flush=True)
             except Exception as err:
@@ -399,6 +461,73 @@ def main(argv=None) -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     save()
     plot(result, out_json.with_suffix(".png"))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def run_budgets(args, source: dict, rows: list, device: str, work: Path) -> int:
+    """--budgets-from: the budget-trained rows alone, saved after every row (a run cut short keeps its rows)."""
+    import torch
+
+    start = time.perf_counter()
+    h = _helpers()
+    errors: dict = {}
+
+    def copy(row: dict, keys: tuple) -> dict:
+        return {k: row[k] for k in keys if k in row}
+
+    result = {
+        "machine": _machine(),
+        "scene": str(args.data),
+        "smoke_cpu": bool(args.smoke_cpu),
+        "downscale_factor": args.downscale_factor,
+        "budget_steps": args.budget_steps,
+        "eval_images": None,  # set from the first capped run's datamanager
+        "photos": PHOTOS,
+        "budgets_from": {
+            "file": str(args.budgets_from),
+            "scene": source.get("scene"),
+            "downscale_factor": source.get("downscale_factor"),
+            "uncompressed": source.get("uncompressed"),
+            "nifi": [copy(r, ("label", "size_mb", "metrics")) for r in source.get("nifi") or [] if isinstance(r, dict)],
+            "png_same_gaussians": [copy(r, ("label", "size_mb", "kept", "metrics")) for r in rows],
+        },
+        "png_budget_trained": [],
+        "errors": errors,
+    }
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_png_", dir=work))
+    out_json = args.out / "bench_nifi_splatfacto.json"
+
+    def save() -> None:
+        result["total_seconds"] = time.perf_counter() - start
+        out_json.write_text(json.dumps(result, indent=2), "utf8")
+
+    save()
+    score = None  # built from the first capped run's datamanager: the eval views every row is scored on
+    for source_row in rows:
+        label, budget = source_row["label"], source_row["kept"]
+        if args.deadline_s is not None and time.perf_counter() - start > args.deadline_s:
+            errors[f"budget_{label}"] = f"skipped: past --deadline-s {args.deadline_s}"
+            save()
+            continue
+        try:
+            row, dec, dm = budget_trained(h, args, device, work, tmp, label, budget)
+            if score is None:
+                eval_cams, images = h.eval_views(dm)
+                result["eval_images"] = len(images)
+                score = h.Scorer(eval_cams, images, torch.device(device), errors, save_dir=args.save_renders)
+            row["metrics"] = score(dec, f"png_budget_trained__{label}")
+            result["png_budget_trained"].append(row)
+            print(f"[bench] png budget-trained {row}", flush=True)
+        except Exception as err:  # recorded; the next budget still runs
+            errors[f"budget_{label}"] = f"{type(err).__name__}: {err}"
+            print(f"[bench] budget-trained splatfacto failed at {label}: {err}", flush=True)
+        save()
+    shutil.rmtree(tmp, ignore_errors=True)
+    if isinstance(source.get("uncompressed"), dict):  # the plot's reference line is the source run's model
+        plot({**result["budgets_from"], "scene": result["scene"], "machine": result["machine"],
+              "png_budget_trained": result["png_budget_trained"]}, out_json.with_suffix(".png"))
     print(json.dumps(result, indent=2))
     return 0
 

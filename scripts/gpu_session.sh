@@ -13,6 +13,9 @@
 #   nifi      nifi-splatfacto product benchmark against PngCompression on fox x2 (bench_nifi_splatfacto.py)
 #   nifi3     the same on fox x2, castle-P30 and Herz-Jesus-P25 at once (all in $OUT/nifi3.tar.gz)
 #   rescore_nifi3  LPIPS-vgg / DISTS of nifi3's saved renders (same warm machine, VGG16 weights in .device)
+#   nifi_budget  only the budget-trained PngCompression rows of nifi3's three scenes at once, budgets read from the
+#             committed nifi3 JSONs (--budgets-from; --budget-steps $BUDGET_STEPS, default 4000; all in
+#             $OUT/nifi_budget.tar.gz)
 #   speed     post-fix fps inside ns-render, then Difix fast path vs eager vs plain diffusers
 #   rounds    fix-round overhead of difix3d-splatfacto vs splatfacto (gpu_difix3d_splatfacto.py), ~2 min
 #   restorer  NiFi restorer trained from random initialisation, evaluated on entry-P10 (gpu_train_restorer_demo.py)
@@ -26,7 +29,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|speed|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|speed|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -117,6 +120,32 @@ case "$job" in
     done
     tar czf "$OUT/nifi3_rescored.tar.gz" -C /tmp nifi3_rescored
     ;;
+  nifi_budget)
+    # The png_budget_trained rows nifi3 never reached (its calls ran past --deadline-s first): stock splatfacto capped at
+    # each png_same_gaussians budget of the committed nifi3 JSONs, three scenes at once, nothing else trained. Each JSON
+    # is saved after every row; a budget not started by --deadline-s is named under `errors`. JSONs, plots and logs go
+    # into $OUT/nifi_budget.tar.gz (one file: the device tool returns at most 8); renders stay on the machine in
+    # /tmp/nifi_budget_renders.
+    rm -rf /tmp/nifi_budget /tmp/nifi_budget_renders /tmp/nifi_budget_runs && mkdir -p /tmp/nifi_budget
+    logged /tmp/nifi_budget/fox.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
+      --data .device/data/fox --downscale-factor 2 \
+      --budgets-from docs/gpu_results/bench_nifi_splatfacto_h100_nifi3_fox.json \
+      --budget-steps ${BUDGET_STEPS:-4000} --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi_budget/fox \
+      --save-renders /tmp/nifi_budget_renders/fox --work-dir /tmp/nifi_budget_runs/fox &
+    logged /tmp/nifi_budget/castle.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
+      --data .device/data/strecha/castle-P30 --downscale-factor 1 \
+      --budgets-from docs/gpu_results/bench_nifi_splatfacto_h100_nifi3_castle.json \
+      --budget-steps ${BUDGET_STEPS:-4000} --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi_budget/castle \
+      --save-renders /tmp/nifi_budget_renders/castle --work-dir /tmp/nifi_budget_runs/castle &
+    logged /tmp/nifi_budget/herz.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
+      --data .device/data/strecha/Herz-Jesus-P25 --downscale-factor 1 \
+      --budgets-from docs/gpu_results/bench_nifi_splatfacto_h100_nifi3_herz.json \
+      --budget-steps ${BUDGET_STEPS:-4000} --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi_budget/herz \
+      --save-renders /tmp/nifi_budget_renders/herz --work-dir /tmp/nifi_budget_runs/herz &
+    wait
+    tail -n 3 /tmp/nifi_budget/*.log || true
+    tar czf "$OUT/nifi_budget.tar.gz" -C /tmp nifi_budget
+    ;;
   speed)
     # Post-fix fps first: in both 2026-12-05 runs it came last and its timeout ran out while compiling the first shape.
     # Batch 8 only (each new shape compiles for ~130 s on a fresh machine); bench_difix.py's batch-8 row then loads
@@ -158,7 +187,7 @@ case "$job" in
     ls -la "$OUT"
     ;;
   *)
-    echo "error: unknown job '$job' (quality, quality_herz, fixer, fixer_loop, nifi, nifi3, rescore_nifi3, speed, rounds, restorer, parallel)" >&2
+    echo "error: unknown job '$job' (quality, quality_herz, fixer, fixer_loop, nifi, nifi3, rescore_nifi3, nifi_budget, speed, rounds, restorer, parallel)" >&2
     exit 2
     ;;
 esac
