@@ -64,6 +64,9 @@ def parse_args(argv: Optional[List[str]] = None) -> PostfixRenderConfig:
     for option, values in (("--batch-sizes", args.batch_sizes), ("--sizes", args.sizes)):
         if not values:
             sys.exit(f"error: {option} needs at least one value")
+    uneven = [b for b in args.batch_sizes if b < 1 or args.frames % b]
+    if uneven:  # a short last batch is a new shape: one more compile of about two minutes on a GPU
+        sys.exit(f"error: --frames {args.frames} must be a positive multiple of every --batch-sizes value (got {uneven})")
     return args
 
 
@@ -190,11 +193,16 @@ def main() -> None:
         "models": {},
     }
 
+    def save() -> None:  # after every measurement: a run cut by its timeout (compiling takes minutes) keeps its rows
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+
     hook.enabled = False
     time_render(render_module, pipeline, cameras[:2], ["rgb"], work / "warm")  # warm-up (kernels, allocator)
     with batched_rendering(render_module, [hook]):
         plain_s = time_render(render_module, pipeline, cameras, ["rgb"], work / "plain")
     result["plain_render_ms_per_frame"] = round(plain_s / n * 1000, 2)
+    save()
 
     for size in args.sizes:
         model_dir = save_model(size, work / f"difix_{size}")
@@ -210,7 +218,8 @@ def main() -> None:
             hook.fixer_factory = lambda: shared
             with batched_rendering(render_module, [hook]):
                 t_warm = time.perf_counter()
-                time_render(render_module, pipeline, cameras[: batch + 1], ["rgb_fixed"], work / "warm")  # load + warm
+                # load + warm with exactly one batch: each new batch shape compiles for about two minutes on a GPU
+                time_render(render_module, pipeline, cameras[:batch], ["rgb_fixed"], work / "warm")
                 warm_s = time.perf_counter() - t_warm
                 calls = hook.fix_calls
                 fixed_s = time_render(render_module, pipeline, cameras, ["rgb_fixed"], work / f"{size}_{batch}")
@@ -249,15 +258,15 @@ def main() -> None:
                 "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
             }
             print(size, batch, entry[f"batch_{batch}"], flush=True)
+            result["models"][size] = entry
+            save()
         hook.release_fixer()  # drop the model before loading the next size
         if cuda:
             torch.cuda.empty_cache()
         entry["dtype_effective"] = str(shared.dtype).replace("torch.", "")  # CPU always runs float32
         result["models"][size] = entry
     settings.enable_render_fix(None)
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    save()
     print(json.dumps(result, indent=2))
 
 

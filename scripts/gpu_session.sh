@@ -14,9 +14,11 @@
 #   nifi3     the same on fox x2, castle-P30 and Herz-Jesus-P25 at once (all in $OUT/nifi3.tar.gz)
 #   rescore_nifi3  LPIPS-vgg / DISTS of nifi3's saved renders (same warm machine, VGG16 weights in .device)
 #   nifi_budget  only the budget-trained PngCompression rows of nifi3's three scenes at once, budgets read from the
-#             committed nifi3 JSONs (--budgets-from; --budget-steps $BUDGET_STEPS, default 4000; all in
-#             $OUT/nifi_budget.tar.gz)
+#             committed nifi3 JSONs (--budgets-from; as many steps as nifi3 trained its models: $FOX_STEPS, default
+#             7000, and $STRECHA_STEPS, default 4000, for the Strecha scenes; all in $OUT/nifi_budget.tar.gz)
 #   speed     post-fix fps inside ns-render, then Difix fast path vs eager vs plain diffusers
+#   postfix   post-fix fps inside ns-render alone (batch 8 then 1), the whole call
+#   profile   Difix step per stage and kernel class (profile_difix.py), then the fast path with one cached reference
 #   rounds    fix-round overhead of difix3d-splatfacto vs splatfacto (gpu_difix3d_splatfacto.py), ~2 min
 #   restorer  NiFi restorer trained from random initialisation, evaluated on entry-P10 (gpu_train_restorer_demo.py)
 #   parallel  $PARALLEL_JOBS (default: quality nifi restorer fixer) at once on the one GPU (each alone leaves most of an H200 idle), all
@@ -29,7 +31,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|speed|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|speed|postfix|profile|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -130,17 +132,17 @@ case "$job" in
     logged /tmp/nifi_budget/fox.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
       --data .device/data/fox --downscale-factor 2 \
       --budgets-from docs/gpu_results/bench_nifi_splatfacto_h100_nifi3_fox.json \
-      --budget-steps ${BUDGET_STEPS:-4000} --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi_budget/fox \
+      --budget-steps ${FOX_STEPS:-7000} --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi_budget/fox \
       --save-renders /tmp/nifi_budget_renders/fox --work-dir /tmp/nifi_budget_runs/fox &
     logged /tmp/nifi_budget/castle.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
       --data .device/data/strecha/castle-P30 --downscale-factor 1 \
       --budgets-from docs/gpu_results/bench_nifi_splatfacto_h100_nifi3_castle.json \
-      --budget-steps ${BUDGET_STEPS:-4000} --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi_budget/castle \
+      --budget-steps ${STRECHA_STEPS:-4000} --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi_budget/castle \
       --save-renders /tmp/nifi_budget_renders/castle --work-dir /tmp/nifi_budget_runs/castle &
     logged /tmp/nifi_budget/herz.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
       --data .device/data/strecha/Herz-Jesus-P25 --downscale-factor 1 \
       --budgets-from docs/gpu_results/bench_nifi_splatfacto_h100_nifi3_herz.json \
-      --budget-steps ${BUDGET_STEPS:-4000} --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi_budget/herz \
+      --budget-steps ${STRECHA_STEPS:-4000} --deadline-s ${NIFI_DEADLINE_S:-300} --out /tmp/nifi_budget/herz \
       --save-renders /tmp/nifi_budget_renders/herz --work-dir /tmp/nifi_budget_runs/herz &
     wait
     tail -n 3 /tmp/nifi_budget/*.log || true
@@ -156,6 +158,22 @@ case "$job" in
     left=$(( deadline - $(date +%s) ))
     timeout "$left" python scripts/bench_difix.py --out "$OUT/bench_difix.json" \
       --compile-cache-dir /tmp/difix_compile_cache --budget-s 240 || true
+    ;;
+  postfix)
+    # post-fix fps inside ns-render alone, with the whole call: batch 8, then batch 1 (each shape compiles once, ~2 min
+    # on a fresh machine; the JSON is rewritten after every row, so a cut run keeps what it measured)
+    timeout "${JOB_SECONDS:-540}" python scripts/bench_postfix_render.py --data .device/data/fox --sizes real \
+      --batch-sizes 8 1 --compile-cache-dir /tmp/difix_compile_cache --out "$OUT/bench_postfix_render.json" || true
+    ;;
+  profile)
+    # where the fast path's ~40 ms/frame go (per stage and kernel class; eager and compiled, batch 8, about 3.5 min with
+    # a cold compile cache), then the fast path's cached-reference row at batch 1 until JOB_DEADLINE
+    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
+    timeout 330 python scripts/profile_difix.py --out "$OUT/profile_difix.json" --compile-cache-dir /tmp/difix_compile_cache \
+      --trace-dir "$OUT" || true
+    left=$(( deadline - $(date +%s) ))
+    timeout "$left" python scripts/bench_difix.py --out "$OUT/bench_difix_refs.json" --no-anchor --no-eager --refs 1 \
+      --batches 1 --compile-cache-dir /tmp/difix_compile_cache --budget-s 200 || true
     ;;
   rounds)
     timeout 170 python scripts/gpu_difix3d_splatfacto.py --data .device/data/fox --downscale-factor 2 \
@@ -187,7 +205,7 @@ case "$job" in
     ls -la "$OUT"
     ;;
   *)
-    echo "error: unknown job '$job' (quality, quality_herz, fixer, fixer_loop, nifi, nifi3, rescore_nifi3, nifi_budget, speed, rounds, restorer, parallel)" >&2
+    echo "error: unknown job '$job' (quality, quality_herz, fixer, fixer_loop, nifi, nifi3, rescore_nifi3, nifi_budget, speed, postfix, profile, rounds, restorer, parallel)" >&2
     exit 2
     ;;
 esac

@@ -76,7 +76,7 @@ def test_documented_invocations_parse():
     assert (nifi.budget_steps, nifi.deadline_s, nifi.work_dir) == (2000, 300.0, Path("/tmp/nifi_runs"))
     budget_only = [(c.budgets_from.name, c.data.name, c.downscale_factor, c.budget_steps)
                    for c in configs["bench_nifi_splatfacto"] if c.budgets_from is not None]  # job nifi_budget
-    assert budget_only == [("bench_nifi_splatfacto_h100_nifi3_fox.json", "fox", 2, 4000),
+    assert budget_only == [("bench_nifi_splatfacto_h100_nifi3_fox.json", "fox", 2, 7000),
                            ("bench_nifi_splatfacto_h100_nifi3_castle.json", "castle-P30", 1, 4000),
                            ("bench_nifi_splatfacto_h100_nifi3_herz.json", "Herz-Jesus-P25", 1, 4000)]
     assert {c.budget_s for c in configs["bench_difix"]} == {200.0, 170.0, 240.0}
