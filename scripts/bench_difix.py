@@ -360,8 +360,8 @@ def run_difix(bench: Bench, size: str, device: str, cuda: bool) -> None:
     bench.save()
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
+def start_run(args, what: str, note: str) -> tuple[bool, dict]:
+    """Shared start of the Difix benchmarks: compile cache, CUDA check, the JSON's header -> (cuda, header)."""
     if args.compile_cache_dir:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(args.compile_cache_dir).resolve())
     import torch
@@ -369,15 +369,26 @@ def main(argv=None) -> dict:
     cuda = torch.cuda.is_available() and not args.smoke
     if not cuda and not args.smoke:
         raise SystemExit("error: no CUDA GPU; use --smoke-cpu for a CPU smoke run")
-    device = "cuda" if cuda else "cpu"
-    size = "real" if cuda else "tiny"
-    result = {
-        "what": "Difix single step (VAE encode + UNet at t=199 + x0 + skip decode): anchor vs eager vs fast path",
-        "note": "random-weight models in the real architecture: timings and code-path differences only, no quality",
-        "architecture": size,
+    return cuda, {
+        "what": what,
+        "note": note,
+        "architecture": "real" if cuda else "tiny",
         "gpu": torch.cuda.get_device_name(0) if cuda else "none (CPU smoke run)",
         "torch": torch.__version__,
         "python": platform.python_version(),
+    }
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    cuda, result = start_run(
+        args, "Difix single step (VAE encode + UNet at t=199 + x0 + skip decode): anchor vs eager vs fast path",
+        "random-weight models in the real architecture: timings and code-path differences only, no quality")
+    import torch
+
+    device = "cuda" if cuda else "cpu"
+    size = result["architecture"]
+    result |= {
         "resolution_hw": [args.height, args.width],
         "warmup": args.warmup,
         "iters": args.iters,

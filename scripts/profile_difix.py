@@ -27,7 +27,6 @@ The model has the real SD-Turbo-sized architecture with RANDOM weights (``difix_
 import functools
 import json
 import os
-import platform
 import re
 import sys
 import time
@@ -42,7 +41,7 @@ import tyro
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # bench_difix's helpers (it adds the repository root)
     sys.path.append(str(Path(__file__).resolve().parent))
-from bench_difix import Bench, inputs, sync  # noqa: E402
+from bench_difix import Bench, inputs, start_run, sync  # noqa: E402
 
 Mode = Literal["eager", "compiled"]
 STAGES = ("vae_encode", "unet", "x0_decode")
@@ -448,8 +447,9 @@ def _error(err: Exception) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.compile_cache_dir:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(args.compile_cache_dir).resolve())
+    cuda, result = start_run(
+        args, "Difix single step (VAE encode + UNet at t=199 + x0 + skip decode), per stage and per kernel class",
+        "random-weight model in the real architecture: timings only, no restoration quality")
     import importlib.util
 
     import torch
@@ -457,17 +457,8 @@ def main(argv=None) -> dict:
     from difix_ns.fixer import DifixFixer
     from difix_ns.testing import build_difix_pipeline
 
-    cuda = torch.cuda.is_available() and not args.smoke
-    if not cuda and not args.smoke:
-        raise SystemExit("error: no CUDA GPU; use --smoke-cpu for a CPU smoke run")
     device = "cuda" if cuda else "cpu"
-    result = {
-        "what": "Difix single step (VAE encode + UNet at t=199 + x0 + skip decode), per stage and per kernel class",
-        "note": "random-weight model in the real architecture: timings only, no restoration quality",
-        "architecture": "real" if cuda else "tiny",
-        "gpu": torch.cuda.get_device_name(0) if cuda else "none (CPU smoke run)",
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+    result |= {
         "resolution_hw": [args.height, args.width],
         "batch": args.batch,
         "dtype": args.dtype if cuda else "float32",
