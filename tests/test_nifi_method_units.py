@@ -52,6 +52,31 @@ def test_sh_padding_round_trip():
         splat_to_params(splat, sh_degree=0, device="cpu")
 
 
+def test_degree_zero_models_colours_are_sigmoid_logits_outside_and_sh_dc_inside_the_splat():
+    """splatfacto at SH degree 0 renders sigmoid(features_dc); exported / coded splats must show the same colour."""
+    from nifi_ns.nerfstudio.fake_quant import fake_quantize
+    from nifi_ns.nerfstudio.gaussian_swap import params_to_splat, splat_to_params
+    from nifi_ns.codec import CodecConfig
+
+    model_params = splat_to_params(_splat(n=400, degree=0, seed=1), sh_degree=0, device="cpu")
+    model_params["features_dc"] = torch.randn(400, 3) * 3  # logits, as a trained degree-0 model holds them
+    splat = GaussianSplat.from_gauss_params(model_params)
+    np.testing.assert_allclose(splat.rgb(), torch.sigmoid(model_params["features_dc"]).numpy(), atol=1e-6)
+    back = splat_to_params(splat, sh_degree=0, device="cpu")
+    torch.testing.assert_close(back["features_dc"], model_params["features_dc"], atol=3e-3, rtol=0)  # float32 tanh
+    np.testing.assert_allclose(params_to_splat(back, 0).features_dc, splat.features_dc, atol=1e-6)
+    # models with SH bands hold SH DC already: unchanged
+    assert GaussianSplat.from_gauss_params(splat_to_params(splat, sh_degree=3, device="cpu")).features_dc.tolist() \
+        == splat.features_dc.tolist()
+    # quantisation in the fine-tune puts a degree-0 model's colours on the codec's SH DC grid, not a logit grid
+    cfg = CodecConfig(color_bits=3, clip_percentile=0.0)
+    shown = GaussianSplat.from_gauss_params(fake_quantize(model_params, cfg)).features_dc
+    for channel in shown.T:
+        levels = np.unique(channel.round(4))
+        assert len(levels) <= 8
+        np.testing.assert_allclose(np.diff(levels), np.diff(levels).min(), rtol=1e-2)  # evenly spaced in SH DC
+
+
 def test_swap_restores_original_parameters():
     from nifi_ns.nerfstudio.gaussian_swap import splat_to_params, swapped_gaussians
 
@@ -223,3 +248,12 @@ def test_containers_of_older_versions_are_not_recompressed_for_new_default_field
     assert _same_settings(before_lpips, no_term)
     with_term = CompressionSettings.from_pipeline_config(NifiPipelineConfig(finetune_lpips_weight=0.05), 0.5)
     assert not _same_settings(before_lpips, with_term)
+    # SH-degree-0 models' colours are coded as SH DC since 2026-12-05: their older containers are remade, others kept
+    from nifi_ns.nerfstudio.method_configs import nifi_splatfacto_config
+
+    pipeline = nifi_splatfacto_config().pipeline
+    before_sh_dc = {k: v for k, v in asdict(settings).items() if k != "degree0_colours_as_sh_dc"}
+    assert _same_settings(before_sh_dc, CompressionSettings.from_pipeline_config(pipeline, 0.5))  # degree 3
+    pipeline.model.sh_degree = 0
+    degree0 = CompressionSettings.from_pipeline_config(pipeline, 0.5)
+    assert degree0.degree0_colours_as_sh_dc and not _same_settings(before_sh_dc, degree0)

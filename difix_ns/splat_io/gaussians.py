@@ -29,6 +29,20 @@ def sh_degree_from_rest(k: int) -> int:
     return degree
 
 
+def sh_dc_from_logits(x):
+    """SH DC coefficients that render the colour ``sigmoid(x)``: splatfacto at SH degree 0 renders ``sigmoid(
+    features_dc)`` instead of ``0.5 + SH_C0 * features_dc`` (numpy array or torch tensor in, same kind out)."""
+    return (x / 2).tanh() / (2 * SH_C0) if hasattr(x, "tanh") else np.tanh(x / 2) / (2 * SH_C0)
+
+
+def logits_from_sh_dc(dc, eps: float = 1e-6):
+    """Inverse of `sh_dc_from_logits`; colours outside (0, 1) are clamped to ``eps`` inside it first."""
+    y = 2 * SH_C0 * dc  # = 2 * rgb - 1
+    if hasattr(y, "clamp"):
+        return 2 * y.clamp(-1 + eps, 1 - eps).atanh()
+    return 2 * np.arctanh(np.clip(y, -1 + eps, 1 - eps))
+
+
 def _as_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):  # torch tensor or nn.Parameter
         x = x.detach().cpu().numpy()
@@ -120,12 +134,18 @@ class GaussianSplat:
 
     @classmethod
     def from_gauss_params(cls, gauss_params: Mapping[str, Any], sh_degree: int | None = None) -> "GaussianSplat":
-        """From splatfacto's `model.gauss_params` (ParameterDict or dict of tensors/arrays)."""
+        """From splatfacto's `model.gauss_params` (ParameterDict or dict of tensors/arrays).
+
+        A model without SH rest coefficients (splatfacto ``sh_degree 0``) renders ``sigmoid(features_dc)``; its
+        colours are converted to SH DC here, so the splat renders the same everywhere (PLY viewers, the codec,
+        `to_gauss_params` + gsplat). `nifi_ns.nerfstudio.gaussian_swap.splat_to_params` converts back."""
         missing = [k for k in GAUSS_PARAM_KEYS if k not in gauss_params]
         if missing:
             raise ValueError(f"gauss_params lacks {missing}; is this a splatfacto-family model?")
         arrays = {k: _as_numpy(gauss_params[k]) for k in GAUSS_PARAM_KEYS}
         k_rest = arrays["features_rest"].shape[1] if arrays["features_rest"].ndim == 3 else 0
+        if k_rest == 0:
+            arrays["features_dc"] = sh_dc_from_logits(arrays["features_dc"]).astype(np.float32)
         degree = sh_degree_from_rest(k_rest) if sh_degree is None else sh_degree
         return cls(**arrays, sh_degree=degree)
 

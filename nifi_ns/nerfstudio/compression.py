@@ -72,12 +72,16 @@ class CompressionSettings:
     prune_start: float = 2.0  # first stage keeps this x the final budget (with prune_stages > 1)
     finetune_lpips_weight: float = 0.05  # + w x LPIPS(render, target) in the fine-tune loss (docs/nifi_compression.md)
     finetune_lpips_net: str = "alex"
+    # a marker, not a knob: an SH-degree-0 model's sigmoid colours are coded as SH DC (GaussianSplat.from_gauss_params);
+    # containers of such models written before that have logits there and are remade when their run resumes
+    degree0_colours_as_sh_dc: bool = False
 
     @classmethod
     def from_pipeline_config(cls, cfg, rate: float) -> "CompressionSettings":
         return cls(_target_for(cfg, rate), cfg.finetune_steps, cfg.finetune_lr_scale, cfg.finetune_ssim_lambda,
                    cfg.importance_views, cfg.finetune_distill_weight, cfg.finetune_quant_start,
-                   cfg.prune_stages, cfg.prune_start, cfg.finetune_lpips_weight, cfg.finetune_lpips_net)
+                   cfg.prune_stages, cfg.prune_start, cfg.finetune_lpips_weight, cfg.finetune_lpips_net,
+                   degree0_colours_as_sh_dc=getattr(getattr(cfg, "model", None), "sh_degree", None) == 0)
 
 
 # Settings added to CompressionSettings after containers were first written, with the value that reproduces what
@@ -87,6 +91,7 @@ SETTINGS_BEFORE_THEY_EXISTED: Dict[str, Any] = {
     "prune_start": 2.0,
     "finetune_lpips_weight": 0.0,
     "finetune_lpips_net": "alex",
+    "degree0_colours_as_sh_dc": False,
 }
 
 

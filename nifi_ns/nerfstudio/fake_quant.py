@@ -12,6 +12,8 @@ from typing import Dict
 import torch
 from torch import Tensor
 
+from nifi_ns.io.gaussians import logits_from_sh_dc, sh_dc_from_logits
+
 
 def _grid(x: Tensor, lo: Tensor, hi: Tensor, bits: int) -> Tensor:
     levels = float((1 << bits) - 1)
@@ -51,8 +53,12 @@ def fake_quantize(params: Dict[str, Tensor], cfg) -> Dict[str, Tensor]:
         q = params["quats"] / params["quats"].norm(dim=1, keepdim=True).clamp(min=1e-12)
         out["quats"] = _grid(q, q.new_full((4,), -1.0), q.new_full((4,), 1.0), cfg.rotation_bits + 1)
     if cfg.color_codebook_size == 0:
-        lo, hi = _percentile_range(params["features_dc"], cfg.clip_percentile)
-        out["features_dc"] = _grid(params["features_dc"], lo, hi, cfg.color_bits)
+        # the codec quantizes SH DC; a degree-0 splatfacto model holds colour logits (gaussian_swap.splat_to_params)
+        logits = params["features_rest"].shape[1] == 0
+        dc = sh_dc_from_logits(params["features_dc"]) if logits else params["features_dc"]
+        lo, hi = _percentile_range(dc, cfg.clip_percentile)
+        dc = _grid(dc, lo, hi, cfg.color_bits)
+        out["features_dc"] = logits_from_sh_dc(dc) if logits else dc
     levels = 1 << cfg.opacity_bits
     alpha = torch.sigmoid(params["opacities"])
     centre = (torch.floor(alpha * levels).clamp(0, levels - 1) + 0.5) / levels

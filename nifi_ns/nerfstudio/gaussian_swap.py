@@ -15,7 +15,7 @@ from typing import Dict, Iterator, Tuple, Union
 import torch
 from torch import Tensor
 
-from nifi_ns.io.gaussians import GAUSS_PARAM_KEYS, GaussianSplat, num_sh_rest
+from nifi_ns.io.gaussians import GAUSS_PARAM_KEYS, GaussianSplat, logits_from_sh_dc, num_sh_rest
 
 
 def model_sh_degree(model) -> int:
@@ -24,7 +24,8 @@ def model_sh_degree(model) -> int:
 
 
 def splat_to_params(splat: GaussianSplat, sh_degree: int, device) -> Dict[str, Tensor]:
-    """Splatfacto-shaped tensors; SH bands the codec dropped are zero-padded up to the model's degree."""
+    """Splatfacto-shaped tensors for a model of SH degree `sh_degree`; SH bands the codec dropped are zero-padded up
+    to it. A degree-0 model renders ``sigmoid(features_dc)``, so its colours are stored as those logits."""
     params = splat.to_gauss_params(device)
     rest = params["features_rest"]  # [N, K, 3]
     k_model = num_sh_rest(sh_degree)
@@ -33,14 +34,16 @@ def splat_to_params(splat: GaussianSplat, sh_degree: int, device) -> Dict[str, T
         params["features_rest"] = torch.cat([rest, pad], dim=1)
     elif rest.shape[1] > k_model:
         raise ValueError(f"splat has SH degree {splat.sh_degree} > the model's {sh_degree}")
+    if k_model == 0:
+        params["features_dc"] = logits_from_sh_dc(params["features_dc"])
     return params
 
 
 def params_to_splat(params: Dict[str, Tensor], sh_degree: int) -> GaussianSplat:
-    """Inverse of `splat_to_params`: keeps only the first (sh_degree+1)^2-1 rest bands."""
-    arrays = {k: params[k].detach() for k in GAUSS_PARAM_KEYS}
-    arrays["features_rest"] = arrays["features_rest"][:, : num_sh_rest(sh_degree)]
-    return GaussianSplat(**{k: v.cpu().numpy() for k, v in arrays.items()}, sh_degree=sh_degree)
+    """Inverse of `splat_to_params`: keeps only the first (sh_degree+1)^2-1 rest bands (and turns a degree-0
+    model's colour logits back into SH DC, as `GaussianSplat.from_gauss_params` does)."""
+    splat = GaussianSplat.from_gauss_params({k: params[k].detach() for k in GAUSS_PARAM_KEYS})
+    return splat.with_sh_degree(sh_degree) if splat.sh_degree > sh_degree else splat
 
 
 @contextmanager
