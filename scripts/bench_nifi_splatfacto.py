@@ -25,7 +25,9 @@ Variants, all scored on the same eval views by the same metrics:
      on all of them (`png_all_finetuned`): isolates coding efficiency;
   3. `png_budget_trained` (`--budget-steps` > 0) — stock splatfacto trained from scratch while capped at the
      Gaussian count whose PngCompression matches the container's size (lowest-opacity Gaussians are removed
-     whenever densification exceeds the cap): gsplat's intended rate knob.
+     whenever densification exceeds the cap): gsplat's intended rate knob. It trains at SH degree
+     `--budget-sh-degree` (default 0), because PngCompression here stores only the DC colours, as the codec does at
+     rates 0.5 and 1.0; each row also holds the capped model's own scores before coding (`metrics_before_png`).
 Metrics: PSNR, SSIM, LPIPS-alex and, where the weights exist, LPIPS-vgg and DISTS (missing ones are named under
 `errors`). Sizes in MB = 2^20 bytes; encode/decode times in seconds; the GPU is named.
 """
@@ -73,6 +75,10 @@ class BenchNifiConfig:
     """one size per rate (default: presets)"""
     budget_steps: int = 0
     """steps of each budget-capped splatfacto (0: skip)"""
+    budget_sh_degree: int = 0
+    """SH degree of each budget-capped splatfacto (nerfstudio's default is 3). PngCompression is applied to the
+    DC colours only, so a degree-3 model would lose its view-dependent colour at coding (on castle-P30 at 14.6k
+    Gaussians that cost 10 dB PSNR on an H100); 0 trains the colours it keeps"""
     deadline_s: Optional[float] = None
     """skip the budget-capped trainings still to come once the run has taken this long"""
     num_random: Optional[int] = None
@@ -191,6 +197,7 @@ def train_capped_splatfacto(args, device: str, work: Path, budget: int, name: st
     from nifi_ns.io import GaussianSplat
 
     config = _configure(method_configs["splatfacto"], args, device, work, name, args.budget_steps)
+    config.pipeline.model.sh_degree = args.budget_sh_degree
     config.set_timestamp()
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
@@ -214,7 +221,8 @@ def train_capped_splatfacto(args, device: str, work: Path, budget: int, name: st
 
 
 def budget_trained(h, args, device: str, work: Path, tmp: Path, label: str, budget: int) -> tuple:
-    """Variant 3 at one budget: (row without metrics, PngCompression-decoded splat, the capped run's datamanager)."""
+    """Variant 3 at one budget: (row without metrics, the capped model, its PngCompression-decoded copy, the capped
+    run's datamanager)."""
     import torch
 
     t0 = time.perf_counter()
@@ -222,8 +230,8 @@ def budget_trained(h, args, device: str, work: Path, tmp: Path, label: str, budg
     train_s = time.perf_counter() - t0
     dec, size, enc, dec_s, _ = h.png_variant(capped, None, torch.device(device), tmp, with_sh_rest=False)
     row = {"label": label, "budget": budget, "num_gaussians": capped.num_gaussians, "train_steps": args.budget_steps,
-           "train_s": train_s, "size_mb": size / MB, "encode_s": enc, "decode_s": dec_s}
-    return row, dec, dm
+           "sh_degree": capped.sh_degree, "train_s": train_s, "size_mb": size / MB, "encode_s": enc, "decode_s": dec_s}
+    return row, capped, dec, dm
 
 
 def png_at_size(h, splat, cameras, target_bytes: int, device, workdir: Path):
@@ -302,6 +310,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: --data {args.data}: no transforms.json")
     if args.target_mb and len(args.target_mb) != len(args.rates):
         raise SystemExit(f"error: --target-mb has {len(args.target_mb)} values for {len(args.rates)} --rates")
+    if not 0 <= args.budget_sh_degree <= 3:
+        raise SystemExit(f"error: --budget-sh-degree {args.budget_sh_degree}: splatfacto supports SH degrees 0 to 3")
     budgets = None
     if args.budgets_from is not None:
         if args.load_config is not None:
@@ -384,6 +394,7 @@ def main(argv=None) -> int:
         "smoke_cpu": bool(args.smoke_cpu),
         "downscale_factor": args.downscale_factor,
         "max_num_iterations": args.max_num_iterations,
+        "budget_sh_degree": args.budget_sh_degree,
         "finetune": {"steps": args.finetune_steps, "distill_weight": config.pipeline.finetune_distill_weight,
                      "lpips_weight": config.pipeline.finetune_lpips_weight,
                      "lpips_net": config.pipeline.finetune_lpips_net,
@@ -450,7 +461,8 @@ def main(argv=None) -> int:
             errors[f"budget_{label}"] = f"skipped: past --deadline-s {args.deadline_s}"
         elif args.budget_steps > 0:
             try:
-                budget_row, dec, _ = budget_trained(h, args, device, work, tmp, label, n)
+                budget_row, capped, dec, _ = budget_trained(h, args, device, work, tmp, label, n)
+                budget_row["metrics_before_png"] = score(capped)
                 budget_row["metrics"] = score(dec, f"png_budget_trained__{label}")
                 result["png_budget_trained"].append(budget_row)
                 print(f"[bench] png budget-trained {budget_row}", flush=True)
@@ -482,6 +494,7 @@ def run_budgets(args, source: dict, rows: list, device: str, work: Path) -> int:
         "smoke_cpu": bool(args.smoke_cpu),
         "downscale_factor": args.downscale_factor,
         "budget_steps": args.budget_steps,
+        "budget_sh_degree": args.budget_sh_degree,
         "eval_images": None,  # set from the first capped run's datamanager
         "photos": PHOTOS,
         "budgets_from": {
@@ -512,11 +525,12 @@ def run_budgets(args, source: dict, rows: list, device: str, work: Path) -> int:
             save()
             continue
         try:
-            row, dec, dm = budget_trained(h, args, device, work, tmp, label, budget)
+            row, capped, dec, dm = budget_trained(h, args, device, work, tmp, label, budget)
             if score is None:
                 eval_cams, images = h.eval_views(dm)
                 result["eval_images"] = len(images)
                 score = h.Scorer(eval_cams, images, torch.device(device), errors, save_dir=args.save_renders)
+            row["metrics_before_png"] = score(capped)
             row["metrics"] = score(dec, f"png_budget_trained__{label}")
             result["png_budget_trained"].append(row)
             print(f"[bench] png budget-trained {row}", flush=True)

@@ -55,6 +55,8 @@ class PostfixRenderConfig:
     """smoke-test the script without a GPU (tiny model only)"""
     compile: bool = True
     """fast path (--no-compile: eager fixer)"""
+    log_recompiles: bool = True
+    """print torch.compile's reason for every recompile (guard failures) to stderr"""
     compile_cache_dir: Optional[str] = None
     """TORCHINDUCTOR_CACHE_DIR (share it with bench_difix.py so shapes it compiled load from disk)"""
 
@@ -132,6 +134,27 @@ def bench_cameras(pipeline, n: int, height: int, width: int):
     return cams
 
 
+def compile_events() -> dict:
+    """Counts that tell a compile or a CUDA-graph capture happened (torch._dynamo's unique graphs and calls)."""
+    try:
+        from torch._dynamo.utils import counters
+    except Exception:  # noqa: BLE001  (private API: diagnostics only)
+        return {}
+    return {"dynamo_graphs": int(counters["stats"]["unique_graphs"]), "dynamo_calls": int(counters["stats"]["calls_captured"])}
+
+
+def fast_path_state(fixer) -> dict:
+    """Shapes the fixer has seen and the CUDA graphs its fast path holds (diagnostics for an unexpected compile)."""
+    fast = getattr(fixer, "_fast", None)
+    cache = getattr(fixer, "_ref_cache", None)
+    return {
+        "shapes_seen": [str(k) for k in getattr(fixer, "_shape_frames", {})],
+        "cuda_graphs": [str(k) for k in getattr(fast, "_graphs", {})] if fast else [],
+        "reference_cache_misses": getattr(cache, "misses", None),
+        **compile_events(),
+    }
+
+
 def time_render(render_module, pipeline, cameras, names, out_dir: Path) -> float:
     sync()
     start = time.perf_counter()
@@ -145,6 +168,10 @@ def time_render(render_module, pipeline, cameras, names, out_dir: Path) -> float
 
 def main() -> None:
     args = parse_args()
+    if args.log_recompiles:
+        import torch
+
+        torch._logging.set_logs(recompiles=True)
     if args.compile_cache_dir:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(args.compile_cache_dir).resolve())
     import torch
@@ -221,9 +248,11 @@ def main() -> None:
                 # load + warm with exactly one batch: each new batch shape compiles for about two minutes on a GPU
                 time_render(render_module, pipeline, cameras[:batch], ["rgb_fixed"], work / "warm")
                 warm_s = time.perf_counter() - t_warm
+                after_warmup = fast_path_state(hook.fixer)
                 calls = hook.fix_calls
                 fixed_s = time_render(render_module, pipeline, cameras, ["rgb_fixed"], work / f"{size}_{batch}")
                 calls = hook.fix_calls - calls
+                after_timed = fast_path_state(hook.fixer)
             # render + post-fix through the hook alone (no video/image writing): the viewer's per-frame work
             hook.plan(cameras)
             sync()
@@ -255,6 +284,10 @@ def main() -> None:
                 "postfix_ms_per_frame": round((fixed_s - plain_s) / n * 1000, 2),
                 "fixer_only_ms_per_frame": round(fixer_ms, 2),
                 "fixer_calls": calls,
+                # a timed render slower than the hook-only loop below means something compiled during it: these
+                # say what (new shapes, new CUDA graphs, dynamo graphs; the 2026-12-05 H100 batch-8 row)
+                "fast_path_after_warmup": after_warmup,
+                "fast_path_after_timed_render": after_timed,
                 "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
             }
             print(size, batch, entry[f"batch_{batch}"], flush=True)

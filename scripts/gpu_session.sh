@@ -16,9 +16,11 @@
 #   nifi_budget  only the budget-trained PngCompression rows of nifi3's three scenes at once, budgets read from the
 #             committed nifi3 JSONs (--budgets-from; as many steps as nifi3 trained its models: $FOX_STEPS, default
 #             7000, and $STRECHA_STEPS, default 4000, for the Strecha scenes; all in $OUT/nifi_budget.tar.gz)
+#   rescore_budget  LPIPS-vgg / DISTS of nifi_budget's saved renders (same warm machine, VGG16 weights in .device)
 #   speed     post-fix fps inside ns-render, then Difix fast path vs eager vs plain diffusers
 #   postfix   post-fix fps inside ns-render alone (batch 8 then 1), the whole call
 #   profile   Difix step per stage and kernel class (profile_difix.py), then the fast path with one cached reference
+#   groupnorm  GroupNorm+SiLU kernels at the Difix decoder's shapes: stock vs per-channel statistics (bench_groupnorm.py)
 #   rounds    fix-round overhead of difix3d-splatfacto vs splatfacto (gpu_difix3d_splatfacto.py), ~2 min
 #   restorer  NiFi restorer trained from random initialisation, evaluated on entry-P10 (gpu_train_restorer_demo.py)
 #   parallel  $PARALLEL_JOBS (default: quality nifi restorer fixer) at once on the one GPU (each alone leaves most of an H200 idle), all
@@ -31,7 +33,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|speed|postfix|profile|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -52,6 +54,17 @@ logged() {  # logged FILE CMD...: CMD's stdout and stderr into FILE
   local log=$1
   shift
   "$@" >"$log" 2>&1
+}
+
+rescore_renders_of() {  # rescore_renders_of RUN: LPIPS-vgg / DISTS of the renders job RUN saved here, one tar
+  local run=$1
+  test -d "/tmp/${run}_renders" || { echo "error: run the $run job on this machine first" >&2; exit 2; }
+  rm -rf "/tmp/${run}_rescored" && mkdir -p "/tmp/${run}_rescored"
+  for scene in fox castle herz; do
+    python scripts/rescore_renders.py --json /tmp/$run/$scene/bench_nifi_splatfacto.json \
+      --renders /tmp/${run}_renders/$scene --device cuda --out "/tmp/${run}_rescored/${run}_${scene}_rescored.json" || true
+  done
+  tar czf "$OUT/${run}_rescored.tar.gz" -C /tmp "${run}_rescored"
 }
 
 case "$job" in
@@ -114,20 +127,14 @@ case "$job" in
     # (a cold machine's carry is full with the wheels). Writes the three nifi3_<scene>_rescored.json into
     # $OUT/nifi3_rescored.tar.gz: one file, so that a job run after it in the same call keeps its own files (the device
     # tool returns at most 8).
-    test -d /tmp/nifi3_renders || { echo "error: run the nifi3 job on this machine first" >&2; exit 2; }
-    rm -rf /tmp/nifi3_rescored && mkdir -p /tmp/nifi3_rescored
-    for scene in fox castle herz; do
-      python scripts/rescore_renders.py --json /tmp/nifi3/$scene/bench_nifi_splatfacto.json \
-        --renders /tmp/nifi3_renders/$scene --device cuda --out "/tmp/nifi3_rescored/nifi3_${scene}_rescored.json" || true
-    done
-    tar czf "$OUT/nifi3_rescored.tar.gz" -C /tmp nifi3_rescored
+    rescore_renders_of nifi3
     ;;
   nifi_budget)
     # The png_budget_trained rows nifi3 never reached (its calls ran past --deadline-s first): stock splatfacto capped at
     # each png_same_gaussians budget of the committed nifi3 JSONs, three scenes at once, nothing else trained. Each JSON
     # is saved after every row; a budget not started by --deadline-s is named under `errors`. JSONs, plots and logs go
     # into $OUT/nifi_budget.tar.gz (one file: the device tool returns at most 8); renders stay on the machine in
-    # /tmp/nifi_budget_renders.
+    # /tmp/nifi_budget_renders (fox's also come back as $OUT/nifi_budget_fox_renders.tar).
     rm -rf /tmp/nifi_budget /tmp/nifi_budget_renders /tmp/nifi_budget_runs && mkdir -p /tmp/nifi_budget
     logged /tmp/nifi_budget/fox.log timeout "${JOB_SECONDS:-420}" python scripts/bench_nifi_splatfacto.py \
       --data .device/data/fox --downscale-factor 2 \
@@ -147,6 +154,8 @@ case "$job" in
     wait
     tail -n 3 /tmp/nifi_budget/*.log || true
     tar czf "$OUT/nifi_budget.tar.gz" -C /tmp nifi_budget
+    # fox's scored renders (PNG, ~12 MB) come back too, for LPIPS-vgg / DISTS on any machine with the VGG16 weights
+    tar cf "$OUT/nifi_budget_fox_renders.tar" -C /tmp/nifi_budget_renders fox || true
     ;;
   speed)
     # Post-fix fps first: in both 2026-12-05 runs it came last and its timeout ran out while compiling the first shape.
@@ -159,9 +168,15 @@ case "$job" in
     timeout "$left" python scripts/bench_difix.py --out "$OUT/bench_difix.json" \
       --compile-cache-dir /tmp/difix_compile_cache --budget-s 240 || true
     ;;
+  rescore_budget)
+    # LPIPS-vgg / DISTS of a `nifi_budget` call's renders (same warm machine, VGG16 weights carried as for
+    # rescore_nifi3); one tar, $OUT/nifi_budget_rescored.tar.gz
+    rescore_renders_of nifi_budget
+    ;;
   postfix)
     # post-fix fps inside ns-render alone, with the whole call: batch 8, then batch 1 (each shape compiles once, ~2 min
-    # on a fresh machine; the JSON is rewritten after every row, so a cut run keeps what it measured)
+    # on a fresh machine; the JSON is rewritten after every row, so a cut run keeps what it measured). Needs fox's
+    # images_4: the scene is a 300-step quarter-resolution splatfacto run trained first
     timeout "${JOB_SECONDS:-540}" python scripts/bench_postfix_render.py --data .device/data/fox --sizes real \
       --batch-sizes 8 1 --compile-cache-dir /tmp/difix_compile_cache --out "$OUT/bench_postfix_render.json" || true
     ;;
@@ -174,6 +189,12 @@ case "$job" in
     left=$(( deadline - $(date +%s) ))
     timeout "$left" python scripts/bench_difix.py --out "$OUT/bench_difix_refs.json" --no-anchor --no-eager --refs 1 \
       --batches 1 --compile-cache-dir /tmp/difix_compile_cache --budget-s 200 || true
+    ;;
+  groupnorm)
+    # GroupNorm + SiLU at the VAE decoder's shapes, batch 8, bf16: F.group_norm eager / compiled against the
+    # per-channel-statistics formulation compiled (difix_ns/fixers/group_norm.py); each variant compiles in seconds
+    timeout "${JOB_SECONDS:-300}" python scripts/bench_groupnorm.py --out "$OUT/bench_groupnorm.json" \
+      --compile-cache-dir /tmp/difix_compile_cache || true
     ;;
   rounds)
     timeout 170 python scripts/gpu_difix3d_splatfacto.py --data .device/data/fox --downscale-factor 2 \

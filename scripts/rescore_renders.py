@@ -44,6 +44,15 @@ def load_pngs(folder: Path) -> list:
     return [load_image_tensor(f, what="render", min_size=1) for f in sorted(folder.glob("*.png"))]
 
 
+def scoring_device(device: str) -> str:
+    """Where the rescoring ran: the GPU's name, or "cpu"."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return device
+
+
 def row_for(result: dict, name: str):
     """The JSON row a render folder belongs to, or None."""
     if name == "uncompressed":
@@ -87,7 +96,7 @@ def main(argv=None) -> int:
         print(f"[rescore] {folder.name}: " + ", ".join(f"{k} {row['metrics'][k]:.4f}" for k in PERCEPTUAL), flush=True)
     result.setdefault("rescored", {}).update({
         "metrics": list(PERCEPTUAL), "from": "8-bit PNG renders saved by the benchmark (scripts/rescore_renders.py)",
-        "rows": done})
+        "rows": done, "device": scoring_device(args.device)})
     errors = result.get("errors")
     if isinstance(errors, dict) and done:
         errors.pop("perceptual_metrics", None)  # the missing metrics are now present

@@ -47,10 +47,13 @@ def test_budgets_from_trains_only_the_budget_rows(fox_dir, tmp_path):
     assert [(r["label"], r["budget"]) for r in rows] == [("rate_1.0", 130), ("rate_0.5", 210)]  # smallest first
     for row in rows:
         assert 0 < row["num_gaussians"] <= row["budget"] and row["train_steps"] == 6 and row["size_mb"] > 0
-        assert {"psnr", "ssim", "lpips"} <= set(row["metrics"])
-        assert all(math.isfinite(v) for v in row["metrics"].values())
+        assert row["sh_degree"] == 0  # PngCompression keeps the DC colours only: trained at degree 0 by default
+        for scored in (row["metrics"], row["metrics_before_png"]):  # after coding, and the capped model itself
+            assert {"psnr", "ssim", "lpips"} <= set(scored)
+            assert all(math.isfinite(v) for v in scored.values())
         assert len(list((renders / f"png_budget_trained__{row['label']}").glob("*.png"))) == result["eval_images"]
     assert result["eval_images"] == len(list((renders / "photos").glob("*.png"))) == 2  # 6 views, every 3rd held out
+    assert result["budget_sh_degree"] == 0
     assert "nifi" not in result and "png_same_gaussians" not in result  # no nifi-splatfacto model was trained
     copied = result["budgets_from"]
     assert copied["file"] == str(source) and copied["uncompressed"]["psnr"] == 25.0
@@ -105,4 +108,6 @@ def test_budgets_from_rejects_bad_input_before_writing(tmp_path):
                       "--budgets-from", str(other_scene)])
     with pytest.raises(SystemExit, match="give --budget-steps > 0"):
         bench().main(["--data", str(data), "--out", str(out), "--budgets-from", str(other_scene)])
+    with pytest.raises(SystemExit, match="--budget-sh-degree 4: splatfacto supports SH degrees 0 to 3"):
+        bench().main(base + ["--budgets-from", str(source_json(tmp_path / "fox.json")), "--budget-sh-degree", "4"])
     assert not out.exists()

@@ -153,3 +153,29 @@ def test_compile_cache_dir_defaults_to_the_user_cache(monkeypatch, tmp_path):
         assert use_compile_cache(str(tmp_path / "mine")) == str(tmp_path / "mine")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "user_choice"))  # a user's choice is kept
     assert use_compile_cache(str(tmp_path / "other")) == str(tmp_path / "user_choice")
+
+
+@pytest.mark.parametrize("silu", [False, True])
+def test_group_norm_from_channel_stats_is_group_norm(silu):
+    """The per-channel-statistics GroupNorm (a candidate for the decoder's slow kernels) computes F.group_norm (+SiLU)
+    in either memory format, with or without affine parameters, and keeps the input's dtype and layout."""
+    import torch.nn.functional as F
+
+    from difix_ns.fixers.group_norm import group_norm_from_channel_stats
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 16, 9, 13, generator=gen) * 3 + 5  # a large mean: E[x^2] - E[x]^2 would lose digits
+    weight, bias = torch.rand(16, generator=gen) + 0.5, torch.randn(16, generator=gen)
+    for affine in ((weight, bias), (None, None)):
+        expected = F.group_norm(x.double(), 4, *(None if a is None else a.double() for a in affine), 1e-6)
+        expected = F.silu(expected) if silu else expected
+        for layout in (torch.contiguous_format, torch.channels_last):
+            got = group_norm_from_channel_stats(x.contiguous(memory_format=layout), 4, *affine, 1e-6, silu=silu)
+            assert got.dtype == x.dtype and got.is_contiguous(memory_format=layout)
+            assert torch.allclose(got.double(), expected, atol=2e-5, rtol=0)
+    half = group_norm_from_channel_stats(x.bfloat16(), 4, weight.bfloat16(), bias.bfloat16(), silu=silu)
+    expected = F.group_norm(x.bfloat16().double(), 4, weight.bfloat16().double(), bias.bfloat16().double(), 1e-6)
+    expected = F.silu(expected) if silu else expected
+    assert half.dtype == torch.bfloat16 and (half.double() - expected).abs().max() < 0.05  # bf16 output rounding
+    with pytest.raises(ValueError, match="16 channels cannot be split into 5 groups"):
+        group_norm_from_channel_stats(x, 5)

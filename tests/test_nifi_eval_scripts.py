@@ -180,5 +180,6 @@ def test_rescore_fills_vgg_metrics_of_the_rows_whose_renders_exist(tmp_path):
     assert row["lpips_vgg"] > 0.05 and row["dists"] > 0.05 and row["psnr"] == 20.0
     assert "lpips_vgg" not in done["nifi"][0]["metrics"]  # no renders for rate_0.1
     assert "perceptual_metrics" not in done["errors"]
+    assert done["rescored"]["device"] == "cpu"  # the JSON says where LPIPS-vgg / DISTS were computed
     with pytest.raises(SystemExit, match="--out"):
         load_script("rescore_renders").main(["--json", str(source), "--renders", str(renders), "--out", str(source)])

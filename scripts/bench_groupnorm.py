@@ -1,0 +1,166 @@
+"""GroupNorm (+SiLU) at the Difix VAE decoder's shapes: stock kernels against per-channel statistics; JSON output.
+
+Why: the compiled Difix step spends 18.4 of its 38.8 ms a frame in GroupNorm reductions on an NVIDIA H100
+(``docs/gpu_results/profile_difix_h100.json``), 15.3 ms of them in the decoder. This measures, per shape, the
+variants the fast path could use, each with SiLU as in the decoder's resnets:
+
+* ``eager``: ``F.group_norm`` then ``F.silu``, channels_last input (what eager kernels get in the fast path's layout);
+* ``compiled``: the same compiled by inductor (what the fast path runs now);
+* ``channel_stats_compiled``: ``difix_ns.fixers.group_norm.group_norm_from_channel_stats`` compiled.
+
+Per variant: ms per call (CUDA events, median of --iters after warm-up), effective memory bandwidth counting one
+read of x for the statistics plus one read and one write for the output, and the max abs difference from a float32
+``F.group_norm`` + SiLU of the same input.
+
+GPU:  python scripts/bench_groupnorm.py --out $OUT/bench_groupnorm.json --compile-cache-dir /tmp/difix_compile_cache
+CPU plumbing check (tiny shapes, no compile):  python scripts/bench_groupnorm.py --smoke-cpu --out /tmp/gn.json
+"""
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import tyro
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DECODER_SHAPES = ["512x72x128", "512x144x256", "256x288x512", "128x576x1024"]
+"""channels x height x width of the SD VAE decoder's GroupNorms for a 576x1024 output (up blocks 1-4)."""
+
+
+@dataclass
+class GroupNormBenchConfig:
+    """Options of the GroupNorm benchmark."""
+
+    out: Path
+    """JSON file (rewritten after every shape)"""
+    batch: int = 8
+    """frames per call"""
+    shapes: List[str] = field(default_factory=lambda: list(DECODER_SHAPES))
+    """CxHxW of each GroupNorm input"""
+    groups: int = 32
+    """GroupNorm groups (the SD VAE uses 32)"""
+    dtype: str = "bfloat16"
+    """input dtype (bfloat16, float16, float32)"""
+    warmup: int = 3
+    """untimed calls per variant (the first compiles)"""
+    iters: int = 20
+    """timed calls per variant"""
+    compile_cache_dir: Optional[str] = None
+    """TORCHINDUCTOR_CACHE_DIR for the compiled variants"""
+    smoke_cpu: bool = False
+    """CPU plumbing check: batch 2, one 16x8x12 shape in 4 groups, float32, no compile, 1 timed call"""
+
+
+def parse_shape(text: str) -> tuple:
+    try:
+        c, h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"error: --shapes {text!r} is not CxHxW (e.g. 128x576x1024)") from None
+    if min(c, h, w) < 1:
+        raise SystemExit(f"error: --shapes {text!r} has a zero or negative size")
+    return c, h, w
+
+
+def main(argv=None) -> dict:
+    args = tyro.cli(GroupNormBenchConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
+    shapes = [parse_shape(s) for s in args.shapes]
+    if args.smoke_cpu:
+        args.batch, shapes, args.dtype, args.warmup, args.iters = 2, [(16, 8, 12)], "float32", 1, 1
+        args.groups = 4
+    for c, _, _ in shapes:
+        if c % args.groups:
+            raise SystemExit(f"error: {c} channels cannot be split into --groups {args.groups}")
+    if args.compile_cache_dir:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(args.compile_cache_dir).resolve())
+    import torch
+    import torch.nn.functional as F
+
+    from difix_ns.fixers.group_norm import group_norm_from_channel_stats
+
+    cuda = torch.cuda.is_available() and not args.smoke_cpu
+    if not cuda and not args.smoke_cpu:
+        raise SystemExit("error: no CUDA GPU; use --smoke-cpu for a CPU plumbing check")
+    dtype = getattr(torch, args.dtype, None)
+    if not isinstance(dtype, torch.dtype):
+        raise SystemExit(f"error: --dtype {args.dtype!r} is not a torch dtype")
+    device = torch.device("cuda" if cuda else "cpu")
+
+    def stock(x, w, b):
+        return F.silu(F.group_norm(x, args.groups, w, b, 1e-6))
+
+    def by_channel(x, w, b):
+        return group_norm_from_channel_stats(x, args.groups, w, b, 1e-6, silu=True)
+
+    variants = {"eager": stock}
+    if cuda:
+        variants["compiled"] = torch.compile(stock, dynamic=False)
+        variants["channel_stats_compiled"] = torch.compile(by_channel, dynamic=False)
+    else:  # CPU: plumbing only (compiling needs minutes and a C++ toolchain)
+        variants["channel_stats_eager"] = by_channel
+
+    def timed(fn, x, w, b) -> float:
+        for _ in range(args.warmup):
+            fn(x, w, b)
+        times = []
+        for _ in range(args.iters):
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn(x, w, b)
+                end.record()
+                torch.cuda.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                fn(x, w, b)
+                times.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(times)
+
+    result = {
+        "what": "GroupNorm + SiLU at the Difix VAE decoder's shapes: stock kernels vs per-channel statistics",
+        "gpu": torch.cuda.get_device_name(0) if cuda else "none (CPU smoke run)",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "batch": args.batch,
+        "groups": args.groups,
+        "dtype": args.dtype,
+        "memory_format": "channels_last",
+        "iters": args.iters,
+        "shapes": {},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    for c, h, w in shapes:
+        x = (torch.randn(args.batch, c, h, w, generator=gen) * 2 + 0.5).to(device, dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        weight = (torch.rand(c, generator=gen) + 0.5).to(device, dtype)
+        bias = (torch.randn(c, generator=gen) * 0.1).to(device, dtype)
+        reference = F.silu(F.group_norm(x.float(), args.groups, weight.float(), bias.float(), 1e-6))
+        gigabytes = 3 * x.numel() * x.element_size() / 1e9
+        rows = {}
+        for name, fn in variants.items():
+            try:
+                with torch.no_grad():
+                    ms = timed(fn, x, weight, bias)
+                    diff = (fn(x, weight, bias).float() - reference).abs().max().item()
+                rows[name] = {"ms": round(ms, 4), "gb_per_s": round(gigabytes / (ms / 1000), 1),
+                              "max_abs_diff_vs_fp32": diff}
+            except Exception as err:  # noqa: BLE001  (recorded; the other variants still run)
+                rows[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+            print(f"[groupnorm] {c}x{h}x{w} {name}: {rows[name]}", flush=True)
+        result["shapes"][f"{c}x{h}x{w}"] = rows
+        args.out.write_text(json.dumps(result, indent=2))
+        del x, reference
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
