@@ -77,8 +77,8 @@ class BenchNifiConfig:
     """steps of each budget-capped splatfacto (0: skip)"""
     budget_sh_degree: int = 0
     """SH degree of each budget-capped splatfacto (nerfstudio's default is 3). PngCompression is applied to the
-    DC colours only, so a degree-3 model would lose its view-dependent colour at coding (on castle-P30 at 14.6k
-    Gaussians that cost 10 dB PSNR on an H100); 0 trains the colours it keeps"""
+    DC colours only, so a degree-3 model loses its view-dependent colour at coding (fox at 14.4k Gaussians on an
+    H100: 20.9 dB at degree 3, 23.8 dB at degree 0); 0 trains the colours it keeps"""
     deadline_s: Optional[float] = None
     """skip the budget-capped trainings still to come once the run has taken this long"""
     num_random: Optional[int] = None
