@@ -31,6 +31,7 @@ Variants, all scored on the same eval views by the same metrics:
 Metrics: PSNR, SSIM, LPIPS-alex and, where the weights exist, LPIPS-vgg and DISTS (missing ones are named under
 `errors`). Sizes in MB = 2^20 bytes; encode/decode times in seconds; the GPU is named.
 """
+import copy
 import importlib.util
 import json
 import os
@@ -128,6 +129,9 @@ def _helpers():
 
 
 def _configure(config, args, device: str, work: Path, name: str, steps: int):
+    """A copy of nerfstudio's registered `config` set up for this benchmark (the registered one is left alone: other
+    code in the process, e.g. a later `ns-train splatfacto`, reads its defaults)."""
+    config = copy.deepcopy(config)
     config.pipeline.datamanager.data = args.data
     config.pipeline.datamanager.dataparser.downscale_factor = args.downscale_factor
     if args.smoke_cpu:

@@ -54,6 +54,9 @@ def test_budgets_from_trains_only_the_budget_rows(fox_dir, tmp_path):
         assert len(list((renders / f"png_budget_trained__{row['label']}").glob("*.png"))) == result["eval_images"]
     assert result["eval_images"] == len(list((renders / "photos").glob("*.png"))) == 2  # 6 views, every 3rd held out
     assert result["budget_sh_degree"] == 0
+    from nerfstudio.configs.method_configs import method_configs
+
+    assert method_configs["splatfacto"].pipeline.model.sh_degree == 3  # nerfstudio's registered default untouched
     assert "nifi" not in result and "png_same_gaussians" not in result  # no nifi-splatfacto model was trained
     copied = result["budgets_from"]
     assert copied["file"] == str(source) and copied["uncompressed"]["psnr"] == 25.0
