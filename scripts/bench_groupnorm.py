@@ -5,8 +5,12 @@ Why: the compiled Difix step spends 18.4 of its 38.8 ms a frame in GroupNorm red
 variants the fast path could use, each with SiLU as in the decoder's resnets:
 
 * ``eager``: ``F.group_norm`` then ``F.silu``, channels_last input (what eager kernels get in the fast path's layout);
-* ``compiled``: the same compiled by inductor (what the fast path runs now);
-* ``channel_stats_compiled``: ``difix_ns.fixers.group_norm.group_norm_from_channel_stats`` compiled.
+* ``compiled``: the same compiled by inductor (the fast path's ``compiled_group_norm="stock"``);
+* ``channel_stats_compiled``: ``difix_ns.fixers.group_norm.group_norm_from_channel_stats`` compiled, per-channel
+  statistics from ``torch.var_mean`` (the fast path's default, ``compiled_group_norm="channel_stats"``).
+
+(``docs/gpu_results/bench_groupnorm_h100.json`` also has a ``triton_compiled`` row: the statistics from a hand-written
+Triton pass, slower than ``channel_stats_compiled`` at every shape and removed since.)
 
 Per variant: ms per call (CUDA events, median of --iters after warm-up), effective memory bandwidth counting one
 read of x for the statistics plus one read and one write for the output, and the max abs difference from a float32

@@ -21,6 +21,10 @@
 #   postfix   post-fix fps inside ns-render alone (batch 8 then 1), the whole call
 #   profile   Difix step per stage and kernel class (profile_difix.py), then the fast path with one cached reference
 #   groupnorm  GroupNorm+SiLU kernels at the Difix decoder's shapes: stock vs per-channel statistics (bench_groupnorm.py)
+#   kernels   groupnorm, then the VAE's wide attention head: SDPA vs two GEMMs (bench_wide_attention.py), then the
+#             compiled step profiled with the fast path's kernels (profile_difix.py --modes compiled) until JOB_DEADLINE
+#   fastpath  Difix fast path vs eager vs plain diffusers (bench_difix.py: batch 1/8, V 0/1), then the compiled step
+#             profiled (profile_difix.py --modes compiled) until JOB_DEADLINE
 #   rounds    fix-round overhead of difix3d-splatfacto vs splatfacto (gpu_difix3d_splatfacto.py), ~2 min
 #   restorer  NiFi restorer trained from random initialisation, evaluated on entry-P10 (gpu_train_restorer_demo.py)
 #   parallel  $PARALLEL_JOBS (default: quality nifi restorer fixer) at once on the one GPU (each alone leaves most of an H200 idle), all
@@ -33,7 +37,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|kernels|fastpath|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -195,6 +199,30 @@ case "$job" in
     # per-channel-statistics formulation compiled (difix_ns/fixers/group_norm.py); each variant compiles in seconds
     timeout "${JOB_SECONDS:-300}" python scripts/bench_groupnorm.py --out "$OUT/bench_groupnorm.json" \
       --compile-cache-dir /tmp/difix_compile_cache || true
+    ;;
+  kernels)
+    # the fast path's own kernels (GroupNorm from per-channel statistics, Triton or torch.var_mean; the VAE attention
+    # as two GEMMs) measured alone at the decoder's shapes, then the whole compiled step profiled with the defaults
+    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
+    timeout 170 python scripts/bench_groupnorm.py --out "$OUT/bench_groupnorm.json" \
+      --compile-cache-dir /tmp/difix_compile_cache || true
+    timeout 80 python scripts/bench_wide_attention.py --out "$OUT/bench_wide_attention.json" \
+      --compile-cache-dir /tmp/difix_compile_cache || true
+    left=$(( deadline - $(date +%s) ))
+    timeout "$left" python scripts/profile_difix.py --modes compiled --out "$OUT/profile_difix_kernels.json" \
+      --compile-cache-dir /tmp/difix_compile_cache --budget-s 60 || true
+    ;;
+  fastpath)
+    # the bench_difix.py table (anchor, eager, fast path with its default kernels) in one run, then the profile of
+    # the compiled step; each fast-path shape compiles once (about a minute on a fresh machine)
+    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
+    left=$(( deadline - $(date +%s) ))
+    BENCH_BUDGET_S=$(( left - 200 ))  # the last fast-path shape (~100 s to compile) and the probes must fit after it
+    timeout $(( left - 100 )) python scripts/bench_difix.py --out "$OUT/bench_difix.json" \
+      --compile-cache-dir /tmp/difix_compile_cache --budget-s "${BENCH_BUDGET_S:-300}" || true
+    left=$(( deadline - $(date +%s) ))
+    timeout "$left" python scripts/profile_difix.py --modes compiled --out "$OUT/profile_difix.json" \
+      --compile-cache-dir /tmp/difix_compile_cache --budget-s 30 || true
     ;;
   rounds)
     timeout 170 python scripts/gpu_difix3d_splatfacto.py --data .device/data/fox --downscale-factor 2 \

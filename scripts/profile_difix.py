@@ -82,6 +82,10 @@ class ProfileDifixConfig:
     """TORCHINDUCTOR_CACHE_DIR for this run (share it with bench_difix.py)"""
     budget_s: float = 300.0
     """skip a mode that would start after this many seconds"""
+    group_norm: Literal["channel_stats", "stock"] = "channel_stats"
+    """GroupNorm in the compiled mode's graphs (DifixFixerConfig.compiled_group_norm)"""
+    wide_attention: Literal["matmul", "sdpa"] = "matmul"
+    """the VAE's wide attention head in the compiled mode's graphs (DifixFixerConfig.compiled_wide_attention)"""
 
 
 def parse_args(argv=None) -> ProfileDifixConfig:
@@ -190,7 +194,7 @@ _KERNEL_RULES = (  # substrings of lower-cased CUDA kernel names, first match wi
     ("memory_format", ("nchwtonhwc", "nhwctonchw", "nchw2nhwc", "nhwc2nchw", "memcpy", "memset", "copy",
                        "catarraybatched")),
     ("attention", ("flash", "fmha", "attention", "sdpa", "softmax")),
-    ("normalization", ("group_norm", "groupnorm", "layer_norm", "layernorm", "rowwisemoments",
+    ("normalization", ("group_norm", "groupnorm", "layer_norm", "layernorm", "moments",  # + the Triton pass
                        "computefusedparams", "batch_norm", "welford")),
     ("convolution", ("conv", "fprop", "dgrad", "wgrad", "winograd")),
     ("gemm", ("gemm", "gemv", "nvjet", "cublas", "matmul", "s16816", "cutlass")),
@@ -223,7 +227,7 @@ def kernel_class(name: str) -> str:
         kind, ops = triton.group(1), triton.group(2)
         if kind == "tem":  # a template (max-autotune): a matmul or a convolution
             return "convolution" if "conv" in ops else "gemm"
-        if "norm" in ops:
+        if "norm" in ops or "var_mean" in ops:  # var_mean: GroupNorm's per-channel statistics (group_norm.py)
             return "normalization"
         rest = ops
         for op in _COPY_OPS:
@@ -379,10 +383,12 @@ def run_mode(mode: str, fixer, x, args, cuda: bool, flops: Optional[dict]) -> di
         entry.update(memory_format="contiguous", compiled=False, cudnn_benchmark=torch.backends.cudnn.benchmark)
     else:
         step = CompiledDifixStep(pipe, fixer.timestep, fixer.config.prompt, cuda_graphs=False, compile=cuda,
-                                 cache_dir=args.compile_cache_dir)
+                                 cache_dir=args.compile_cache_dir, group_norm=args.group_norm,
+                                 wide_attention=args.wide_attention)
         xd = x.to(fixer.dtype)
         call = functools.partial(step, xd)
-        entry.update(memory_format="channels_last", compiled=cuda, cuda_graphs=False, cudnn_benchmark=True)
+        entry.update(memory_format="channels_last", compiled=cuda, cuda_graphs=False, cudnn_benchmark=True,
+                     group_norm=step.group_norm, wide_attention=step.wide_attention)
         if not cuda:
             entry["note"] = "CPU smoke: CompiledDifixStep uncompiled (its plumbing, channels_last + SDPA)"
     t0 = time.perf_counter()

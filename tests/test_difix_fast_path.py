@@ -157,7 +157,7 @@ def test_compile_cache_dir_defaults_to_the_user_cache(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("silu", [False, True])
 def test_group_norm_from_channel_stats_is_group_norm(silu):
-    """The per-channel-statistics GroupNorm (a candidate for the decoder's slow kernels) computes F.group_norm (+SiLU)
+    """The per-channel-statistics GroupNorm (the fast path's compiled GroupNorm) computes F.group_norm (+SiLU)
     in either memory format, with or without affine parameters, and keeps the input's dtype and layout."""
     import torch.nn.functional as F
 
@@ -179,3 +179,95 @@ def test_group_norm_from_channel_stats_is_group_norm(silu):
     assert half.dtype == torch.bfloat16 and (half.double() - expected).abs().max() < 0.05  # bf16 output rounding
     with pytest.raises(ValueError, match="16 channels cannot be split into 5 groups"):
         group_norm_from_channel_stats(x, 5)
+
+
+def _compiling(monkeypatch):
+    """Make ``torch.compiler.is_compiling()`` true: what the modules do inside a compiled graph, run eagerly."""
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+
+
+def test_compiled_group_norm_switch_keeps_eager_results_and_state(monkeypatch):
+    """use_compiled_group_norm changes only what compiled graphs compute: eager outputs stay bit-identical, the
+    state dict is unchanged, traced calls match F.group_norm, and "stock" switches back."""
+    from torch import nn
+
+    from difix_ns.fixers.group_norm import CompiledGroupNorm, use_compiled_group_norm
+
+    gen = torch.Generator().manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.GroupNorm(4, 16, eps=1e-6), nn.SiLU(),
+                          nn.Sequential(nn.GroupNorm(2, 16)))
+    x = (torch.randn(2, 8, 7, 9, generator=gen) * 2 + 3).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        before, keys = model(x), list(model.state_dict())
+        assert use_compiled_group_norm(model, "channel_stats") == 2
+        assert all(type(m) is CompiledGroupNorm for m in (model[1], model[3][0]))
+        assert torch.equal(model(x), before) and list(model.state_dict()) == keys
+        with monkeypatch.context() as patch:
+            _compiling(patch)
+            assert torch.allclose(model(x), before, atol=2e-5, rtol=0)
+        assert use_compiled_group_norm(model, "stock") == 2 and type(model[1]) is nn.GroupNorm
+    with pytest.raises(ValueError, match="group norm kind must be one of channel_stats, stock; got 'triton'"):
+        use_compiled_group_norm(model, "triton")
+
+
+def test_wide_head_attention_only_for_heads_flash_cannot_take(monkeypatch):
+    """The VAE-style attention (one 288-wide head) gets the two-GEMM processor, a 64-wide one keeps SDPA; eager calls
+    are unchanged, traced calls equal SDPA up to float rounding, masked calls still use SDPA, and it can be undone."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+    from difix_ns.fixers.wide_attention import WideHeadAttnProcessor, use_stock_attention, use_wide_head_attention
+
+    torch.manual_seed(0)
+    wide = Attention(query_dim=288, heads=1, dim_head=288, norm_num_groups=32, residual_connection=True, bias=True,
+                     upcast_softmax=True, _from_deprecated_attn_block=True, eps=1e-6)
+    narrow = Attention(query_dim=128, heads=2, dim_head=64)
+    model = torch.nn.ModuleList([wide, narrow])
+    for module in model:
+        module.set_processor(AttnProcessor2_0())
+    x = torch.randn(2, 288, 5, 7).contiguous(memory_format=torch.channels_last)
+    tokens = torch.randn(2, 10, 288)
+    mask = torch.ones(2, 1, 10, dtype=torch.bool)
+    with torch.no_grad():
+        before, masked = wide(x), wide(tokens, attention_mask=mask)
+        assert use_wide_head_attention(model) == 1
+        assert isinstance(wide.processor, WideHeadAttnProcessor) and type(narrow.processor) is AttnProcessor2_0
+        assert torch.equal(wide(x), before)
+        with monkeypatch.context() as patch:
+            _compiling(patch)
+            traced = wide(x)
+            assert torch.equal(wide(tokens, attention_mask=mask), masked)  # masks: SDPA, as before
+        assert traced.shape == before.shape and torch.allclose(traced, before, atol=1e-5, rtol=0)
+        assert use_stock_attention(model) == 1 and type(wide.processor) is AttnProcessor2_0
+
+
+def test_matmul_attention_is_softmax_attention():
+    from difix_ns.fixers.wide_attention import matmul_attention
+
+    gen = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(2, 3, 11, 40, generator=gen) for _ in range(3))
+    expected = torch.softmax(q.double() @ k.double().transpose(-1, -2) * 0.3, -1) @ v.double()
+    got = matmul_attention(q, k, v, 0.3)
+    assert got.dtype == v.dtype and torch.allclose(got.double(), expected, atol=1e-5, rtol=0)
+
+
+def test_fast_step_kernel_options(pipe, monkeypatch, tmp_path):
+    """CompiledDifixStep names bad kernel options; compiled, its GroupNorms use the per-channel formulation (by
+    default); uncompiled it leaves every module stock (nothing is traced)."""
+    from torch import nn
+
+    from difix_ns.fixers.compiled import CompiledDifixStep
+    from difix_ns.fixers.group_norm import CompiledGroupNorm
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # compile=True points inductor's cache somewhere
+    compiled = CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False)  # compiles lazily: not called
+    norms = [m for m in (*pipe.vae.modules(), *pipe.unet.modules()) if isinstance(m, nn.GroupNorm)]
+    assert (compiled.group_norm, compiled.wide_attention) == ("channel_stats", "matmul")
+    assert norms and all(type(m) is CompiledGroupNorm for m in norms)
+
+    with pytest.raises(ValueError, match="group_norm must be one of channel_stats, stock; got 'fast'"):
+        CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False, group_norm="fast")
+    with pytest.raises(ValueError, match="wide_attention must be one of matmul, sdpa; got 'flash'"):
+        CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False, wide_attention="flash")
+    step = CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False)
+    assert (step.group_norm, step.wide_attention) == ("stock", "sdpa")
+    assert all(type(m) is nn.GroupNorm for m in pipe.vae.modules() if isinstance(m, nn.GroupNorm))

@@ -179,6 +179,35 @@ def test_hook_batches_planned_frames_and_caches_references(tiny_fixer_config):
     assert len(hook._ref_cache) == 5
 
 
+def test_hook_with_a_factory_built_fixer_batches_by_its_batch_size(tiny_fixer_config):
+    """A hook given only a fixer factory (as the viewer and bench_postfix_render.py set it up) plans its first batch
+    with the fixer's own batch size, not a default: on a GPU each new batch size compiles the fast path once, and the
+    2026-12-05 H100 batch-8 ns-render row stalled ~100 s on exactly that second compile."""
+    from dataclasses import replace
+
+    from difix_ns.fixer import DifixFixer
+
+    model, hook, _ = _hook(tiny_fixer_config)
+    built, frames_per_call = [], []
+
+    def factory():
+        fixer = DifixFixer(replace(tiny_fixer_config, batch_size=3))
+        fix = fixer.fix
+        fixer.fix = lambda images, *args, **kwargs: frames_per_call.append(images.shape[0]) or fix(images, *args,
+                                                                                                     **kwargs)
+        built.append(fixer)
+        return fixer
+
+    hook.fixer_config = None
+    hook.fixer_factory = factory
+    hook.enabled = True
+    cams = _FakeCameras(torch.stack([_pose(0.0, 0.2 * i) for i in range(6)]) + 0.0)
+    hook.plan(cams)
+    for i in range(6):
+        hook.get_outputs_for_camera(cams[i : i + 1])
+    assert frames_per_call == [3, 3] and len(built) == 1
+
+
 def test_hook_unplanned_small_frames_are_fixed_one_by_one(tiny_fixer_config):
     model, hook, _ = _hook(tiny_fixer_config)
     settings.enable_render_fix(True)  # process-level switch, as ns-difix-render does

@@ -7,6 +7,10 @@ reference *latents*, see ``reference_cache``) but
 * SDPA attention everywhere (VAE mid block, UNet self/cross attention, the reference-mixing processor);
 * the VAE encoder, the UNet and the x0 step + VAE decoder compiled by inductor with static shapes (``dynamic=False``):
   GroupNorm+SiLU and the other elementwise work fuse into Triton kernels, 1x1 convolutions become matmuls;
+* GroupNorm computed from per-channel statistics in the compiled graphs (``group_norm="channel_stats"``, see
+  ``group_norm``; "stock" keeps inductor's own), and the VAE's 512-wide attention head as two GEMMs around a float32
+  softmax (``wide_attention="matmul"``, see ``wide_attention``; "sdpa" keeps SDPA); eager calls of the same modules
+  are unchanged;
 * the whole step captured once per input shape as one CUDA graph (cuDNN algorithms picked by its benchmark mode
   during warm-up), so a frame is a single graph launch with no per-kernel CPU overhead.
 
@@ -34,6 +38,9 @@ INDUCTOR_OPTIONS = {
     "triton.cudagraphs": False,  # the whole step is captured below instead (one graph, no output aliasing rules)
 }
 """Inductor options (default mode; max-autotune's conv/matmul template search costs minutes per shape)."""
+
+WIDE_ATTENTION_KINDS = ("matmul", "sdpa")
+"""How compiled graphs run attention heads wider than flash attention takes (the VAE's): ``wide_attention``."""
 
 
 def default_compile_cache_dir() -> Path:
@@ -128,6 +135,8 @@ class CompiledDifixStep:
         max_graphs: int = 4,
         cache_dir: Optional[str] = None,
         compile: bool = True,
+        group_norm: str = "channel_stats",
+        wide_attention: str = "matmul",
     ):
         on_cuda = pipe.unet.device.type == "cuda"
         if cuda_graphs and not on_cuda:
@@ -143,6 +152,7 @@ class CompiledDifixStep:
         use_sdpa_attention(pipe.vae, pipe.unet)
         pipe.vae.to(memory_format=torch.channels_last)
         pipe.unet.to(memory_format=torch.channels_last)
+        self.group_norm, self.wide_attention = self._use_kernels(group_norm, wide_attention, compile)
         self._encode, self._unet, self._decode = self._encode_eager, pipe.unet, self._decode_eager
         if compile:  # compile=False: the same step uncompiled (CPU tests of the plumbing, benchmarks' ablations)
             options = dict(INDUCTOR_OPTIONS)
@@ -152,6 +162,25 @@ class CompiledDifixStep:
         self._conditioning: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self._pool = None
+
+    def _use_kernels(self, group_norm: str, wide_attention: str, compile: bool) -> tuple[str, str]:
+        """Set the GroupNorm formulation and the VAE attention of the compiled graphs; returns what is in use."""
+        from difix_ns.fixers.group_norm import GROUP_NORM_KINDS, use_compiled_group_norm
+        from difix_ns.fixers.wide_attention import use_stock_attention, use_wide_head_attention
+
+        if group_norm not in GROUP_NORM_KINDS:
+            raise ValueError(f"group_norm must be one of {', '.join(GROUP_NORM_KINDS)}; got {group_norm!r}")
+        if wide_attention not in WIDE_ATTENTION_KINDS:
+            raise ValueError(f"wide_attention must be one of {', '.join(WIDE_ATTENTION_KINDS)}; got {wide_attention!r}")
+        if not compile:  # nothing is traced: the modules would behave as stock anyway
+            group_norm, wide_attention = "stock", "sdpa"
+        for model in (self.pipe.vae, self.pipe.unet):
+            use_compiled_group_norm(model, group_norm)
+        if wide_attention == "matmul":
+            use_wide_head_attention(self.pipe.vae)
+        else:
+            use_stock_attention(self.pipe.vae)
+        return group_norm, wide_attention
 
     # ------------------------------------------------------------------ the step (compiled pieces)
     def _encode_eager(self, x: torch.Tensor):

@@ -1,14 +1,21 @@
-"""GroupNorm computed from per-channel statistics: a formulation for the fast path's decoder, not used by it yet.
+"""GroupNorm computed from per-channel statistics: the formulation the fast path's compiled graphs use.
 
-The compiled Difix step spends about half its time in the VAE decoder's GroupNorm (+SiLU) kernels (NVIDIA H100,
-576x1024, batch 8: 18.4 of 38.8 ms a frame, ``docs/gpu_results/profile_difix_h100.json``). Inductor reduces each
-(sample, group) in one program: 8 x 32 programs, each over up to 4 x 576 x 1024 values, far below the GPU's memory
-bandwidth. Reducing per *channel* first gives 8 x 128 independent reductions; the group statistics then follow
-exactly from the channel ones (law of total variance, equal counts per channel), and the normalisation becomes one
-per-channel scale and shift that fuses with the SiLU.
+The compiled Difix step spent about half its time in GroupNorm (+SiLU) kernels (NVIDIA H100, 576x1024, batch 8:
+18.4 of 38.8 ms a frame, ``docs/gpu_results/profile_difix_h100.json``), 15.3 ms of them in the VAE decoder. Inductor
+reduces each (sample, group) of a channels_last tensor in one program: 8 x 32 programs, each over up to
+4 x 576 x 1024 values strided across memory, far below the GPU's bandwidth. Reducing per *channel* first gives
+N x C reductions over contiguous runs of channels; the group statistics then follow exactly from the channel ones
+(law of total variance, equal counts per channel), and the normalisation becomes one per-channel scale and shift
+that inductor fuses with the SiLU (and whatever elementwise work follows).
 
-``scripts/bench_groupnorm.py`` measures this against ``torch.nn.functional.group_norm`` (eager and compiled) at the
-decoder's shapes; whether the fast path adopts it depends on that measurement.
+The per-channel statistics come from ``torch.var_mean``, for which inductor generates the reduction.
+``scripts/bench_groupnorm.py`` measures it against the stock kernels at the decoder's shapes (NVIDIA H100, batch 8,
+bf16: 1.78 against 4.20 ms at 128x576x1024, about 2.0 TB/s; a hand-written Triton pass for the statistics measured
+2.83 ms there and was dropped).
+
+``use_compiled_group_norm(model, kind)`` switches a model's ``nn.GroupNorm`` layers to :class:`CompiledGroupNorm`:
+eager calls stay ``nn.GroupNorm``'s own (the parity tests and the eager path are untouched); only graphs traced by
+``torch.compile`` use the formulation.
 """
 from __future__ import annotations
 
@@ -16,6 +23,9 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+GROUP_NORM_KINDS = ("channel_stats", "stock")
 
 
 def group_norm_from_channel_stats(
@@ -36,19 +46,44 @@ def group_norm_from_channel_stats(
     n, c = x.shape[:2]
     if groups < 1 or c % groups:
         raise ValueError(f"{c} channels cannot be split into {groups} groups")
-    dims = tuple(range(2, x.ndim))
-    var_c, mean_c = torch.var_mean(x.float(), dim=dims, correction=0)  # [N, C] each
+    var_c, mean_c = torch.var_mean(x.float(), dim=tuple(range(2, x.ndim)), correction=0)  # [N, C] each
     var_c, mean_c = var_c.view(n, groups, -1), mean_c.view(n, groups, -1)
     mean_g = mean_c.mean(-1, keepdim=True)
     var_g = var_c.mean(-1, keepdim=True) + (mean_c - mean_g).pow(2).mean(-1, keepdim=True)
-    scale = torch.rsqrt(var_g + eps).expand_as(mean_c).reshape(n, c)
-    shift = (-mean_g * torch.rsqrt(var_g + eps)).expand_as(mean_c).reshape(n, c)
+    inv_std = torch.rsqrt(var_g + eps)
+    scale = inv_std.expand_as(mean_c).reshape(n, c)
+    shift = (-mean_g * inv_std).expand_as(mean_c).reshape(n, c)
     if weight is not None:
         scale, shift = scale * weight.float(), shift * weight.float()
     if bias is not None:
         shift = shift + bias.float()
-    view = (n, c) + (1,) * len(dims)
+    view = (n, c) + (1,) * (x.ndim - 2)
     y = x.float() * scale.view(view) + shift.view(view)
     if silu:
         y = F.silu(y)
     return y.to(x.dtype)
+
+
+class CompiledGroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` (same parameters and state dict) whose ``torch.compile``'d graphs compute it from per-channel
+    statistics; eager calls are ``nn.GroupNorm.forward`` itself."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_compiling():
+            return super().forward(x)
+        return group_norm_from_channel_stats(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
+def use_compiled_group_norm(model: nn.Module, kind: str) -> int:
+    """Make every ``nn.GroupNorm`` of ``model`` compile as ``kind``: "channel_stats" (from per-channel statistics) or
+    "stock" (inductor's own GroupNorm). Switches the layers' class in place (parameters, state dict and eager results
+    unchanged); returns how many layers it set."""
+    if kind not in GROUP_NORM_KINDS:
+        raise ValueError(f"group norm kind must be one of {', '.join(GROUP_NORM_KINDS)}; got {kind!r}")
+    count = 0
+    for module in model.modules():
+        if type(module) not in (nn.GroupNorm, CompiledGroupNorm):
+            continue
+        module.__class__ = nn.GroupNorm if kind == "stock" else CompiledGroupNorm
+        count += 1
+    return count

@@ -145,10 +145,12 @@ class DifixRenderHook:
 
     @property
     def batch_size(self) -> int:
-        """Frames per fixer call: the fixer config's batch size (4 when only a factory-built fixer is known)."""
+        """Frames per fixer call: the fixer config's batch size, or a factory-built fixer's own (built here if need
+        be, so the first batch already has the size every later one has: each new size compiles the fast path once);
+        4 for a fixer without a config."""
         config = settings.process_fixer_config() or self.fixer_config
-        if config is None and self._fixer is not None:
-            config = getattr(self._fixer, "config", None)
+        if config is None and (self._fixer is not None or self.fixer_factory is not None):
+            config = getattr(self.fixer, "config", None)
         return max(1, int(getattr(config, "batch_size", 4)))
 
     def release_fixer(self) -> None:

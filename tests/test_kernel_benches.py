@@ -1,0 +1,53 @@
+"""The fast path's kernel benchmarks and the profiler's kernel classes, on the CPU (plumbing: tiny shapes, no
+compile; the GPU numbers are in docs/gpu_results/bench_groupnorm_h100.json and bench_wide_attention_h100.json)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_groupnorm_bench_smoke_compares_formulations(tmp_path):
+    out = tmp_path / "gn.json"
+    load_script("bench_groupnorm").main(["--smoke-cpu", "--out", str(out)])
+    rows = json.loads(out.read_text())["shapes"]["16x8x12"]
+    assert set(rows) == {"eager", "channel_stats_eager"}
+    assert all(row["ms"] > 0 and row["max_abs_diff_vs_fp32"] < 1e-5 for row in rows.values())
+
+
+def test_wide_attention_bench_smoke_compares_sdpa_and_matmuls(tmp_path):
+    out = tmp_path / "attn.json"
+    load_script("bench_wide_attention").main(["--smoke-cpu", "--out", str(out)])
+    rows = json.loads(out.read_text())["batches"]["2"]
+    assert set(rows) == {"sdpa", "matmul_eager"}
+    assert all(row["ms"] > 0 and row["max_abs_diff_vs_fp32"] < 1e-5 for row in rows.values())
+
+
+def test_wide_attention_bench_rejects_bad_sizes(tmp_path):
+    out = tmp_path / "attn.json"
+    with pytest.raises(SystemExit, match="must be positive"):
+        load_script("bench_wide_attention").main(["--out", str(out), "--batches", "0"])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name, cls", [
+    ("triton_red_fused__to_copy_var_mean_3", "normalization"),  # per-channel statistics (group_norm.py)
+    ("triton_poi_fused__to_copy__unsafe_view_add_clone_expand_mean_mul_neg_pow_rsqrt_silu_sub_var_mean_view_58",
+     "normalization"),
+    ("triton_poi_fused__to_copy__unsafe_view_add_clone_expand_mean_mul_neg_rsqrt_silu_view_35", "elementwise"),
+    ("triton_red_fused__softmax__to_copy_amax_mul_sub_9", "elementwise"),
+    ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize128x128", "convolution"),
+    ("nvjet_sm90_tss_192x192_64x4_2x1_v_bz_coopB_TNN", "gemm"),
+    ("void at::native::(anonymous namespace)::RowwiseMomentsCUDAKernel<float>", "normalization"),
+])
+def test_profiler_kernel_classes(name, cls):
+    assert load_script("profile_difix").kernel_class(name) == cls
