@@ -62,6 +62,45 @@ class GroupNormBenchConfig:
     """CPU plumbing check: batch 2, one 16x8x12 shape in 4 groups, float32, no compile, 1 timed call"""
 
 
+def kernel_bench_device(smoke_cpu: bool, dtype_name: str, compile_cache_dir: Optional[str]):
+    """Shared start of the kernel benchmarks -> (cuda, dtype, device); exits with a message without a GPU (unless
+    smoke_cpu) or on a dtype name torch does not have."""
+    if compile_cache_dir:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(compile_cache_dir).resolve())
+    import torch
+
+    cuda = torch.cuda.is_available() and not smoke_cpu
+    if not cuda and not smoke_cpu:
+        raise SystemExit("error: no CUDA GPU; use --smoke-cpu for a CPU plumbing check")
+    dtype = getattr(torch, dtype_name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise SystemExit(f"error: --dtype {dtype_name!r} is not a torch dtype")
+    return cuda, dtype, torch.device("cuda" if cuda else "cpu")
+
+
+def median_ms(fn, inputs: tuple, warmup: int, iters: int, cuda: bool) -> float:
+    """Median milliseconds of ``fn(*inputs)`` over ``iters`` calls after ``warmup`` untimed ones (CUDA events on a
+    GPU, wall clock on the CPU)."""
+    import torch
+
+    for _ in range(warmup):
+        fn(*inputs)
+    times = []
+    for _ in range(iters):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn(*inputs)
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn(*inputs)
+            times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 def parse_shape(text: str) -> tuple:
     try:
         c, h, w = (int(v) for v in text.lower().split("x"))
@@ -81,20 +120,11 @@ def main(argv=None) -> dict:
     for c, _, _ in shapes:
         if c % args.groups:
             raise SystemExit(f"error: {c} channels cannot be split into --groups {args.groups}")
-    if args.compile_cache_dir:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(args.compile_cache_dir).resolve())
+    cuda, dtype, device = kernel_bench_device(args.smoke_cpu, args.dtype, args.compile_cache_dir)
     import torch
     import torch.nn.functional as F
 
     from difix_ns.fixers.group_norm import group_norm_from_channel_stats
-
-    cuda = torch.cuda.is_available() and not args.smoke_cpu
-    if not cuda and not args.smoke_cpu:
-        raise SystemExit("error: no CUDA GPU; use --smoke-cpu for a CPU plumbing check")
-    dtype = getattr(torch, args.dtype, None)
-    if not isinstance(dtype, torch.dtype):
-        raise SystemExit(f"error: --dtype {args.dtype!r} is not a torch dtype")
-    device = torch.device("cuda" if cuda else "cpu")
 
     def stock(x, w, b):
         return F.silu(F.group_norm(x, args.groups, w, b, 1e-6))
@@ -108,24 +138,6 @@ def main(argv=None) -> dict:
         variants["channel_stats_compiled"] = torch.compile(by_channel, dynamic=False)
     else:  # CPU: plumbing only (compiling needs minutes and a C++ toolchain)
         variants["channel_stats_eager"] = by_channel
-
-    def timed(fn, x, w, b) -> float:
-        for _ in range(args.warmup):
-            fn(x, w, b)
-        times = []
-        for _ in range(args.iters):
-            if cuda:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn(x, w, b)
-                end.record()
-                torch.cuda.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                t0 = time.perf_counter()
-                fn(x, w, b)
-                times.append((time.perf_counter() - t0) * 1000)
-        return statistics.median(times)
 
     result = {
         "what": "GroupNorm + SiLU at the Difix VAE decoder's shapes: stock kernels vs per-channel statistics",
@@ -152,7 +164,7 @@ def main(argv=None) -> dict:
         for name, fn in variants.items():
             try:
                 with torch.no_grad():
-                    ms = timed(fn, x, weight, bias)
+                    ms = median_ms(fn, (x, weight, bias), args.warmup, args.iters, cuda)
                     diff = (fn(x, weight, bias).float() - reference).abs().max().item()
                 rows[name] = {"ms": round(ms, 4), "gb_per_s": round(gigabytes / (ms / 1000), 1),
                               "max_abs_diff_vs_fp32": diff}

@@ -16,11 +16,8 @@ GPU:  python scripts/bench_wide_attention.py --out $OUT/bench_wide_attention.jso
 CPU plumbing check (tiny, no compile):  python scripts/bench_wide_attention.py --smoke-cpu --out /tmp/attn.json
 """
 import json
-import os
 import platform
-import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
@@ -29,6 +26,9 @@ import tyro
 
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if str(Path(__file__).resolve().parent) not in sys.path:  # bench_groupnorm's shared helpers
+    sys.path.append(str(Path(__file__).resolve().parent))
+from bench_groupnorm import kernel_bench_device, median_ms  # noqa: E402
 
 
 @dataclass
@@ -62,20 +62,11 @@ def main(argv=None) -> dict:
         args.batches, args.tokens, args.head_dim, args.dtype, args.warmup, args.iters = [2], 64, 32, "float32", 1, 1
     if not args.batches or min(args.batches) < 1 or args.tokens < 1 or args.head_dim < 1:
         raise SystemExit("error: --batches, --tokens and --head-dim must be positive")
-    if args.compile_cache_dir:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(args.compile_cache_dir).resolve())
+    cuda, dtype, device = kernel_bench_device(args.smoke_cpu, args.dtype, args.compile_cache_dir)
     import torch
     import torch.nn.functional as F
 
     from difix_ns.fixers.wide_attention import matmul_attention
-
-    cuda = torch.cuda.is_available() and not args.smoke_cpu
-    if not cuda and not args.smoke_cpu:
-        raise SystemExit("error: no CUDA GPU; use --smoke-cpu for a CPU plumbing check")
-    dtype = getattr(torch, args.dtype, None)
-    if not isinstance(dtype, torch.dtype):
-        raise SystemExit(f"error: --dtype {args.dtype!r} is not a torch dtype")
-    device = torch.device("cuda" if cuda else "cpu")
     scale = args.head_dim ** -0.5
 
     def sdpa(q, k, v):
@@ -90,24 +81,6 @@ def main(argv=None) -> dict:
         variants["matmul_compiled"] = torch.compile(by_matmul, dynamic=False)
     else:  # CPU: plumbing only
         variants["matmul_eager"] = by_matmul
-
-    def timed(fn, *xs) -> float:
-        for _ in range(args.warmup):
-            fn(*xs)
-        times = []
-        for _ in range(args.iters):
-            if cuda:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn(*xs)
-                end.record()
-                torch.cuda.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                t0 = time.perf_counter()
-                fn(*xs)
-                times.append((time.perf_counter() - t0) * 1000)
-        return statistics.median(times)
 
     result = {
         "what": "single-head 512-wide self-attention at the Difix latent size: SDPA vs two GEMMs (float32 softmax)",
@@ -137,7 +110,7 @@ def main(argv=None) -> dict:
                 with torch.no_grad():
                     if cuda:
                         torch.cuda.reset_peak_memory_stats()
-                    ms = timed(fn, q, k, v)
+                    ms = median_ms(fn, (q, k, v), args.warmup, args.iters, cuda)
                     diff = (fn(q, k, v).float() - reference).abs()
                 rows[name] = {"ms": round(ms, 4), "tflop_per_s": round(flop / (ms / 1000) / 1e12, 1),
                               "max_abs_diff_vs_fp32": diff.max().item(), "mean_abs_diff_vs_fp32": diff.mean().item()}
