@@ -39,9 +39,6 @@ INDUCTOR_OPTIONS = {
 }
 """Inductor options (default mode; max-autotune's conv/matmul template search costs minutes per shape)."""
 
-WIDE_ATTENTION_KINDS = ("matmul", "sdpa")
-"""How compiled graphs run attention heads wider than flash attention takes (the VAE's): ``wide_attention``."""
-
 
 def default_compile_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/difix_ns/torch_compile`` (``~/.cache/difix_ns/torch_compile``)."""
@@ -166,7 +163,7 @@ class CompiledDifixStep:
     def _use_kernels(self, group_norm: str, wide_attention: str, compile: bool) -> tuple[str, str]:
         """Set the GroupNorm formulation and the VAE attention of the compiled graphs; returns what is in use."""
         from difix_ns.fixers.group_norm import GROUP_NORM_KINDS, use_compiled_group_norm
-        from difix_ns.fixers.wide_attention import use_stock_attention, use_wide_head_attention
+        from difix_ns.fixers.wide_attention import WIDE_ATTENTION_KINDS, use_stock_attention, use_wide_head_attention
 
         if group_norm not in GROUP_NORM_KINDS:
             raise ValueError(f"group_norm must be one of {', '.join(GROUP_NORM_KINDS)}; got {group_norm!r}")

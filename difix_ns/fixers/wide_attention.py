@@ -18,6 +18,9 @@ from torch import nn
 
 FLASH_MAX_HEAD_DIM = 256
 """Widest head PyTorch's flash-attention kernel takes."""
+WIDE_ATTENTION_KINDS = ("matmul", "sdpa")
+"""How compiled graphs run heads wider than that (``CompiledDifixStep(wide_attention=...)``): this module's two GEMMs
+or SDPA."""
 
 
 def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
