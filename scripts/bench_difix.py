@@ -5,6 +5,9 @@ GPU (the numbers for the README; about 4-5 minutes on an H200 with a cold compil
 
 CPU smoke run (tiny architecture, 64x96; the fast path runs its plumbing uncompiled; timings mean nothing):
     python scripts/bench_difix.py --smoke-cpu --out /tmp/bench_difix_smoke.json
+The fast path's compiled formulation (per-channel GroupNorm, two-GEMM VAE attention) against eager, float32 on the CPU
+(inductor's C++ backend; about 3 minutes on 2 cores; ``output_differences_on_0_1`` in the JSON):
+    python scripts/bench_difix.py --smoke-cpu --smoke-compile --out /tmp/bench_difix_compiled_cpu.json
 
 All models have the real SD-Turbo-sized architecture (``difix_ns.testing``) with RANDOM weights: the numbers are
 timings (and numerical differences between code paths), not restoration quality. Measured at 576x1024:
@@ -50,6 +53,9 @@ class BenchDifixConfig:
     """JSON file (rewritten after every measurement)"""
     smoke: Annotated[bool, tyro.conf.arg(name="smoke-cpu", aliases=("--quick",))] = False
     """CPU smoke run: tiny architecture, 64x96, 1 iteration, fast path uncompiled"""
+    smoke_compile: bool = False
+    """with --smoke-cpu: compile the fast path on the CPU (batch 1, no reference; every VAE attention head through the
+    two GEMMs, the tiny model's being narrow) to compare its formulation with eager in float32"""
     height: int = 576
     """image height"""
     width: int = 1024
@@ -85,9 +91,13 @@ def parse_args(argv=None) -> BenchDifixConfig:
     for option, values in (("--batches", args.batches), ("--refs", args.refs)):
         if not values:
             sys.exit(f"error: {option} needs at least one value")
+    if args.smoke_compile and not args.smoke:
+        sys.exit("error: --smoke-compile needs --smoke-cpu (on a GPU the fast path is always compiled)")
     if args.smoke:
         args.height, args.width, args.batches, args.warmup, args.iters = 64, 96, [1, 2], 1, 1
         args.eager_dtypes, args.fast_dtypes = ["float32"], ["float32"]
+    if args.smoke_compile:  # each shape compiles for minutes on a CPU
+        args.batches, args.refs = [1], [0]
     return args
 
 
@@ -326,9 +336,14 @@ def run_difix(bench: Bench, size: str, device: str, cuda: bool) -> None:
                                          compiled_wide_attention=args.wide_attention, **common)
         if not cuda:  # smoke: the fast step's plumbing (reference latents, padding, x0 + decode), uncompiled
             from difix_ns.fixers.compiled import CompiledDifixStep
+            from difix_ns.fixers.wide_attention import use_wide_head_attention
 
-            fixer.set_fast_step(CompiledDifixStep(fixer.pipeline, fixer.timestep, fixer.config.prompt,
-                                                  cuda_graphs=False, compile=False))
+            step = CompiledDifixStep(fixer.pipeline, fixer.timestep, fixer.config.prompt, cuda_graphs=False,
+                                     compile=args.smoke_compile, cache_dir=args.compile_cache_dir,
+                                     group_norm=args.group_norm, wide_attention=args.wide_attention)
+            if args.smoke_compile and args.wide_attention == "matmul":
+                use_wide_head_attention(fixer.pipeline.vae, wider_than=0)
+            fixer.set_fast_step(step)
         fixer_runs(bench, "fast", fixer, dtype_name, cuda, device, first_call=True)
         fast = fixer._fast
         bench.result.setdefault("fast_info", {})[dtype_name] = {
@@ -345,7 +360,7 @@ def run_difix(bench: Bench, size: str, device: str, cuda: bool) -> None:
         measured = {e.get("refs") for e in bench.result.get("fast", [])
                     if "ms_per_frame" in e and e.get("dtype") == dtype_name and e.get("batch") == 1}
         for v, (x, r) in probe.items():
-            if cuda and v not in measured:
+            if (cuda or args.smoke_compile) and v not in measured:
                 bench.result.setdefault("notes", []).append(
                     f"fast {dtype_name} probe v{v} skipped: its batch-1 shape was not measured (not compiled)")
                 continue

@@ -238,6 +238,8 @@ def test_wide_head_attention_only_for_heads_flash_cannot_take(monkeypatch):
             assert torch.equal(wide(tokens, attention_mask=mask), masked)  # masks: SDPA, as before
         assert traced.shape == before.shape and torch.allclose(traced, before, atol=1e-5, rtol=0)
         assert use_stock_attention(model) == 1 and type(wide.processor) is AttnProcessor2_0
+        assert use_wide_head_attention(model, wider_than=0) == 2  # any width on request (the CPU compile check)
+        assert use_stock_attention(model) == 2
 
 
 def test_matmul_attention_is_softmax_attention():

@@ -39,6 +39,13 @@ def test_wide_attention_bench_rejects_bad_sizes(tmp_path):
     assert not out.exists()
 
 
+def test_bench_difix_smoke_compile_needs_the_cpu_smoke_run():
+    with pytest.raises(SystemExit, match="--smoke-compile needs --smoke-cpu"):
+        load_script("bench_difix").parse_args(["--smoke-compile"])
+    args = load_script("bench_difix").parse_args(["--smoke-cpu", "--smoke-compile"])
+    assert (args.batches, args.refs, args.fast_dtypes) == ([1], [0], ["float32"])  # one shape: minutes on a CPU
+
+
 @pytest.mark.parametrize("name, cls", [
     ("triton_red_fused__to_copy_var_mean_3", "normalization"),  # per-channel statistics (group_norm.py)
     ("triton_poi_fused__to_copy__unsafe_view_add_clone_expand_mean_mul_neg_pow_rsqrt_silu_sub_var_mean_view_58",

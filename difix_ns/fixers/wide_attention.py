@@ -70,9 +70,10 @@ class WideHeadAttnProcessor:
         return out / attn.rescale_output_factor
 
 
-def use_wide_head_attention(model: nn.Module) -> int:
-    """Give ``WideHeadAttnProcessor`` to every diffusers ``Attention`` of ``model`` whose heads are wider than flash
-    attention takes and whose processor is the stock SDPA one; returns how many it changed."""
+def use_wide_head_attention(model: nn.Module, wider_than: int = FLASH_MAX_HEAD_DIM) -> int:
+    """Give ``WideHeadAttnProcessor`` to every diffusers ``Attention`` of ``model`` whose heads are wider than
+    ``wider_than`` (default: what flash attention takes) and whose processor is the stock SDPA one; returns how many
+    it changed."""
     from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
     changed = 0
@@ -80,7 +81,7 @@ def use_wide_head_attention(model: nn.Module) -> int:
         if not isinstance(module, Attention) or type(module.processor) not in (AttnProcessor, AttnProcessor2_0):
             continue
         head_dim = module.inner_dim // module.heads
-        if head_dim > FLASH_MAX_HEAD_DIM:
+        if head_dim > wider_than:
             module.set_processor(WideHeadAttnProcessor())
             changed += 1
     return changed
