@@ -59,6 +59,9 @@ class DifixFixerConfig:
     compiled_wide_attention: Literal["matmul", "sdpa"] = "matmul"
     """The VAE's 512-wide attention head in the compiled graphs: two GEMMs around a float32 softmax ("matmul") or
     SDPA's memory-efficient kernel ("sdpa"; flash attention takes at most 256-wide heads)."""
+    compiled_upsample: Literal["phases", "stock"] = "phases"
+    """2x nearest upsampling + 3x3 convolution (VAE decoder, UNet) in the compiled graphs: one stride-2 transposed
+    convolution with 16/36 of the multiply-adds ("phases"), or the upsampling then the convolution ("stock")."""
     cache_references: Optional[bool] = None
     """Encode each distinct reference view once and reuse its latent across frames and fix rounds (keyed by
     content). None: on CUDA, off on CPU (where the eager path stays exactly as before)."""
@@ -235,6 +238,7 @@ class DifixFixer:
                     cache_dir=self.config.compile_cache_dir,
                     group_norm=self.config.compiled_group_norm,
                     wide_attention=self.config.compiled_wide_attention,
+                    upsample=self.config.compiled_upsample,
                 )
             except Exception as err:  # noqa: BLE001
                 self._fast_failed(err)

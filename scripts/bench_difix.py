@@ -5,7 +5,8 @@ GPU (the numbers for the README; about 4-5 minutes on an H200 with a cold compil
 
 CPU smoke run (tiny architecture, 64x96; the fast path runs its plumbing uncompiled; timings mean nothing):
     python scripts/bench_difix.py --smoke-cpu --out /tmp/bench_difix_smoke.json
-The fast path's compiled formulation (per-channel GroupNorm, two-GEMM VAE attention) against eager, float32 on the CPU
+The fast path's compiled formulation (per-channel GroupNorm, two-GEMM VAE attention, transposed-convolution upsampling
+with the decoder LoRA merged) against eager, float32 on the CPU
 (inductor's C++ backend; about 3 minutes on 2 cores; ``output_differences_on_0_1`` in the JSON):
     python scripts/bench_difix.py --smoke-cpu --smoke-compile --out /tmp/bench_difix_compiled_cpu.json
 
@@ -55,7 +56,8 @@ class BenchDifixConfig:
     """CPU smoke run: tiny architecture, 64x96, 1 iteration, fast path uncompiled"""
     smoke_compile: bool = False
     """with --smoke-cpu: compile the fast path on the CPU (batch 1, no reference; every VAE attention head through the
-    two GEMMs, the tiny model's being narrow) to compare its formulation with eager in float32"""
+    two GEMMs, the tiny model's being narrow; the decoder LoRA merged, as on CUDA, so its upsamplers take the
+    transposed convolution) to compare its formulation with eager in float32"""
     height: int = 576
     """image height"""
     width: int = 1024
@@ -84,6 +86,8 @@ class BenchDifixConfig:
     """GroupNorm in the fast path's compiled graphs (DifixFixerConfig.compiled_group_norm)"""
     wide_attention: Literal["matmul", "sdpa"] = "matmul"
     """the VAE's wide attention head in the fast path's compiled graphs (DifixFixerConfig.compiled_wide_attention)"""
+    upsample: Literal["phases", "stock"] = "phases"
+    """upsampling convolutions in the fast path's compiled graphs (DifixFixerConfig.compiled_upsample)"""
 
 
 def parse_args(argv=None) -> BenchDifixConfig:
@@ -333,14 +337,18 @@ def run_difix(bench: Bench, size: str, device: str, cuda: bool) -> None:
         fixer = DifixFixer.from_pipeline(pipe, dtype=dtype_name, compile=True, compile_min_frames=0,
                                          compile_cache_dir=args.compile_cache_dir,
                                          compiled_group_norm=args.group_norm,
-                                         compiled_wide_attention=args.wide_attention, **common)
+                                         compiled_wide_attention=args.wide_attention,
+                                         compiled_upsample=args.upsample, **common)
         if not cuda:  # smoke: the fast step's plumbing (reference latents, padding, x0 + decode), uncompiled
             from difix_ns.fixers.compiled import CompiledDifixStep
             from difix_ns.fixers.wide_attention import use_wide_head_attention
 
             step = CompiledDifixStep(fixer.pipeline, fixer.timestep, fixer.config.prompt, cuda_graphs=False,
                                      compile=args.smoke_compile, cache_dir=args.compile_cache_dir,
-                                     group_norm=args.group_norm, wide_attention=args.wide_attention)
+                                     group_norm=args.group_norm, wide_attention=args.wide_attention,
+                                     upsample=args.upsample)
+            if args.smoke_compile:  # as DifixFixer._prepare does on CUDA; the decoder's upsamplers then take the phases
+                fixer.pipeline.vae.merge_lora()
             if args.smoke_compile and args.wide_attention == "matmul":
                 use_wide_head_attention(fixer.pipeline.vae, wider_than=0)
             fixer.set_fast_step(step)
@@ -352,6 +360,7 @@ def run_difix(bench: Bench, size: str, device: str, cuda: bool) -> None:
             "compile_cache_dir": getattr(fast, "cache_dir", None) if fast else None,
             "group_norm": getattr(fast, "group_norm", None) if fast else None,
             "wide_attention": getattr(fast, "wide_attention", None) if fast else None,
+            "upsample": getattr(fast, "upsample", None) if fast else None,
             "reference_cache_hits": fixer.reference_cache.hits,
             "reference_cache_misses": fixer.reference_cache.misses,
         }

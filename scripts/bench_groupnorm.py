@@ -101,6 +101,26 @@ def median_ms(fn, inputs: tuple, warmup: int, iters: int, cuda: bool) -> float:
     return statistics.median(times)
 
 
+def measure_variant(fn, inputs: tuple, reference, warmup: int, iters: int, cuda: bool) -> dict:
+    """One benchmark row: median ms of ``fn(*inputs)`` (:func:`median_ms`), max / mean abs difference of its output
+    from ``reference`` and, on a GPU, peak memory; an error is recorded in the row instead of raised."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            ms = median_ms(fn, inputs, warmup, iters, cuda)
+            diff = (fn(*inputs).float() - reference).abs()
+        row = {"ms": round(ms, 4), "max_abs_diff_vs_fp32": diff.max().item(),
+               "mean_abs_diff_vs_fp32": diff.mean().item()}
+        if cuda:
+            row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        return row
+    except Exception as err:  # noqa: BLE001  (recorded; the other variants still run)
+        return {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+
+
 def parse_shape(text: str) -> tuple:
     try:
         c, h, w = (int(v) for v in text.lower().split("x"))
@@ -162,14 +182,9 @@ def main(argv=None) -> dict:
         gigabytes = 3 * x.numel() * x.element_size() / 1e9
         rows = {}
         for name, fn in variants.items():
-            try:
-                with torch.no_grad():
-                    ms = median_ms(fn, (x, weight, bias), args.warmup, args.iters, cuda)
-                    diff = (fn(x, weight, bias).float() - reference).abs().max().item()
-                rows[name] = {"ms": round(ms, 4), "gb_per_s": round(gigabytes / (ms / 1000), 1),
-                              "max_abs_diff_vs_fp32": diff}
-            except Exception as err:  # noqa: BLE001  (recorded; the other variants still run)
-                rows[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+            rows[name] = measure_variant(fn, (x, weight, bias), reference, args.warmup, args.iters, cuda)
+            if "ms" in rows[name]:
+                rows[name]["gb_per_s"] = round(gigabytes / (rows[name]["ms"] / 1000), 1)
             print(f"[groupnorm] {c}x{h}x{w} {name}: {rows[name]}", flush=True)
         result["shapes"][f"{c}x{h}x{w}"] = rows
         args.out.write_text(json.dumps(result, indent=2))

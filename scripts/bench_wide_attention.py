@@ -28,7 +28,7 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 if str(Path(__file__).resolve().parent) not in sys.path:  # bench_groupnorm's shared helpers
     sys.path.append(str(Path(__file__).resolve().parent))
-from bench_groupnorm import kernel_bench_device, median_ms  # noqa: E402
+from bench_groupnorm import kernel_bench_device, measure_variant  # noqa: E402
 
 
 @dataclass
@@ -106,18 +106,9 @@ def main(argv=None) -> dict:
         flop = 4 * batch * args.tokens**2 * args.head_dim
         rows = {}
         for name, fn in variants.items():
-            try:
-                with torch.no_grad():
-                    if cuda:
-                        torch.cuda.reset_peak_memory_stats()
-                    ms = median_ms(fn, (q, k, v), args.warmup, args.iters, cuda)
-                    diff = (fn(q, k, v).float() - reference).abs()
-                rows[name] = {"ms": round(ms, 4), "tflop_per_s": round(flop / (ms / 1000) / 1e12, 1),
-                              "max_abs_diff_vs_fp32": diff.max().item(), "mean_abs_diff_vs_fp32": diff.mean().item()}
-                if cuda:
-                    rows[name]["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-            except Exception as err:  # noqa: BLE001  (recorded; the other variants still run)
-                rows[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+            rows[name] = measure_variant(fn, (q, k, v), reference, args.warmup, args.iters, cuda)
+            if "ms" in rows[name]:
+                rows[name]["tflop_per_s"] = round(flop / (rows[name]["ms"] / 1000) / 1e12, 1)
             print(f"[wide_attention] batch {batch} {name}: {rows[name]}", flush=True)
         result["batches"][str(batch)] = rows
         args.out.write_text(json.dumps(result, indent=2))

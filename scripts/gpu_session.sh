@@ -25,6 +25,13 @@
 #             compiled step profiled with the fast path's kernels (profile_difix.py --modes compiled) until JOB_DEADLINE
 #   fastpath  Difix fast path vs eager vs plain diffusers (bench_difix.py: batch 1/8, V 0/1), then the compiled step
 #             profiled (profile_difix.py --modes compiled) until JOB_DEADLINE
+#   upsample  the upsampling convolutions as one stride-2 transposed convolution, alone at the decoder's shapes
+#             (bench_upsample_conv.py), then bench_difix.py without the V=1 rows (anchor, eager, fast b1/b8) until
+#             JOB_DEADLINE
+#   upsample_ab  the transposed-convolution upsampling alone, then the compiled step profiled with it and with the stock
+#             pair (same machine), then the fast path's batch-1 row until JOB_DEADLINE
+#   fastrefs  (warm, after `upsample`) bench_difix.py's V=1 rows (eager bf16, fast b1/b8) and the fast-vs-eager
+#             differences, then the batch-8 fast path with the stock upsampling (same machine, the A/B) until JOB_DEADLINE
 #   rounds    fix-round overhead of difix3d-splatfacto vs splatfacto (gpu_difix3d_splatfacto.py), ~2 min
 #   restorer  NiFi restorer trained from random initialisation, evaluated on entry-P10 (gpu_train_restorer_demo.py)
 #   parallel  $PARALLEL_JOBS (default: quality nifi restorer fixer) at once on the one GPU (each alone leaves most of an H200 idle), all
@@ -37,7 +44,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|kernels|fastpath|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|kernels|fastpath|upsample|upsample_ab|fastrefs|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -223,6 +230,40 @@ case "$job" in
     left=$(( deadline - $(date +%s) ))
     timeout "$left" python scripts/profile_difix.py --modes compiled --out "$OUT/profile_difix.json" \
       --compile-cache-dir /tmp/difix_compile_cache --budget-s 30 || true
+    ;;
+  upsample)
+    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
+    timeout 120 python scripts/bench_upsample_conv.py --out "$OUT/bench_upsample_conv.json" \
+      --compile-cache-dir /tmp/difix_compile_cache || true
+    left=$(( deadline - $(date +%s) ))
+    BENCH_BUDGET_S=$(( left - 120 ))  # a fast-path shape starting later could not compile (~100 s) before the deadline
+    timeout "$left" python scripts/bench_difix.py --out "$OUT/bench_difix.json" --refs 0 \
+      --compile-cache-dir /tmp/difix_compile_cache --budget-s "${BENCH_BUDGET_S:-300}" || true
+    ;;
+  upsample_ab)
+    # the transposed-convolution upsampling alone at the decoder's shapes, then the compiled step profiled (batch 8,
+    # with and without CUDA graphs) with it and with the stock pair, on the same machine (each compiles ~100 s cold),
+    # then the fast path's batch-1 row with it until JOB_DEADLINE
+    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
+    timeout 100 python scripts/bench_upsample_conv.py --out "$OUT/bench_upsample_conv.json" \
+      --compile-cache-dir /tmp/difix_compile_cache || true
+    timeout 170 python scripts/profile_difix.py --modes compiled --upsample phases \
+      --out "$OUT/profile_difix_phases.json" --compile-cache-dir /tmp/difix_compile_cache --budget-s 60 || true
+    timeout 170 python scripts/profile_difix.py --modes compiled --upsample stock \
+      --out "$OUT/profile_difix_stock.json" --compile-cache-dir /tmp/difix_compile_cache --budget-s 60 || true
+    left=$(( deadline - $(date +%s) ))
+    timeout "$left" python scripts/bench_difix.py --out "$OUT/bench_difix_b1.json" --refs 0 --batches 1 --no-anchor \
+      --no-eager --compile-cache-dir /tmp/difix_compile_cache --budget-s 30 || true
+    ;;
+  fastrefs)
+    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
+    left=$(( deadline - $(date +%s) ))
+    BENCH_BUDGET_S=$(( left - 230 ))  # room for the stock-upsampling shape after it
+    timeout "$left" python scripts/bench_difix.py --out "$OUT/bench_difix_refs.json" --refs 1 --no-anchor \
+      --eager-dtypes bfloat16 --compile-cache-dir /tmp/difix_compile_cache --budget-s "${BENCH_BUDGET_S:-300}" || true
+    left=$(( deadline - $(date +%s) ))
+    timeout "$left" python scripts/bench_difix.py --out "$OUT/bench_difix_stock_upsample.json" --refs 0 --batches 8 \
+      --no-anchor --no-eager --upsample stock --compile-cache-dir /tmp/difix_compile_cache --budget-s 30 || true
     ;;
   rounds)
     timeout 170 python scripts/gpu_difix3d_splatfacto.py --data .device/data/fox --downscale-factor 2 \

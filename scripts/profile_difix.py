@@ -86,6 +86,8 @@ class ProfileDifixConfig:
     """GroupNorm in the compiled mode's graphs (DifixFixerConfig.compiled_group_norm)"""
     wide_attention: Literal["matmul", "sdpa"] = "matmul"
     """the VAE's wide attention head in the compiled mode's graphs (DifixFixerConfig.compiled_wide_attention)"""
+    upsample: Literal["phases", "stock"] = "phases"
+    """upsampling convolutions in the compiled mode's graphs (DifixFixerConfig.compiled_upsample)"""
 
 
 def parse_args(argv=None) -> ProfileDifixConfig:
@@ -384,11 +386,11 @@ def run_mode(mode: str, fixer, x, args, cuda: bool, flops: Optional[dict]) -> di
     else:
         step = CompiledDifixStep(pipe, fixer.timestep, fixer.config.prompt, cuda_graphs=False, compile=cuda,
                                  cache_dir=args.compile_cache_dir, group_norm=args.group_norm,
-                                 wide_attention=args.wide_attention)
+                                 wide_attention=args.wide_attention, upsample=args.upsample)
         xd = x.to(fixer.dtype)
         call = functools.partial(step, xd)
         entry.update(memory_format="channels_last", compiled=cuda, cuda_graphs=False, cudnn_benchmark=True,
-                     group_norm=step.group_norm, wide_attention=step.wide_attention)
+                     group_norm=step.group_norm, wide_attention=step.wide_attention, upsample=step.upsample)
         if not cuda:
             entry["note"] = "CPU smoke: CompiledDifixStep uncompiled (its plumbing, channels_last + SDPA)"
     t0 = time.perf_counter()

@@ -252,6 +252,82 @@ def test_matmul_attention_is_softmax_attention():
     assert got.dtype == v.dtype and torch.allclose(got.double(), expected, atol=1e-5, rtol=0)
 
 
+def test_upsample_conv_by_phases_is_the_upsample_then_conv():
+    """The transposed-convolution formulation equals nearest 2x upsampling + a padded 3x3 convolution (float64:
+    exact up to rounding), at odd sizes, with and without bias, keeping channels_last."""
+    import torch.nn.functional as F
+
+    from difix_ns.fixers.upsample_conv import upsample_conv_by_phases
+
+    gen = torch.Generator().manual_seed(3)
+    for (n, c, o, h, w), with_bias in (((2, 5, 7, 6, 9), True), ((1, 3, 4, 1, 2), False)):
+        x = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64)
+        weight = torch.randn(o, c, 3, 3, generator=gen, dtype=torch.float64)
+        bias = torch.randn(o, generator=gen, dtype=torch.float64) if with_bias else None
+        expected = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)
+        got = upsample_conv_by_phases(x, weight, bias)
+        assert got.shape == (n, o, 2 * h, 2 * w) and torch.allclose(got, expected, atol=1e-12, rtol=0)
+    x = torch.randn(2, 4, 5, 3, generator=gen).contiguous(memory_format=torch.channels_last)
+    assert upsample_conv_by_phases(x, torch.randn(6, 4, 3, 3)).is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match=r"weight must be \[O, I, 3, 3\], got shape \(6, 4, 1, 1\)"):
+        upsample_conv_by_phases(x, torch.randn(6, 4, 1, 1))
+
+
+def test_phase_upsample_switch_keeps_eager_results_and_state(monkeypatch):
+    """use_phase_upsample changes only what compiled graphs compute, and only for the exact pattern: eager outputs
+    stay bit-identical, the state dict is unchanged, traced calls match the stock pair, a transposed-convolution
+    upsampler and a size other than 2x run stock, and "stock" switches back."""
+    import torch.nn.functional as F
+    from diffusers.models.upsampling import Upsample2D
+
+    from difix_ns.fixers.upsample_conv import CompiledUpsample2D, use_phase_upsample
+
+    torch.manual_seed(4)
+    plain, transposed = Upsample2D(8, use_conv=True), Upsample2D(8, use_conv_transpose=True)
+    model = torch.nn.ModuleList([plain, transposed])
+    x = torch.randn(2, 8, 5, 6).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        before, before_t, keys = plain(x), transposed(x), list(model.state_dict())
+        assert use_phase_upsample(model, "phases") == 2 and type(plain) is type(transposed) is CompiledUpsample2D
+        assert torch.equal(plain(x), before) and list(model.state_dict()) == keys
+        with monkeypatch.context() as patch:
+            _compiling(patch)
+            traced = plain(x)
+            assert torch.equal(transposed(x), before_t)
+            resized = plain.conv(F.interpolate(x, size=(11, 13), mode="nearest"))
+            assert torch.equal(plain(x, output_size=(11, 13)), resized)
+        assert torch.allclose(traced, before, atol=1e-5, rtol=0)
+        assert use_phase_upsample(model, "stock") == 2 and type(plain) is Upsample2D
+    with pytest.raises(ValueError, match="upsample kind must be one of phases, stock; got 'pixel_shuffle'"):
+        use_phase_upsample(model, "pixel_shuffle")
+
+
+def test_phase_upsample_in_the_decoder_only_once_its_lora_is_merged(pipe, monkeypatch):
+    """The Difix decoder's upsamplers are LoRA-wrapped convolutions: the phases apply once the adapter is merged (as
+    on the GPU fast path), and a traced decode then matches the eager one; unmerged they stay stock."""
+    from difix_ns.fixers.upsample_conv import phases_apply, use_phase_upsample
+
+    vae = pipe.vae
+    upsamplers = [m for m in vae.decoder.modules() if type(m).__name__.endswith("Upsample2D")]
+    assert use_phase_upsample(vae, "phases") == len(upsamplers) > 0
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(1, 3, 32, 48, generator=gen) * 2 - 1
+    try:
+        assert not any(phases_apply(m) for m in upsamplers)
+        vae.merge_lora()
+        assert all(phases_apply(m) for m in upsamplers)
+        with torch.no_grad():
+            posterior, skips = vae.encode_with_skips(x)
+            eager = vae.decode_with_skips(posterior.mode(), skips)
+            with monkeypatch.context() as patch:
+                _compiling(patch)
+                traced = vae.decode_with_skips(posterior.mode(), skips)
+        assert torch.allclose(traced, eager, atol=1e-4, rtol=0)
+    finally:
+        vae.unmerge_lora()
+        use_phase_upsample(vae, "stock")
+
+
 def test_fast_step_kernel_options(pipe, monkeypatch, tmp_path):
     """CompiledDifixStep names bad kernel options; compiled, its GroupNorms use the per-channel formulation (by
     default); uncompiled it leaves every module stock (nothing is traced)."""
@@ -259,17 +335,22 @@ def test_fast_step_kernel_options(pipe, monkeypatch, tmp_path):
 
     from difix_ns.fixers.compiled import CompiledDifixStep
     from difix_ns.fixers.group_norm import CompiledGroupNorm
+    from difix_ns.fixers.upsample_conv import CompiledUpsample2D
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # compile=True points inductor's cache somewhere
     compiled = CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False)  # compiles lazily: not called
     norms = [m for m in (*pipe.vae.modules(), *pipe.unet.modules()) if isinstance(m, nn.GroupNorm)]
-    assert (compiled.group_norm, compiled.wide_attention) == ("channel_stats", "matmul")
+    assert (compiled.group_norm, compiled.wide_attention, compiled.upsample) == ("channel_stats", "matmul", "phases")
     assert norms and all(type(m) is CompiledGroupNorm for m in norms)
+    assert any(type(m) is CompiledUpsample2D for m in pipe.vae.modules())
 
     with pytest.raises(ValueError, match="group_norm must be one of channel_stats, stock; got 'fast'"):
         CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False, group_norm="fast")
     with pytest.raises(ValueError, match="wide_attention must be one of matmul, sdpa; got 'flash'"):
         CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False, wide_attention="flash")
+    with pytest.raises(ValueError, match="upsample must be one of phases, stock; got 'bilinear'"):
+        CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False, upsample="bilinear")
     step = CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False)
-    assert (step.group_norm, step.wide_attention) == ("stock", "sdpa")
+    assert (step.group_norm, step.wide_attention, step.upsample) == ("stock", "sdpa", "stock")
+    assert not any(type(m) is CompiledUpsample2D for m in pipe.vae.modules())
     assert all(type(m) is nn.GroupNorm for m in pipe.vae.modules() if isinstance(m, nn.GroupNorm))

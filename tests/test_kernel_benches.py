@@ -39,6 +39,21 @@ def test_wide_attention_bench_rejects_bad_sizes(tmp_path):
     assert not out.exists()
 
 
+def test_upsample_conv_bench_smoke_compares_formulations(tmp_path):
+    out = tmp_path / "up.json"
+    load_script("bench_upsample_conv").main(["--smoke-cpu", "--out", str(out)])
+    rows = json.loads(out.read_text())["shapes"]["32x6x10_b2"]
+    assert set(rows) == {"eager", "stock_eager", "phases_eager", "stock_norm_eager", "phases_norm_eager"}
+    assert all(row["ms"] > 0 and row["max_abs_diff_vs_fp32"] < 1e-4 for row in rows.values())
+
+
+def test_upsample_conv_bench_rejects_channels_groupnorm_cannot_split(tmp_path):
+    out = tmp_path / "up.json"
+    with pytest.raises(SystemExit, match="multiple of 32"):
+        load_script("bench_upsample_conv").main(["--out", str(out), "--shapes", "48x8x8"])
+    assert not out.exists()
+
+
 def test_bench_difix_smoke_compile_needs_the_cpu_smoke_run():
     with pytest.raises(SystemExit, match="--smoke-compile needs --smoke-cpu"):
         load_script("bench_difix").parse_args(["--smoke-compile"])

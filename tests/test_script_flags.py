@@ -15,7 +15,7 @@ SOURCES = (ROOT / "scripts" / "gpu_session.sh", ROOT / "docs" / "gpu_results" / 
 EXPECTED = {"bench_difix3d_quality", "gpu_train_fixer_demo", "bench_nifi_splatfacto", "bench_difix",
             "gpu_difix3d_splatfacto", "bench_postfix_render", "gpu_train_restorer_demo", "gpu_rasterizer_parity",
             "bench_codec_vs_gsplat", "gpu_train_restorer", "bench_fixer", "rescore_renders", "bench_groupnorm",
-            "bench_wide_attention", "profile_difix"}
+            "bench_wide_attention", "profile_difix", "bench_upsample_conv"}
 
 
 class _Parsed(Exception):
@@ -80,7 +80,7 @@ def test_documented_invocations_parse():
     assert budget_only == [("bench_nifi_splatfacto_h100_nifi3_fox.json", "fox", 2, 7000),
                            ("bench_nifi_splatfacto_h100_nifi3_castle.json", "castle-P30", 1, 4000),
                            ("bench_nifi_splatfacto_h100_nifi3_herz.json", "Herz-Jesus-P25", 1, 4000)]
-    assert {c.budget_s for c in configs["bench_difix"]} == {200.0, 170.0, 240.0, 300.0}  # 300: fastpath default
+    assert {c.budget_s for c in configs["bench_difix"]} == {200.0, 170.0, 240.0, 300.0, 30.0}  # 300: "${BENCH_BUDGET_S:-300}"
     assert configs["gpu_train_fixer_demo"][0].work == Path("/tmp/fixer_demo_work")
 
 

@@ -9,8 +9,9 @@ reference *latents*, see ``reference_cache``) but
   GroupNorm+SiLU and the other elementwise work fuse into Triton kernels, 1x1 convolutions become matmuls;
 * GroupNorm computed from per-channel statistics in the compiled graphs (``group_norm="channel_stats"``, see
   ``group_norm``; "stock" keeps inductor's own), and the VAE's 512-wide attention head as two GEMMs around a float32
-  softmax (``wide_attention="matmul"``, see ``wide_attention``; "sdpa" keeps SDPA); eager calls of the same modules
-  are unchanged;
+  softmax (``wide_attention="matmul"``, see ``wide_attention``; "sdpa" keeps SDPA), and each 2x nearest upsampling
+  + 3x3 convolution as one stride-2 transposed convolution (``upsample="phases"``, see ``upsample_conv``;
+  "stock" keeps the pair); eager calls of the same modules are unchanged;
 * the whole step captured once per input shape as one CUDA graph (cuDNN algorithms picked by its benchmark mode
   during warm-up), so a frame is a single graph launch with no per-kernel CPU overhead.
 
@@ -134,6 +135,7 @@ class CompiledDifixStep:
         compile: bool = True,
         group_norm: str = "channel_stats",
         wide_attention: str = "matmul",
+        upsample: str = "phases",
     ):
         on_cuda = pipe.unet.device.type == "cuda"
         if cuda_graphs and not on_cuda:
@@ -149,7 +151,8 @@ class CompiledDifixStep:
         use_sdpa_attention(pipe.vae, pipe.unet)
         pipe.vae.to(memory_format=torch.channels_last)
         pipe.unet.to(memory_format=torch.channels_last)
-        self.group_norm, self.wide_attention = self._use_kernels(group_norm, wide_attention, compile)
+        self.group_norm, self.wide_attention, self.upsample = self._use_kernels(group_norm, wide_attention, upsample,
+                                                                               compile)
         self._encode, self._unet, self._decode = self._encode_eager, pipe.unet, self._decode_eager
         if compile:  # compile=False: the same step uncompiled (CPU tests of the plumbing, benchmarks' ablations)
             options = dict(INDUCTOR_OPTIONS)
@@ -160,24 +163,29 @@ class CompiledDifixStep:
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self._pool = None
 
-    def _use_kernels(self, group_norm: str, wide_attention: str, compile: bool) -> tuple[str, str]:
-        """Set the GroupNorm formulation and the VAE attention of the compiled graphs; returns what is in use."""
+    def _use_kernels(self, group_norm: str, wide_attention: str, upsample: str, compile: bool) -> tuple[str, str, str]:
+        """Set the GroupNorm formulation, the VAE attention and the upsampling convolutions of the compiled graphs;
+        returns what is in use."""
         from difix_ns.fixers.group_norm import GROUP_NORM_KINDS, use_compiled_group_norm
+        from difix_ns.fixers.upsample_conv import UPSAMPLE_KINDS, use_phase_upsample
         from difix_ns.fixers.wide_attention import WIDE_ATTENTION_KINDS, use_stock_attention, use_wide_head_attention
 
         if group_norm not in GROUP_NORM_KINDS:
             raise ValueError(f"group_norm must be one of {', '.join(GROUP_NORM_KINDS)}; got {group_norm!r}")
         if wide_attention not in WIDE_ATTENTION_KINDS:
             raise ValueError(f"wide_attention must be one of {', '.join(WIDE_ATTENTION_KINDS)}; got {wide_attention!r}")
+        if upsample not in UPSAMPLE_KINDS:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_KINDS)}; got {upsample!r}")
         if not compile:  # nothing is traced: the modules would behave as stock anyway
-            group_norm, wide_attention = "stock", "sdpa"
+            group_norm, wide_attention, upsample = "stock", "sdpa", "stock"
         for model in (self.pipe.vae, self.pipe.unet):
             use_compiled_group_norm(model, group_norm)
+            use_phase_upsample(model, upsample)
         if wide_attention == "matmul":
             use_wide_head_attention(self.pipe.vae)
         else:
             use_stock_attention(self.pipe.vae)
-        return group_norm, wide_attention
+        return group_norm, wide_attention, upsample
 
     # ------------------------------------------------------------------ the step (compiled pieces)
     def _encode_eager(self, x: torch.Tensor):
