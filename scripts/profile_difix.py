@@ -415,8 +415,8 @@ def run_mode(mode: str, fixer, x, args, cuda: bool, flops: Optional[dict]) -> di
             entry["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         if flops:
             for stage, info in entry["stages"].items():  # FLOP / ms / 1e9 = TFLOP/s
-                info["tflop_per_s"] = round(flops["flop_per_frame"][stage] / info["ms_per_frame"] / 1e9, 3)
-            entry["tflop_per_s"] = round(sum(flops["flop_per_frame"].values()) / entry["total_ms_per_frame"] / 1e9, 3)
+                info["tflop_per_s"] = significant(flops["flop_per_frame"][stage] / info["ms_per_frame"] / 1e9)
+            entry["tflop_per_s"] = significant(sum(flops["flop_per_frame"].values()) / entry["total_ms_per_frame"] / 1e9)
         if args.profile_iters:
             try:
                 entry["profile"] = profile(call, mode, args, cuda)
@@ -447,6 +447,11 @@ def profile(call, mode: str, args, cuda: bool) -> dict:
         prof.export_chrome_trace(str(path))
         tables["trace"] = str(path)
     return tables
+
+
+def significant(value: float, digits: int = 4) -> float:
+    """``value`` to ``digits`` significant digits (a tiny CPU model's rate, ~1e-3 TFLOP/s, must not round to 0)."""
+    return float(f"{value:.{digits}g}")
 
 
 def _error(err: Exception) -> str:
