@@ -4,7 +4,9 @@ Renders the same camera trajectory through ``nerfstudio.scripts.render._render_t
 ``ns-render camera-path|interpolate``) with the ns-difix-render hooks installed, once plain (``rgb``) and once
 post-fixed (``rgb_fixed``), for a tiny and an SD-Turbo-sized random-weight Difix (``difix_ns.testing``; random weights
 give timings only, not quality). ``postfix_ms_per_frame`` = fixed minus plain, per frame. The fixer-only time per
-frame (one ``DifixFixer.fix`` call per batch, CUDA-synchronised) is reported too.
+frame (one ``DifixFixer.fix`` call per batch, CUDA-synchronised) is reported too, and render + fix through the hook
+alone (no file writing), with the next batch rendered ahead (``render_plus_fix_*``, the default) and without
+(``render_plus_fix_not_ahead_*``).
 
 Scene: ``--load-config`` of an existing run, or a short splatfacto run trained here on ``--data`` (quarter-res fox).
 
@@ -256,15 +258,19 @@ def main() -> None:
                 # the same render again: every reference latent is cached now (the first pass encodes each new
                 # reference once), so the difference between the two is reference encoding
                 again_s = time_render(render_module, pipeline, cameras, ["rgb_fixed"], work / f"{size}_{batch}_again")
-            # render + post-fix through the hook alone (no video/image writing): the viewer's per-frame work
-            hook.plan(cameras)
-            sync()
-            start = time.perf_counter()
-            for i in range(n):
-                hook.get_outputs_for_camera(cameras[i : i + 1].to(device))
-            sync()
-            hook_s = time.perf_counter() - start
-            hook.plan(None)
+            # render + post-fix through the hook alone (no video/image writing), planned as ns-render plans it;
+            # once without and once with the next batch rendered while the current one is fixed (the default)
+            hook_s = {}
+            for ahead in (False, True):
+                hook.render_ahead = ahead
+                hook.plan(cameras)
+                sync()
+                start = time.perf_counter()
+                for i in range(n):
+                    hook.get_outputs_for_camera(cameras[i : i + 1].to(device))
+                sync()
+                hook_s[ahead] = time.perf_counter() - start
+                hook.plan(None)
             # fixer alone on a batch of renders of the same size
             fixer = hook.fixer
             images = torch.rand(batch, 3, args.height, args.width, device=device)
@@ -282,8 +288,10 @@ def main() -> None:
                 "ns_render_fps": round(n / fixed_s, 1),
                 "ns_render_refs_cached_ms_per_frame": round(again_s / n * 1000, 2),
                 "ns_render_refs_cached_fps": round(n / again_s, 1),
-                "render_plus_fix_ms_per_frame": round(hook_s / n * 1000, 2),
-                "render_plus_fix_fps": round(n / hook_s, 1),
+                "render_plus_fix_ms_per_frame": round(hook_s[True] / n * 1000, 2),
+                "render_plus_fix_fps": round(n / hook_s[True], 1),
+                "render_plus_fix_not_ahead_ms_per_frame": round(hook_s[False] / n * 1000, 2),
+                "render_plus_fix_not_ahead_fps": round(n / hook_s[False], 1),
                 "warmup_render_s": round(warm_s, 1),
                 "compiled": bool(shared.compiled),
                 "postfix_ms_per_frame": round((fixed_s - plain_s) / n * 1000, 2),

@@ -12,12 +12,18 @@ or retraining. When switched on (see :mod:`difix_ns.render.settings`) every rend
   (:meth:`DifixRenderHook.plan`): the first request renders the next ``batch_size`` planned cameras, fixes them in one
   call and hands out the remaining outputs from a prefetch cache, so ns-render's one-frame-at-a-time loop still
   fixes in batches.
+* Planned frames are rendered one batch ahead (``render_ahead``, on by default): right after batch ``k``'s fix is
+  queued, batch ``k+1`` is rendered and its reference images are loaded and resized. On CUDA that happens on a side
+  stream, so the rasterizer (whose tile sorting synchronises with its own stream) and the image loading overlap the
+  fix on the GPU instead of waiting for it; on the CPU it only changes the order of the same work. The outputs are
+  the same either way.
 """
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
 import torch
@@ -72,6 +78,16 @@ class _LRU(OrderedDict):
             self.popitem(last=False)
 
 
+@dataclass
+class _RenderedAhead:
+    """Planned frames rendered before they were asked for."""
+
+    frames: Dict[tuple, tuple]
+    """camera key -> (camera, outputs)"""
+    done: Optional[Any] = None
+    """CUDA event recorded after their side-stream work (None on the CPU)."""
+
+
 class DifixRenderHook:
     """Adds ``rgb_fixed`` to a model's ``get_outputs_for_camera``; see the module docstring."""
 
@@ -82,6 +98,7 @@ class DifixRenderHook:
         fixer_config: Optional["DifixFixerConfig"] = None,
         fixer_factory: Optional[Callable[[], "DifixFixer"]] = None,
         enabled: Optional[bool] = None,
+        render_ahead: bool = True,
     ):
         self.model = model
         self.references = references
@@ -89,6 +106,8 @@ class DifixRenderHook:
         self.fixer_factory = fixer_factory
         self.enabled = enabled
         """None: follow :func:`settings.render_fix_enabled` (and the viewer checkbox); True/False: force."""
+        self.render_ahead = render_ahead
+        """Render the next planned batch (and load its references) while the current one is being fixed."""
         self.viewer_enabled: Callable[[], bool] = lambda: False
         self.on_reference: Optional[Callable[[int, "Cameras"], None]] = None
         """Called with (training index, rendered camera) after every fix; the viewer shows the choice."""
@@ -101,6 +120,10 @@ class DifixRenderHook:
         self._plan: Optional["Cameras"] = None
         self._plan_pending = False
         self._prefetched: Dict[tuple, Dict[str, Tensor]] = {}
+        self._plan_key_list: List[tuple] = []
+        self._ahead: Optional[_RenderedAhead] = None
+        self._side_stream: Optional["torch.cuda.Stream"] = None
+        self.frames_rendered_ahead = 0
         self._ref_cache = _LRU(4096)  # camera key -> training index, "cached per frame"
         self._ref_images = _LRU(32)  # (training index, H, W) -> [3, H, W]
         self._lock = threading.RLock()  # viewer render threads and the main thread may both render
@@ -169,16 +192,82 @@ class DifixRenderHook:
         with self._lock:
             self._plan = cameras
             self._plan_keys = {}
+            self._plan_key_list = []
             self._plan_pending = cameras is not None
             self._prefetched.clear()
+            self._ahead = None
 
     def _planned_index(self, key: tuple) -> Optional[int]:
         if self._plan_pending and self._plan is not None:
             flat = self._plan.flatten() if len(self._plan.shape) > 1 else self._plan
             self._plan = flat
-            self._plan_keys = {camera_key(flat[i : i + 1]): i for i in range(flat.shape[0])}
+            self._plan_key_list = [camera_key(flat[i : i + 1]) for i in range(flat.shape[0])]
+            self._plan_keys = {k: i for i, k in enumerate(self._plan_key_list)}
             self._plan_pending = False
+            if self.references is not None and len(self.references) > 0 and flat.shape[0] > 0:
+                # every planned frame's reference in one query, read from the plan's own poses (the cameras
+                # handed to the renderer may live on the GPU, where each lookup would wait for the fixer)
+                nearest = self.references.nearest(flat.camera_to_worlds).tolist()
+                for k, ref in zip(self._plan_key_list, nearest):
+                    self._ref_cache.put(k, int(ref))
         return self._plan_keys.get(key)
+
+    def _planned_indices(self, start: int, stop: int) -> List[int]:
+        """Plan indices in ``[start, stop)`` whose outputs are not handed out yet."""
+        stop = min(stop, self._plan.shape[0]) if self._plan is not None else start
+        return [j for j in range(start, stop) if self._plan_key_list[j] not in self._prefetched]
+
+    def _render_device(self) -> torch.device:
+        device = getattr(self.model, "device", None)  # nerfstudio models: where their parameters are
+        return device if isinstance(device, torch.device) else torch.device("cpu")
+
+    def _render_batch_ahead(self, start: int, camera_device: Any, obb_box: Optional[Any], ready: Optional[Any]):
+        """Render the planned batch at ``start`` and load its reference images now (see the module docstring).
+
+        On CUDA the renders run on a side stream that first waits for ``ready`` (the main stream's state before
+        the fix was queued), so they overlap the fix. Reference images are loaded and resized on the CPU.
+        """
+        indices = self._planned_indices(start, start + self.batch_size)
+        if not indices:
+            return
+        stream = None
+        if ready is not None:
+            device = self._render_device()
+            if self._side_stream is None or self._side_stream.device != device:
+                self._side_stream = torch.cuda.Stream(device)
+            stream = self._side_stream
+            stream.wait_event(ready)
+        frames: Dict[tuple, tuple] = {}
+        with torch.cuda.stream(stream) if stream is not None else nullcontext():
+            for j in indices:
+                key = self._plan_key_list[j]
+                cam = self._plan[j : j + 1].to(camera_device)
+                frames[key] = (cam, self.original(cam, obb_box=obb_box))
+            done = None
+            if stream is not None:
+                done = torch.cuda.Event()
+                done.record(stream)
+        self._ahead = _RenderedAhead(frames, done)
+        self.frames_rendered_ahead += len(frames)
+        if getattr(self.fixer, "uses_references", False):  # CPU work while the GPU fixes
+            for key, (cam, out) in frames.items():
+                ref = self.reference_index(cam, key)
+                if ref is not None:
+                    self._reference_image(ref, *out["rgb"].shape[:2])
+
+    def _take_ahead(self, key: tuple) -> Optional[tuple]:
+        """(camera, outputs) of a frame rendered ahead, safe to use on the current stream; None if there is none."""
+        ahead = self._ahead
+        if ahead is None or key not in ahead.frames:
+            return None
+        cam, out = ahead.frames.pop(key)
+        if ahead.done is not None:
+            current = torch.cuda.current_stream(self._render_device())
+            current.wait_event(ahead.done)
+            for value in out.values():
+                if isinstance(value, Tensor) and value.is_cuda:
+                    value.record_stream(current)  # its memory is reused only after the current stream's use
+        return cam, out
 
     # ------------------------------------------------------------------ the wrapped call
 
@@ -192,19 +281,31 @@ class DifixRenderHook:
             key = camera_key(camera)
             if key in self._prefetched:
                 return self._prefetched.pop(key)
-            cams = [camera]
             index = self._planned_index(key)
-            if index is not None and self._plan is not None:
-                device = camera.camera_to_worlds.device
-                for j in range(index + 1, min(index + self.batch_size, self._plan.shape[0])):
-                    nxt = self._plan[j : j + 1].to(device)
-                    if camera_key(nxt) not in self._prefetched:
-                        cams.append(nxt)
-            outputs = [self.original(cam, obb_box=obb_box) for cam in cams]
-            keys = [key] + [camera_key(c) for c in cams[1:]]
+            indices = [index] if index is not None else []
+            if index is not None:
+                indices += self._planned_indices(index + 1, index + self.batch_size)
+            keys = [key] + [self._plan_key_list[j] for j in indices[1:]]
+            device = camera.camera_to_worlds.device
+            cams, outputs = [], []
+            for i, k in enumerate(keys):
+                frame = self._take_ahead(k)
+                if frame is None:
+                    cam = camera if i == 0 else self._plan[indices[i] : indices[i] + 1].to(device)
+                    frame = (cam, self.original(cam, obb_box=obb_box))
+                cams.append(camera if i == 0 else frame[0])
+                outputs.append(frame[1])
+            self._ahead = None  # frames rendered ahead but not in this batch: the caller skipped them
+            ahead = self.render_ahead and index is not None
+            ready = None
+            if ahead and self._render_device().type == "cuda":
+                ready = torch.cuda.Event()
+                ready.record(torch.cuda.current_stream(self._render_device()))
             self.add_fixed(cams, outputs, keys)
             for k, out in zip(keys[1:], outputs[1:]):
                 self._prefetched[k] = out
+            if ahead:
+                self._render_batch_ahead(index + self.batch_size, device, obb_box, ready)
             return outputs[0]
 
     # ------------------------------------------------------------------ fixing
