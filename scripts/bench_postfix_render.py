@@ -5,8 +5,8 @@ Renders the same camera trajectory through ``nerfstudio.scripts.render._render_t
 post-fixed (``rgb_fixed``), for a tiny and an SD-Turbo-sized random-weight Difix (``difix_ns.testing``; random weights
 give timings only, not quality). ``postfix_ms_per_frame`` = fixed minus plain, per frame. The fixer-only time per
 frame (one ``DifixFixer.fix`` call per batch, CUDA-synchronised) is reported too, and render + fix through the hook
-alone (no file writing), with the next batch rendered ahead (``render_plus_fix_*``, the default) and without
-(``render_plus_fix_not_ahead_*``).
+alone (no file writing), with the hook working one batch ahead (``render_plus_fix_*``, the default:
+``DifixRenderHook.work_ahead``) and without (``render_plus_fix_not_ahead_*``).
 
 Scene: ``--load-config`` of an existing run, or a short splatfacto run trained here on ``--data`` (quarter-res fox).
 
@@ -259,10 +259,10 @@ def main() -> None:
                 # reference once), so the difference between the two is reference encoding
                 again_s = time_render(render_module, pipeline, cameras, ["rgb_fixed"], work / f"{size}_{batch}_again")
             # render + post-fix through the hook alone (no video/image writing), planned as ns-render plans it;
-            # once without and once with the next batch rendered while the current one is fixed (the default)
+            # once without and once with the next batch rendered and queued while the current one is fixed (default)
             hook_s = {}
             for ahead in (False, True):
-                hook.render_ahead = ahead
+                hook.work_ahead = ahead
                 hook.plan(cameras)
                 sync()
                 start = time.perf_counter()

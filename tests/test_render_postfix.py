@@ -209,10 +209,10 @@ def test_hook_with_a_factory_built_fixer_batches_by_its_batch_size(tiny_fixer_co
     assert frames_per_call == [3, 3] and len(built) == 1
 
 
-def _logged_hook(tiny_fixer_config, fixer, render_ahead: bool):
+def _logged_hook(tiny_fixer_config, fixer, work_ahead: bool):
     """A hook (sharing ``fixer``) whose renders, fixer calls and reference loads are logged in one sequence."""
     model, hook, _ = _hook(tiny_fixer_config)
-    hook.render_ahead = render_ahead
+    hook.work_ahead = work_ahead
     log = []
     render = hook.original
     hook.original = lambda cam, obb_box=None: log.append(("render", round(float(cam.camera_to_worlds[0, 0, 3]), 1))) \
@@ -227,41 +227,44 @@ def _logged_hook(tiny_fixer_config, fixer, render_ahead: bool):
     return model, hook, log
 
 
-def test_hook_renders_the_next_batch_while_the_current_one_is_fixed(tiny_fixer_config):
-    """Planned frames are rendered one batch ahead: batch k+1 is rendered (and its reference loaded) right after
-    batch k's fix is queued, so on a GPU the two overlap. Each frame is still rendered once, every output is the
-    same as without rendering ahead, and frames the caller skips are not fixed."""
-    xs = [0.0, 0.2, 2.0, 2.2, 4.0]  # nearest training cameras (x = 0, 2, 4): 0, 0, 1, 1, 2
-    cams = _FakeCameras(torch.stack([_pose(0.0, x) for x in xs]) + 0.0)
+def test_hook_works_one_batch_ahead_with_the_same_outputs(tiny_fixer_config):
+    """With a plan, the frame handed out is from a batch whose successor is already rendered and queued for fixing
+    (on a GPU its fix runs on the fixer's stream while the caller uses the frames). Each frame is still rendered and
+    fixed once, every output is the same as without working ahead, and a jump in the plan skips nothing it needs."""
     from difix_ns.fixer import DifixFixer
 
+    xs = [0.0, 0.2, 2.0, 2.2, 4.0]  # nearest training cameras (x = 0, 2, 4): 0, 0, 1, 1, 2
+    cams = _FakeCameras(torch.stack([_pose(0.0, x) for x in xs]) + 0.0)
     fixer, results = DifixFixer(tiny_fixer_config), {}
-    for render_ahead in (False, True):
-        model, hook, log = _logged_hook(tiny_fixer_config, fixer, render_ahead)
+    for work_ahead in (False, True):
+        model, hook, log = _logged_hook(tiny_fixer_config, fixer, work_ahead)
         hook.plan(cams)
         first = hook.get_outputs_for_camera(cams[0:1])
-        if render_ahead:  # frames 2 and 3 rendered, their reference (training view 1) loaded, after the fix
+        if work_ahead:  # frames 2 and 3 rendered, their reference (training view 1) loaded and fixed, in advance
             assert log == [("render", 0.0), ("render", 0.2), ("load", 0), ("fix", 2),
-                           ("render", 2.0), ("render", 2.2), ("load", 1)]
-            assert hook.frames_rendered_ahead == 2 and hook.fix_calls == 1
+                           ("render", 2.0), ("render", 2.2), ("load", 1), ("fix", 2)]
+            assert hook.frames_fixed_ahead == 2 and hook.fix_calls == 2
+        else:
+            assert log == [("render", 0.0), ("render", 0.2), ("load", 0), ("fix", 2)]
         outs = [first] + [hook.get_outputs_for_camera(cams[i : i + 1]) for i in range(1, 5)]
-        assert model.renders == 5 and hook.fix_calls == 3
+        assert model.renders == 5 and hook.fix_calls == 3 and hook._prefetched == {}
         assert [e for e in log if e[0] == "render"] == [("render", x) for x in xs]
         assert sorted(i for kind, i in log if kind == "load") == [0, 1, 2]
-        results[render_ahead] = outs
-    assert hook.frames_rendered_ahead == 3
+        results[work_ahead] = outs
+    assert hook.frames_fixed_ahead == 3
     for plain, ahead in zip(results[False], results[True]):
         assert torch.equal(plain["rgb_fixed"], ahead["rgb_fixed"]) and torch.equal(plain["rgb"], ahead["rgb"])
 
-    # a caller that jumps ahead: frames rendered ahead for the skipped batch are dropped, never fixed
+    # a caller that jumps from frame 0 to frame 4: frame 4 is rendered and fixed on request; what was done ahead
+    # for the skipped frames waits in the prefetch cache until the plan ends
     model, hook, log = _logged_hook(tiny_fixer_config, fixer, True)
     hook.plan(cams)
     hook.get_outputs_for_camera(cams[0:1])
     out = hook.get_outputs_for_camera(cams[4:5])
     assert torch.equal(out["rgb_fixed"], results[False][4]["rgb_fixed"])
-    assert [e[1] for e in log if e[0] == "fix"] == [2, 1] and hook._ahead is None
+    assert [e[1] for e in log if e[0] == "fix"] == [2, 2, 1] and len(hook._prefetched) == 3
     hook.plan(None)
-    assert hook._prefetched == {} and hook._ahead is None
+    assert hook._prefetched == {}
 
 
 def test_hook_unplanned_small_frames_are_fixed_one_by_one(tiny_fixer_config):

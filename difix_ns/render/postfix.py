@@ -12,11 +12,11 @@ or retraining. When switched on (see :mod:`difix_ns.render.settings`) every rend
   (:meth:`DifixRenderHook.plan`): the first request renders the next ``batch_size`` planned cameras, fixes them in one
   call and hands out the remaining outputs from a prefetch cache, so ns-render's one-frame-at-a-time loop still
   fixes in batches.
-* Planned frames are rendered one batch ahead (``render_ahead``, on by default): right after batch ``k``'s fix is
-  queued, batch ``k+1`` is rendered and its reference images are loaded and resized. On CUDA that happens on a side
-  stream, so the rasterizer (whose tile sorting synchronises with its own stream) and the image loading overlap the
-  fix on the GPU instead of waiting for it; on the CPU it only changes the order of the same work. The outputs are
-  the same either way.
+* Planned frames are worked on one batch ahead (``work_ahead``, on by default): when a batch is handed out, the next
+  one is already rendered and its fix queued. On CUDA the fixer runs on its own stream, so the next batch's renders
+  (gsplat's tile sorting waits for its stream), the reference images' loading and the caller's own per-frame work
+  (ns-render's image writing) overlap the fix on the GPU instead of waiting for it. On the CPU only the order of the
+  same work changes. The outputs are the same either way.
 """
 from __future__ import annotations
 
@@ -79,13 +79,18 @@ class _LRU(OrderedDict):
 
 
 @dataclass
-class _RenderedAhead:
-    """Planned frames rendered before they were asked for."""
+class _Fixed:
+    """A planned frame's outputs with ``rgb_fixed`` (or queued to get it)."""
 
-    frames: Dict[tuple, tuple]
-    """camera key -> (camera, outputs)"""
+    outputs: Dict[str, Any]
     done: Optional[Any] = None
-    """CUDA event recorded after their side-stream work (None on the CPU)."""
+    """CUDA event recorded after its fix on the fixer's stream (None: fixed on the caller's stream)."""
+
+
+def _record_stream(outputs: Dict[str, Any], stream: Any) -> None:
+    for value in outputs.values():
+        if isinstance(value, Tensor) and value.is_cuda:
+            value.record_stream(stream)
 
 
 class DifixRenderHook:
@@ -98,7 +103,7 @@ class DifixRenderHook:
         fixer_config: Optional["DifixFixerConfig"] = None,
         fixer_factory: Optional[Callable[[], "DifixFixer"]] = None,
         enabled: Optional[bool] = None,
-        render_ahead: bool = True,
+        work_ahead: bool = True,
     ):
         self.model = model
         self.references = references
@@ -106,8 +111,8 @@ class DifixRenderHook:
         self.fixer_factory = fixer_factory
         self.enabled = enabled
         """None: follow :func:`settings.render_fix_enabled` (and the viewer checkbox); True/False: force."""
-        self.render_ahead = render_ahead
-        """Render the next planned batch (and load its references) while the current one is being fixed."""
+        self.work_ahead = work_ahead
+        """With a plan, render the next batch and queue its fix while the current one is handed out."""
         self.viewer_enabled: Callable[[], bool] = lambda: False
         self.on_reference: Optional[Callable[[int, "Cameras"], None]] = None
         """Called with (training index, rendered camera) after every fix; the viewer shows the choice."""
@@ -119,11 +124,12 @@ class DifixRenderHook:
         self._plan_keys: Dict[tuple, int] = {}
         self._plan: Optional["Cameras"] = None
         self._plan_pending = False
-        self._prefetched: Dict[tuple, Dict[str, Tensor]] = {}
+        self._prefetched: Dict[tuple, _Fixed] = {}
         self._plan_key_list: List[tuple] = []
-        self._ahead: Optional[_RenderedAhead] = None
-        self._side_stream: Optional["torch.cuda.Stream"] = None
-        self.frames_rendered_ahead = 0
+        self._launched_to = 0  # plan frames [.., _launched_to) are rendered and their fix queued
+        self._plan_device: Any = torch.device("cpu")
+        self._fix_stream: Optional["torch.cuda.Stream"] = None
+        self.frames_fixed_ahead = 0
         self._ref_cache = _LRU(4096)  # camera key -> training index, "cached per frame"
         self._ref_images = _LRU(32)  # (training index, H, W) -> [3, H, W]
         self._lock = threading.RLock()  # viewer render threads and the main thread may both render
@@ -195,7 +201,7 @@ class DifixRenderHook:
             self._plan_key_list = []
             self._plan_pending = cameras is not None
             self._prefetched.clear()
-            self._ahead = None
+            self._launched_to = 0
 
     def _planned_index(self, key: tuple) -> Optional[int]:
         if self._plan_pending and self._plan is not None:
@@ -221,53 +227,40 @@ class DifixRenderHook:
         device = getattr(self.model, "device", None)  # nerfstudio models: where their parameters are
         return device if isinstance(device, torch.device) else torch.device("cpu")
 
-    def _render_batch_ahead(self, start: int, camera_device: Any, obb_box: Optional[Any], ready: Optional[Any]):
-        """Render the planned batch at ``start`` and load its reference images now (see the module docstring).
-
-        On CUDA the renders run on a side stream that first waits for ``ready`` (the main stream's state before
-        the fix was queued), so they overlap the fix. Reference images are loaded and resized on the CPU.
-        """
-        indices = self._planned_indices(start, start + self.batch_size)
-        if not indices:
-            return
+    def _launch(self, indices: List[int], first: Optional["Cameras"], obb_box: Optional[Any]) -> None:
+        """Render planned frames ``indices`` (``first``: the caller's camera for the first one) on the current stream
+        and fix them; with ``work_ahead`` on CUDA the fix is queued on the fixer's own stream and not waited for."""
+        device = first.camera_to_worlds.device if first is not None else self._plan_device
+        cams = [first if (i == 0 and first is not None) else self._plan[j : j + 1].to(device)
+                for i, j in enumerate(indices)]
+        keys = [self._plan_key_list[j] for j in indices]
+        outputs = [self.original(cam, obb_box=obb_box) for cam in cams]
         stream = None
-        if ready is not None:
-            device = self._render_device()
-            if self._side_stream is None or self._side_stream.device != device:
-                self._side_stream = torch.cuda.Stream(device)
-            stream = self._side_stream
-            stream.wait_event(ready)
-        frames: Dict[tuple, tuple] = {}
+        if self.work_ahead and self._render_device().type == "cuda":
+            render_device = self._render_device()
+            if self._fix_stream is None or self._fix_stream.device != render_device:
+                self._fix_stream = torch.cuda.Stream(render_device)
+            stream = self._fix_stream
+            stream.wait_stream(torch.cuda.current_stream(render_device))  # the renders above are done there
+            for out in outputs:
+                _record_stream(out, stream)  # render memory is reused only after the fix has read it
         with torch.cuda.stream(stream) if stream is not None else nullcontext():
-            for j in indices:
-                key = self._plan_key_list[j]
-                cam = self._plan[j : j + 1].to(camera_device)
-                frames[key] = (cam, self.original(cam, obb_box=obb_box))
+            self.add_fixed(cams, outputs, keys)
             done = None
             if stream is not None:
                 done = torch.cuda.Event()
                 done.record(stream)
-        self._ahead = _RenderedAhead(frames, done)
-        self.frames_rendered_ahead += len(frames)
-        if getattr(self.fixer, "uses_references", False):  # CPU work while the GPU fixes
-            for key, (cam, out) in frames.items():
-                ref = self.reference_index(cam, key)
-                if ref is not None:
-                    self._reference_image(ref, *out["rgb"].shape[:2])
+        for k, out in zip(keys, outputs):
+            self._prefetched[k] = _Fixed(out, done)
+        self._launched_to = max(self._launched_to, (indices[-1] + 1) if indices else 0)
 
-    def _take_ahead(self, key: tuple) -> Optional[tuple]:
-        """(camera, outputs) of a frame rendered ahead, safe to use on the current stream; None if there is none."""
-        ahead = self._ahead
-        if ahead is None or key not in ahead.frames:
-            return None
-        cam, out = ahead.frames.pop(key)
-        if ahead.done is not None:
+    def _hand_out(self, fixed: "_Fixed") -> Dict[str, Any]:
+        """A fixed frame's outputs, safe to use on the current stream."""
+        if fixed.done is not None:
             current = torch.cuda.current_stream(self._render_device())
-            current.wait_event(ahead.done)
-            for value in out.values():
-                if isinstance(value, Tensor) and value.is_cuda:
-                    value.record_stream(current)  # its memory is reused only after the current stream's use
-        return cam, out
+            current.wait_event(fixed.done)
+            _record_stream(fixed.outputs, current)  # rgb_fixed was made on the fixer's stream
+        return fixed.outputs
 
     # ------------------------------------------------------------------ the wrapped call
 
@@ -279,34 +272,20 @@ class DifixRenderHook:
             return self.original(camera, obb_box=obb_box)
         with self._lock, torch.no_grad():
             key = camera_key(camera)
-            if key in self._prefetched:
-                return self._prefetched.pop(key)
             index = self._planned_index(key)
-            indices = [index] if index is not None else []
-            if index is not None:
-                indices += self._planned_indices(index + 1, index + self.batch_size)
-            keys = [key] + [self._plan_key_list[j] for j in indices[1:]]
-            device = camera.camera_to_worlds.device
-            cams, outputs = [], []
-            for i, k in enumerate(keys):
-                frame = self._take_ahead(k)
-                if frame is None:
-                    cam = camera if i == 0 else self._plan[indices[i] : indices[i] + 1].to(device)
-                    frame = (cam, self.original(cam, obb_box=obb_box))
-                cams.append(camera if i == 0 else frame[0])
-                outputs.append(frame[1])
-            self._ahead = None  # frames rendered ahead but not in this batch: the caller skipped them
-            ahead = self.render_ahead and index is not None
-            ready = None
-            if ahead and self._render_device().type == "cuda":
-                ready = torch.cuda.Event()
-                ready.record(torch.cuda.current_stream(self._render_device()))
-            self.add_fixed(cams, outputs, keys)
-            for k, out in zip(keys[1:], outputs[1:]):
-                self._prefetched[k] = out
-            if ahead:
-                self._render_batch_ahead(index + self.batch_size, device, obb_box, ready)
-            return outputs[0]
+            if index is None or self._plan is None:  # unplanned (the viewer): render and fix this frame now
+                outputs = [self.original(camera, obb_box=obb_box)]
+                self.add_fixed([camera], outputs, [key])
+                return outputs[0]
+            self._plan_device = camera.camera_to_worlds.device  # where the caller keeps its cameras
+            if key not in self._prefetched:
+                self._launch([index] + self._planned_indices(index + 1, index + self.batch_size), camera, obb_box)
+            if self.work_ahead and index >= self._launched_to - self.batch_size:  # in the last launched batch
+                ahead = self._planned_indices(self._launched_to, self._launched_to + self.batch_size)
+                if ahead:
+                    self._launch(ahead, None, obb_box)
+                    self.frames_fixed_ahead += len(ahead)
+            return self._hand_out(self._prefetched.pop(key))
 
     # ------------------------------------------------------------------ fixing
 
