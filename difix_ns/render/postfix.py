@@ -252,7 +252,8 @@ class DifixRenderHook:
                 done.record(stream)
         for k, out in zip(keys, outputs):
             self._prefetched[k] = _Fixed(out, done)
-        self._launched_to = max(self._launched_to, (indices[-1] + 1) if indices else 0)
+        if indices:
+            self._launched_to = indices[-1] + 1  # a caller that jumps back in the plan is worked ahead from there
 
     def _hand_out(self, fixed: "_Fixed") -> Dict[str, Any]:
         """A fixed frame's outputs, safe to use on the current stream."""
