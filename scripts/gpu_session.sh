@@ -186,7 +186,8 @@ case "$job" in
     ;;
   postfix)
     # post-fix fps inside ns-render alone, with the whole call: batch 8, then batch 1 (each shape compiles once, ~2 min
-    # on a fresh machine; the JSON is rewritten after every row, so a cut run keeps what it measured). Needs fox's
+    # on a fresh machine; the JSON is rewritten after every row, so a cut run keeps what it measured); the hook's
+    # render + fix is timed with and without working one batch ahead (DifixRenderHook.work_ahead). Needs fox's
     # images_4: the scene is a 300-step quarter-resolution splatfacto run trained first
     timeout "${JOB_SECONDS:-540}" python scripts/bench_postfix_render.py --data .device/data/fox --sizes real \
       --batch-sizes 8 1 --compile-cache-dir /tmp/difix_compile_cache --out "$OUT/bench_postfix_render.json" || true
