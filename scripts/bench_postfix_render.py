@@ -5,8 +5,9 @@ Renders the same camera trajectory through ``nerfstudio.scripts.render._render_t
 post-fixed (``rgb_fixed``), for a tiny and an SD-Turbo-sized random-weight Difix (``difix_ns.testing``; random weights
 give timings only, not quality). ``postfix_ms_per_frame`` = fixed minus plain, per frame. The fixer-only time per
 frame (one ``DifixFixer.fix`` call per batch, CUDA-synchronised) is reported too, and render + fix through the hook
-alone (no file writing), with the hook working one batch ahead (``render_plus_fix_*``, the default:
-``DifixRenderHook.work_ahead``) and without (``render_plus_fix_not_ahead_*``).
+alone (no file writing), with the hook working one batch ahead (``render_plus_fix_*``,
+``DifixRenderHook.work_ahead``) and without (``render_plus_fix_not_ahead_*``); ``--work-ahead`` (default) times the
+ns-render passes with it.
 
 Scene: ``--load-config`` of an existing run, or a short splatfacto run trained here on ``--data`` (quarter-res fox).
 
@@ -59,6 +60,9 @@ class PostfixRenderConfig:
     """fast path (--no-compile: eager fixer)"""
     log_recompiles: bool = True
     """print torch.compile's reason for every recompile (guard failures) to stderr"""
+    work_ahead: bool = True
+    """time the ns-render passes with the render hook working one batch ahead (DifixRenderHook.work_ahead; the hook
+    alone is timed both ways regardless)"""
     compile_cache_dir: Optional[str] = None
     """TORCHINDUCTOR_CACHE_DIR (share it with bench_difix.py so shapes it compiled load from disk)"""
 
@@ -245,6 +249,7 @@ def main() -> None:
             hook.enabled = True
             hook.fixer_config = None
             hook.fixer_factory = lambda: shared
+            hook.work_ahead = args.work_ahead
             with batched_rendering(render_module, [hook]):
                 t_warm = time.perf_counter()
                 # load + warm with exactly one batch: each new batch shape compiles for about two minutes on a GPU
@@ -271,6 +276,7 @@ def main() -> None:
                 sync()
                 hook_s[ahead] = time.perf_counter() - start
                 hook.plan(None)
+            hook.work_ahead = args.work_ahead
             # fixer alone on a batch of renders of the same size
             fixer = hook.fixer
             images = torch.rand(batch, 3, args.height, args.width, device=device)
@@ -292,6 +298,7 @@ def main() -> None:
                 "render_plus_fix_fps": round(n / hook_s[True], 1),
                 "render_plus_fix_not_ahead_ms_per_frame": round(hook_s[False] / n * 1000, 2),
                 "render_plus_fix_not_ahead_fps": round(n / hook_s[False], 1),
+                "ns_render_work_ahead": args.work_ahead,
                 "warmup_render_s": round(warm_s, 1),
                 "compiled": bool(shared.compiled),
                 "postfix_ms_per_frame": round((fixed_s - plain_s) / n * 1000, 2),

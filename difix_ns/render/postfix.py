@@ -12,8 +12,8 @@ or retraining. When switched on (see :mod:`difix_ns.render.settings`) every rend
   (:meth:`DifixRenderHook.plan`): the first request renders the next ``batch_size`` planned cameras, fixes them in one
   call and hands out the remaining outputs from a prefetch cache, so ns-render's one-frame-at-a-time loop still
   fixes in batches.
-* Planned frames are worked on one batch ahead (``work_ahead``, on by default): when a batch is handed out, the next
-  one is already rendered and its fix queued. On CUDA the fixer runs on its own stream, so the next batch's renders
+* Planned frames can be worked on one batch ahead (``work_ahead``; off by default until it is measured on a GPU):
+  when a batch is handed out, the next one is already rendered and its fix queued. On CUDA the fixer runs on its own stream, so the next batch's renders
   (gsplat's tile sorting waits for its stream), the reference images' loading and the caller's own per-frame work
   (ns-render's image writing) overlap the fix on the GPU instead of waiting for it. On the CPU only the order of the
   same work changes. The outputs are the same either way.
@@ -103,7 +103,7 @@ class DifixRenderHook:
         fixer_config: Optional["DifixFixerConfig"] = None,
         fixer_factory: Optional[Callable[[], "DifixFixer"]] = None,
         enabled: Optional[bool] = None,
-        work_ahead: bool = True,
+        work_ahead: bool = False,
     ):
         self.model = model
         self.references = references
@@ -112,7 +112,8 @@ class DifixRenderHook:
         self.enabled = enabled
         """None: follow :func:`settings.render_fix_enabled` (and the viewer checkbox); True/False: force."""
         self.work_ahead = work_ahead
-        """With a plan, render the next batch and queue its fix while the current one is handed out."""
+        """With a plan, render the next batch and queue its fix while the current one is handed out (off by default:
+        its CUDA path has not yet run on a GPU; ``scripts/bench_postfix_render.py`` times it with and without)."""
         self.viewer_enabled: Callable[[], bool] = lambda: False
         self.on_reference: Optional[Callable[[int, "Cameras"], None]] = None
         """Called with (training index, rendered camera) after every fix; the viewer shows the choice."""
