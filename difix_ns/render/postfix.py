@@ -132,7 +132,7 @@ class DifixRenderHook:
         self._fix_stream: Optional["torch.cuda.Stream"] = None
         self.frames_fixed_ahead = 0
         self._ref_cache = _LRU(4096)  # camera key -> training index, "cached per frame"
-        self._ref_images = _LRU(32)  # (training index, H, W) -> [3, H, W]
+        self._ref_images = _LRU(16)  # (training index, H, W, device) -> [3, H, W] on the render device
         self._lock = threading.RLock()  # viewer render threads and the main thread may both render
         self.last_reference: Optional[int] = None
         self.world_frame: Any = None
@@ -301,10 +301,16 @@ class DifixRenderHook:
         return self._ref_cache[key]
 
     def _reference_image(self, index: int, height: int, width: int) -> Tensor:
-        slot = (index, height, width)
+        """Training view ``index`` as [3, H, W], loaded once, then resized and kept where the renders are (a batch's
+        references are stacked there, with no host-side resize, stack or copy per batch)."""
+        device = self._render_device()
+        slot = (index, height, width, str(device))
         if slot not in self._ref_images:
-            self._ref_images.put(slot, self.references.image(index, height, width).permute(2, 0, 1))  # [3, H, W]
-        return self._ref_images[slot]
+            self._ref_images.put(slot, self.references.image(index, height, width, device=device).permute(2, 0, 1))
+        image = self._ref_images[slot]
+        if image.is_cuda:  # kept across batches and streams: its memory is reused only after this stream read it
+            image.record_stream(torch.cuda.current_stream(image.device))
+        return image
 
     def add_fixed(self, cameras: List["Cameras"], outputs: List[Dict[str, Any]], keys: Optional[List[tuple]] = None):
         """Set ``outputs[i]["rgb_fixed"]`` for every frame, fixing same-sized frames together in one batch."""
