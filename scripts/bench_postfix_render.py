@@ -263,19 +263,25 @@ def main() -> None:
                 # the same render again: every reference latent is cached now (the first pass encodes each new
                 # reference once), so the difference between the two is reference encoding
                 again_s = time_render(render_module, pipeline, cameras, ["rgb_fixed"], work / f"{size}_{batch}_again")
+                # and once more with work-ahead switched the other way (the A/B of ns-render itself)
+                hook.work_ahead = not args.work_ahead
+                other_s = time_render(render_module, pipeline, cameras, ["rgb_fixed"], work / f"{size}_{batch}_other")
+                hook.work_ahead = args.work_ahead
             # render + post-fix through the hook alone (no video/image writing), planned as ns-render plans it;
             # once without and once with the next batch rendered and queued while the current one is fixed (default)
-            hook_s = {}
+            hook_s, frames = {}, {}
             for ahead in (False, True):
                 hook.work_ahead = ahead
                 hook.plan(cameras)
                 sync()
                 start = time.perf_counter()
-                for i in range(n):
-                    hook.get_outputs_for_camera(cameras[i : i + 1].to(device))
+                fixed = [hook.get_outputs_for_camera(cameras[i : i + 1].to(device))["rgb_fixed"] for i in range(n)]
                 sync()
                 hook_s[ahead] = time.perf_counter() - start
+                frames[ahead] = torch.stack(fixed).float()
                 hook.plan(None)
+            ahead_diff = (frames[True] - frames[False]).abs().max().item()  # working ahead must not change a frame
+            del frames
             hook.work_ahead = args.work_ahead
             # fixer alone on a batch of renders of the same size
             fixer = hook.fixer
@@ -309,6 +315,8 @@ def main() -> None:
                 "render_plus_fix_not_ahead_ms_per_frame": round(hook_s[False] / n * 1000, 2),
                 "render_plus_fix_not_ahead_fps": round(n / hook_s[False], 1),
                 "ns_render_work_ahead": args.work_ahead,
+                "ns_render_refs_cached_other_work_ahead_ms_per_frame": round(other_s / n * 1000, 2),
+                "work_ahead_max_abs_diff": ahead_diff,
                 "warmup_render_s": round(warm_s, 1),
                 "compiled": bool(shared.compiled),
                 "postfix_ms_per_frame": round((fixed_s - plain_s) / n * 1000, 2),
