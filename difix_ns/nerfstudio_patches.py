@@ -46,6 +46,13 @@ patch is installed by :mod:`nifi_ns.nerfstudio_patches` and listed here too.
    ``safe_config.CONFIG_OVERRIDES`` entry that sets them on the run's ``pipeline.restorer``. *Why:* stock ns-eval
    parses only three options. *When:* ``nifi_ns.nerfstudio_patches.install_for_method_configs`` (import of the
    ``nifi-splatfacto`` method config).
+8. **Quicker start of every ``ns-*`` command** (:mod:`difix_ns.nerfstudio.external_methods`). *What:*
+   ``ExternalMethodDummyTrainerConfig.__post_init__`` checks its caller's name with ``sys._getframe`` instead of
+   ``inspect.stack()``; any other caller still gets nerfstudio's own ``__post_init__``. *Why:* nerfstudio builds 26
+   of those configs while importing its method configs, and ``inspect.stack()`` reads every frame's source: ~3.5 s of
+   each ``ns-*`` start on a 2-core CPU. *When:* :func:`install_for_method_configs` of the ``difix3d*`` method
+   configs only: nerfstudio imports every method-config entry point of this distribution (``nifi-splatfacto``'s
+   too) before it builds those configs, so one install covers every ``ns-*`` command.
 
 Not patches (extension points used as designed; nothing is changed for other code): the datamanagers' ``__init__``
 (:mod:`difix_ns.nerfstudio.datamanager`) calls nerfstudio's own and turns its ``--eval-mode filename`` ``ValueError``
@@ -66,6 +73,7 @@ __all__ = [
     "install_cpu_support_if_available",
     "install_for_method_configs",
     "install_ns_render_help",
+    "install_quick_external_method_check",
     "install_torchvision_offline_fallback",
 ]
 
@@ -110,7 +118,17 @@ def install_ns_render_help() -> None:
     install()
 
 
+def install_quick_external_method_check() -> None:
+    """Patch 8: nerfstudio's external-method check without ``inspect.stack()`` (every ``ns-*`` start)."""
+    from difix_ns.nerfstudio.external_methods import install
+
+    install()
+
+
 def install_for_method_configs() -> None:
-    """What the ``difix3d*`` method configs install on import (patches 3, 4 and 5)."""
+    """What the ``difix3d*`` method configs install on import (patches 3, 4, 5 and 8)."""
     install_cpu_support_if_available()
     install_ns_render_help()
+    # installed here only: nerfstudio loads all three method-config entry points of this distribution (the nifi one
+    # too) before it builds the external-method placeholders, so NiFi's ns-* commands start quickly as well
+    install_quick_external_method_check()

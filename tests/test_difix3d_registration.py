@@ -80,3 +80,26 @@ def test_method_defaults_follow_upstream():
     from difix_ns.nerfstudio.pipeline import Difix3DPipelineConfig
 
     assert Difix3DPipelineConfig().fixer is not Difix3DPipelineConfig().fixer
+
+
+def test_external_method_check_is_quick_and_keeps_the_install_offer(monkeypatch):
+    """Patch 8 (difix_ns.nerfstudio_patches): once nerfstudio has imported the plugin's method configs, its 26
+    external-method placeholders are built silently WITHOUT ``inspect.stack()`` (seconds of every ``ns-*`` start);
+    a placeholder built from anywhere else (the command line) still gets nerfstudio's install offer."""
+    import inspect
+
+    import nerfstudio.configs.method_configs  # noqa: F401  (discovers the plugin's entry points: installs patch 8)
+    from nerfstudio.configs import external_methods as em
+
+    assert getattr(em.ExternalMethodDummyTrainerConfig.__post_init__, "_difix_quick_check", False)
+    with monkeypatch.context() as m:
+        m.setattr(inspect, "stack", lambda *a, **k: pytest.fail("inspect.stack() ran in get_external_methods"))
+        configs, _ = em.get_external_methods()
+    assert len(configs) == sum(len(method.configurations) for method in em.external_methods) >= 20
+
+    asked = []
+    monkeypatch.setattr(em.Confirm, "ask", lambda *a, **k: asked.append(a) or False)
+    method = next(method for method in em.external_methods if method.pip_package)
+    with pytest.raises(SystemExit) as exit_info:
+        em.ExternalMethodDummyTrainerConfig(method_name=method.configurations[0][0], method=method)
+    assert exit_info.value.code == 0 and len(asked) == 1  # nerfstudio's own "install it now?" question

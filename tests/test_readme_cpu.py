@@ -6,7 +6,7 @@ Markers (see README "A first run on a CPU"):
   order, in one shared empty folder, with ``bash -e``; each must exit 0 without a traceback. It sets what the
   README tells users to set: ``DATA``, here the fox scene of the shared data folder (``../shared/data/fox``:
   ``transforms.json`` + ``images_4/``). Like the other subprocess tests it also puts this checkout first on
-  ``PYTHONPATH`` and runs one BLAS thread per process (``difix_ns.render.testing.cpu_env``).
+  ``PYTHONPATH`` and runs two BLAS threads per process (``difix_ns.render.testing.cpu_env``).
 - ``<!-- gpu-only: REASON -->``: needs CUDA, hub weights or hours of training; the CPU form is a ``cpu-test`` block.
 - ``<!-- not-run: REASON -->``: installs packages, runs the whole suite or names placeholder data; REASON says
   where it is covered instead.
@@ -73,7 +73,7 @@ def cpu_blocks_run(tmp_path_factory):
     from difix_ns.render.testing import cpu_env
 
     work = tmp_path_factory.mktemp("readme_cpu")
-    env = cpu_env(work)  # one BLAS thread per process and no torch.compile: the suite shares 2 cores
+    env = cpu_env(work)  # two BLAS threads (the 2 cores; this process waits) and no torch.compile
     env.update(DATA=str(FOX.resolve()), PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p))
     env.pop("DIFIX_NS_DEBUG", None)
     results = []

@@ -1,6 +1,9 @@
 """STOCK ``ns-render interpolate|dataset|camera-path --rendered-output-names rgb rgb_fixed`` on a difix3d-splatfacto
-run (CPU, tiny random-weight fixer): both panels / both folders are written. Also the viewer's novel-view pool
-source (the run's persisted fix round) and its frustum drawing.
+run (CPU, tiny random-weight fixer): both panels / both folders are written. ``interpolate`` runs as the console
+script (a subprocess); ``dataset`` and ``camera-path`` call the same console-script function in-process (its
+``sys.argv``, tyro parsing and ``main``), sparing two process starts of several seconds each (the README's CPU test
+runs ``ns-render dataset`` as a console script). Also the viewer's novel-view pool source (the run's persisted fix
+round) and its frustum drawing.
 
 Requires the plugin pipeline to install the render hook (``install_render_fix`` at the end of
 ``Difix3DPipeline.__init__``; see docs/difix3d_plus.md).
@@ -8,6 +11,7 @@ Requires the plugin pipeline to install the render hook (``install_render_fix`` 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -33,7 +37,21 @@ def _two_panels(path: Path) -> None:
     assert np.abs(frame[:, :w].astype(int) - frame[:, w:].astype(int)).mean() > 2.0
 
 
-def test_stock_ns_render_outputs_rgb_fixed(plugin_run):
+def _ns_render_in_process(monkeypatch, args: list) -> None:
+    """``ns-render ARGS`` in this process: the console script's own function, ``sys.argv`` as the shell sets it
+    (the render hook reads ``rgb_fixed`` from the command line) and the process-level render switch as a fresh
+    process has it (in-process tools of other tests, e.g. difix-trajectory, set it)."""
+    from nerfstudio.scripts.render import entrypoint
+
+    from difix_ns.render import settings
+
+    monkeypatch.setattr(sys, "argv", ["ns-render", *args])
+    monkeypatch.setattr(settings, "_enabled", None)
+    monkeypatch.setattr(settings, "_fixer_config", None)
+    entrypoint()
+
+
+def test_stock_ns_render_outputs_rgb_fixed(plugin_run, monkeypatch):
     work, env, config = plugin_run
     common = ["--load-config", str(config), "--rendered-output-names", "rgb", "rgb_fixed", "--image-format", "png"]
 
@@ -43,8 +61,11 @@ def test_stock_ns_render_outputs_rgb_fixed(plugin_run):
     assert frames
     _two_panels(frames[0])
 
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("PATH", env["PATH"])  # the ffmpeg that ns-render's camera-path checks for (cpu_env)
+    monkeypatch.delenv("DIFIX_RENDER_FIX", raising=False)  # as in the subprocesses' cpu_env
     # (no --downscale-factor for dataset: it would select the dataparser's images_<n> folder)
-    rt.run(["ns-render", "dataset", *common, "--split", "test", "--output-path", str(work / "dataset")], env, work)
+    _ns_render_in_process(monkeypatch, ["dataset", *common, "--split", "test", "--output-path", str(work / "dataset")])
     plain = sorted((work / "dataset" / "test" / "rgb").glob("*.png"))
     fixed = sorted((work / "dataset" / "test" / "rgb_fixed").glob("*.png"))
     assert plain and [p.name for p in plain] == [p.name for p in fixed]
@@ -57,8 +78,8 @@ def test_stock_ns_render_outputs_rgb_fixed(plugin_run):
     cam_json = work / "camera_path.json"
     cam_json.write_text(json.dumps({"render_height": 120, "render_width": 68, "seconds": 1.0,
                                     "camera_type": "perspective", "camera_path": path}))
-    rt.run(["ns-render", "camera-path", *common, "--camera-path-filename", str(cam_json), "--output-format",
-            "images", "--output-path", str(work / "campath")], env, work)
+    _ns_render_in_process(monkeypatch, ["camera-path", *common, "--camera-path-filename", str(cam_json),
+                                        "--output-format", "images", "--output-path", str(work / "campath")])
     shots = sorted((work / "campath").glob("*.png"))
     assert len(shots) == len(path)
     _two_panels(shots[0])

@@ -29,23 +29,37 @@ def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0, mask: Tensor | N
     return (10 * torch.log10(data_range**2 / mse)).float()
 
 
-def _gaussian_window(size: int, sigma: float, dtype, device) -> Tensor:
-    x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+def _gaussian_taps(size: int, sigma: float) -> list:
+    """The 1-D Gaussian whose outer product with itself is the SSIM window (float64, sums to 1)."""
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
+    return (g / g.sum()).tolist()
+
+
+def _gaussian_blur_valid(x: Tensor, taps: list) -> Tensor:
+    """``x`` [..., H, W] filtered with the separable window ``taps x taps`` (no padding): [..., H-k+1, W-k+1].
+
+    Two 1-D passes of shifted, weighted in-place sums: on a CPU this is ~30x faster than the equivalent grouped
+    11x11 ``conv2d`` in float64 (which has no fast kernel there) and agrees with it to ~1e-15."""
+    k = len(taps)
+    h, w = x.shape[-2] - k + 1, x.shape[-1] - k + 1
+    rows = x[..., 0:h, :] * taps[0]
+    for i in range(1, k):
+        rows.add_(x[..., i : i + h, :], alpha=taps[i])
+    out = rows[..., :, 0:w] * taps[0]
+    for i in range(1, k):
+        out.add_(rows[..., :, i : i + w], alpha=taps[i])
+    return out
 
 
 def ssim(pred: Tensor, target: Tensor, data_range: float = 1.0, kernel_size: int = 11, sigma: float = 1.5) -> Tensor:
     """Structural similarity per image, ``[B]`` (torchmetrics / nerfstudio convention, see module doc)."""
     check_image_pair(pred, target, "ssim")
     x, y = pred.double(), target.double()
-    c = x.shape[1]
     pad = (kernel_size - 1) // 2
-    window = _gaussian_window(kernel_size, sigma, x.dtype, x.device).expand(c, 1, kernel_size, kernel_size)
     x, y = F.pad(x, (pad,) * 4, mode="reflect"), F.pad(y, (pad,) * 4, mode="reflect")
-    stack = torch.cat([x, y, x * x, y * y, x * y])  # one grouped conv for all five local statistics
-    mu_x, mu_y, xx, yy, xy = F.conv2d(stack, window, groups=c).split(x.shape[0])
+    stack = torch.cat([x, y, x * x, y * y, x * y])  # one filtering pass for all five local statistics
+    mu_x, mu_y, xx, yy, xy = _gaussian_blur_valid(stack, _gaussian_taps(kernel_size, sigma)).split(x.shape[0])
     var_x, var_y, cov = (xx - mu_x**2).clamp(min=0), (yy - mu_y**2).clamp(min=0), xy - mu_x * mu_y
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
