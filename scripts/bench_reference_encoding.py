@@ -17,7 +17,6 @@ Random weights in the real SD-Turbo-sized architecture: timings only.
     python scripts/bench_reference_encoding.py --out $OUT/bench_reference_encoding.json \
         --compile-cache-dir /tmp/difix_compile_cache
 """
-from __future__ import annotations
 
 import importlib.util
 import json
@@ -26,7 +25,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import tyro
 
@@ -56,7 +55,12 @@ def time_ms(fn: Callable[[], object], warmup: int, iters: int) -> float:
     return (time.perf_counter() - start) / iters * 1000
 
 
-def main(args: ReferenceEncodingBenchConfig) -> None:
+def parse_args(argv: Optional[List[str]] = None) -> ReferenceEncodingBenchConfig:
+    return tyro.cli(ReferenceEncodingBenchConfig, args=argv)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
     if args.compile_cache_dir:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(args.compile_cache_dir).resolve())
     import torch
@@ -116,4 +120,4 @@ def main(args: ReferenceEncodingBenchConfig) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(ReferenceEncodingBenchConfig))
+    main()
