@@ -32,12 +32,18 @@ import tyro
 
 @dataclass
 class ReferenceEncodingBenchConfig:
+    """Options of the reference-encoding benchmark."""
+
     out: Path
     """JSON file (rewritten after every row)."""
     height: int = 576
+    """image height of the reference views"""
     width: int = 1024
+    """image width of the reference views"""
     warmup: int = 2
+    """untimed calls before each timed row"""
     iters: int = 10
+    """timed calls per row"""
     compile_cache_dir: Optional[str] = None
     """TORCHINDUCTOR_CACHE_DIR for this run (share it with the other benchmarks)."""
 
