@@ -202,17 +202,28 @@ class DifixFixer:
         return self._ref_cache
 
     def _reference_latents(self, refs: torch.Tensor, size8: tuple[int, int]) -> torch.Tensor:
-        """[b,V,3,H,W] in [0,1] -> cached latents [b,V,4,h,w] (each view resized and encoded alone)."""
+        """[b,V,3,H,W] in [0,1] -> cached latents [b,V,4,h,w] (each view resized and encoded alone): by the fast
+        path's compiled encoder once the fast path is built (``CompiledDifixStep.encode_reference``), else eagerly."""
+        step = self._fast if self._fast not in (None, False) and not self._force_eager else None
+        encode_fast = getattr(step, "encode_reference", None)
+        if encode_fast is not None:
+            try:
+                return self._cached_latents(refs, size8, encode_fast, "fast path")
+            except Exception as err:  # noqa: BLE001  (compile errors of any kind: eager from now on)
+                self._fast_failed(err)
+        return self._cached_latents(refs, size8, self.pipeline.encode_latents, "eager")
+
+    def _cached_latents(self, refs: torch.Tensor, size8: tuple[int, int], encode_latents, encoder: str) -> torch.Tensor:
         from difix_ns.fixers.reference_cache import ReferenceLatentCache
 
         pipe = self.pipeline
 
         def encode(view: torch.Tensor) -> torch.Tensor:
-            x = resize_tensor(view.to(self.device, torch.float32), size8) * 2 - 1
-            return pipe.encode_latents(x)
+            return encode_latents(resize_tensor(view.to(self.device, torch.float32), size8) * 2 - 1)
 
         b, v = refs.shape[:2]
-        context = (id(pipe), str(pipe.model_dtype), tuple(size8))
+        # the encoder is part of the key: a hit returns what the same encoder computes again, bit for bit
+        context = (id(pipe), str(pipe.model_dtype), tuple(size8), encoder)
         cache = self.reference_cache if self.caches_references else ReferenceLatentCache(0)
         latents = cache.latents(refs.reshape(b * v, *refs.shape[2:]), context, encode)
         return latents.reshape(b, v, *latents.shape[1:])

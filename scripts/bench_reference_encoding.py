@@ -10,7 +10,10 @@ first ``ns-render`` pass over a trajectory much slower than the second. This ben
 * ``compiled_b1`` / ``compiled_b8``: the fast path's own compiled encoder (``CompiledDifixStep``'s), per view;
   ``first_call_s`` is its compile time;
 * ``compiled_b8_batch_independence_max_abs``: the latent of one view encoded in a batch of 8 different views
-  against the same view in a batch of 8 copies of itself (0 means a latent does not depend on its batch).
+  against the same view in a batch of 8 copies of itself (0 means a latent does not depend on its batch);
+* ``encode_reference_*``: ``CompiledDifixStep.encode_reference``, what the fast path now encodes a new reference
+  with (the encoder compiled for one view, without the decoder skips); ``first_call_s`` is its compile time, and
+  ``encode_reference_repeat_max_abs`` must be 0 (the reference cache hands out a first result as a recomputation).
 
 Random weights in the real SD-Turbo-sized architecture: timings only.
 
@@ -119,7 +122,14 @@ def main(argv: Optional[List[str]] = None) -> None:
         alone = step._encode(views[:1].expand(8, -1, -1, -1).to(torch.bfloat16)
                              .contiguous(memory_format=torch.channels_last))[0][:1]
         save("compiled_b8_batch_independence_max_abs", float((mixed.float() - alone.float()).abs().max()))
+        start = time.perf_counter()
+        first = step.encode_reference(one)
+        torch.cuda.synchronize()
+        save("encode_reference_first_call_s", round(time.perf_counter() - start, 1))
+        save("encode_reference_ms", round(time_ms(lambda: step.encode_reference(one), args.warmup, args.iters), 2))
+        save("encode_reference_repeat_max_abs", float((step.encode_reference(one).float() - first.float()).abs().max()))
         eager = pipe.encode_latents(one)
+        save("encode_reference_vs_eager_latent_max_abs", float((first.float() - eager.float()).abs().max()))
         save("compiled_vs_eager_b1_latent_max_abs", float((step._encode(views[:1].to(torch.bfloat16).contiguous(
             memory_format=torch.channels_last))[0].float() - eager.float()).abs().max()))
     save("peak_mem_gib", round(torch.cuda.max_memory_allocated() / 2**30, 2))

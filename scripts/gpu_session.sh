@@ -32,6 +32,11 @@
 #             pair (same machine), then the fast path's batch-1 row until JOB_DEADLINE
 #   fastrefs  (warm, after `upsample`) bench_difix.py's V=1 rows (eager bf16, fast b1/b8) and the fast-vs-eager
 #             differences, then the batch-8 fast path with the stock upsampling (same machine, the A/B) until JOB_DEADLINE
+#   refenc    a reference's first use: the VAE encoder eager / compiled / the fast path's encode_reference
+#             (bench_reference_encoding.py), then post-fix fps in ns-render at batch 8 (bench_postfix_render.py: new
+#             references through encode_reference, work-ahead A/B in ns-render and in the hook), ~6 min cold
+#   tuning    the batch-8 fast path (bench_difix.py, V=0) with inductor's defaults, then with coordinate-descent
+#             tuning of its Triton kernels (TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1), separate compile caches
 #   rounds    fix-round overhead of difix3d-splatfacto vs splatfacto (gpu_difix3d_splatfacto.py), ~2 min
 #   restorer  NiFi restorer trained from random initialisation, evaluated on entry-P10 (gpu_train_restorer_demo.py)
 #   parallel  $PARALLEL_JOBS (default: quality nifi restorer fixer) at once on the one GPU (each alone leaves most of an H200 idle), all
@@ -44,7 +49,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|kernels|fastpath|upsample|upsample_ab|fastrefs|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|kernels|fastpath|upsample|upsample_ab|fastrefs|refenc|tuning|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -183,6 +188,23 @@ case "$job" in
     # LPIPS-vgg / DISTS of a `nifi_budget` call's renders (same warm machine, VGG16 weights carried as for
     # rescore_nifi3); one tar, $OUT/nifi_budget_rescored.tar.gz
     rescore_renders_of nifi_budget
+    ;;
+  refenc)
+    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
+    timeout 150 python scripts/bench_reference_encoding.py --out "$OUT/bench_reference_encoding.json" \
+      --compile-cache-dir /tmp/difix_compile_cache || true
+    left=$(( deadline - $(date +%s) ))
+    timeout "$left" python scripts/bench_postfix_render.py --data .device/data/fox --sizes real --batch-sizes 8 \
+      --compile-cache-dir /tmp/difix_compile_cache --out "$OUT/bench_postfix_render.json" || true
+    ;;
+  tuning)
+    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
+    timeout 200 python scripts/bench_difix.py --out "$OUT/bench_difix_default.json" --no-anchor --no-eager \
+      --batches ${TUNING_BATCHES:-8} --refs ${TUNING_REFS:-0} --compile-cache-dir /tmp/difix_compile_cache --budget-s 60 || true
+    left=$(( deadline - $(date +%s) ))
+    TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 timeout "$left" python scripts/bench_difix.py \
+      --out "$OUT/bench_difix_coordinate_descent.json" --no-anchor --no-eager --batches ${TUNING_BATCHES:-8} \
+      --refs ${TUNING_REFS:-0} --compile-cache-dir /tmp/difix_compile_cache_cdt --budget-s 60 || true
     ;;
   postfix)
     # post-fix fps inside ns-render alone, with the whole call: batch 8, then batch 1 (each shape compiles once, ~2 min

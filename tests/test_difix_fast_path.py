@@ -59,11 +59,19 @@ class _Broken:
         raise RuntimeError("inductor exploded\nlong traceback text")
 
 
-def test_failing_fast_path_warns_once_and_runs_eager(pipe, caplog):
+class _BrokenReferenceEncoder(_Broken):
+    def encode_reference(self, x):
+        _Broken.calls += 1
+        raise RuntimeError("inductor exploded in the encoder\nlong traceback text")
+
+
+@pytest.mark.parametrize("broken", [_Broken, _BrokenReferenceEncoder], ids=["step", "reference_encoder"])
+def test_failing_fast_path_warns_once_and_runs_eager(pipe, caplog, broken):
     images, refs = _inputs(1)
     fixer = DifixFixer.from_pipeline(pipe, model_name="tiny", cache_references=True)
     reference = DifixFixer.from_pipeline(pipe, model_name="tiny", cache_references=True, compile=False)
-    fixer.set_fast_step(_Broken())
+    _Broken.calls = 0
+    fixer.set_fast_step(broken())
     with caplog.at_level(logging.WARNING):
         out = fixer.fix(images, refs)
         again = fixer.fix(images, refs)
@@ -72,6 +80,38 @@ def test_failing_fast_path_warns_once_and_runs_eager(pipe, caplog):
     assert _Broken.calls == 1 and not fixer.compiled
     expected = reference.fix(images, refs)
     assert torch.equal(out, expected) and torch.equal(again, expected)
+
+
+def test_fast_path_encodes_new_references_with_its_own_encoder_and_caches_them(pipe):
+    from difix_ns.fixers.compiled import CompiledDifixStep
+
+    images, refs = _inputs(4, batch=3, views=1)
+    eager = DifixFixer.from_pipeline(pipe, model_name="tiny", cache_references=True, compile=False, batch_size=3)
+    expected = eager.fix(images, refs)
+    fast = DifixFixer.from_pipeline(pipe, model_name="tiny", cache_references=True, batch_size=3)
+    step = CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False)
+    encoded = []
+    original = step.encode_reference
+
+    def spy(x):
+        encoded.append(tuple(x.shape))
+        return original(x)
+
+    step.encode_reference = spy
+    fast.set_fast_step(step)
+    first = fast.fix(images, refs)
+    # one warm-up view when the step first meets references at this size, then each new reference alone
+    assert encoded == [(1, 3, 64, 88)] * 4 and fast.reference_cache.misses == 3
+    assert torch.allclose(first, expected, atol=1e-4)
+    assert torch.equal(fast.fix(images, refs.clone()), first) and fast.reference_cache.hits == 3 and len(encoded) == 4
+    fast.clear_reference_cache()
+    assert torch.equal(fast.fix(images, refs), first) and len(encoded) == 7  # recomputed: bit-identical
+    # the fast path's latents are not handed out as the eager encoder's (the encoder is part of the key); eager in
+    # the channels_last layout the step left equals the contiguous eager path up to rounding
+    with fast.eager():
+        assert torch.allclose(fast.fix(images, refs), expected, atol=1e-4) and fast.reference_cache.misses == 6
+    with pytest.raises(ValueError, match="one view"):
+        original(torch.zeros(2, 3, 64, 88))
 
 
 def test_reference_latents_cached_are_bit_identical_to_recomputed(pipe):

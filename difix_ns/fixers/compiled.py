@@ -13,7 +13,10 @@ reference *latents*, see ``reference_cache``) but
   + 3x3 convolution as one stride-2 transposed convolution (``upsample="phases"``, see ``upsample_conv``;
   "stock" keeps the pair); eager calls of the same modules are unchanged;
 * the whole step captured once per input shape as one CUDA graph (cuDNN algorithms picked by its benchmark mode
-  during warm-up), so a frame is a single graph launch with no per-kernel CPU overhead.
+  during warm-up), so a frame is a single graph launch with no per-kernel CPU overhead;
+* new reference views encoded by the VAE encoder compiled for one view (``encode_reference``; compiled when the
+  step first sees references at a size), instead of eagerly in the channels_last layout, where eager GroupNorm is
+  slow.
 
 Compiled artifacts go to a persistent on-disk cache (``compile_cache_dir``; inductor's FX-graph, AOT-autograd and
 Triton caches), so a second process with the same shapes skips most of the compile. A new shape (size, batch,
@@ -154,11 +157,14 @@ class CompiledDifixStep:
         self.group_norm, self.wide_attention, self.upsample = self._use_kernels(group_norm, wide_attention, upsample,
                                                                                compile)
         self._encode, self._unet, self._decode = self._encode_eager, pipe.unet, self._decode_eager
+        self._encode_one = self._encode_reference_eager
         if compile:  # compile=False: the same step uncompiled (CPU tests of the plumbing, benchmarks' ablations)
             options = dict(INDUCTOR_OPTIONS)
             self._encode = torch.compile(self._encode_eager, dynamic=False, options=options)
             self._unet = torch.compile(pipe.unet, dynamic=False, options=options)
             self._decode = torch.compile(self._decode_eager, dynamic=False, options=options)
+            self._encode_one = torch.compile(self._encode_reference_eager, dynamic=False, options=options)
+        self._reference_sizes: set[tuple[int, int]] = set()
         self._conditioning: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self._pool = None
@@ -192,6 +198,10 @@ class CompiledDifixStep:
         posterior, skips = self.pipe.vae.encode_with_skips(x)
         return posterior.mode() * self._scale, skips
 
+    def _encode_reference_eager(self, x: torch.Tensor) -> torch.Tensor:
+        posterior, _ = self.pipe.vae.encode_with_skips(x)  # the skips are dead code in the compiled graph
+        return posterior.mode() * self._scale
+
     def _decode_eager(self, z: torch.Tensor, eps: torch.Tensor, skips):
         a, b = self._coef
         z0 = (a * z.float() + b * eps.float()).to(z.dtype)
@@ -222,12 +232,29 @@ class CompiledDifixStep:
             eps = eps[::views]
         return self._decode(z, eps, skips)
 
-    # ------------------------------------------------------------------ entry point
+    # ------------------------------------------------------------------ entry points
+    @torch.no_grad()
+    def encode_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent [1,4,h/8,w/8] of one reference view ``x`` [1,3,h,w] in [-1,1]: ``DifixPipeline.encode_latents``
+        through the VAE encoder compiled for one view of that size (uncaptured: a reference is encoded once).
+
+        One view per call, so a latent never depends on what else is encoded (``ReferenceLatentCache``'s promise
+        that a hit equals a recomputation holds for this encoder, as for the eager one)."""
+        if x.ndim != 4 or x.shape[0] != 1:
+            raise ValueError(f"encode_reference takes one view [1,3,h,w], got shape {tuple(x.shape)}")
+        x = x.to(dtype=self.pipe.unet.dtype).contiguous(memory_format=torch.channels_last)
+        with cudnn_benchmark():
+            return self._encode_one(x).clone()
+
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, ref_latents: Optional[torch.Tensor] = None) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
         if ref_latents is not None and ref_latents.shape[1] == 0:
             ref_latents = None
+        if ref_latents is not None and tuple(x.shape[-2:]) not in self._reference_sizes:
+            # references at a new size: compile their encoder now, with the step, not at the next new reference
+            self.encode_reference(x[:1])
+            self._reference_sizes.add(tuple(x.shape[-2:]))
         if self.cuda_graphs:
             try:
                 return self._replay(x, ref_latents)
