@@ -42,8 +42,10 @@ class PostfixRenderConfig:
     """existing run's config.yml (skips training)"""
     train_iters: int = 300
     """iterations of the short splatfacto run"""
-    frames: int = 16
-    """frames per timed render"""
+    frames: int = 64
+    """frames per timed render (a pass starts with no batch fixed and ends writing the last batch with nothing left to
+    overlap: on an H100 at batch 8 that fill and drain cost ~150 ms a pass, a quarter of a 16-frame pass and under a
+    tenth of a 64-frame one)"""
     height: int = 576
     """rendered frame height"""
     width: int = 1024
@@ -65,6 +67,10 @@ class PostfixRenderConfig:
     alone is timed both ways regardless)"""
     compile_cache_dir: Optional[str] = None
     """TORCHINDUCTOR_CACHE_DIR (share it with bench_difix.py so shapes it compiled load from disk)"""
+    profile_dir: Optional[Path] = None
+    """after the timed passes of each batch size, one more ns-render pass (references cached) under torch.profiler:
+    where its wall time goes (inside the hook: renders, reference latents, fixer calls; outside: ns-render's own
+    per-frame work), how long the GPU was idle, the top CPU ops; its Chrome trace (gzipped) goes to this folder"""
 
 
 def parse_args(argv: Optional[List[str]] = None) -> PostfixRenderConfig:
@@ -170,6 +176,104 @@ def time_render(render_module, pipeline, cameras, names, out_dir: Path) -> float
     )
     sync()
     return time.perf_counter() - start
+
+
+class _Timed:
+    """Wraps a callable and adds up the wall seconds spent in it (diagnostics of the profiled pass)."""
+
+    def __init__(self, fn):
+        self.fn, self.seconds, self.calls = fn, 0.0, 0
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.calls += 1
+
+
+def _busy_seconds(intervals: List[tuple]) -> float:
+    """Length of the union of [start, end) intervals (microseconds in, seconds out)."""
+    total, end = 0.0, None
+    for a, b in sorted(intervals):
+        if end is None or a > end:
+            total += b - a
+            end = b
+        elif b > end:
+            total += b - end
+            end = b
+    return total / 1e6
+
+
+def profile_ns_render(render_module, pipeline, hook, cameras, out_dir: Path, trace: Optional[Path]) -> dict:
+    """One ns-render pass under torch.profiler with the hook's parts timed: see ``--profile-dir``."""
+    import gzip
+    import shutil
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    fixer = hook.fixer
+    parts = {  # name -> (object, attribute) timed by an instance attribute that shadows it during the pass
+        "hook_total": (pipeline.model, "get_outputs_for_camera"),
+        "renders": (hook, "original"),
+        "launch_batches": (hook, "_launch"),
+        "fix_calls": (hook, "add_fixed"),
+        "reference_latents": (fixer, "_reference_latents"),
+        "fast_step_calls": (fixer, "_restore"),
+    }
+    before = {name: obj.__dict__.get(attr) for name, (obj, attr) in parts.items()}
+    timed = {name: _Timed(getattr(obj, attr)) for name, (obj, attr) in parts.items()}
+    for name, (obj, attr) in parts.items():
+        obj.__dict__[attr] = timed[name]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    try:
+        with profile(activities=activities) as prof:
+            wall = time_render(render_module, pipeline, cameras, ["rgb_fixed"], out_dir)
+    finally:
+        for name, (obj, attr) in parts.items():
+            if before[name] is None:
+                obj.__dict__.pop(attr, None)
+            else:
+                obj.__dict__[attr] = before[name]
+    n = cameras.shape[0]
+    result = {"wall_ms_per_frame": round(wall / n * 1000, 2)}
+    for name, t in timed.items():
+        result[f"{name}_ms_per_frame"] = round(t.seconds / n * 1000, 2)
+        result[f"{name}_calls"] = t.calls
+    result["outside_hook_ms_per_frame"] = round((wall - timed["hook_total"].seconds) / n * 1000, 2)
+    events = prof.events()
+    kernels = [(e.time_range.start, e.time_range.end) for e in events
+               if getattr(e, "device_type", None) is not None and e.device_type.name == "CUDA"]
+    if kernels:
+        busy = _busy_seconds(kernels)
+        result["gpu_kernel_events"] = len(kernels)
+        result["gpu_busy_ms_per_frame"] = round(busy / n * 1000, 2)
+        result["gpu_idle_share_of_wall"] = round(max(0.0, 1 - busy / wall), 3)
+        # when the GPU waited for the host, and when the host waited for the GPU (ms from the first kernel)
+        origin, gaps, end = min(a for a, _ in kernels), [], None
+        for a, b in sorted(kernels):
+            if end is not None and a - end > 2000:
+                gaps.append([round((end - origin) / 1000, 1), round((a - end) / 1000, 1)])
+            end = b if end is None else max(end, b)
+        result["gpu_gaps_over_2ms"] = gaps  # [start, length]
+        waits = [e for e in events if e.name in ("cudaMemcpyAsync", "cudaStreamSynchronize", "cudaDeviceSynchronize")
+                 and e.time_range.end - e.time_range.start > 20000]
+        result["host_waits_over_20ms"] = [[e.name, round((e.time_range.start - origin) / 1000, 1),
+                                           round((e.time_range.end - e.time_range.start) / 1000, 1)] for e in waits]
+    top = sorted(prof.key_averages(), key=lambda a: a.self_cpu_time_total, reverse=True)[:25]
+    result["top_cpu_ops"] = [{"name": a.key[:120], "self_cpu_ms_per_frame": round(a.self_cpu_time_total / 1000 / n, 3),
+                              "calls": a.count} for a in top]
+    if trace is not None:
+        trace.parent.mkdir(parents=True, exist_ok=True)
+        raw = trace.with_suffix("")
+        prof.export_chrome_trace(str(raw))
+        with open(raw, "rb") as src, gzip.open(trace, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        raw.unlink()
+        result["trace"] = trace.name
+    return result
 
 
 def main() -> None:
@@ -332,6 +436,14 @@ def main() -> None:
             print(size, batch, entry[f"batch_{batch}"], flush=True)
             result["models"][size] = entry
             save()
+            if args.profile_dir is not None:
+                hook.work_ahead = args.work_ahead
+                with batched_rendering(render_module, [hook]):
+                    entry[f"batch_{batch}"]["ns_render_profile"] = profile_ns_render(
+                        render_module, pipeline, hook, cameras, work / f"{size}_{batch}_profiled",
+                        args.profile_dir / f"postfix_ns_render_{size}_b{batch}.json.gz")
+                print(size, batch, entry[f"batch_{batch}"]["ns_render_profile"], flush=True)
+                save()
         hook.release_fixer()  # drop the model before loading the next size
         if cuda:
             torch.cuda.empty_cache()

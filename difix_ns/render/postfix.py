@@ -12,11 +12,13 @@ or retraining. When switched on (see :mod:`difix_ns.render.settings`) every rend
   (:meth:`DifixRenderHook.plan`): the first request renders the next ``batch_size`` planned cameras, fixes them in one
   call and hands out the remaining outputs from a prefetch cache, so ns-render's one-frame-at-a-time loop still
   fixes in batches.
-* Planned frames can be worked on one batch ahead (``work_ahead``; off by default until it is measured on a GPU):
-  when a batch is handed out, the next one is already rendered and its fix queued. On CUDA the fixer runs on its own stream, so the next batch's renders
+* Planned frames are worked on one batch ahead (``work_ahead``, on by default): when a batch is handed out, the next
+  one is already rendered and its fix queued. On CUDA the fixer runs on its own stream, so the next batch's renders
   (gsplat's tile sorting waits for its stream), the reference images' loading and the caller's own per-frame work
   (ns-render's image writing) overlap the fix on the GPU instead of waiting for it. On the CPU only the order of the
-  same work changes. The outputs are the same either way.
+  same work changes. The outputs are the same either way (``bench_postfix_render.py``'s ``work_ahead_max_abs_diff``:
+  0 on an NVIDIA H100); ns-render at batch 8 took 40.5-42.7 instead of 46.0-51.7 ms a frame with it (H100, 2026-12-06,
+  ``docs/gpu_results/bench_postfix_render_h100_session12*.json``).
 """
 from __future__ import annotations
 
@@ -103,7 +105,7 @@ class DifixRenderHook:
         fixer_config: Optional["DifixFixerConfig"] = None,
         fixer_factory: Optional[Callable[[], "DifixFixer"]] = None,
         enabled: Optional[bool] = None,
-        work_ahead: bool = False,
+        work_ahead: bool = True,
     ):
         self.model = model
         self.references = references
@@ -112,8 +114,9 @@ class DifixRenderHook:
         self.enabled = enabled
         """None: follow :func:`settings.render_fix_enabled` (and the viewer checkbox); True/False: force."""
         self.work_ahead = work_ahead
-        """With a plan, render the next batch and queue its fix while the current one is handed out (off by default:
-        its CUDA path has not yet run on a GPU; ``scripts/bench_postfix_render.py`` times it with and without)."""
+        """With a plan, render the next batch and queue its fix while the current one is handed out (the caller's own
+        per-frame work, such as ns-render's image writing, then overlaps the fix; ``scripts/bench_postfix_render.py``
+        times it with and without). False: each batch is rendered and fixed when its first frame is asked for."""
         self.viewer_enabled: Callable[[], bool] = lambda: False
         self.on_reference: Optional[Callable[[int, "Cameras"], None]] = None
         """Called with (training index, rendered camera) after every fix; the viewer shows the choice."""
@@ -245,6 +248,10 @@ class DifixRenderHook:
             stream.wait_stream(torch.cuda.current_stream(render_device))  # the renders above are done there
             for out in outputs:
                 _record_stream(out, stream)  # render memory is reused only after the fix has read it
+            # the fixer takes the cameras on the host: copied here, behind the renders, because a copy queued on the
+            # fixer's stream would wait for the batch still being fixed there, and the host would prepare this batch
+            # only after it (an H100 trace showed the GPU idle ~11 ms a batch)
+            cams = [c.to("cpu") for c in cams]
         with torch.cuda.stream(stream) if stream is not None else nullcontext():
             self.add_fixed(cams, outputs, keys)
             done = None
