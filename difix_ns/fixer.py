@@ -203,9 +203,11 @@ class DifixFixer:
 
     def _reference_latents(self, refs: torch.Tensor, size8: tuple[int, int]) -> torch.Tensor:
         """[b,V,3,H,W] in [0,1] -> cached latents [b,V,4,h,w] (each view resized and encoded alone): by the fast
-        path's compiled encoder once the fast path is built (``CompiledDifixStep.encode_reference``), else eagerly."""
+        path's compiled encoder once the fast path runs this size with references
+        (``CompiledDifixStep.reference_encoder``), else eagerly."""
         step = self._fast if self._fast not in (None, False) and not self._force_eager else None
-        encode_fast = getattr(step, "encode_reference", None)
+        encoder_for = getattr(step, "reference_encoder", None)
+        encode_fast = encoder_for(size8) if encoder_for is not None else None
         if encode_fast is not None:
             try:
                 return self._cached_latents(refs, size8, encode_fast, "fast path")

@@ -60,9 +60,12 @@ class _Broken:
 
 
 class _BrokenReferenceEncoder(_Broken):
-    def encode_reference(self, x):
-        _Broken.calls += 1
-        raise RuntimeError("inductor exploded in the encoder\nlong traceback text")
+    def reference_encoder(self, size):
+        def encode(x):
+            _Broken.calls += 1
+            raise RuntimeError("inductor exploded in the encoder\nlong traceback text")
+
+        return encode
 
 
 @pytest.mark.parametrize("broken", [_Broken, _BrokenReferenceEncoder], ids=["step", "reference_encoder"])
@@ -100,12 +103,17 @@ def test_fast_path_encodes_new_references_with_its_own_encoder_and_caches_them(p
     step.encode_reference = spy
     fast.set_fast_step(step)
     first = fast.fix(images, refs)
-    # one warm-up view when the step first meets references at this size, then each new reference alone
-    assert encoded == [(1, 3, 64, 88)] * 4 and fast.reference_cache.misses == 3
-    assert torch.allclose(first, expected, atol=1e-4)
-    assert torch.equal(fast.fix(images, refs.clone()), first) and fast.reference_cache.hits == 3 and len(encoded) == 4
+    # the step had not run with references at this size yet: they were encoded eagerly, and the step compiled their
+    # encoder with itself (one warm-up view)
+    assert encoded == [(1, 3, 64, 88)] and fast.reference_cache.misses == 3
+    assert step.reference_encoder((64, 88)) is not None and step.reference_encoder((64, 96)) is None
+    # from now on new references go through it, one view at a time, and are cached under its name
+    second = fast.fix(images, refs.clone())
+    assert encoded == [(1, 3, 64, 88)] * 4 and fast.reference_cache.misses == 6
+    assert torch.allclose(first, expected, atol=1e-4) and torch.allclose(second, expected, atol=1e-4)
+    assert torch.equal(fast.fix(images, refs.clone()), second) and fast.reference_cache.hits == 3 and len(encoded) == 4
     fast.clear_reference_cache()
-    assert torch.equal(fast.fix(images, refs), first) and len(encoded) == 7  # recomputed: bit-identical
+    assert torch.equal(fast.fix(images, refs), second) and len(encoded) == 7  # recomputed: bit-identical
     # the fast path's latents are not handed out as the eager encoder's (the encoder is part of the key); eager in
     # the channels_last layout the step left equals the contiguous eager path up to rounding
     with fast.eager():

@@ -15,8 +15,8 @@ reference *latents*, see ``reference_cache``) but
 * the whole step captured once per input shape as one CUDA graph (cuDNN algorithms picked by its benchmark mode
   during warm-up), so a frame is a single graph launch with no per-kernel CPU overhead;
 * new reference views encoded by the VAE encoder compiled for one view (``encode_reference``; compiled when the
-  step first sees references at a size), instead of eagerly in the channels_last layout, where eager GroupNorm is
-  slow.
+  step first runs with references at a size, handed to the fixer by ``reference_encoder``), instead of eagerly in
+  the channels_last layout, where eager GroupNorm is slow.
 
 Compiled artifacts go to a persistent on-disk cache (``compile_cache_dir``; inductor's FX-graph, AOT-autograd and
 Triton caches), so a second process with the same shapes skips most of the compile. A new shape (size, batch,
@@ -30,7 +30,7 @@ import os
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -245,6 +245,12 @@ class CompiledDifixStep:
         x = x.to(dtype=self.pipe.unet.dtype).contiguous(memory_format=torch.channels_last)
         with cudnn_benchmark():
             return self._encode_one(x).clone()
+
+    def reference_encoder(self, size: tuple[int, int]) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+        """:meth:`encode_reference` once the step has run with references at ``size`` (h, w), which compiles their
+        encoder with it; else None, so a size the fast path does not run yet (``compile_min_frames``) compiles
+        nothing for a reference alone."""
+        return self.encode_reference if tuple(size) in self._reference_sizes else None
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, ref_latents: Optional[torch.Tensor] = None) -> torch.Tensor:
