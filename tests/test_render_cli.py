@@ -102,11 +102,12 @@ def test_dataset_and_camera_path_in_process(stock_run, tiny_ref, workdir, monkey
     from difix_ns.render import settings
     from difix_ns.render.postfix import DifixRenderHook
 
-    batches = []  # frames per fixer call
+    batches, ahead = [], []  # frames per fixer call; whether the hook worked ahead at each call
     original_fix = DifixRenderHook._fix
 
     def counting_fix(self, images, refs, cameras=None):
         batches.append(images.shape[0])
+        ahead.append(self.work_ahead)
         assert refs is not None and refs.shape[:2] == (images.shape[0], 1)  # one nearest-view reference per frame
         return original_fix(self, images, refs, cameras)
 
@@ -124,7 +125,9 @@ def test_dataset_and_camera_path_in_process(stock_run, tiny_ref, workdir, monkey
         # ns-render's dataset loop renders one image at a time; the planned dataloader lets them be fixed 4 at a time
         n = len(plain)
         assert batches == [4] * (n // 4) + ([n % 4] if n % 4 else []), batches
+        assert all(ahead)  # working ahead by default
         batches.clear()
+        ahead.clear()
         a, b = iio.imread(plain[0]), iio.imread(fixed[0])
         assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).mean() > 2.0
 
@@ -144,10 +147,11 @@ def test_dataset_and_camera_path_in_process(stock_run, tiny_ref, workdir, monkey
         out_cp = workdir / "campath"
         cli.entrypoint(["camera-path", "--load-config", str(stock_run), "--camera-path-filename", str(cam_json),
                         "--output-format", "images", "--image-format", "png", "--output-path", str(out_cp),
-                        "--rendered-output-names", "rgb", "rgb_fixed", *_fixer_args(tiny_ref)])
+                        "--rendered-output-names", "rgb", "rgb_fixed", "--no-work-ahead", *_fixer_args(tiny_ref)])
         shots = sorted(out_cp.glob("*.png"))
         assert len(shots) == 3
         assert batches == [3], batches  # --fixer.batch-size 3: the whole camera path in one fixer call
+        assert ahead == [False]  # --no-work-ahead reached the hook
         for shot in shots:
             _assert_two_panels(iio.imread(shot), 68)
     finally:

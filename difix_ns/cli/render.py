@@ -44,6 +44,7 @@ class PostFixArgs:
     postfix: bool
     fixer: DifixFixerConfig
     rendered_output_names: Optional[List[str]]
+    work_ahead: bool
 
     def _default_output_names(self) -> Optional[List[str]]:
         return [settings.OUTPUT_NAME] if self.postfix else ["rgb"]
@@ -70,7 +71,7 @@ class PostFixArgs:
             hooks = stack.enter_context(
                 patched_eval_setup(render_module, self.fixer, self.postfix, controls=DifixViewerControls)
             )
-            stack.enter_context(batched_rendering(render_module, hooks))
+            stack.enter_context(batched_rendering(render_module, hooks, work_ahead=self.work_ahead))
             super().main()  # type: ignore[misc]
 
 
@@ -87,6 +88,9 @@ def _render_classes():
         """Post-fix every rendered frame with Difix (adds the rgb_fixed output)."""
         fixer: FixerConfig = field(default_factory=lambda: FixerConfig(batch_size=4))
         """Fixer used for post-fixing: --fixer.kind difix (default, --fixer.model-name) or an evaluation tool."""
+        work_ahead: bool = True
+        """Render the next batch and queue its fix while the current batch is written (same frames, faster on a GPU;
+        --no-work-ahead: one batch at a time)."""
 
     @dataclass
     class DifixRenderInterpolated(PostFixArgs, RenderInterpolated):
@@ -98,6 +102,9 @@ def _render_classes():
         """Post-fix every rendered frame with Difix (adds the rgb_fixed output)."""
         fixer: FixerConfig = field(default_factory=lambda: FixerConfig(batch_size=4))
         """Fixer used for post-fixing: --fixer.kind difix (default, --fixer.model-name) or an evaluation tool."""
+        work_ahead: bool = True
+        """Render the next batch and queue its fix while the current batch is written (same frames, faster on a GPU;
+        --no-work-ahead: one batch at a time)."""
 
     @dataclass
     class DifixDatasetRender(PostFixArgs, DatasetRender):
@@ -107,6 +114,9 @@ def _render_classes():
         """Post-fix every rendered frame with Difix (adds the rgb_fixed output)."""
         fixer: FixerConfig = field(default_factory=lambda: FixerConfig(batch_size=4))
         """Fixer used for post-fixing: --fixer.kind difix (default, --fixer.model-name) or an evaluation tool."""
+        work_ahead: bool = True
+        """Render the next batch and queue its fix while the current batch is written (same frames, faster on a GPU;
+        --no-work-ahead: one batch at a time)."""
 
         def _default_output_names(self) -> Optional[List[str]]:
             return None  # nerfstudio's default for dataset renders: every output (gt-rgb, rgb, ..., rgb_fixed)

@@ -89,15 +89,21 @@ def check_fixer_model(fixer: DifixFixerConfig, option: str = "--fixer.model-name
 
 
 @contextmanager
-def batched_rendering(render_module: Any, hooks: list) -> Iterator[None]:
-    """Announce to the hook which cameras ns-render is about to render, so frames are fixed in batches."""
+def batched_rendering(render_module: Any, hooks: list, work_ahead: Optional[bool] = None) -> Iterator[None]:
+    """Announce to the hook which cameras ns-render is about to render, so frames are fixed in batches;
+    ``work_ahead`` (None: the hook's own setting) sets ``DifixRenderHook.work_ahead`` of every hook it plans for."""
     original_video = render_module._render_trajectory_video
     original_loader = render_module.FixedIndicesEvalDataloader
+
+    def plan(hook, cameras) -> None:
+        if work_ahead is not None and cameras is not None:
+            hook.work_ahead = work_ahead
+        hook.plan(cameras)
 
     def render_video(pipeline, cameras, *args, **kwargs):
         hook = get_render_hook(pipeline.model)
         if hook is not None:
-            hook.plan(cameras)
+            plan(hook, cameras)
         try:
             return original_video(pipeline, cameras, *args, **kwargs)
         finally:
@@ -108,7 +114,7 @@ def batched_rendering(render_module: Any, hooks: list) -> Iterator[None]:
         def __init__(self, input_dataset, *args, **kwargs):
             super().__init__(input_dataset, *args, **kwargs)
             for hook in hooks:
-                hook.plan(input_dataset.cameras)
+                plan(hook, input_dataset.cameras)
 
     render_module._render_trajectory_video = render_video
     render_module.FixedIndicesEvalDataloader = PlannedDataloader
