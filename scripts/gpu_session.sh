@@ -35,6 +35,8 @@
 #   refenc    a reference's first use: the VAE encoder eager / compiled / the fast path's encode_reference
 #             (bench_reference_encoding.py), then post-fix fps in ns-render at batch 8 (bench_postfix_render.py: new
 #             references through encode_reference, work-ahead A/B in ns-render and in the hook), ~6 min cold
+#   steady    post-fix fps in ns-render at its steady state (64 frames, batch 8 then 1) with one pass of each batch
+#             size profiled (--profile-dir: GPU gaps, host waits, gzipped trace), ~7 min cold
 #   tuning    the batch-8 fast path (bench_difix.py, V=0) with inductor's defaults, then with coordinate-descent
 #             tuning of its Triton kernels (TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1), separate compile caches
 #   rounds    fix-round overhead of difix3d-splatfacto vs splatfacto (gpu_difix3d_splatfacto.py), ~2 min
@@ -49,7 +51,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|kernels|fastpath|upsample|upsample_ab|fastrefs|refenc|tuning|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|kernels|fastpath|upsample|upsample_ab|fastrefs|refenc|steady|tuning|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -196,6 +198,11 @@ case "$job" in
     left=$(( deadline - $(date +%s) ))
     timeout "$left" python scripts/bench_postfix_render.py --data .device/data/fox --sizes real --batch-sizes 8 \
       --compile-cache-dir /tmp/difix_compile_cache --out "$OUT/bench_postfix_render.json" || true
+    ;;
+  steady)
+    timeout "${JOB_SECONDS:-560}" python scripts/bench_postfix_render.py --data .device/data/fox --sizes real \
+      --batch-sizes 8 1 --frames 64 --profile-dir "$OUT" --compile-cache-dir /tmp/difix_compile_cache \
+      --out "$OUT/bench_postfix_render.json" || true
     ;;
   tuning)
     deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
