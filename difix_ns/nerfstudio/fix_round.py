@@ -153,7 +153,9 @@ class RoundWriter:
     """Writes rounds on one background thread while training goes on (PNG encoding releases the GIL).
 
     ``wait()`` blocks until the last round is on disk and re-raises its error; the pipeline waits before the next
-    round and before every checkpoint, so a checkpoint never refers to a round that is not complete on disk.
+    round and before every checkpoint, so a checkpoint never refers to a round that is not complete on disk. When it
+    returns, the round's arguments (CPU copies of its images) are released too: the job drops them before it ends,
+    instead of the executor's work item holding them until its thread gets round to deleting it.
     """
 
     def __init__(self) -> None:
@@ -164,7 +166,14 @@ class RoundWriter:
         self.wait()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="difix-round-writer")
-        self._pending = self._executor.submit(fn, *args)
+        job = [fn, args]
+
+        def run_and_release() -> Any:
+            call, call_args = job
+            job.clear()
+            return call(*call_args)  # this frame, the last holder of the arguments, ends before the result is set
+
+        self._pending = self._executor.submit(run_and_release)
 
     def wait(self) -> None:
         pending, self._pending = self._pending, None
