@@ -199,7 +199,9 @@ class CompiledDifixStep:
         return posterior.mode() * self._scale, skips
 
     def _encode_reference_eager(self, x: torch.Tensor) -> torch.Tensor:
-        posterior, _ = self.pipe.vae.encode_with_skips(x)  # the skips are dead code in the compiled graph
+        # DifixPipeline.encode_latents without its device/dtype cast (done by encode_reference, outside the traced
+        # graph, as for the step's own inputs); the skips are dead code in the compiled graph
+        posterior, _ = self.pipe.vae.encode_with_skips(x)
         return posterior.mode() * self._scale
 
     def _decode_eager(self, z: torch.Tensor, eps: torch.Tensor, skips):
