@@ -60,6 +60,8 @@ class PostfixRenderConfig:
     """smoke-test the script without a GPU (tiny model only)"""
     compile: bool = True
     """fast path (--no-compile: eager fixer)"""
+    unet_attention: Literal["default", "cudnn"] = "default"
+    """SDPA kernel order of the UNet's attention in the fast path (DifixFixerConfig.compiled_unet_attention)"""
     log_recompiles: bool = True
     """print torch.compile's reason for every recompile (guard failures) to stderr"""
     work_ahead: bool = True
@@ -326,6 +328,7 @@ def main() -> None:
         "train_seconds": round(train_s, 1) if args.load_config is None else None,
         "note": "random-weight Difix models: timings only, no quality claim",
         "compile": args.compile,
+        "unet_attention": args.unet_attention,
         "compile_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
         "models": {},
     }
@@ -345,7 +348,7 @@ def main() -> None:
         model_dir = save_model(size, work / f"difix_{size}")
         # Loaded once per size; compiled from the first frame (compile_min_frames=0) so warm-up renders compile.
         shared = DifixFixer(DifixFixerConfig(model_name=str(model_dir), dtype=args.dtype, compile=args.compile,
-                                             compile_min_frames=0))
+                                             compile_min_frames=0, compiled_unet_attention=args.unet_attention))
         entry = {}
         for batch in args.batch_sizes:
             shared.config = replace(shared.config, batch_size=batch)

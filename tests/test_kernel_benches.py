@@ -73,3 +73,24 @@ def test_bench_difix_smoke_compile_needs_the_cpu_smoke_run():
 ])
 def test_profiler_kernel_classes(name, cls):
     assert load_script("profile_difix").kernel_class(name) == cls
+
+
+def test_unet_attention_bench_smoke_sums_levels_per_frame(tmp_path):
+    out = tmp_path / "unet_attn.json"
+    result = load_script("bench_unet_attention").main(["--smoke-cpu", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["per_frame_ms"] == result["per_frame_ms"]
+    assert set(saved["rows"]) == {f"v{v}_b1_{level}" for v in (1, 2) for level in ("1/8", "1/16", "1/32", "1/64")}
+    # tokens per view at each level, (64/8 x 128/8) / 4^k; with a reference each attention sees twice as many
+    assert [lvl["tokens"] for lvl in saved["levels"]] == [128, 32, 8, 2]
+    for rows in saved["rows"].values():
+        assert set(rows) == {"default", "math"}
+        assert all(row["ms"] > 0 and row["max_abs_diff_vs_fp32"] < 1e-5 for row in rows.values())
+    assert all(ms > 0 for kinds in saved["per_frame_ms"].values() for ms in kinds.values())
+
+
+def test_unet_attention_bench_rejects_sizes_the_unet_cannot_take(tmp_path):
+    out = tmp_path / "unet_attn.json"
+    with pytest.raises(SystemExit, match="multiples of 64"):
+        load_script("bench_unet_attention").main(["--out", str(out), "--height", "576", "--width", "1000"])
+    assert not out.exists()

@@ -15,7 +15,8 @@ SOURCES = (ROOT / "scripts" / "gpu_session.sh", ROOT / "docs" / "gpu_results" / 
 EXPECTED = {"bench_difix3d_quality", "gpu_train_fixer_demo", "bench_nifi_splatfacto", "bench_difix",
             "gpu_difix3d_splatfacto", "bench_postfix_render", "gpu_train_restorer_demo", "gpu_rasterizer_parity",
             "bench_codec_vs_gsplat", "gpu_train_restorer", "bench_fixer", "rescore_renders", "bench_groupnorm",
-            "bench_wide_attention", "profile_difix", "bench_upsample_conv", "bench_reference_encoding"}
+            "bench_wide_attention", "profile_difix", "bench_upsample_conv", "bench_reference_encoding",
+            "bench_unet_attention"}
 
 
 class _Parsed(Exception):
