@@ -62,9 +62,6 @@ class DifixFixerConfig:
     compiled_upsample: Literal["phases", "stock"] = "phases"
     """2x nearest upsampling + 3x3 convolution (VAE decoder, UNet) in the compiled graphs: one stride-2 transposed
     convolution with 16/36 of the multiply-adds ("phases"), or the upsampling then the convolution ("stock")."""
-    compiled_unet_attention: Literal["default", "cudnn"] = "default"
-    """The UNet's attention in the compiled graphs: SDPA's own kernel choice ("default": flash attention for its
-    64-wide heads) or cuDNN's fused attention first ("cudnn"; other kernels remain as fallbacks)."""
     cache_references: Optional[bool] = None
     """Encode each distinct reference view once and reuse its latent across frames and fix rounds (keyed by
     content). None: on CUDA, off on CPU (where the eager path stays exactly as before)."""
@@ -255,7 +252,6 @@ class DifixFixer:
                     group_norm=self.config.compiled_group_norm,
                     wide_attention=self.config.compiled_wide_attention,
                     upsample=self.config.compiled_upsample,
-                    unet_attention=self.config.compiled_unet_attention,
                 )
             except Exception as err:  # noqa: BLE001
                 self._fast_failed(err)

@@ -3,7 +3,8 @@
 Renders the same camera trajectory through ``nerfstudio.scripts.render._render_trajectory_video`` (the function behind
 ``ns-render camera-path|interpolate``) with the ns-difix-render hooks installed, once plain (``rgb``) and once
 post-fixed (``rgb_fixed``), for a tiny and an SD-Turbo-sized random-weight Difix (``difix_ns.testing``; random weights
-give timings only, not quality). ``postfix_ms_per_frame`` = fixed minus plain, per frame. The fixer-only time per
+give timings only, not quality), in the nvidia/difix_ref layout (the nearest training view as reference) and, with
+``--checkpoints difix``, the nvidia/difix one (no reference). ``postfix_ms_per_frame`` = fixed minus plain, per frame. The fixer-only time per
 frame (one ``DifixFixer.fix`` call per batch, CUDA-synchronised) is reported too, and render + fix through the hook
 alone (no file writing), with the hook working one batch ahead (``render_plus_fix_*``,
 ``DifixRenderHook.work_ahead``) and without (``render_plus_fix_not_ahead_*``); ``--work-ahead`` (default) times the
@@ -56,12 +57,14 @@ class PostfixRenderConfig:
     """fixer batch sizes"""
     sizes: List[Literal["tiny", "real"]] = field(default_factory=lambda: ["tiny", "real"])
     """random-weight fixer sizes (tiny, SD-Turbo-sized real)"""
+    checkpoints: List[Literal["difix_ref", "difix"]] = field(default_factory=lambda: ["difix_ref"])
+    """checkpoint layouts to time (random weights): difix_ref (nvidia/difix_ref: the nearest training view as
+    reference, what ns-difix-render uses by default) and/or difix (nvidia/difix: no reference); the JSON's models are
+    keyed SIZE for difix_ref and SIZE_difix for difix"""
     allow_cpu: bool = False
     """smoke-test the script without a GPU (tiny model only)"""
     compile: bool = True
     """fast path (--no-compile: eager fixer)"""
-    unet_attention: Literal["default", "cudnn"] = "default"
-    """SDPA kernel order of the UNet's attention in the fast path (DifixFixerConfig.compiled_unet_attention)"""
     log_recompiles: bool = True
     """print torch.compile's reason for every recompile (guard failures) to stderr"""
     work_ahead: bool = True
@@ -77,7 +80,8 @@ class PostfixRenderConfig:
 
 def parse_args(argv: Optional[List[str]] = None) -> PostfixRenderConfig:
     args = tyro.cli(PostfixRenderConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
-    for option, values in (("--batch-sizes", args.batch_sizes), ("--sizes", args.sizes)):
+    for option, values in (("--batch-sizes", args.batch_sizes), ("--sizes", args.sizes),
+                           ("--checkpoints", args.checkpoints)):
         if not values:
             sys.exit(f"error: {option} needs at least one value")
     uneven = [b for b in args.batch_sizes if b < 1 or args.frames % b]
@@ -111,15 +115,16 @@ def train_run(data: Path, work: Path, iters: int, cpu: bool = False) -> Path:
     return config
 
 
-def save_model(size: str, folder: Path) -> Path:
-    """A random-weight difix_ref in the HF layout (tiny: difix_ns.testing; real: SD-Turbo-sized, saved fp16)."""
+def save_model(size: str, folder: Path, reference_mixing: bool = True) -> Path:
+    """A random-weight difix_ref (``reference_mixing``) or difix in the HF layout (tiny: difix_ns.testing; real:
+    SD-Turbo-sized, saved fp16)."""
     import torch
 
     from difix_ns.testing import build_difix_pipeline, save_tiny_difix, write_tiny_tokenizer
 
     if size == "tiny":
-        return save_tiny_difix(folder, reference_mixing=True)
-    pipe = build_difix_pipeline("real", reference_mixing=True, device="cuda")
+        return save_tiny_difix(folder, reference_mixing=reference_mixing)
+    pipe = build_difix_pipeline("real", reference_mixing=reference_mixing, device="cuda")
     pipe.to(torch.float16)
     pipe.save_pretrained(folder)
     for extra in ("tokenizer.json", "chat_template.jinja"):
@@ -328,7 +333,6 @@ def main() -> None:
         "train_seconds": round(train_s, 1) if args.load_config is None else None,
         "note": "random-weight Difix models: timings only, no quality claim",
         "compile": args.compile,
-        "unet_attention": args.unet_attention,
         "compile_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
         "models": {},
     }
@@ -344,11 +348,12 @@ def main() -> None:
     result["plain_render_ms_per_frame"] = round(plain_s / n * 1000, 2)
     save()
 
-    for size in args.sizes:
-        model_dir = save_model(size, work / f"difix_{size}")
+    for size, checkpoint in [(size, checkpoint) for size in args.sizes for checkpoint in args.checkpoints]:
+        name = size if checkpoint == "difix_ref" else f"{size}_{checkpoint}"
+        model_dir = save_model(size, work / f"{checkpoint}_{size}", reference_mixing=checkpoint == "difix_ref")
         # Loaded once per size; compiled from the first frame (compile_min_frames=0) so warm-up renders compile.
         shared = DifixFixer(DifixFixerConfig(model_name=str(model_dir), dtype=args.dtype, compile=args.compile,
-                                             compile_min_frames=0, compiled_unet_attention=args.unet_attention))
+                                             compile_min_frames=0))
         entry = {}
         for batch in args.batch_sizes:
             shared.config = replace(shared.config, batch_size=batch)
@@ -364,15 +369,15 @@ def main() -> None:
                 warm_s = time.perf_counter() - t_warm
                 after_warmup = fast_path_state(hook.fixer)
                 calls = hook.fix_calls
-                fixed_s = time_render(render_module, pipeline, cameras, ["rgb_fixed"], work / f"{size}_{batch}")
+                fixed_s = time_render(render_module, pipeline, cameras, ["rgb_fixed"], work / f"{name}_{batch}")
                 calls = hook.fix_calls - calls
                 after_timed = fast_path_state(hook.fixer)
                 # the same render again: every reference latent is cached now (the first pass encodes each new
                 # reference once), so the difference between the two is reference encoding
-                again_s = time_render(render_module, pipeline, cameras, ["rgb_fixed"], work / f"{size}_{batch}_again")
+                again_s = time_render(render_module, pipeline, cameras, ["rgb_fixed"], work / f"{name}_{batch}_again")
                 # and once more with work-ahead switched the other way (the A/B of ns-render itself)
                 hook.work_ahead = not args.work_ahead
-                other_s = time_render(render_module, pipeline, cameras, ["rgb_fixed"], work / f"{size}_{batch}_other")
+                other_s = time_render(render_module, pipeline, cameras, ["rgb_fixed"], work / f"{name}_{batch}_other")
                 hook.work_ahead = args.work_ahead
             # render + post-fix through the hook alone (no video/image writing), planned as ns-render plans it;
             # once without and once with the next batch rendered and queued while the current one is fixed (default)
@@ -393,7 +398,8 @@ def main() -> None:
             # fixer alone on a batch of renders of the same size
             fixer = hook.fixer
             images = torch.rand(batch, 3, args.height, args.width, device=device)
-            refs = torch.rand(batch, 1, 3, args.height, args.width, device=device)
+            views = 1 if fixer.uses_references else 0  # the hook gives a reference only to a difix_ref checkpoint
+            refs = torch.rand(batch, views, 3, args.height, args.width, device=device) if views else None
             fixer.fix(images, refs)
             sync()
             reps = max(2, 8 // batch)
@@ -404,14 +410,16 @@ def main() -> None:
             fixer_ms = (time.perf_counter() - start) / (reps * batch) * 1000
             # a reference seen for the first time has its latent encoded once (one view per encoder call): the same
             # fix with `batch` new references, less the fix with cached ones, is that cost per reference
-            fresh = [torch.rand_like(refs) for _ in range(reps)]
-            sync()
-            start = time.perf_counter()
-            for new_refs in fresh:
-                fixer.fix(images, new_refs)
-            sync()
-            miss_ms = ((time.perf_counter() - start) / reps * 1000 - fixer_ms * batch) / batch
-            del fresh
+            miss_ms = None
+            if refs is not None:
+                fresh = [torch.rand_like(refs) for _ in range(reps)]
+                sync()
+                start = time.perf_counter()
+                for new_refs in fresh:
+                    fixer.fix(images, new_refs)
+                sync()
+                miss_ms = ((time.perf_counter() - start) / reps * 1000 - fixer_ms * batch) / batch
+                del fresh
             entry[f"batch_{batch}"] = {
                 "ns_render_ms_per_frame": round(fixed_s / n * 1000, 2),
                 "ns_render_fps": round(n / fixed_s, 1),
@@ -428,7 +436,8 @@ def main() -> None:
                 "compiled": bool(shared.compiled),
                 "postfix_ms_per_frame": round((fixed_s - plain_s) / n * 1000, 2),
                 "fixer_only_ms_per_frame": round(fixer_ms, 2),
-                "reference_first_use_ms": round(miss_ms, 2),
+                "references_per_frame": views,
+                "reference_first_use_ms": None if miss_ms is None else round(miss_ms, 2),
                 "fixer_calls": calls,
                 # a timed render slower than the hook-only loop below means something compiled during it: these
                 # say what (new shapes, new CUDA graphs, dynamo graphs; the 2026-12-05 H100 batch-8 row)
@@ -436,22 +445,22 @@ def main() -> None:
                 "fast_path_after_timed_render": after_timed,
                 "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
             }
-            print(size, batch, entry[f"batch_{batch}"], flush=True)
-            result["models"][size] = entry
+            print(name, batch, entry[f"batch_{batch}"], flush=True)
+            result["models"][name] = entry
             save()
             if args.profile_dir is not None:
                 hook.work_ahead = args.work_ahead
                 with batched_rendering(render_module, [hook]):
                     entry[f"batch_{batch}"]["ns_render_profile"] = profile_ns_render(
-                        render_module, pipeline, hook, cameras, work / f"{size}_{batch}_profiled",
-                        args.profile_dir / f"postfix_ns_render_{size}_b{batch}.json.gz")
-                print(size, batch, entry[f"batch_{batch}"]["ns_render_profile"], flush=True)
+                        render_module, pipeline, hook, cameras, work / f"{name}_{batch}_profiled",
+                        args.profile_dir / f"postfix_ns_render_{name}_b{batch}.json.gz")
+                print(name, batch, entry[f"batch_{batch}"]["ns_render_profile"], flush=True)
                 save()
         hook.release_fixer()  # drop the model before loading the next size
         if cuda:
             torch.cuda.empty_cache()
         entry["dtype_effective"] = str(shared.dtype).replace("torch.", "")  # CPU always runs float32
-        result["models"][size] = entry
+        result["models"][name] = entry
     settings.enable_render_fix(None)
     save()
     print(json.dumps(result, indent=2))

@@ -36,11 +36,10 @@
 #             (bench_reference_encoding.py), then post-fix fps in ns-render at batch 8 (bench_postfix_render.py: new
 #             references through encode_reference, work-ahead A/B in ns-render and in the hook), ~6 min cold
 #   steady    post-fix fps in ns-render at its steady state (64 frames, batch 8 then 1) with one pass of each batch
-#             size profiled (--profile-dir: GPU gaps, host waits, gzipped trace), ~7 min cold
-#   unetattn  the UNet's self-attention kernels alone (bench_unet_attention.py: flash / cuDNN / memory-efficient, with
-#             and without a reference view), then the fast path at batch 1 with one cached reference and at batch 8
-#             without, each with SDPA's default kernels and with cuDNN's first (bench_difix.py --unet-attention), until
-#             JOB_DEADLINE
+#             size profiled (--profile-dir: GPU gaps, host waits, gzipped trace), ~7 min cold; STEADY_BATCHES,
+#             STEADY_FRAMES and STEADY_CHECKPOINTS ("difix_ref", "difix": without references) change what it times
+#   unetattn  the UNet's self-attention alone per SDPA kernel (bench_unet_attention.py: SDPA's choice, flash, cuDNN,
+#             memory-efficient), with and without a reference view, ~1 min warm
 #   tuning    the batch-8 fast path (bench_difix.py, V=0) with inductor's defaults, then with coordinate-descent
 #             tuning of its Triton kernels (TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1), separate compile caches
 #   rounds    fix-round overhead of difix3d-splatfacto vs splatfacto (gpu_difix3d_splatfacto.py), ~2 min
@@ -204,26 +203,13 @@ case "$job" in
       --compile-cache-dir /tmp/difix_compile_cache --out "$OUT/bench_postfix_render.json" || true
     ;;
   steady)
-    # UNET_ATTENTION (default or cudnn) picks the fast path's UNet attention kernels (compiled_unet_attention)
     timeout "${JOB_SECONDS:-560}" python scripts/bench_postfix_render.py --data .device/data/fox --sizes real \
-      --batch-sizes ${STEADY_BATCHES:-8 1} --frames 64 --profile-dir "$OUT" --compile-cache-dir /tmp/difix_compile_cache \
-      --unet-attention "${UNET_ATTENTION:-default}" --out "$OUT/bench_postfix_render.json" || true
+      --batch-sizes ${STEADY_BATCHES:-8 1} --frames "${STEADY_FRAMES:-64}" --checkpoints ${STEADY_CHECKPOINTS:-difix_ref} \
+      --profile-dir "$OUT" --compile-cache-dir /tmp/difix_compile_cache --out "$OUT/bench_postfix_render.json" || true
     ;;
   unetattn)
-    # one compile cache for all runs: the VAE graphs are the same for both kernel orders, so the second run of a shape
-    # compiles only its UNet; the eager bf16 rows give each run its fast-vs-eager output difference
-    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
-    timeout 150 python scripts/bench_unet_attention.py --out "$OUT/bench_unet_attention.json" || true
-    for shape in "1 1" "8 0"; do
-      read -r b v <<<"$shape"
-      for kind in default cudnn; do
-        left=$(( deadline - $(date +%s) ))
-        [ "$left" -gt 60 ] || break 2
-        timeout "$left" python scripts/bench_difix.py --out "$OUT/bench_difix_b${b:-1}_v${v:-1}_${kind:-default}.json" \
-          --no-anchor --eager-dtypes bfloat16 --batches "${b:-1}" --refs "${v:-1}" --no-graphs-ablation \
-          --unet-attention "${kind:-default}" --compile-cache-dir /tmp/difix_compile_cache --budget-s 60 || true
-      done
-    done
+    # the UNet's self-attention alone, per SDPA kernel, with and without a reference view (a minute)
+    timeout "${JOB_SECONDS:-150}" python scripts/bench_unet_attention.py --out "$OUT/bench_unet_attention.json" || true
     ;;
   tuning)
     deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}

@@ -12,8 +12,6 @@ reference *latents*, see ``reference_cache``) but
   softmax (``wide_attention="matmul"``, see ``wide_attention``; "sdpa" keeps SDPA), and each 2x nearest upsampling
   + 3x3 convolution as one stride-2 transposed convolution (``upsample="phases"``, see ``upsample_conv``;
   "stock" keeps the pair); eager calls of the same modules are unchanged;
-* the UNet's attention on SDPA's own kernel choice (flash attention) or cuDNN's first (``unet_attention``, see
-  ``unet_attention``);
 * the whole step captured once per input shape as one CUDA graph (cuDNN algorithms picked by its benchmark mode
   during warm-up), so a frame is a single graph launch with no per-kernel CPU overhead;
 * new reference views encoded by the VAE encoder compiled for one view (``encode_reference``; compiled when the
@@ -141,10 +139,7 @@ class CompiledDifixStep:
         group_norm: str = "channel_stats",
         wide_attention: str = "matmul",
         upsample: str = "phases",
-        unet_attention: str = "default",
     ):
-        from difix_ns.fixers.unet_attention import check_unet_attention
-
         on_cuda = pipe.unet.device.type == "cuda"
         if cuda_graphs and not on_cuda:
             raise ValueError("CUDA graphs need the model on a CUDA device")
@@ -161,7 +156,6 @@ class CompiledDifixStep:
         pipe.unet.to(memory_format=torch.channels_last)
         self.group_norm, self.wide_attention, self.upsample = self._use_kernels(group_norm, wide_attention, upsample,
                                                                                compile)
-        self.unet_attention = check_unet_attention(unet_attention)
         self._encode, self._unet, self._decode = self._encode_eager, pipe.unet, self._decode_eager
         self._encode_one = self._encode_reference_eager
         if compile:  # compile=False: the same step uncompiled (CPU tests of the plumbing, benchmarks' ablations)
@@ -225,7 +219,6 @@ class CompiledDifixStep:
         return self._conditioning[n]
 
     def _step(self, x: torch.Tensor, zref: Optional[torch.Tensor]) -> torch.Tensor:
-        from difix_ns.fixers.unet_attention import unet_attention_kernels
         from difix_ns.models.reference_attention import reference_views
 
         z, skips = self._encode(x)
@@ -235,7 +228,7 @@ class CompiledDifixStep:
         else:
             views, joint = 1, z
         emb, t = self._cond(joint.shape[0])
-        with reference_views(self.pipe.unet, views), unet_attention_kernels(self.unet_attention):
+        with reference_views(self.pipe.unet, views):
             eps = self._unet(joint, t, encoder_hidden_states=emb, return_dict=False)[0]
         if views > 1:
             eps = eps[::views]
