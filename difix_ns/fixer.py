@@ -288,47 +288,86 @@ class DifixFixer:
         if self._ref_cache is not None:
             self._ref_cache.clear()
 
+    def _checked_references(self, refs: Optional[torch.Tensor], batch: int) -> Optional[torch.Tensor]:
+        """``refs`` [B,V,3,H,W] checked against ``batch`` images; None when there are none or the model takes none."""
+        if refs is None:
+            return None
+        if refs.ndim != 5 or refs.shape[2] != 3:
+            raise ValueError(f"refs must be [B,V,3,H,W], got shape {tuple(refs.shape)}")
+        if refs.shape[0] != batch:
+            raise ValueError(f"got {batch} images but references for {refs.shape[0]}; counts must match")
+        if refs.shape[1] == 0:
+            return None
+        if not self.pipeline.reference_mixing:
+            if not self._warned_refs:
+                logger.warning("model %s has no reference mixing; references are ignored.", self.config.model_name)
+                self._warned_refs = True
+            return None
+        return refs
+
+    def _model_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size renders of (height, width) are fixed at: floored to a multiple of 8 (Fixer: its fixed size)."""
+        return getattr(self.pipeline, "working_size", None) or floor_to_multiple(height, width)
+
     @torch.no_grad()
-    def fix(self, images: torch.Tensor, refs: Optional[torch.Tensor] = None, cameras=None) -> torch.Tensor:
+    def encode_references(self, refs: Optional[torch.Tensor], image_size: tuple[int, int]):
+        """The latents of references [B,V,3,H',W'] in [0,1] for renders of ``image_size`` (H, W), as ``fix`` would
+        compute them (through the reference cache, one view per encoder call), for ``fix(images, encoded)``.
+
+        Returns a :class:`difix_ns.fixers.reference_cache.EncodedReferences`, or None when there is nothing to
+        encode (no reference views, or a model without reference mixing). Encoding reads the references' content
+        hashes back to the host; done here, on the caller's current stream, that wait does not sit behind a fix
+        queued on another stream (``DifixRenderHook`` with ``work_ahead``)."""
+        from difix_ns.fixers.reference_cache import EncodedReferences
+
+        height, width = (int(v) for v in image_size)
+        check_min_size(height, width, what="input image")
+        refs = self._checked_references(refs, refs.shape[0] if refs is not None else 0)
+        if refs is None:
+            return None
+        return EncodedReferences(self._reference_latents(refs, self._model_size(height, width)), (height, width))
+
+    @torch.no_grad()
+    def fix(self, images: torch.Tensor, refs=None, cameras=None) -> torch.Tensor:
         """images [B,3,H,W] in [0,1] (H, W >= 64); refs [B,V,3,H',W'] or None -> [B,3,H,W] float32 in [0,1].
 
-        Implements ``difix_ns.fixers.ImageFixer``; ``cameras`` is accepted for the contract and not used.
+        Implements ``difix_ns.fixers.ImageFixer``; ``cameras`` is accepted for the contract and not used. ``refs``
+        may also be what :meth:`encode_references` returned for these images' size.
 
         Sizes are floored to a multiple of 8 for the model and resized back (antialiased bilinear); references are
         resized to the render's floored size. Runs in chunks of ``batch_size``.
         """
+        from difix_ns.fixers.reference_cache import EncodedReferences
+
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [B,3,H,W], got shape {tuple(images.shape)}")
         height, width = images.shape[-2:]
         check_min_size(height, width, what="input image")
-        if refs is not None:
-            if refs.ndim != 5 or refs.shape[2] != 3:
-                raise ValueError(f"refs must be [B,V,3,H,W], got shape {tuple(refs.shape)}")
-            if refs.shape[0] != images.shape[0]:
-                raise ValueError(f"got {images.shape[0]} images but references for {refs.shape[0]}; counts must match")
-            if refs.shape[1] == 0:
-                refs = None
-        pipe = self.pipeline
-        if refs is not None and not pipe.reference_mixing:
-            if not self._warned_refs:
-                name = self.config.model_name
-                logger.warning("model %s has no reference mixing; references are ignored.", name)
-                self._warned_refs = True
-            refs = None
-        size8 = getattr(pipe, "working_size", None) or floor_to_multiple(height, width)  # Fixer: fixed 576x1024
+        encoded = None
+        if isinstance(refs, EncodedReferences):
+            if refs.latents.shape[0] != images.shape[0]:
+                raise ValueError(f"got {images.shape[0]} images but encoded references for {refs.latents.shape[0]}")
+            if tuple(refs.image_size) != (height, width):
+                raise ValueError(f"references were encoded for {tuple(refs.image_size)} renders, got {height}x{width}")
+            encoded, refs = refs.latents, None
+        refs = self._checked_references(refs, images.shape[0])
+        size8 = self._model_size(height, width)
         bs, total = self.config.batch_size, images.shape[0]
         outputs = []
         for start in range(0, total, bs):
             chunk = images[start : start + bs].to(self.device, torch.float32)
             ref_chunk = refs[start : start + bs] if refs is not None else None
+            latents = encoded[start : start + bs].to(self.device) if encoded is not None else None
             count = chunk.shape[0]
             if self.compiled and not self._force_eager and total > bs and count < bs:
                 # a short tail chunk is padded so it reuses the full chunk's compiled graph
                 chunk = torch.cat([chunk, chunk[-1:].expand(bs - count, -1, -1, -1)])
                 if ref_chunk is not None:
                     ref_chunk = torch.cat([ref_chunk, ref_chunk[-1:].expand(bs - count, -1, -1, -1, -1)])
+                if latents is not None:
+                    latents = torch.cat([latents, latents[-1:].expand(bs - count, -1, -1, -1, -1)])
             x = resize_tensor(chunk, size8) * 2 - 1
-            r = latents = None
+            r = None
             if ref_chunk is not None and (self.caches_references or self.compiled):
                 latents = self._reference_latents(ref_chunk, size8)
             elif ref_chunk is not None:

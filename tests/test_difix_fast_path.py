@@ -402,3 +402,33 @@ def test_fast_step_kernel_options(pipe, monkeypatch, tmp_path):
     assert (step.group_norm, step.wide_attention, step.upsample) == ("stock", "sdpa", "stock")
     assert not any(type(m) is CompiledUpsample2D for m in pipe.vae.modules())
     assert all(type(m) is nn.GroupNorm for m in pipe.vae.modules() if isinstance(m, nn.GroupNorm))
+
+
+def test_references_encoded_before_the_fix_give_the_same_frames(pipe):
+    """``fix(images, fixer.encode_references(refs, size))`` is ``fix(images, refs)`` bit for bit, on the eager path
+    and on the fast step's (where a short tail chunk is padded), so the render hook can encode a batch's references
+    before it queues the fix; a mismatched batch or size is refused, and there is nothing to encode without views."""
+    from difix_ns.fixers.compiled import CompiledDifixStep
+    from difix_ns.fixers.reference_cache import EncodedReferences
+
+    images, refs = _inputs(4, batch=3, views=1)
+    eager = DifixFixer.from_pipeline(pipe, model_name="tiny", cache_references=True, batch_size=2)
+    encoded = eager.encode_references(refs, (64, 88))
+    assert isinstance(encoded, EncodedReferences) and encoded.latents.shape == (3, 1, 4, 8, 11)
+    assert eager.reference_cache.misses == 3
+    assert torch.equal(eager.fix(images, encoded), eager.fix(images, refs))
+    assert eager.reference_cache.misses == 3  # fix(images, refs) found them cached
+
+    fast = DifixFixer.from_pipeline(pipe, model_name="tiny", cache_references=True, batch_size=2)
+    step = CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False)
+    shapes = []
+    fast.set_fast_step(lambda x, z=None: shapes.append(tuple(z.shape)) or step(x, z))
+    assert torch.equal(fast.fix(images, fast.encode_references(refs, (64, 88))), fast.fix(images, refs))
+    assert shapes == [(2, 1, 4, 8, 11)] * 4  # the tail chunk's latents padded like its references
+
+    with pytest.raises(ValueError, match="got 2 images but encoded references for 3"):
+        eager.fix(images[:2], encoded)
+    with pytest.raises(ValueError, match=r"encoded for \(64, 88\) renders, got 72x88"):
+        eager.fix(torch.rand(3, 3, 72, 88), encoded)
+    assert eager.encode_references(None, (64, 88)) is None
+    assert eager.encode_references(refs[:, :0], (64, 88)) is None

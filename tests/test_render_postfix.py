@@ -267,6 +267,45 @@ def test_hook_works_one_batch_ahead_with_the_same_outputs(tiny_fixer_config):
     assert hook._prefetched == {}
 
 
+class _RawReferencesOnly:
+    """A fixer seen without ``caches_references``/``encode_references``: the hook hands it raw reference views."""
+
+    def __init__(self, fixer):
+        self._fixer, self.config, self.uses_references = fixer, fixer.config, fixer.uses_references
+
+    def fix(self, *args, **kwargs):
+        return self._fixer.fix(*args, **kwargs)
+
+
+def test_hook_encodes_references_before_the_fix_with_the_same_frames(tiny_fixer_config):
+    """A fixer that caches reference latents gets each batch's references encoded before the fix
+    (``DifixFixer.encode_references``; on a GPU the host's wait for their cache keys then happens on the caller's
+    stream, not behind the fix running on the fixer's stream), and the frames are those the raw references give."""
+    from dataclasses import replace
+
+    from difix_ns.fixer import DifixFixer
+    from difix_ns.fixers.reference_cache import EncodedReferences
+
+    config = replace(tiny_fixer_config, cache_references=True)
+    xs = [0.0, 0.2, 2.0, 2.2, 4.0]  # references: training views 0, 0, 1, 1, 2
+    cams = _FakeCameras(torch.stack([_pose(0.0, x) for x in xs]) + 0.0)
+    fixer = DifixFixer(config)
+    frames = {}
+    for name, seen_as in (("encoded", fixer), ("raw", _RawReferencesOnly(fixer))):
+        _, hook, _ = _hook(config)
+        passed = []
+        fix = seen_as.fix
+        seen_as.fix = lambda images, refs=None, cameras=None: passed.append(type(refs)) or fix(images, refs, cameras)
+        hook.fixer_config, hook.fixer_factory, hook.enabled = None, lambda: seen_as, True
+        hook.plan(cams)
+        frames[name] = [hook.get_outputs_for_camera(cams[i : i + 1])["rgb_fixed"] for i in range(5)]
+        del seen_as.fix
+        expected = EncodedReferences if name == "encoded" else torch.Tensor
+        assert passed == [expected] * 3 and hook.fix_calls == 3
+    assert all(torch.equal(a, b) for a, b in zip(frames["encoded"], frames["raw"]))
+    assert fixer.reference_cache.misses == 3  # three training views, each encoded once for both hooks
+
+
 def test_hook_unplanned_small_frames_are_fixed_one_by_one(tiny_fixer_config):
     model, hook, _ = _hook(tiny_fixer_config)
     settings.enable_render_fix(True)  # process-level switch, as ns-difix-render does

@@ -13,12 +13,26 @@ the degraded view's tokens, so the UNet itself must run on the reference latent 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable, Hashable
 
 import torch
 
 _BIT_VIEWS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 _HASH_SEED = 0x5EED_D1F1
+
+
+@dataclass(frozen=True)
+class EncodedReferences:
+    """The reference views of one ``DifixFixer.fix`` call, already encoded (``DifixFixer.encode_references``).
+
+    ``latents`` [B, V, 4, h/8, w/8] for renders of ``image_size`` (H, W). Encoding them first, apart from the fix,
+    lets a caller that queues the fix behind other GPU work (the render hook's fixer stream) do the host-side part
+    of the lookup (reading the references' content hashes back) before that, on its own stream.
+    """
+
+    latents: torch.Tensor
+    image_size: tuple[int, int]
 
 
 class ReferenceLatentCache:

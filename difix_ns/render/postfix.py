@@ -15,8 +15,10 @@ or retraining. When switched on (see :mod:`difix_ns.render.settings`) every rend
 * Planned frames are worked on one batch ahead (``work_ahead``, on by default): when a batch is handed out, the next
   one is already rendered and its fix queued. On CUDA the fixer runs on its own stream, so the next batch's renders
   (gsplat's tile sorting waits for its stream), the reference images' loading and the caller's own per-frame work
-  (ns-render's image writing) overlap the fix on the GPU instead of waiting for it. On the CPU only the order of the
-  same work changes. The outputs are the same either way (``bench_postfix_render.py``'s ``work_ahead_max_abs_diff``:
+  (ns-render's image writing) overlap the fix on the GPU instead of waiting for it. What makes the host wait (the
+  cameras' copy to the host; the references' encoding, ``DifixFixer.encode_references``, which reads their cache
+  keys back) is done on the caller's stream before the fix is queued, so it does not wait behind the fix still
+  running on the fixer's stream. On the CPU only the order of the same work changes. The outputs are the same either way (``bench_postfix_render.py``'s ``work_ahead_max_abs_diff``:
   0 on an NVIDIA H100); ns-render at batch 8 took 40.5-42.7 instead of 46.0-51.7 ms a frame with it (H100, 2026-12-06,
   ``docs/gpu_results/bench_postfix_render_h100_session12*.json``).
 """
@@ -239,21 +241,27 @@ class DifixRenderHook:
                 for i, j in enumerate(indices)]
         keys = [self._plan_key_list[j] for j in indices]
         outputs = [self.original(cam, obb_box=obb_box) for cam in cams]
-        stream = None
+        stream, references = None, None
         if self.work_ahead and self._render_device().type == "cuda":
             render_device = self._render_device()
             if self._fix_stream is None or self._fix_stream.device != render_device:
                 self._fix_stream = torch.cuda.Stream(render_device)
             stream = self._fix_stream
-            stream.wait_stream(torch.cuda.current_stream(render_device))  # the renders above are done there
+            # Whatever makes the host wait is done here, on the caller's stream, before the fix is queued: work
+            # queued on the fixer's stream waits for the batch still being fixed there, and the GPU would idle while
+            # the host prepared this batch after it. That is the cameras' copy to the host (an H100 trace showed
+            # ~11 ms a batch) and the references' encoding, which reads their content hashes back (~25 ms a batch).
+            cams = [c.to("cpu") for c in cams]
+            references = self.reference_batches(cams, outputs, keys)
+            stream.wait_stream(torch.cuda.current_stream(render_device))  # the renders and encodings are done there
             for out in outputs:
                 _record_stream(out, stream)  # render memory is reused only after the fix has read it
-            # the fixer takes the cameras on the host: copied here, behind the renders, because a copy queued on the
-            # fixer's stream would wait for the batch still being fixed there, and the host would prepare this batch
-            # only after it (an H100 trace showed the GPU idle ~11 ms a batch)
-            cams = [c.to("cpu") for c in cams]
+            for batch in references.values():  # reference views or their latents, made here, read by the fix
+                tensor = getattr(batch, "latents", batch)
+                if isinstance(tensor, Tensor) and tensor.is_cuda:
+                    tensor.record_stream(stream)
         with torch.cuda.stream(stream) if stream is not None else nullcontext():
-            self.add_fixed(cams, outputs, keys)
+            self.add_fixed(cams, outputs, keys, references)
             done = None
             if stream is not None:
                 done = torch.cuda.Event()
@@ -319,25 +327,51 @@ class DifixRenderHook:
             image.record_stream(torch.cuda.current_stream(image.device))
         return image
 
-    def add_fixed(self, cameras: List["Cameras"], outputs: List[Dict[str, Any]], keys: Optional[List[tuple]] = None):
-        """Set ``outputs[i]["rgb_fixed"]`` for every frame, fixing same-sized frames together in one batch."""
-        keys = keys or [camera_key(c) for c in cameras]
-        refs = [self.reference_index(c, k) for c, k in zip(cameras, keys)]
+    @staticmethod
+    def _size_groups(outputs: List[Dict[str, Any]]) -> Dict[tuple, List[int]]:
+        """Frames by render size (H, W): each group is one fixer call."""
         groups: Dict[tuple, List[int]] = {}
         for i, out in enumerate(outputs):
             groups.setdefault(tuple(out["rgb"].shape[:2]), []).append(i)
-        for (height, width), idx in groups.items():
+        return groups
+
+    def reference_batches(self, cameras: List["Cameras"], outputs: List[Dict[str, Any]],
+                          keys: Optional[List[tuple]] = None) -> Dict[tuple, Any]:
+        """Per render size (H, W), the references of those frames as the fixer takes them: [B, 1, 3, H, W] (each
+        frame's nearest training view), encoded by the fixer first when it caches reference latents
+        (``DifixFixer.encode_references``), or None when a frame has no reference or the fixer takes none."""
+        keys = keys or [camera_key(c) for c in cameras]
+        fixer = self.fixer
+        if not getattr(fixer, "uses_references", False):
+            return {size: None for size in self._size_groups(outputs)}
+        refs = [self.reference_index(c, k) for c, k in zip(cameras, keys)]
+        batches: Dict[tuple, Any] = {}
+        for (height, width), idx in self._size_groups(outputs).items():
+            if any(refs[i] is None for i in idx):
+                batches[(height, width)] = None
+                continue
+            ref_batch = torch.stack([self._reference_image(refs[i], height, width) for i in idx])[:, None]
+            if getattr(fixer, "caches_references", False) and min(height, width) >= MIN_FIX_SIZE:
+                ref_batch = fixer.encode_references(ref_batch, (height, width))
+            batches[(height, width)] = ref_batch
+        return batches
+
+    def add_fixed(self, cameras: List["Cameras"], outputs: List[Dict[str, Any]], keys: Optional[List[tuple]] = None,
+                  references: Optional[Dict[tuple, Any]] = None):
+        """Set ``outputs[i]["rgb_fixed"]`` for every frame, fixing same-sized frames together in one batch
+        (``references``: :meth:`reference_batches` of these frames, computed here when not given)."""
+        keys = keys or [camera_key(c) for c in cameras]
+        if references is None:
+            references = self.reference_batches(cameras, outputs, keys)
+        refs = [self.reference_index(c, k) for c, k in zip(cameras, keys)]
+        for (height, width), idx in self._size_groups(outputs).items():
             images = torch.stack([outputs[i]["rgb"][..., :3].permute(2, 0, 1).float() for i in idx])  # [B, 3, H, W]
-            ref_batch = None
-            if getattr(self.fixer, "uses_references", False) and all(refs[i] is not None for i in idx):
-                ref_batch = torch.stack([self._reference_image(refs[i], height, width) for i in idx])[:, None]
-                ref_batch = ref_batch.to(images.device)  # [B, 1, 3, H, W]
-            fixed = self._fix(images, ref_batch, _stack_cameras([cameras[i] for i in idx]))
+            fixed = self._fix(images, references[(height, width)], _stack_cameras([cameras[i] for i in idx]))
             for b, i in enumerate(idx):
                 rgb = outputs[i]["rgb"]
                 outputs[i][settings.OUTPUT_NAME] = fixed[b].permute(1, 2, 0).to(device=rgb.device, dtype=rgb.dtype)
         self.frames_fixed += len(outputs)
-        self.fix_calls += len(groups)
+        self.fix_calls += len(references)
         if refs and refs[-1] is not None:
             self.last_reference = refs[-1]
             if self.on_reference is not None:
