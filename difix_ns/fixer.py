@@ -20,6 +20,7 @@ from difix_ns.diffusion.device import check_dtype_name, resolve_device, resolve_
 from difix_ns.diffusion.images import check_min_size, floor_to_multiple, resize_tensor
 
 if TYPE_CHECKING:
+    from difix_ns.fixers.reference_cache import EncodedReferences
     from difix_ns.pipeline_difix import DifixPipeline
 
 logger = logging.getLogger(__name__)
@@ -310,7 +311,9 @@ class DifixFixer:
         return getattr(self.pipeline, "working_size", None) or floor_to_multiple(height, width)
 
     @torch.no_grad()
-    def encode_references(self, refs: Optional[torch.Tensor], image_size: tuple[int, int]):
+    def encode_references(
+        self, refs: Optional[torch.Tensor], image_size: tuple[int, int]
+    ) -> Optional["EncodedReferences"]:
         """The latents of references [B,V,3,H',W'] in [0,1] for renders of ``image_size`` (H, W), as ``fix`` would
         compute them (through the reference cache, one view per encoder call), for ``fix(images, encoded)``.
 
@@ -328,7 +331,8 @@ class DifixFixer:
         return EncodedReferences(self._reference_latents(refs, self._model_size(height, width)), (height, width))
 
     @torch.no_grad()
-    def fix(self, images: torch.Tensor, refs=None, cameras=None) -> torch.Tensor:
+    def fix(self, images: torch.Tensor, refs: "Optional[torch.Tensor | EncodedReferences]" = None,
+            cameras=None) -> torch.Tensor:
         """images [B,3,H,W] in [0,1] (H, W >= 64); refs [B,V,3,H',W'] or None -> [B,3,H,W] float32 in [0,1].
 
         Implements ``difix_ns.fixers.ImageFixer``; ``cameras`` is accepted for the contract and not used. ``refs``

@@ -18,8 +18,9 @@ or retraining. When switched on (see :mod:`difix_ns.render.settings`) every rend
   (ns-render's image writing) overlap the fix on the GPU instead of waiting for it. What makes the host wait (the
   cameras' copy to the host; the references' encoding, ``DifixFixer.encode_references``, which reads their cache
   keys back) is done on the caller's stream before the fix is queued, so it does not wait behind the fix still
-  running on the fixer's stream. On the CPU only the order of the same work changes. The outputs are the same either way (``bench_postfix_render.py``'s ``work_ahead_max_abs_diff``:
-  0 on an NVIDIA H100); ns-render at batch 8 took 40.5-42.7 instead of 46.0-51.7 ms a frame with it (H100, 2026-12-06,
+  running on the fixer's stream. On the CPU only the order of the same work changes. The outputs are the same either
+  way (``bench_postfix_render.py``'s ``work_ahead_max_abs_diff``: 0 on an NVIDIA H100); ns-render at batch 8 took
+  40.5-42.7 instead of 46.0-51.7 ms a frame with it (H100, 2026-12-06,
   ``docs/gpu_results/bench_postfix_render_h100_session12*.json``).
 """
 from __future__ import annotations
