@@ -289,13 +289,14 @@ class DifixFixer:
         if self._ref_cache is not None:
             self._ref_cache.clear()
 
-    def _checked_references(self, refs: Optional[torch.Tensor], batch: int) -> Optional[torch.Tensor]:
-        """``refs`` [B,V,3,H,W] checked against ``batch`` images; None when there are none or the model takes none."""
+    def _checked_references(self, refs: Optional[torch.Tensor], batch: Optional[int] = None) -> Optional[torch.Tensor]:
+        """``refs`` [B,V,3,H,W] checked (against ``batch`` images, if given); None when there are none or the model
+        takes none."""
         if refs is None:
             return None
         if refs.ndim != 5 or refs.shape[2] != 3:
             raise ValueError(f"refs must be [B,V,3,H,W], got shape {tuple(refs.shape)}")
-        if refs.shape[0] != batch:
+        if batch is not None and refs.shape[0] != batch:
             raise ValueError(f"got {batch} images but references for {refs.shape[0]}; counts must match")
         if refs.shape[1] == 0:
             return None
@@ -325,7 +326,7 @@ class DifixFixer:
 
         height, width = (int(v) for v in image_size)
         check_min_size(height, width, what="input image")
-        refs = self._checked_references(refs, refs.shape[0] if refs is not None else 0)
+        refs = self._checked_references(refs)
         if refs is None:
             return None
         return EncodedReferences(self._reference_latents(refs, self._model_size(height, width)), (height, width))

@@ -4,11 +4,11 @@ Renders the same camera trajectory through ``nerfstudio.scripts.render._render_t
 ``ns-render camera-path|interpolate``) with the ns-difix-render hooks installed, once plain (``rgb``) and once
 post-fixed (``rgb_fixed``), for a tiny and an SD-Turbo-sized random-weight Difix (``difix_ns.testing``; random weights
 give timings only, not quality), in the nvidia/difix_ref layout (the nearest training view as reference) and, with
-``--checkpoints difix``, the nvidia/difix one (no reference). ``postfix_ms_per_frame`` = fixed minus plain, per frame. The fixer-only time per
-frame (one ``DifixFixer.fix`` call per batch, CUDA-synchronised) is reported too, and render + fix through the hook
-alone (no file writing), with the hook working one batch ahead (``render_plus_fix_*``,
-``DifixRenderHook.work_ahead``) and without (``render_plus_fix_not_ahead_*``); ``--work-ahead`` (default) times the
-ns-render passes with it.
+``--checkpoints difix``, the nvidia/difix one (no reference). ``postfix_ms_per_frame`` = fixed minus plain, per
+frame. The fixer-only time per frame (one ``DifixFixer.fix`` call per batch, CUDA-synchronised) is reported too,
+and render + fix through the hook alone (no file writing), with the hook working one batch ahead
+(``render_plus_fix_*``, ``DifixRenderHook.work_ahead``) and without (``render_plus_fix_not_ahead_*``);
+``--work-ahead`` (default) times the ns-render passes with it.
 
 Scene: ``--load-config`` of an existing run, or a short splatfacto run trained here on ``--data`` (quarter-res fox).
 
