@@ -112,6 +112,11 @@ class DifixFixer:
             self._pipeline = self._load()
         return self._pipeline
 
+    def load(self) -> "DifixFixer":
+        """Load the weights now (otherwise the first fix, or the first property that needs them, loads them)."""
+        _ = self.pipeline
+        return self
+
     def _load(self) -> "DifixPipeline":
         from difix_ns.fixers.cosmos_files import locate_fixer_model
         from difix_ns.pipeline_difix import DifixPipeline

@@ -214,6 +214,11 @@ def test_difix3d_splatfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
     assert len(dm.novel_pool) == 2 and len(dm.eval_dataset) == 2  # replace mode: one view per test camera
     assert dm.pool_draws > 0 and dm.dataset_draws > 0, (dm.pool_draws, dm.dataset_draws)
     assert all(m.any() for m in dm.novel_pool.masks)  # opacity masks select something
+    # The first round loads the fixer; the run and every round report the seconds spent loading it.
+    assert first.pipeline.fixer_load_seconds is not None and first.pipeline.fixer_load_seconds > 0
+    assert [sorted(b) for b in first.pipeline.fix_round_breakdown] == [
+        ["fix_s", "fixer_load_s", "pool_and_copies_s", "render_s"]
+    ] * 2
     check_round_dir(run_a, 3, 2)
     check_round_dir(run_a, 6, 2)
     saved = round_images(run_a, 6)

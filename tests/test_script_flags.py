@@ -73,7 +73,8 @@ def test_documented_invocations_parse():
     postfix = configs["bench_postfix_render"][0]
     assert postfix.sizes == ["real"] and postfix.batch_sizes == [8]
     assert postfix.compile_cache_dir == "/tmp/difix_compile_cache"
-    assert configs["gpu_difix3d_splatfacto"][0].skip_tiny and not configs["gpu_difix3d_splatfacto"][0].skip_sdturbo
+    rounds = configs["gpu_difix3d_splatfacto"][0]
+    assert rounds.skip_tiny and not rounds.skip_sdturbo and rounds.repeats == 1
     nifi = configs["bench_nifi_splatfacto"][0]
     assert (nifi.budget_steps, nifi.deadline_s, nifi.work_dir) == (2000, 300.0, Path("/tmp/nifi_runs"))
     budget_only = [(c.budgets_from.name, c.data.name, c.downscale_factor, c.budget_steps)

@@ -13,8 +13,8 @@ fix with reference views, pool update), :mod:`difix_ns.nerfstudio.fix_round` is 
 
 The pool options stay flat flags (``--pipeline.novel-view-scale``, ``--pipeline.pool-loss-weight``, ...; the
 datamanager's ``--pipeline.datamanager.pool-*`` come from ``NovelViewPoolConfig``) so existing commands keep working.
-The fixer is created lazily on the first round, held outside the module tree (never in a checkpoint), on its own
-device.
+The fixer is created and loaded on the first round, held outside the module tree (never in a checkpoint), on its
+own device.
 """
 
 from __future__ import annotations
@@ -86,20 +86,34 @@ class Difix3DPipelineConfig(VanillaPipelineConfig):
 
 
 class _LazyFixer:
-    """Builds the fixer on first use. A plain object, so the fixer never joins the module tree."""
+    """Builds and loads the fixer on first use. A plain object, so the fixer never joins the module tree.
+
+    Loading happens on the thread that needs the fixer. Loading on a background thread while training runs was
+    tried and removed: diffusers builds models inside accelerate's ``init_empty_weights``, which replaces
+    ``nn.Module.register_parameter`` process-wide for the duration, so Gaussians a densification step registered
+    meanwhile land on the ``meta`` device (an H100 run failed with gsplat's "opacities must be a CUDA tensor").
+    """
 
     def __init__(self, config: FixerConfig, pipeline: Any = None) -> None:
         self.config = config
         self.fixer: Any = None
         self._pipeline = pipeline  # gives a teacher fixer the world frame of the cameras it is asked for
+        self.load_seconds: float | None = None
+        """How long building and loading the fixer took."""
 
     def get(self):
         if self.fixer is None:
             from difix_ns.fixers.factory import build_fixer
             from difix_ns.fixers.frames import WorldFrame
 
+            started = time.perf_counter()
             frame = WorldFrame.of_pipeline(self._pipeline) if self._pipeline is not None else None
-            self.fixer = build_fixer(self.config, student_frame=frame)
+            fixer = build_fixer(self.config, student_frame=frame)
+            load = getattr(fixer, "load", None)  # DifixFixer reads its weights lazily: load them here, timed
+            if callable(load):
+                load()
+            self.load_seconds = time.perf_counter() - started
+            self.fixer = fixer
         return self.fixer
 
 
@@ -205,8 +219,14 @@ class Difix3DPipeline(VanillaPipeline):
 
     @property
     def fix_round_breakdown(self) -> list[dict]:
-        """Per round: seconds rendering, fixing, and updating the pool (round files are written in the background)."""
+        """Per round: seconds loading the fixer (the first round), rendering, fixing, and updating the pool (round
+        files are written in the background)."""
         return list(self._fix_state.round_breakdown)
+
+    @property
+    def fixer_load_seconds(self) -> float | None:
+        """Seconds building and loading the fixer took (at the first round); None before."""
+        return self._lazy_fixer.load_seconds
 
     @property
     def fix_schedule(self) -> tuple[int, ...]:
@@ -302,9 +322,12 @@ class Difix3DPipeline(VanillaPipeline):
         references = self.reference_views()
         plan = strategy.plan(state, self.target_poses(), references, dm.reference_cameras())
         what = f"Difix3D fix round @{step}"
+        load_started = time.perf_counter()
+        fixer = self.get_fixer()  # the first round loads it (fixer_load_s)
+        loaded = time.perf_counter()
         with step_progress(f"{what}: rendering", 2 * len(plan.cameras), console=CONSOLE) as bar:
             # Fix-round renders must be the raw model, never post-fixed (the viewer checkbox may be ticked).
-            fix_round, timing = strategy.run(step, plan, self.model, self.get_fixer(), references, self.device,
+            fix_round, timing = strategy.run(step, plan, self.model, fixer, references, self.device,
                                              progress=bar, plain_renders=self._render_hook.disabled, label=what)
         fixed_at = time.perf_counter()
         if state.rounds_dir is not None:  # PNGs are encoded in the background from CPU copies
@@ -315,7 +338,9 @@ class Difix3DPipeline(VanillaPipeline):
             torch.cuda.synchronize()
         finished = time.perf_counter()
         state.round_seconds.append(finished - started)
-        state.round_breakdown.append({**timing, "pool_and_copies_s": finished - fixed_at})
+        state.round_breakdown.append(
+            {"fixer_load_s": loaded - load_started, **timing, "pool_and_copies_s": finished - fixed_at}
+        )
         if not dm.novel_pool.supervised_views:
             threshold = strategy.alpha_threshold if strategy.alpha_threshold is not None else -1.0
             CONSOLE.print(
