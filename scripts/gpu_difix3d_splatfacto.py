@@ -153,6 +153,9 @@ class GpuDifix3dConfig:
     """skip the SD-Turbo-sized random fixer run"""
     skip_tiny: bool = False
     """skip the tiny random fixer run"""
+    cudnn_benchmark: bool = True
+    """run with torch.backends.cudnn.benchmark on, as ns-train does (nerfstudio/scripts/train.py sets it when
+    imported); --no-cudnn-benchmark: off, the condition of every earlier run of this script (through session 14)"""
     repeats: int = 1
     """run splatfacto and the SD-Turbo-sized difix3d-splatfacto this many times, alternating, and report each pair's
     ratio and their median (single runs varied from 1.18x to 1.49x on H100s in session 14)"""
@@ -169,6 +172,9 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     from difix_ns.testing import build_difix_pipeline, save_tiny_difix, write_tiny_tokenizer
 
+    # ns-train imports nerfstudio.scripts.train, which turns cuDNN's autotuning on for the whole process; this script
+    # builds its trainers without that module. With it on, the first eager fix of every new shape autotunes.
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     work = Path(tempfile.mkdtemp(prefix="difix3d_bench_"))
     scene, n_train, n_test = make_sparse_scene(args.data, args.downscale_factor, args.train_every, work)
     fix_steps = [round(args.steps * (i + 1) / (args.num_rounds + 1)) for i in range(args.num_rounds)]
@@ -183,6 +189,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         "novel_views_per_round": n_test,
         "steps": args.steps,
         "fix_steps": fix_steps,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "note": NOTE,
         "runs": {},
     }
