@@ -180,10 +180,15 @@ class DifixFixer:
     @contextmanager
     def eager(self) -> Iterator[None]:
         """Within the block, fixes run eagerly (for short jobs such as a fix round of a few views, where a compile
-        would cost more than it saves); frames fixed here do not count toward ``compile_min_frames``."""
+        would cost more than it saves); frames fixed here do not count toward ``compile_min_frames``. For the same
+        reason cuDNN picks convolution algorithms by its heuristics inside the block instead of benchmarking each
+        new shape (``ns-train`` turns benchmarking on for the whole process)."""
+        from difix_ns.fixers.compiled import cudnn_benchmark
+
         previous, self._force_eager = self._force_eager, True
         try:
-            yield
+            with cudnn_benchmark(False):
+                yield
         finally:
             self._force_eager = previous
 

@@ -190,6 +190,28 @@ def test_fast_step_plumbing_matches_the_eager_step():
         assert torch.allclose(fast.fix(images[:1]), expected_plain[:1], atol=1e-4) and len(calls) == n
 
 
+def test_fix_rounds_do_not_autotune_cudnn_under_ns_train(pipe, monkeypatch):
+    """ns-train turns cuDNN benchmarking on for the whole process; a round's few eager fixes use cuDNN's heuristics
+    instead of benchmarking every new convolution shape, and the process setting is back afterwards."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # what importing nerfstudio.scripts.train does
+    fixer = DifixFixer.from_pipeline(pipe, model_name="tiny")
+    seen = []
+    original = fixer.pipeline.restore
+
+    def spy(*args, **kwargs):
+        seen.append(torch.backends.cudnn.benchmark)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fixer.pipeline, "restore", spy)
+    images, refs = _inputs(3, batch=1)
+    with fixer.eager():
+        fixer.fix(images, refs)
+    assert seen == [False] and torch.backends.cudnn.benchmark is True
+    with pytest.raises(RuntimeError, match="boom"), fixer.eager():  # restored on errors too
+        raise RuntimeError("boom")
+    assert torch.backends.cudnn.benchmark is True
+
+
 def test_compile_cache_dir_defaults_to_the_user_cache(monkeypatch, tmp_path):
     from difix_ns.fixers.compiled import _inductor_default_dir, use_compile_cache
 

@@ -72,11 +72,12 @@ def _inductor_default_dir() -> Optional[str]:
 
 
 @contextmanager
-def cudnn_benchmark() -> Iterator[None]:
-    """cuDNN picks the fastest algorithm per convolution shape while warming up / capturing; the process setting
-    is restored afterwards (replays reuse the captured kernels)."""
+def cudnn_benchmark(enabled: bool = True) -> Iterator[None]:
+    """Within the block cuDNN benchmarks every new convolution shape for its fastest algorithm (``enabled``), or
+    picks one by its heuristics; the process setting is restored afterwards. On while the fast path warms up and
+    captures (replays reuse the captured kernels); off for eager fix rounds (``DifixFixer.eager``)."""
     previous = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = enabled
     try:
         yield
     finally:
