@@ -20,6 +20,8 @@ from difix_ns.diffusion.device import check_dtype_name, resolve_device, resolve_
 from difix_ns.diffusion.images import check_min_size, floor_to_multiple, resize_tensor
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from difix_ns.fixers.reference_cache import EncodedReferences
     from difix_ns.pipeline_difix import DifixPipeline
 
@@ -94,6 +96,7 @@ class DifixFixer:
         self._ready_keys: set[tuple] = set()
         self._force_eager = False
         self._ref_cache = None
+        self._resolved: "Optional[tuple[str, Optional[Path]]]" = None
         self.plumbing_only = False
         """True once a ``random-tiny`` model is loaded: outputs prove plumbing, not quality."""
 
@@ -117,23 +120,38 @@ class DifixFixer:
         _ = self.pipeline
         return self
 
+    def can_load_off_thread(self) -> bool:
+        """Whether :meth:`load` may run on another thread while this one goes on (e.g. trains): True for a Difix-layout
+        model, whose modules are built with parameters on meta for the loading thread alone and whose loading reads
+        nothing from the global RNG; False for the NVIDIA Fixer layout (its modules initialise from the global RNG)
+        and once loaded. Resolves the model name on this thread (``random-tiny`` builds its folder here: that seeds
+        the global RNG)."""
+        if self._pipeline is not None:
+            return False
+        return self._resolved_model()[1] is None
+
+    def _resolved_model(self) -> "tuple[str, Optional[Path]]":
+        """``(name or folder to load, Fixer-layout folder or None)``, resolved once."""
+        if self._resolved is None:
+            from difix_ns.diffusion.hub import ModelResolutionError
+            from difix_ns.diffusion.model_names import model_error_message, resolve_difix_model
+            from difix_ns.fixers.cosmos_files import locate_fixer_model
+
+            name, self.plumbing_only = resolve_difix_model(self.config.model_name, option="model")
+            try:
+                fixer_dir = locate_fixer_model(name)
+            except ModelResolutionError as err:
+                raise ModelResolutionError(model_error_message(self.config.model_name, err, option=None)) from None
+            self._resolved = (name, fixer_dir)
+        return self._resolved
+
     def _load(self) -> "DifixPipeline":
-        from difix_ns.fixers.cosmos_files import locate_fixer_model
         from difix_ns.pipeline_difix import DifixPipeline
 
         from difix_ns.diffusion.hub import ModelResolutionError
-        from difix_ns.diffusion.model_names import (
-            is_random_tiny,
-            model_error_message,
-            plumbing_banner,
-            resolve_difix_model,
-        )
+        from difix_ns.diffusion.model_names import is_random_tiny, model_error_message, plumbing_banner
 
-        name, self.plumbing_only = resolve_difix_model(self.config.model_name, option="model")
-        try:
-            fixer_dir = locate_fixer_model(name)
-        except ModelResolutionError as err:
-            raise ModelResolutionError(model_error_message(self.config.model_name, err, option=None)) from None
+        name, fixer_dir = self._resolved_model()
         if fixer_dir is not None:  # NVIDIA Fixer layout: same restore() interface, no reference mixing
             from difix_ns.fixers.cosmos_fixer import CosmosFixerPipeline
 

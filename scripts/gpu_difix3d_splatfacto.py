@@ -5,7 +5,8 @@ Same data, same steps; Difix3D adds ``--num-rounds`` fix rounds. Reports trainin
 only, setup excluded), the time of each fix round (loading the fixer, rendering, fixing, pool update), the training
 time without the rounds, peak GPU memory (``torch.cuda.max_memory_allocated``) and test PSNR, as JSON (stdout, and
 ``--out`` rewritten after every run). ``--repeats N`` runs the pair N times, alternating, for a median ratio: single
-runs of one command differ by up to 25 % between machines and calls.
+runs of one command differ by up to 25 % between machines and calls. ``--ablate-prepare-fixer`` adds, to every
+repeat, a difix3d run that loads the fixer at the first round instead of in the background.
 
 The fixers are RANDOM-WEIGHT models built by ``difix_ns.testing``: a tiny one (plumbing cost) and, unless
 ``--skip-sdturbo``, one with the SD-Turbo-sized architecture of nvidia/difix_ref (real fix cost). A random fixer
@@ -25,7 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import torch
 import tyro
@@ -125,6 +126,9 @@ def run(method: str, scene: Path, outdir: Path, name: str, steps: int, downscale
             fix_round_s=pipeline.fix_round_seconds,
             fix_round_breakdown=getattr(pipeline, "fix_round_breakdown", None),
             fixer_load_s=getattr(pipeline, "fixer_load_seconds", None),
+            fixer_prepared_in_background=bool(getattr(pipeline._lazy_fixer, "prepared_in_background", False)),
+            fixer_warmup_s=getattr(pipeline._lazy_fixer, "warmup_seconds", None),
+            fixer_warmup_error=getattr(pipeline._lazy_fixer, "warmup_error", None),
             pool_views=len(dm.novel_pool),
             pool_draws=dm.pool_draws,
             dataset_draws=dm.dataset_draws,
@@ -156,6 +160,13 @@ class GpuDifix3dConfig:
     cudnn_benchmark: bool = True
     """run with torch.backends.cudnn.benchmark on, as ns-train does (nerfstudio/scripts/train.py sets it when
     imported); --no-cudnn-benchmark: off, the condition of every earlier run of this script (through session 14)"""
+    prepare_fixer: Literal["auto", "background", "first-round"] = "auto"
+    """--pipeline.prepare-fixer of the difix3d runs: "auto" (background on CUDA: the fixer loads and runs a warm-up
+    fix on a worker thread from the first step), or "first-round" (loaded when the first round needs it, as every run
+    through session 14)"""
+    ablate_prepare_fixer: bool = False
+    """in every repeat, also run the SD-Turbo-sized difix3d with --pipeline.prepare-fixer first-round (the A/B of
+    loading ahead, same machine)"""
     repeats: int = 1
     """run splatfacto and the SD-Turbo-sized difix3d-splatfacto this many times, alternating, and report each pair's
     ratio and their median (single runs varied from 1.18x to 1.49x on H100s in session 14)"""
@@ -190,6 +201,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         "steps": args.steps,
         "fix_steps": fix_steps,
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "prepare_fixer": args.prepare_fixer,
         "note": NOTE,
         "runs": {},
     }
@@ -225,18 +237,27 @@ def main(argv: Optional[List[str]] = None) -> None:
     save()
     for name, model_dir in fixers.items():
         runs[name] = run("difix3d-splatfacto", scene, out, name, args.steps, args.downscale_factor,
-                         difix_args(model_dir, fix_steps))
+                         difix_args(model_dir, fix_steps, args.prepare_fixer))
         runs[name].update(compared_with(runs["splatfacto"], runs[name]))
         print(json.dumps({name: runs[name]}), flush=True)
         save()
     sized = "difix3d_sdturbo_sized_random_fixer"
-    if args.repeats > 1 and sized in fixers:
-        pairs = report["repeats"] = [pair_summary(runs["splatfacto"], runs[sized])]
-        for i in range(1, args.repeats):
-            plain = run("splatfacto", scene, out, f"plain_{i}", args.steps, args.downscale_factor, [])
-            fixed = run("difix3d-splatfacto", scene, out, f"{sized}_{i}", args.steps, args.downscale_factor,
-                        difix_args(fixers[sized], fix_steps))
+    ablation = "first-round" if args.ablate_prepare_fixer and args.prepare_fixer != "first-round" else None
+    if (args.repeats > 1 or ablation) and sized in fixers:
+        pairs = report["repeats"] = []
+        for i in range(args.repeats):
+            plain = runs["splatfacto"] if i == 0 else run(
+                "splatfacto", scene, out, f"plain_{i}", args.steps, args.downscale_factor, [])
+            fixed = runs[sized] if i == 0 else run(
+                "difix3d-splatfacto", scene, out, f"{sized}_{i}", args.steps, args.downscale_factor,
+                difix_args(fixers[sized], fix_steps, args.prepare_fixer))
             pairs.append(pair_summary(plain, fixed))
+            if ablation:
+                other = run("difix3d-splatfacto", scene, out, f"{sized}_{ablation}_{i}", args.steps,
+                            args.downscale_factor, difix_args(fixers[sized], fix_steps, ablation))
+                pairs[-1][f"prepare_fixer_{ablation}"] = pair_summary(plain, other)
+                report[f"wall_time_ratio_median_prepare_fixer_{ablation}"] = statistics.median(
+                    p[f"prepare_fixer_{ablation}"]["wall_time_ratio"] for p in pairs)
             report["wall_time_ratio_median"] = statistics.median(p["wall_time_ratio"] for p in pairs)
             print(json.dumps({"repeat": i, **pairs[-1]}), flush=True)
             save()
@@ -244,9 +265,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     save()
 
 
-def difix_args(model_dir: Path, fix_steps: List[int]) -> List[str]:
+def difix_args(model_dir: Path, fix_steps: List[int], prepare_fixer: str = "auto") -> List[str]:
     return ["--pipeline.fixer.model-name", str(model_dir), "--pipeline.fixer.dtype", "bfloat16",
-            "--pipeline.fix-steps", *map(str, fix_steps)]
+            "--pipeline.prepare-fixer", prepare_fixer, "--pipeline.fix-steps", *map(str, fix_steps)]
 
 
 def compared_with(plain: dict, fixed: dict) -> dict:
@@ -268,6 +289,10 @@ def pair_summary(plain: dict, fixed: dict) -> dict:
         "difix3d_train_wall_s": fixed["train_wall_s"],
         "wall_time_ratio": ratios["wall_time_ratio_vs_splatfacto"],
         "fix_round_s": fixed.get("fix_round_s"),
+        "fix_round_breakdown": fixed.get("fix_round_breakdown"),
+        "fixer_prepared_in_background": fixed.get("fixer_prepared_in_background"),
+        "fixer_warmup_s": fixed.get("fixer_warmup_s"),
+        "peak_gpu_mem_gib": [plain["peak_gpu_mem_gib"], fixed["peak_gpu_mem_gib"]],
         "train_without_rounds_ratio": ratios["train_without_rounds_ratio_vs_splatfacto"],
         "num_gaussians": [plain["num_gaussians"], fixed["num_gaussians"]],
     }

@@ -303,9 +303,10 @@ case "$job" in
       --no-anchor --no-eager --upsample stock --compile-cache-dir /tmp/difix_compile_cache --budget-s 30 || true
     ;;
   rounds)
-    # ROUNDS_REPEATS=3: splatfacto and difix3d-splatfacto alternately three times, median ratio (~75 s a pair, warm)
+    # ROUNDS_REPEATS=3: splatfacto and difix3d-splatfacto alternately three times, median ratio (~75 s a pair, warm);
+    # ROUNDS_ARGS: more flags (e.g. --ablate-prepare-fixer: each repeat also loads the fixer at the first round)
     timeout "${JOB_SECONDS:-240}" python scripts/gpu_difix3d_splatfacto.py --data .device/data/fox --downscale-factor 2 \
-      --skip-tiny --repeats ${ROUNDS_REPEATS:-1} --out "$OUT/gpu_difix3d_splatfacto.json"
+      --skip-tiny --repeats ${ROUNDS_REPEATS:-1} ${ROUNDS_ARGS:-} --out "$OUT/gpu_difix3d_splatfacto.json"
     ;;
   restorer)
     # every scene's pairs at once; a training scene not built by half the budget is left out

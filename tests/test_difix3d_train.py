@@ -226,6 +226,7 @@ def test_difix3d_splatfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
     for a, b in zip(pool_arrays(first), saved):
         np.testing.assert_array_equal(a, b)
     assert not any("fixer" in k or "unet" in k for k in first.pipeline.state_dict())
+    assert not first.pipeline._lazy_fixer.prepared_in_background  # "auto" loads at the first round on a CPU
 
     seen = {}
 
@@ -268,6 +269,23 @@ def test_difix3d_splatfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
 
     metrics = ns_eval(run_b / "config.yml", tmp_path / "eval.json")
     assert metrics["method_name"] == "difix3d-splatfacto" and np.isfinite(metrics["results"]["psnr"])
+
+    # The fixer loaded and warmed up on a worker thread from the first step: the same rounds. (Float sums on this CPU
+    # vary from run to run by a few 8-bit levels in round images, with or without the worker; tests/test_fixer_loading
+    # checks exactly that the worker draws nothing from the RNG and leaves the fixer's outputs unchanged.)
+    runs = {}
+    for when in ("background", "first-round"):
+        args = ["--timestamp", when, "--max-num-iterations", "6", "--pipeline.fix-steps", "3", "5"]
+        runs[when] = ns_train(base + args + ["--pipeline.prepare-fixer", when, *DATA_ARGS])
+    lazy = runs["background"].pipeline._lazy_fixer
+    assert lazy.prepared_in_background and lazy.warmup_error is None
+    assert lazy.warmup_seconds is not None and lazy.warmup_seconds > 0
+    assert not runs["first-round"].pipeline._lazy_fixer.prepared_in_background
+    for step in (3, 5):
+        pairs = list(zip(*(round_images(out / "fox" / "difix3d-splatfacto" / when, step) for when in runs)))
+        assert len(pairs) == 2
+        for a, b in pairs:
+            assert np.abs(a.astype(int) - b.astype(int)).max() <= 8
 
 
 @pytest.mark.slow

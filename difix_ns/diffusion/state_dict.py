@@ -2,7 +2,7 @@
 
 ``torch.nn.Module.load_state_dict(strict=True)`` already refuses mismatches, but its message is hard to act on
 for a 686-key UNet; here missing / unexpected / wrongly shaped keys are listed by name together with the file.
-Modules may be built on the meta device (``accelerate.init_empty_weights``) and are then filled with
+Modules may be built on the meta device (``difix_ns.models.loading.parameters_on_meta``) and are then filled with
 ``assign=True`` so a 3.5 GB UNet is never allocated twice.
 """
 from __future__ import annotations

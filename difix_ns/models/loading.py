@@ -8,8 +8,10 @@ read as *descriptions*: the VAE is our ``DifixAutoencoderKL``; a ``unet_2d_condi
 from __future__ import annotations
 
 import json
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 
@@ -42,11 +44,47 @@ def _require(path: Path) -> Path:
     return path
 
 
-def _empty_init():
-    from accelerate import init_empty_weights
+_this_thread = threading.local()
+_patch_lock = threading.Lock()
+_patch_users = 0
+_stock_register_parameter = torch.nn.Module.register_parameter
 
-    # Parameters on the meta device; buffers (e.g. CLIP position ids) stay real. load_strict(assign=True) fills them.
-    return init_empty_weights(include_buffers=False)
+
+def _register_parameter(module: torch.nn.Module, name: str, param: Optional[torch.nn.Parameter]) -> None:
+    _stock_register_parameter(module, name, param)
+    if param is None or not getattr(_this_thread, "depth", 0):
+        return
+    stored = module._parameters[name]
+    if type(stored) is torch.nn.Parameter:
+        module._parameters[name] = torch.nn.Parameter(stored.to("meta"), requires_grad=stored.requires_grad)
+    else:  # a Parameter subclass keeps its attributes
+        kwargs = {**stored.__dict__, "requires_grad": stored.requires_grad}
+        module._parameters[name] = type(stored)(stored.to("meta"), **kwargs)
+
+
+@contextmanager
+def parameters_on_meta() -> Iterator[None]:
+    """Within the block, parameters that modules built by THIS thread register go to the meta device; buffers
+    (e.g. CLIP position ids) stay real. ``load_strict(assign=True)`` then fills the parameters, so a 3.5 GB UNet is
+    never allocated twice, and initialisers run on meta tensors (they draw nothing from the global RNG).
+
+    Other threads are unaffected. accelerate's ``init_empty_weights`` moves every thread's new parameters while it
+    runs: a fixer loading in the background of a training run then put the Gaussians that densification registered
+    meanwhile on ``meta`` (an H100 run failed with gsplat's "opacities must be a CUDA tensor")."""
+    global _patch_users
+    with _patch_lock:
+        if _patch_users == 0:
+            torch.nn.Module.register_parameter = _register_parameter
+        _patch_users += 1
+    _this_thread.depth = getattr(_this_thread, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _this_thread.depth -= 1
+        with _patch_lock:
+            _patch_users -= 1
+            if _patch_users == 0:
+                torch.nn.Module.register_parameter = _stock_register_parameter
 
 
 def model_index_uses_references(index: dict[str, Any]) -> bool:
@@ -59,7 +97,7 @@ def load_vae(folder: Path, dtype: Optional[torch.dtype] = None):
 
     config = read_json(folder / "config.json")
     weights = _require(folder / DIFFUSERS_WEIGHTS)
-    with _empty_init():
+    with parameters_on_meta():
         vae = DifixAutoencoderKL.from_config(config)
     return load_strict(vae, weights, dtype=dtype).eval().requires_grad_(False)
 
@@ -69,7 +107,7 @@ def load_unet(folder: Path, dtype: Optional[torch.dtype] = None):
 
     config = read_json(folder / "config.json")
     weights = _require(folder / DIFFUSERS_WEIGHTS)
-    with _empty_init():
+    with parameters_on_meta():
         unet = UNet2DConditionModel.from_config(config)
     return load_strict(unet, weights, dtype=dtype).eval().requires_grad_(False)
 
@@ -79,7 +117,7 @@ def load_text_encoder(folder: Path, dtype: Optional[torch.dtype] = None):
 
     config = CLIPTextConfig.from_dict(read_json(folder / "config.json"))
     weights = _require(folder / TRANSFORMERS_WEIGHTS)
-    with _empty_init():
+    with parameters_on_meta():
         model = CLIPTextModel(config)
     rename = _text_prefix_renamer(model)
     return load_strict(model, weights, dtype=dtype, rename=rename).eval().requires_grad_(False)

@@ -101,6 +101,31 @@ def fix_in_batches(
     return [o for o in out if o is not None]
 
 
+def warm_up_fixer(fixer: Any, cameras: Cameras) -> None:
+    """Fix black images of ``cameras``' sizes exactly as a round of those views would (same batches, one reference
+    each, ``fixer.eager()``) and discard the result: the first fix of a process pays one-time costs (cuDNN choosing
+    an algorithm for each new convolution shape, CUDA loading kernels, the prompt's encoding), and a round that
+    comes after this one does not. On CUDA it runs on a stream of its own, then drops its reference latents and
+    returns its cached memory, so it leaves nothing behind that the round could read or that another stream holds."""
+    device = torch.device(getattr(fixer, "device", "cpu"))
+    stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+    eager = getattr(fixer, "eager", None)
+    try:
+        with torch.no_grad(), torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            with eager() if callable(eager) else contextlib.nullcontext():
+                heights, widths = cameras.height.reshape(-1).tolist(), cameras.width.reshape(-1).tolist()
+                black = [torch.zeros(int(h), int(w), 3, device=device) for h, w in zip(heights, widths)]
+                fix_in_batches(fixer, black, black, cameras)
+                del black
+    finally:
+        clear = getattr(fixer, "clear_reference_cache", None)
+        if callable(clear):
+            clear()
+        if stream is not None:
+            stream.synchronize()
+            torch.cuda.empty_cache()
+
+
 @dataclass
 class NovelViewFixStrategy:
     """Plans and runs fix rounds (see the module docstring); holds settings only."""

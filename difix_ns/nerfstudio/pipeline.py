@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from functools import partial
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
@@ -37,7 +38,8 @@ from difix_ns.fixers.config import FixerConfig
 from difix_ns.geometry.references import ReferenceViews
 from difix_ns.nerfstudio.device import announce_device
 from difix_ns.nerfstudio.fix_round import FixRound, RoundFileError, RoundWriter, list_rounds, load_round, write_round
-from difix_ns.nerfstudio.fix_strategy import NovelViewFixStrategy
+from difix_ns.nerfstudio.fix_strategy import NovelViewFixStrategy, warm_up_fixer
+from difix_ns.nerfstudio.fixer_loading import LazyFixer
 from difix_ns.nerfstudio.pool import PoolAwareModel, PoolDataManager, take_pool_flag
 from difix_ns.nerfstudio.user_errors import check_checkpoint_family, exit_with
 from difix_ns.progress import step_progress
@@ -83,38 +85,11 @@ class Difix3DPipelineConfig(VanillaPipelineConfig):
     """Sub-directory of the run directory holding the persisted fix rounds."""
     resume_rounds: bool = True
     """On --load-dir / --load-checkpoint, restore the pool and novel poses from the loaded run's rounds."""
-
-
-class _LazyFixer:
-    """Builds and loads the fixer on first use. A plain object, so the fixer never joins the module tree.
-
-    Loading happens on the thread that needs the fixer. Loading on a background thread while training runs was
-    tried and removed: diffusers builds models inside accelerate's ``init_empty_weights``, which replaces
-    ``nn.Module.register_parameter`` process-wide for the duration, so Gaussians a densification step registered
-    meanwhile land on the ``meta`` device (an H100 run failed with gsplat's "opacities must be a CUDA tensor").
-    """
-
-    def __init__(self, config: FixerConfig, pipeline: Any = None) -> None:
-        self.config = config
-        self.fixer: Any = None
-        self._pipeline = pipeline  # gives a teacher fixer the world frame of the cameras it is asked for
-        self.load_seconds: float | None = None
-        """How long building and loading the fixer took."""
-
-    def get(self):
-        if self.fixer is None:
-            from difix_ns.fixers.factory import build_fixer
-            from difix_ns.fixers.frames import WorldFrame
-
-            started = time.perf_counter()
-            frame = WorldFrame.of_pipeline(self._pipeline) if self._pipeline is not None else None
-            fixer = build_fixer(self.config, student_frame=frame)
-            load = getattr(fixer, "load", None)  # DifixFixer reads its weights lazily: load them here, timed
-            if callable(load):
-                load()
-            self.load_seconds = time.perf_counter() - started
-            self.fixer = fixer
-        return self.fixer
+    prepare_fixer: Literal["auto", "background", "first-round"] = "auto"
+    """When the fixer is loaded. "background": from the first training step, on a worker thread that also runs one
+    warm-up fix at the first round's sizes while training goes on (Difix-layout models; others load at the first
+    round); results are unchanged. "first-round": when the first round needs it. "auto": background when the fixer
+    runs on CUDA, else first-round (on a CPU the warm-up would take the training's cores)."""
 
 
 def _check_fixer_model(name: str) -> None:
@@ -156,7 +131,7 @@ class Difix3DPipeline(VanillaPipeline):
             )
         if test_mode == "val":  # training
             announce_device("Difix3D", device)
-        self._lazy_fixer = _LazyFixer(config.fixer, self)
+        self._lazy_fixer = LazyFixer(config.fixer, self)
         self._strategy = NovelViewFixStrategy.from_config(config)
         self._fix_state = self._strategy.initialize_state()
         self._fix_schedule: tuple[int, ...] = ()
@@ -265,6 +240,12 @@ class Difix3DPipeline(VanillaPipeline):
         if schedule:
             shown = schedule if len(schedule) <= 12 else [*schedule[:10], "...", schedule[-1]]
             CONSOLE.print(f"[bold]Difix3D[/bold] {len(schedule)} fix round(s) at steps {shown}")
+        if schedule and schedule[0] > start and self.config.prepare_fixer != "first-round":
+            callbacks.append(
+                TrainingCallback(
+                    [TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], self._prepare_fixer_callback, iters=(start,)
+                )
+            )
         # Appended after the model callbacks and run BEFORE the iteration: rendering inside a fix must not
         # overwrite splatfacto's `info` between its forward pass and its densification post-backward hook.
         callbacks.append(
@@ -276,6 +257,17 @@ class Difix3DPipeline(VanillaPipeline):
 
     def _fix_callback(self, step: int) -> None:
         self.run_fix_round(step)
+
+    def _prepare_fixer_callback(self, step: int) -> None:
+        """Start loading and warming up the fixer in the background (``--pipeline.prepare-fixer``)."""
+        plan = self._strategy.plan(self._fix_state, self.target_poses(), self.reference_views(),
+                                   self.datamanager.reference_cameras())  # what the first round will fix
+        started = self._lazy_fixer.prepare_in_background(
+            partial(warm_up_fixer, cameras=plan.cameras), cuda_only=self.config.prepare_fixer == "auto"
+        )
+        if started:
+            CONSOLE.print(f"[bold]Difix3D[/bold] loading the fixer in the background (first round at step "
+                          f"{self._fix_schedule[0]})")
 
     def _resume_sources(self, trainer) -> list[Path]:
         sources = []

@@ -1,0 +1,84 @@
+"""Loading the Difix3D fixer ahead of the first round on a worker thread (``--pipeline.prepare-fixer``)."""
+from __future__ import annotations
+
+import shutil
+import threading
+from functools import partial
+
+import pytest
+import torch
+from nerfstudio.cameras.cameras import Cameras, CameraType
+
+from difix_ns.fixer import DifixFixer
+from difix_ns.fixers.config import FixerConfig
+from difix_ns.models.loading import parameters_on_meta
+from difix_ns.nerfstudio.fix_strategy import warm_up_fixer
+from difix_ns.nerfstudio.fixer_loading import LazyFixer
+
+
+def cameras(sizes: list[tuple[int, int]]) -> Cameras:
+    n = len(sizes)
+    return Cameras(
+        camera_to_worlds=torch.eye(4)[:3].expand(n, 3, 4).clone(),
+        fx=torch.full((n, 1), 50.0),
+        fy=torch.full((n, 1), 50.0),
+        cx=torch.tensor([[w / 2] for _, w in sizes]),
+        cy=torch.tensor([[h / 2] for h, _ in sizes]),
+        height=torch.tensor([[h] for h, _ in sizes]),
+        width=torch.tensor([[w] for _, w in sizes]),
+        camera_type=CameraType.PERSPECTIVE,
+    )
+
+
+def test_parameters_on_meta_only_moves_the_building_threads_parameters():
+    inside, release, built = threading.Event(), threading.Event(), {}
+
+    def build_in_block():
+        with parameters_on_meta():
+            inside.set()
+            release.wait(10)
+            built["worker"] = torch.nn.Linear(3, 3)
+
+    worker = threading.Thread(target=build_in_block)
+    worker.start()
+    assert inside.wait(10)
+    built["main"] = torch.nn.Linear(3, 3)  # e.g. training registering Gaussians while the fixer loads
+    release.set()
+    worker.join()
+    assert built["main"].weight.device.type == "cpu" and built["worker"].weight.device.type == "meta"
+    assert torch.nn.Linear(3, 3).weight.device.type == "cpu"  # nothing left patched
+
+
+def test_background_preparation_warms_the_fixer_and_changes_nothing(tiny_difix_ref):
+    lazy = LazyFixer(FixerConfig(model_name=str(tiny_difix_ref), device="cpu", dtype="float32"))
+    rng = torch.get_rng_state()
+    assert lazy.prepare_in_background(partial(warm_up_fixer, cameras=cameras([(64, 96), (64, 96), (72, 80)])))
+    assert not lazy.prepare_in_background()  # one preparation at a time
+    fixer = lazy.get()
+    assert torch.equal(torch.get_rng_state(), rng)  # loading and the warm-up drew nothing from the global RNG
+    assert lazy.prepared_in_background and lazy.warmup_error is None
+    assert lazy.load_seconds > 0 and lazy.warmup_seconds > 0
+    assert lazy.get() is fixer
+    images, refs = torch.rand(2, 3, 64, 96), torch.rand(2, 1, 3, 64, 96)
+    fresh = DifixFixer(model_name=str(tiny_difix_ref), device="cpu", dtype="float32")
+    assert torch.equal(fixer.fix(images, refs), fresh.fix(images, refs))  # the warm-up left no state behind
+
+
+def test_fixers_that_cannot_load_in_the_background_load_at_first_use(tiny_difix_ref):
+    on_cpu = LazyFixer(FixerConfig(model_name=str(tiny_difix_ref), device="cpu"))
+    assert not on_cpu.prepare_in_background(cuda_only=True)  # "auto" on a CPU
+    identity = LazyFixer(FixerConfig(kind="identity"))
+    assert not identity.prepare_in_background()
+    assert not on_cpu.prepared_in_background and on_cpu.fixer is None
+    assert on_cpu.get() is not None and on_cpu.load_seconds > 0
+
+
+def test_a_background_loading_error_is_raised_at_the_first_round(tmp_path, tiny_difix_ref):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_difix_ref, broken)
+    weights = broken / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    lazy = LazyFixer(FixerConfig(model_name=str(broken), device="cpu"))
+    assert lazy.prepare_in_background()
+    with pytest.raises(Exception, match="diffusion_pytorch_model.safetensors"):
+        lazy.get()
