@@ -16,6 +16,10 @@ The first attempt, in session 14, built them inside accelerate's ``init_empty_we
 new parameters to ``meta`` while it runs; Gaussians that densification registered meanwhile landed there and
 gsplat failed ("opacities must be a CUDA tensor"). The NVIDIA Fixer layout, whose modules initialise from the
 global RNG, and the teacher / identity fixers load on the training thread at the first round.
+
+One process-wide setting changes while the warm-up runs: cuDNN autotuning is off (``fixer.eager()``, as in every
+round), which only matters to convolutions on the training thread meanwhile (splatfacto has none; an evaluation
+image's LPIPS would pick its algorithms by heuristics).
 """
 
 from __future__ import annotations
