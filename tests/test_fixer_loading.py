@@ -30,6 +30,20 @@ def cameras(sizes: list[tuple[int, int]]) -> Cameras:
     )
 
 
+class _RecordsThread:
+    """A fixer that notes the thread each fix runs on."""
+
+    def __init__(self, fixer, threads):
+        self.fixer, self.threads = fixer, threads
+
+    def fix(self, *args):
+        self.threads.append(threading.current_thread().name)
+        return self.fixer.fix(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.fixer, name)
+
+
 def test_parameters_on_meta_only_moves_the_building_threads_parameters():
     inside, release, built = threading.Event(), threading.Event(), {}
 
@@ -61,7 +75,13 @@ def test_background_preparation_warms_the_fixer_and_changes_nothing(tiny_difix_r
     assert lazy.get() is fixer
     images, refs = torch.rand(2, 3, 64, 96), torch.rand(2, 1, 3, 64, 96)
     fresh = DifixFixer(model_name=str(tiny_difix_ref), device="cpu", dtype="float32")
-    assert torch.equal(fixer.fix(images, refs), fresh.fix(images, refs))  # the warm-up left no state behind
+    expected = fresh.fix(images, refs)
+    assert torch.equal(fixer.fix(images, refs), expected)  # the warm-up left no state behind
+    rounds = lazy.round_fixer()  # fixes on the thread that warmed up, the same numbers
+    threads = []
+    rounds._fixer = _RecordsThread(fixer, threads)
+    assert rounds.uses_references and torch.equal(rounds.fix(images, refs), expected)
+    assert threads and all(name.startswith("difix3d-fixer") for name in threads)
 
 
 def test_fixers_that_cannot_load_in_the_background_load_at_first_use(tiny_difix_ref):
@@ -71,6 +91,7 @@ def test_fixers_that_cannot_load_in_the_background_load_at_first_use(tiny_difix_
     assert not identity.prepare_in_background()
     assert not on_cpu.prepared_in_background and on_cpu.fixer is None
     assert on_cpu.get() is not None and on_cpu.load_seconds > 0
+    assert on_cpu.round_fixer() is on_cpu.get()  # rounds call it on their own thread
 
 
 def test_a_background_loading_error_is_raised_at_the_first_round(tmp_path, tiny_difix_ref):

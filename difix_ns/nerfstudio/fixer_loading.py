@@ -1,31 +1,35 @@
-"""The fixer of a Difix3D run: built and loaded when a round first needs it, or prepared ahead on a worker thread.
+"""The fixer of a Difix3D run: built and loaded when a round first needs it, or prepared ahead on a fixer thread.
 
-Loading an SD-Turbo-sized fixer takes ~0.7 s on an H100, and the first fix of a process 1-3 s more than later ones
-(cuDNN choosing an algorithm for every new convolution shape, CUDA loading kernels, encoding the prompt). Done at the
-first fix round, both stall training there. :meth:`LazyFixer.prepare_in_background` (``--pipeline.prepare-fixer``,
-on CUDA by default) moves them to a worker thread that starts with training: it loads the fixer and runs one
-warm-up fix of black images at the first round's sizes on its own CUDA stream
-(:func:`difix_ns.nerfstudio.fix_strategy.warm_up_fixer`) while the training thread goes on. The first round then
-waits only for whatever is left of that.
+Loading an SD-Turbo-sized fixer takes ~0.9 s on an H100, and the first fix of a process 1-3 s more than later ones
+(cuDNN choosing and building an algorithm for every new convolution shape, CUDA loading kernels, encoding the
+prompt). Done at the first fix round, both stall training there. :meth:`LazyFixer.prepare_in_background`
+(``--pipeline.prepare-fixer``, on CUDA by default) moves them to a thread of their own that starts with training: it
+loads the fixer and runs one warm-up fix of black images at the first round's sizes on its own CUDA stream
+(:func:`difix_ns.nerfstudio.fix_strategy.warm_up_fixer`) while the training thread goes on. The rounds' fixes then
+run on that same thread (:meth:`LazyFixer.round_fixer`; the training thread waits for each, so a round still
+completes before the next training step): PyTorch keeps cuDNN's execution plans and library handles per thread, so
+only fixes on the warmed-up thread find them ready (an H100 run with the warm-up on another thread still spent
+1.5 s on the first round's fix against 0.63 s for later rounds).
 
 Results do not change: the warm-up's output is discarded and its reference latents dropped, and neither loading nor
-fixing draws from the global RNG, so a run trains bit for bit as with loading at the first round (CPU test). Only
-Difix-layout models load off the training thread (:meth:`difix_ns.fixer.DifixFixer.can_load_off_thread`): their
-modules get meta parameters for the loading thread alone (:func:`difix_ns.models.loading.parameters_on_meta`).
-The first attempt, in session 14, built them inside accelerate's ``init_empty_weights``, which moves EVERY thread's
-new parameters to ``meta`` while it runs; Gaussians that densification registered meanwhile landed there and
-gsplat failed ("opacities must be a CUDA tensor"). The NVIDIA Fixer layout, whose modules initialise from the
-global RNG, and the teacher / identity fixers load on the training thread at the first round.
+fixing draws from the global RNG (CPU tests). Only Difix-layout models load off the training thread
+(:meth:`difix_ns.fixer.DifixFixer.can_load_off_thread`): their modules get meta parameters for the loading thread
+alone (:func:`difix_ns.models.loading.parameters_on_meta`). The first attempt, in session 14, built them inside
+accelerate's ``init_empty_weights``, which moves EVERY thread's new parameters to ``meta`` while it runs; Gaussians
+that densification registered meanwhile landed there and gsplat failed ("opacities must be a CUDA tensor"). The
+NVIDIA Fixer layout, whose modules initialise from the global RNG, and the teacher / identity fixers load on the
+training thread at the first round.
 
-One process-wide setting changes while the warm-up runs: cuDNN autotuning is off (``fixer.eager()``, as in every
-round), which only matters to convolutions on the training thread meanwhile (splatfacto has none; an evaluation
-image's LPIPS would pick its algorithms by heuristics).
+One process-wide setting changes while a warm-up or round fix runs: cuDNN autotuning is off (``fixer.eager()``, as in
+every round), which only matters to convolutions on the training thread meanwhile (splatfacto has none; an
+evaluation image's LPIPS would pick its algorithms by heuristics).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 from difix_ns.fixers.config import FixerConfig
@@ -42,7 +46,8 @@ class LazyFixer:
         self.fixer: Any = None
         self._pipeline = pipeline  # gives a teacher fixer the world frame of the cameras it is asked for
         self._lock = threading.Lock()
-        self._worker: Optional[threading.Thread] = None
+        self._thread: Optional[ThreadPoolExecutor] = None  # the fixer thread, once prepare_in_background started it
+        self._preparing: Optional[Future] = None
         self._prepared: Any = None
         self._error: Optional[BaseException] = None
         self.load_seconds: Optional[float] = None
@@ -52,7 +57,7 @@ class LazyFixer:
         self.warmup_error: Optional[str] = None
         """Why the warm-up fix failed, if it did (the fixer is still used; the first round then runs cold)."""
         self.prepared_in_background = False
-        """True once :meth:`prepare_in_background` started a worker."""
+        """True once :meth:`prepare_in_background` started the fixer thread."""
 
     def _build(self) -> Any:
         from difix_ns.fixers.factory import build_fixer
@@ -64,9 +69,9 @@ class LazyFixer:
     def get(self) -> Any:
         """The fixer, loaded. Waits for a background preparation to finish (and re-raises its loading error)."""
         with self._lock:
-            if self._worker is not None:
-                self._worker.join()
-                self._worker = None
+            if self._preparing is not None:
+                self._preparing.result()  # _prepare catches everything: the outcome is in _prepared / _error
+                self._preparing = None
                 prepared, error, self._prepared, self._error = self._prepared, self._error, None, None
                 if error is not None:
                     raise error
@@ -87,7 +92,7 @@ class LazyFixer:
         already loaded or being prepared, cannot load off this thread (see the module docstring), or, with
         ``cuda_only``, does not run on CUDA. A failed warm-up is recorded in :attr:`warmup_error`, not raised."""
         with self._lock:
-            if self.fixer is not None or self._worker is not None:
+            if self.fixer is not None or self._preparing is not None:
                 return False
             fixer = self._build()
             can_load_off_thread = getattr(fixer, "can_load_off_thread", None)
@@ -95,12 +100,16 @@ class LazyFixer:
                 return False
             if cuda_only and getattr(getattr(fixer, "device", None), "type", None) != "cuda":
                 return False
-            self._worker = threading.Thread(
-                target=self._prepare, args=(fixer, warm_up), name="difix3d-fixer-prepare", daemon=True
-            )
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="difix3d-fixer")
+            self._preparing = self._thread.submit(self._prepare, fixer, warm_up)
             self.prepared_in_background = True
-            self._worker.start()
             return True
+
+    def round_fixer(self) -> Any:
+        """The fixer for fix rounds: loaded (:meth:`get`), its ``fix`` run on the fixer thread when
+        :meth:`prepare_in_background` started one (where the warm-up left cuDNN's plans), else the fixer itself."""
+        fixer = self.get()
+        return fixer if self._thread is None else FixesOnThread(fixer, self._thread)
 
     def _prepare(self, fixer: Any, warm_up: Optional[Callable[[Any], None]]) -> None:
         try:
@@ -119,3 +128,17 @@ class LazyFixer:
         except Exception as err:  # noqa: BLE001  (the loaded fixer is still good; the first round runs cold)
             self.warmup_error = f"{type(err).__name__}: {err}"
         self.warmup_seconds = time.perf_counter() - started
+
+
+class FixesOnThread:
+    """``fixer`` with its ``fix`` calls run on ``thread`` (the caller waits for each); all else is the fixer's."""
+
+    def __init__(self, fixer: Any, thread: ThreadPoolExecutor) -> None:
+        self._fixer = fixer
+        self._thread = thread
+
+    def fix(self, *args: Any, **kwargs: Any) -> Any:
+        return self._thread.submit(self._fixer.fix, *args, **kwargs).result()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fixer, name)

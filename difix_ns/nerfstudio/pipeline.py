@@ -315,7 +315,7 @@ class Difix3DPipeline(VanillaPipeline):
         plan = strategy.plan(state, self.target_poses(), references, dm.reference_cameras())
         what = f"Difix3D fix round @{step}"
         load_started = time.perf_counter()
-        fixer = self.get_fixer()  # the first round loads it (fixer_load_s)
+        fixer = self._lazy_fixer.round_fixer()  # the first round loads it (fixer_load_s)
         loaded = time.perf_counter()
         with step_progress(f"{what}: rendering", 2 * len(plan.cameras), console=CONSOLE) as bar:
             # Fix-round renders must be the raw model, never post-fixed (the viewer checkbox may be ticked).
