@@ -123,10 +123,12 @@ class DifixFixer:
     def can_load_off_thread(self) -> bool:
         """Whether :meth:`load` may run on another thread while this one goes on (e.g. trains): True for a Difix-layout
         model, whose modules are built with parameters on meta for the loading thread alone and whose loading reads
-        nothing from the global RNG; False for the NVIDIA Fixer layout (its modules initialise from the global RNG)
-        and once loaded. Resolves the model name on this thread (``random-tiny`` builds its folder here: that seeds
-        the global RNG)."""
-        if self._pipeline is not None:
+        nothing from the global RNG; False for the NVIDIA Fixer layout (its modules initialise from the global RNG),
+        for ``random-tiny`` (building it seeds the global RNG: it stays where it was, at the first use) and once
+        loaded. Resolves the model name on this thread."""
+        from difix_ns.diffusion.model_names import is_random_tiny
+
+        if self._pipeline is not None or is_random_tiny(self.config.model_name):
             return False
         return self._resolved_model()[1] is None
 
@@ -146,10 +148,9 @@ class DifixFixer:
         return self._resolved
 
     def _load(self) -> "DifixPipeline":
-        from difix_ns.pipeline_difix import DifixPipeline
-
         from difix_ns.diffusion.hub import ModelResolutionError
         from difix_ns.diffusion.model_names import is_random_tiny, model_error_message, plumbing_banner
+        from difix_ns.pipeline_difix import DifixPipeline
 
         name, fixer_dir = self._resolved_model()
         if fixer_dir is not None:  # NVIDIA Fixer layout: same restore() interface, no reference mixing

@@ -89,6 +89,10 @@ def test_fixers_that_cannot_load_in_the_background_load_at_first_use(tiny_difix_
     assert not on_cpu.prepare_in_background(cuda_only=True)  # "auto" on a CPU
     identity = LazyFixer(FixerConfig(kind="identity"))
     assert not identity.prepare_in_background()
+    rng = torch.get_rng_state()
+    tiny = LazyFixer(FixerConfig(model_name="random-tiny", device="cpu"))
+    assert not tiny.prepare_in_background()  # building random-tiny seeds the RNG: it stays at the first round
+    assert torch.equal(torch.get_rng_state(), rng)
     assert not on_cpu.prepared_in_background and on_cpu.fixer is None
     assert on_cpu.get() is not None and on_cpu.load_seconds > 0
     assert on_cpu.round_fixer() is on_cpu.get()  # rounds call it on their own thread

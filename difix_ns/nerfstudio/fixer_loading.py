@@ -95,10 +95,10 @@ class LazyFixer:
             if self.fixer is not None or self._preparing is not None:
                 return False
             fixer = self._build()
+            if cuda_only and getattr(getattr(fixer, "device", None), "type", None) != "cuda":
+                return False
             can_load_off_thread = getattr(fixer, "can_load_off_thread", None)
             if not callable(can_load_off_thread) or not can_load_off_thread():
-                return False
-            if cuda_only and getattr(getattr(fixer, "device", None), "type", None) != "cuda":
                 return False
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="difix3d-fixer")
             self._preparing = self._thread.submit(self._prepare, fixer, warm_up)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from functools import partial
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -86,10 +86,11 @@ class Difix3DPipelineConfig(VanillaPipelineConfig):
     resume_rounds: bool = True
     """On --load-dir / --load-checkpoint, restore the pool and novel poses from the loaded run's rounds."""
     prepare_fixer: Literal["auto", "background", "first-round"] = "auto"
-    """When the fixer is loaded. "background": from the first training step, on a worker thread that also runs one
-    warm-up fix at the first round's sizes while training goes on (Difix-layout models; others load at the first
-    round); results are unchanged. "first-round": when the first round needs it. "auto": background when the fixer
-    runs on CUDA, else first-round (on a CPU the warm-up would take the training's cores)."""
+    """When the fixer is loaded. "background": from the first training step, on a fixer thread that also runs one
+    warm-up fix at the first round's sizes while training goes on; the rounds' fixes then run on that thread
+    (Difix-layout models; others load at the first round); results are unchanged. "first-round": when the first
+    round needs it. "auto": background when the fixer runs on CUDA, else first-round (on a CPU the warm-up would
+    take the training's cores)."""
 
 
 def _check_fixer_model(name: str) -> None:
