@@ -17,8 +17,8 @@ fixing draws from the global RNG (CPU tests). Only Difix-layout models load off 
 alone (:func:`difix_ns.models.loading.parameters_on_meta`). The first attempt, in session 14, built them inside
 accelerate's ``init_empty_weights``, which moves EVERY thread's new parameters to ``meta`` while it runs; Gaussians
 that densification registered meanwhile landed there and gsplat failed ("opacities must be a CUDA tensor"). The
-NVIDIA Fixer layout, whose modules initialise from the global RNG, and the teacher / identity fixers load on the
-training thread at the first round.
+NVIDIA Fixer layout, whose modules initialise from the global RNG, ``random-tiny``, whose build seeds it, and the
+teacher / identity fixers load on the training thread at the first round.
 
 One process-wide setting changes while a warm-up or round fix runs: cuDNN autotuning is off (``fixer.eager()``, as in
 every round), which only matters to convolutions on the training thread meanwhile (splatfacto has none; an
