@@ -89,6 +89,8 @@ def test_fixers_that_cannot_load_in_the_background_load_at_first_use(tiny_difix_
     assert not on_cpu.prepare_in_background(cuda_only=True)  # "auto" on a CPU
     identity = LazyFixer(FixerConfig(kind="identity"))
     assert not identity.prepare_in_background()
+    teacher = LazyFixer(FixerConfig(kind="teacher"))  # not even built (without a teacher config it cannot be)
+    assert not teacher.prepare_in_background()
     rng = torch.get_rng_state()
     tiny = LazyFixer(FixerConfig(model_name="random-tiny", device="cpu"))
     assert not tiny.prepare_in_background()  # building random-tiny seeds the RNG: it stays at the first round
