@@ -75,6 +75,7 @@ def test_documented_invocations_parse():
     assert postfix.compile_cache_dir == "/tmp/difix_compile_cache"
     rounds = configs["gpu_difix3d_splatfacto"][0]
     assert rounds.skip_tiny and not rounds.skip_sdturbo and rounds.repeats == 1
+    assert rounds.prepare_fixer == "auto" and not rounds.ablate_prepare_fixer  # as ns-train runs on CUDA
     nifi = configs["bench_nifi_splatfacto"][0]
     assert (nifi.budget_steps, nifi.deadline_s, nifi.work_dir) == (2000, 300.0, Path("/tmp/nifi_runs"))
     budget_only = [(c.budgets_from.name, c.data.name, c.downscale_factor, c.budget_steps)
