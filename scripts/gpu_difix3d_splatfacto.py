@@ -164,6 +164,9 @@ class GpuDifix3dConfig:
     """--pipeline.prepare-fixer of the difix3d runs: "auto" (background on CUDA: the fixer loads and runs a warm-up
     fix on a worker thread from the first step), or "first-round" (loaded when the first round needs it, as every run
     through session 14)"""
+    fix_lag_steps: int = 0
+    """--pipeline.fix-lag-steps of the difix3d runs: training steps that go on while a round's views are fixed on the
+    fixer thread (0: training waits for each round's fix, as upstream)"""
     ablate_prepare_fixer: bool = False
     """in every repeat, also run the SD-Turbo-sized difix3d with --pipeline.prepare-fixer first-round (the A/B of
     loading ahead, same machine)"""
@@ -202,6 +205,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         "fix_steps": fix_steps,
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "prepare_fixer": args.prepare_fixer,
+        "fix_lag_steps": args.fix_lag_steps,
         "note": NOTE,
         "runs": {},
     }
@@ -237,7 +241,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     save()
     for name, model_dir in fixers.items():
         runs[name] = run("difix3d-splatfacto", scene, out, name, args.steps, args.downscale_factor,
-                         difix_args(model_dir, fix_steps, args.prepare_fixer))
+                         difix_args(model_dir, fix_steps, args.prepare_fixer, args.fix_lag_steps))
         runs[name].update(compared_with(runs["splatfacto"], runs[name]))
         print(json.dumps({name: runs[name]}), flush=True)
         save()
@@ -250,11 +254,11 @@ def main(argv: Optional[List[str]] = None) -> None:
                 "splatfacto", scene, out, f"plain_{i}", args.steps, args.downscale_factor, [])
             fixed = runs[sized] if i == 0 else run(
                 "difix3d-splatfacto", scene, out, f"{sized}_{i}", args.steps, args.downscale_factor,
-                difix_args(fixers[sized], fix_steps, args.prepare_fixer))
+                difix_args(fixers[sized], fix_steps, args.prepare_fixer, args.fix_lag_steps))
             pairs.append(pair_summary(plain, fixed))
             if ablation:
                 other = run("difix3d-splatfacto", scene, out, f"{sized}_{ablation}_{i}", args.steps,
-                            args.downscale_factor, difix_args(fixers[sized], fix_steps, ablation))
+                            args.downscale_factor, difix_args(fixers[sized], fix_steps, ablation, args.fix_lag_steps))
                 pairs[-1][f"prepare_fixer_{ablation}"] = pair_summary(plain, other)
                 report[f"wall_time_ratio_median_prepare_fixer_{ablation}"] = statistics.median(
                     p[f"prepare_fixer_{ablation}"]["wall_time_ratio"] for p in pairs)
@@ -265,9 +269,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     save()
 
 
-def difix_args(model_dir: Path, fix_steps: List[int], prepare_fixer: str = "auto") -> List[str]:
+def difix_args(
+    model_dir: Path, fix_steps: List[int], prepare_fixer: str = "auto", fix_lag_steps: int = 0
+) -> List[str]:
     return ["--pipeline.fixer.model-name", str(model_dir), "--pipeline.fixer.dtype", "bfloat16",
-            "--pipeline.prepare-fixer", prepare_fixer, "--pipeline.fix-steps", *map(str, fix_steps)]
+            "--pipeline.prepare-fixer", prepare_fixer, "--pipeline.fix-lag-steps", str(fix_lag_steps),
+            "--pipeline.fix-steps", *map(str, fix_steps)]
 
 
 def compared_with(plain: dict, fixed: dict) -> dict:

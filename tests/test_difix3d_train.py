@@ -273,10 +273,30 @@ def test_difix3d_splatfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
     # The fixer loaded and warmed up on a worker thread from the first step: the same rounds. (Float sums on this CPU
     # vary from run to run by a few 8-bit levels in round images, with or without the worker; tests/test_fixer_loading
     # checks exactly that the worker draws nothing from the RNG and leaves the fixer's outputs unchanged.)
-    runs = {}
-    for when in ("background", "first-round"):
-        args = ["--timestamp", when, "--max-num-iterations", "6", "--pipeline.fix-steps", "3", "5"]
-        runs[when] = ns_train(base + args + ["--pipeline.prepare-fixer", when, *DATA_ARGS])
+    runs, pool_sizes = {}, []
+
+    def record_pool_sizes(trainer):  # the pool each training step draws from
+        dm = trainer.pipeline.datamanager
+        next_train = dm.next_train
+        dm.next_train = lambda step: (pool_sizes.append((step, len(dm.novel_pool))), next_train(step))[1]
+
+    for when in ("background", "first-round", "lagged"):
+        args = ["--timestamp", when, "--max-num-iterations", "7", "--pipeline.fix-steps", "3", "5"]
+        if when == "lagged":  # round 3 is fixed on the fixer thread while steps 3-4 train; it enters the pool at 5
+            args += ["--pipeline.fix-lag-steps", "2", "--pipeline.prepare-fixer", "background"]
+        else:
+            args += ["--pipeline.prepare-fixer", when]
+        runs[when] = ns_train(base + args + DATA_ARGS, inspect=record_pool_sizes if when == "lagged" else None)
+    lagged = runs.pop("lagged").pipeline
+    # Round 3 entered the pool before step 5 trained (the next round's step); round 5 before step 6, the last one.
+    assert dict(pool_sizes) == {0: 0, 1: 0, 2: 0, 3: 0, 4: 0, 5: 2, 6: 2}
+    assert lagged.completed_rounds == [3, 5]
+    assert [b["committed_at_step"] for b in lagged.fix_round_breakdown] == [5, 6]
+    assert lagged._lazy_fixer.prepared_in_background
+    lagged_run = out / "fox" / "difix3d-splatfacto" / "lagged"
+    check_round_dir(lagged_run, 3, 2)
+    for a, b in zip(round_images(lagged_run, 3), round_images(out / "fox" / "difix3d-splatfacto" / "first-round", 3)):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 8  # rendered at the same step: the same round
     lazy = runs["background"].pipeline._lazy_fixer
     assert lazy.prepared_in_background and lazy.warmup_error is None
     assert lazy.warmup_seconds is not None and lazy.warmup_seconds > 0

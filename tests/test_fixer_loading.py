@@ -109,3 +109,26 @@ def test_a_background_loading_error_is_raised_at_the_first_round(tmp_path, tiny_
     assert lazy.prepare_in_background()
     with pytest.raises(Exception, match="diffusion_pytorch_model.safetensors"):
         lazy.get()
+
+
+def test_jobs_run_on_the_fixer_thread_after_its_preparation(tmp_path, tiny_difix_ref):
+    # --pipeline.fix-lag-steps hands a round's fix to the fixer thread this way while training goes on.
+    images, refs = torch.rand(1, 3, 64, 96), torch.rand(1, 1, 3, 64, 96)
+    lazy = LazyFixer(FixerConfig(model_name=str(tiny_difix_ref), device="cpu", dtype="float32"))
+    assert lazy.submit(lambda fixer: fixer) is None  # no fixer thread: the caller runs the job itself
+    assert lazy.prepare_in_background()
+    job = lazy.submit(lambda fixer: (threading.current_thread().name, fixer.fix(images, refs)))
+    thread_name, fixed = job.result(timeout=120)
+    assert thread_name.startswith("difix3d-fixer")
+    assert torch.equal(fixed, lazy.get().fix(images, refs))
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_difix_ref, broken)
+    weights = broken / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    failing = LazyFixer(FixerConfig(model_name=str(broken), device="cpu"))
+    assert failing.prepare_in_background()
+    with pytest.raises(Exception, match="diffusion_pytorch_model.safetensors"):
+        failing.submit(lambda fixer: fixer).result(timeout=120)  # the job reports the loading error...
+    with pytest.raises(Exception, match="diffusion_pytorch_model.safetensors"):
+        failing.get()  # ...and so does the first use on the training thread

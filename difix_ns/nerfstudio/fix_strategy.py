@@ -7,10 +7,13 @@ The strategy holds only settings; everything that changes between rounds lives i
    ``pose_step_fraction`` x scene extent and ``max_rotation_step_deg`` (first round: start from the nearest training
    pose), pick each view's reference training view (:class:`~difix_ns.geometry.references.ReferenceViews`), and build
    the novel cameras (reference intrinsics x ``novel_view_scale``);
-2. :meth:`~NovelViewFixStrategy.run`: render the novel views (eval mode, no grad), fix them with the fixer, each with
-   its reference view, and mask pixels with opacity ``accumulation <= alpha_threshold``; returns a
-   :class:`~difix_ns.nerfstudio.fix_round.FixRound`;
-3. :meth:`~NovelViewFixStrategy.commit`: put the round into the novel-view pool and advance the state.
+2. :meth:`~NovelViewFixStrategy.render`: render the novel views (eval mode, no grad) with their reference images
+   (:class:`RoundRenders`);
+3. :meth:`~NovelViewFixStrategy.fix`: fix them with the fixer, each with its reference view, and mask pixels with
+   opacity ``accumulation <= alpha_threshold``; returns a :class:`~difix_ns.nerfstudio.fix_round.FixRound`. It
+   touches neither model nor state, so it may run on another thread while training goes on
+   (``--pipeline.fix-lag-steps``); :meth:`~NovelViewFixStrategy.run` is 2 then 3;
+4. :meth:`~NovelViewFixStrategy.commit`: put the round into the novel-view pool and advance the state.
 """
 from __future__ import annotations
 
@@ -59,6 +62,25 @@ class RoundPlan:
     """``[T]`` long: reference training view of each novel view."""
     cameras: Cameras
     """``[T]`` novel-view cameras."""
+
+
+@dataclass
+class RoundRenders:
+    """A round between its two halves: the output of :meth:`NovelViewFixStrategy.render`, the input of
+    :meth:`NovelViewFixStrategy.fix`."""
+
+    step: int
+    """Training step the views were rendered at (the round's step)."""
+    plan: RoundPlan
+    renders: List[Tensor]
+    """N x ``[H, W, 3]`` float in [0, 1]."""
+    alphas: List[Tensor]
+    """N x ``[H, W, 1]`` float: rendered opacity."""
+    references: List[Tensor]
+    """N x ``[H, W, 3]`` float in [0, 1]: each view's reference training image at the render's size."""
+    reference_names: List[Optional[str]]
+    render_s: float
+    """Seconds the renders took."""
 
 
 def novel_cameras(poses: Tensor, reference_cameras: Cameras, reference_index: Tensor, scale: float) -> Cameras:
@@ -167,25 +189,20 @@ class NovelViewFixStrategy:
         return RoundPlan(shifted.poses, shifted.arrived, reference_index, cameras)
 
     @torch.no_grad()
-    def run(
+    def render(
         self,
         step: int,
         plan: RoundPlan,
         model: Any,
-        fixer: Any,
         references: ReferenceViews,
         device: Any,
-        progress: Any = None,
+        advance: Callable[..., Any] = lambda n=1, description=None: None,
         plain_renders: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
-        label: str = "",
-    ) -> tuple[FixRound, dict]:
-        """Render the planned views, fix them with their references, mask by opacity.
+    ) -> RoundRenders:
+        """Render the planned views (eval mode, no grad) and look up each one's reference image at its size.
 
-        Returns the round and its timing (seconds rendering, fixing). ``plain_renders``: a context in which renders
-        are never post-fixed (the viewer checkbox may be ticked); ``progress``: a ``difix_ns.progress`` reporter
-        advanced once per render and per fixed view, its description ``label`` + the phase.
-        """
-        advance = progress.advance if progress is not None else (lambda n=1, description=None: None)
+        ``plain_renders``: a context in which renders are never post-fixed (the viewer checkbox may be ticked);
+        ``advance(n)`` is called once per render (a progress bar's)."""
         started = time.perf_counter()
         cameras = plan.cameras
         was_training = model.training
@@ -200,34 +217,64 @@ class NovelViewFixStrategy:
                     advance(1)
             finally:
                 model.train(was_training)
-        rendered = time.perf_counter()
         refs = [  # each view's reference training image at the render's size
             references.image(int(r), *img.shape[:2], device=img.device) for r, img in zip(plan.reference_index, renders)
         ]
-        advance(0, description=f"{label}: fixing")
+        names = references.names
+        ref_index = [int(r) for r in plan.reference_index]
+        return RoundRenders(
+            step=int(step), plan=plan, renders=renders, alphas=alphas, references=refs,
+            reference_names=[names[r] if r < len(names) else None for r in ref_index],
+            render_s=time.perf_counter() - started,
+        )
+
+    @torch.no_grad()
+    def fix(self, rendered: RoundRenders, fixer: Any, advance: Callable[..., Any] | None = None) -> FixRound:
+        """Fix the rendered views with their references and mask them by opacity: the round, ready to commit.
+
+        Runs wherever it is called (a round that overlaps training calls it on the fixer thread): it touches
+        neither the model nor the state. ``advance(n)`` is called once per batch of fixed views."""
         # A round fixes a few views: compiling the fixer's fast path would cost more than it saves (ns-render and
         # the viewer, which fix many frames, use it). References are still encoded once across rounds.
         eager = getattr(fixer, "eager", None)
         with eager() if callable(eager) else contextlib.nullcontext():
-            fixed = fix_in_batches(fixer, renders, refs, cameras, advance)
+            fixed = fix_in_batches(fixer, rendered.renders, rendered.references, rendered.plan.cameras, advance)
         threshold = self.alpha_threshold if self.alpha_threshold is not None else -1.0
-        masks = [a > threshold for a in alphas]
-        images_u8 = [(f.clamp(0, 1) * 255).round().to(torch.uint8) for f in fixed]
-        names = references.names
-        ref_index = [int(r) for r in plan.reference_index]
-        fix_round = FixRound(
-            step=int(step),
-            cameras=cameras,
-            fixed=images_u8,
-            masks=masks,
-            renders=renders,
-            references=refs,
-            alphas=alphas,
+        plan = rendered.plan
+        return FixRound(
+            step=rendered.step,
+            cameras=plan.cameras,
+            fixed=[(f.clamp(0, 1) * 255).round().to(torch.uint8) for f in fixed],
+            masks=[a > threshold for a in rendered.alphas],
+            renders=rendered.renders,
+            references=rendered.references,
+            alphas=rendered.alphas,
             arrived=[bool(a) for a in plan.arrived],
-            reference_index=ref_index,
-            reference_names=[names[r] if r < len(names) else None for r in ref_index],
+            reference_index=[int(r) for r in plan.reference_index],
+            reference_names=rendered.reference_names,
         )
-        return fix_round, {"render_s": rendered - started, "fix_s": time.perf_counter() - rendered}
+
+    def run(
+        self,
+        step: int,
+        plan: RoundPlan,
+        model: Any,
+        fixer: Any,
+        references: ReferenceViews,
+        device: Any,
+        progress: Any = None,
+        plain_renders: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+        label: str = "",
+    ) -> tuple[FixRound, dict]:
+        """:meth:`render`, then :meth:`fix`, one after the other. Returns the round and its timing (seconds
+        rendering, fixing); ``progress``: a ``difix_ns.progress`` reporter advanced once per render and per fixed
+        view, its description ``label`` + the phase."""
+        advance = progress.advance if progress is not None else (lambda n=1, description=None: None)
+        rendered = self.render(step, plan, model, references, device, advance, plain_renders)
+        advance(0, description=f"{label}: fixing")
+        started = time.perf_counter()
+        fix_round = self.fix(rendered, fixer, advance)
+        return fix_round, {"render_s": rendered.render_s, "fix_s": time.perf_counter() - started}
 
     def commit(self, state: FixRoundState, fix_round: FixRound, pool: NovelViewPool) -> None:
         """Put ``fix_round`` into ``pool`` and advance ``state`` to its poses."""

@@ -113,6 +113,21 @@ class LazyFixer:
         fixer = self.get()
         return fixer if self._thread is None else FixesOnThread(fixer, self._thread)
 
+    def submit(self, job: Callable[[Any], Any]) -> Optional[Future]:
+        """Run ``job(fixer)`` on the fixer thread, after whatever it is doing (loading, warming up, an earlier job),
+        and return its future; None, starting nothing, when :meth:`prepare_in_background` started no thread (the
+        caller then runs the job itself). A loading error is raised by the future, and again by :meth:`get`."""
+        with self._lock:
+            if self._thread is None:
+                return None
+            return self._thread.submit(self._run_job, job)
+
+    def _run_job(self, job: Callable[[Any], Any]) -> Any:
+        fixer = self.fixer if self.fixer is not None else self._prepared  # this thread prepared it: it is done
+        if fixer is None:
+            raise self._error if self._error is not None else RuntimeError("the fixer was not loaded")
+        return job(fixer)
+
     def _prepare(self, fixer: Any, warm_up: Optional[Callable[[Any], None]]) -> None:
         try:
             started = time.perf_counter()

@@ -19,9 +19,11 @@ own device.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -38,7 +40,7 @@ from difix_ns.fixers.config import FixerConfig
 from difix_ns.geometry.references import ReferenceViews
 from difix_ns.nerfstudio.device import announce_device
 from difix_ns.nerfstudio.fix_round import FixRound, RoundFileError, RoundWriter, list_rounds, load_round, write_round
-from difix_ns.nerfstudio.fix_strategy import NovelViewFixStrategy, warm_up_fixer
+from difix_ns.nerfstudio.fix_strategy import NovelViewFixStrategy, RoundRenders, warm_up_fixer
 from difix_ns.nerfstudio.fixer_loading import LazyFixer
 from difix_ns.nerfstudio.pool import PoolAwareModel, PoolDataManager, take_pool_flag
 from difix_ns.nerfstudio.user_errors import check_checkpoint_family, exit_with
@@ -85,6 +87,11 @@ class Difix3DPipelineConfig(VanillaPipelineConfig):
     """Sub-directory of the run directory holding the persisted fix rounds."""
     resume_rounds: bool = True
     """On --load-dir / --load-checkpoint, restore the pool and novel poses from the loaded run's rounds."""
+    fix_lag_steps: int = 0
+    """Training steps that go on while a round's views are fixed: the round renders its views at its step and
+    enters the pool this many steps later (before the next round and the last step), training waiting there only if
+    the fix is not done. The fix runs meanwhile on the fixer thread (see prepare-fixer; on CUDA on a stream of its
+    own), else at the commit step. 0: training waits for the fix at the round's step (upstream)."""
     prepare_fixer: Literal["auto", "background", "first-round"] = "auto"
     """When the fixer is loaded. "background": from the first training step, on a fixer thread that also runs one
     warm-up fix at the first round's sizes while training goes on; the rounds' fixes then run on that thread
@@ -124,6 +131,8 @@ class Difix3DPipeline(VanillaPipeline):
                 raise ValueError(f"--pipeline.{name} must be > 0, got {value}")
         if config.fix_every < 0:
             raise ValueError(f"--pipeline.fix-every must be >= 0, got {config.fix_every}")
+        if config.fix_lag_steps < 0:
+            raise ValueError(f"--pipeline.fix-lag-steps must be >= 0, got {config.fix_lag_steps}")
         if config.novel_view_targets == "camera-path" and config.camera_path is None:
             raise ValueError("--pipeline.novel-view-targets camera-path needs --pipeline.camera-path FILE.json")
         if not isinstance(self.datamanager, PoolDataManager):
@@ -136,6 +145,8 @@ class Difix3DPipeline(VanillaPipeline):
         self._strategy = NovelViewFixStrategy.from_config(config)
         self._fix_state = self._strategy.initialize_state()
         self._fix_schedule: tuple[int, ...] = ()
+        self._last_step: int | None = None  # the run's last training step (None without a Trainer)
+        self._pending_round: _PendingRound | None = None  # rendered, being fixed (fix_lag_steps)
         self._round_writer = RoundWriter()
         # Difix3D+: an `rgb_fixed` output for ns-render / the viewer, sharing this pipeline's fixer. It stays off
         # (zero cost) unless switched on by ns-render's output names, ns-difix-render or the viewer checkbox.
@@ -229,6 +240,7 @@ class Difix3DPipeline(VanillaPipeline):
         if trainer is not None:
             start = int(trainer._start_step)
             end = start + int(trainer.config.max_num_iterations)
+            self._last_step = end - 1
             self._fix_state.rounds_dir = Path(trainer.base_dir) / self.config.rounds_dir_name
             if self.config.resume_rounds:
                 for source in self._resume_sources(trainer):
@@ -247,6 +259,13 @@ class Difix3DPipeline(VanillaPipeline):
                     [TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], self._prepare_fixer_callback, iters=(start,)
                 )
             )
+        commits = sorted({c for c in map(self._commit_step, schedule) if c is not None})
+        if commits:  # before the fix callback: a round due at the next round's step enters the pool first
+            callbacks.append(
+                TrainingCallback(
+                    [TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], self._commit_callback, iters=tuple(commits)
+                )
+            )
         # Appended after the model callbacks and run BEFORE the iteration: rendering inside a fix must not
         # overwrite splatfacto's `info` between its forward pass and its densification post-backward hook.
         callbacks.append(
@@ -258,6 +277,10 @@ class Difix3DPipeline(VanillaPipeline):
 
     def _fix_callback(self, step: int) -> None:
         self.run_fix_round(step)
+
+    def _commit_callback(self, step: int) -> None:
+        if self._pending_round is not None and step >= self._pending_round.commit_step:
+            self.commit_pending_round()
 
     def _prepare_fixer_callback(self, step: int) -> None:
         """Start loading and warming up the fixer in the background (``--pipeline.prepare-fixer``)."""
@@ -308,13 +331,39 @@ class Difix3DPipeline(VanillaPipeline):
 
     @torch.no_grad()
     def run_fix_round(self, step: int) -> None:
-        """Run one fix round at ``step``, refresh the novel-view pool and persist the round in the background."""
+        """Run one fix round at ``step``: render the novel views, fix them, refresh the novel-view pool and persist
+        the round in the background. With ``fix_lag_steps`` > 0 only the renders happen now; the fix runs on the
+        fixer thread while training goes on and :meth:`commit_pending_round` finishes the round later."""
         self._round_writer.wait()
+        self.commit_pending_round()  # a round still being fixed enters the pool before the next one is planned
         started = time.perf_counter()
-        dm, strategy, state = self.datamanager, self._strategy, self._fix_state
+        dm, strategy = self.datamanager, self._strategy
         references = self.reference_views()
-        plan = strategy.plan(state, self.target_poses(), references, dm.reference_cameras())
+        plan = strategy.plan(self._fix_state, self.target_poses(), references, dm.reference_cameras())
         what = f"Difix3D fix round @{step}"
+        commit_step = self._commit_step(step)
+        if commit_step is not None:
+            with step_progress(f"{what}: rendering", len(plan.cameras), console=CONSOLE) as bar:
+                rendered = strategy.render(step, plan, self.model, references, self.device, bar.advance,
+                                           plain_renders=self._render_hook.disabled)
+            ready, training_stream = None, None
+            if rendered.renders and rendered.renders[0].is_cuda:  # the fixer's stream starts after the renders
+                training_stream = torch.cuda.current_stream(rendered.renders[0].device)
+                ready = torch.cuda.Event()
+                ready.record(training_stream)
+            self._pending_round = _PendingRound(
+                rendered=rendered,
+                fixing=self._lazy_fixer.submit(
+                    partial(_fix_on_side_stream, strategy, rendered, ready, training_stream)
+                ),
+                commit_step=commit_step,
+                extent=references.extent,
+                seconds=time.perf_counter() - started,
+            )
+            where = "on the fixer thread while training goes on" if self._pending_round.fixing else "then"
+            CONSOLE.print(f"[bold]Difix3D[/bold] step {step}: rendered {len(plan.cameras)} novel views; fixed "
+                          f"{where}, they enter the pool at step {self._pending_round.commit_step}")
+            return
         load_started = time.perf_counter()
         fixer = self._lazy_fixer.round_fixer()  # the first round loads it (fixer_load_s)
         loaded = time.perf_counter()
@@ -322,27 +371,68 @@ class Difix3DPipeline(VanillaPipeline):
             # Fix-round renders must be the raw model, never post-fixed (the viewer checkbox may be ticked).
             fix_round, timing = strategy.run(step, plan, self.model, fixer, references, self.device,
                                              progress=bar, plain_renders=self._render_hook.disabled, label=what)
-        fixed_at = time.perf_counter()
+        self._finish_round(fix_round, references.extent, started, {"fixer_load_s": loaded - load_started, **timing})
+
+    def commit_pending_round(self) -> None:
+        """Finish the round that ``fix_lag_steps`` left pending, if any: wait for its fix (or run it now when there
+        is no fixer thread), then put it into the pool and write it. Runs at the round's commit step, before the
+        next round, and is a no-op without a pending round."""
+        pending, self._pending_round = self._pending_round, None
+        if pending is None:
+            return
+        started = time.perf_counter()
+        timing = {"render_s": pending.rendered.render_s}
+        if pending.fixing is not None:
+            fix_round, timing["fix_s"] = pending.fixing.result()  # re-raises a loading or fixing error
+            self._lazy_fixer.get()  # adopts the fixer the thread loaded (no wait: the thread is done with it)
+            timing["fixer_load_s"] = 0.0
+            timing["fix_wait_s"] = time.perf_counter() - started
+        else:
+            fixer = self._lazy_fixer.round_fixer()
+            loaded = time.perf_counter()
+            fix_round = self._strategy.fix(pending.rendered, fixer)
+            timing.update(fixer_load_s=loaded - started, fix_s=time.perf_counter() - loaded)
+            timing["fix_wait_s"] = time.perf_counter() - started
+        timing["committed_at_step"] = pending.commit_step
+        self._finish_round(fix_round, pending.extent, started - pending.seconds, timing)
+
+    def _commit_step(self, step: int) -> int | None:
+        """Before which training step a round rendered at ``step`` enters the pool: ``fix_lag_steps`` later, but no
+        later than the next round or the last step. None: at ``step`` itself (no lag, or no step left)."""
+        if self.config.fix_lag_steps <= 0:
+            return None
+        commit = step + self.config.fix_lag_steps
+        later = [s for s in self._fix_schedule if s > step]
+        if later:
+            commit = min(commit, later[0])
+        if self._last_step is not None:
+            commit = min(commit, self._last_step)
+        return commit if commit > step else None
+
+    def _finish_round(self, fix_round: FixRound, extent: float, started: float, timing: dict) -> None:
+        """Write ``fix_round`` (in the background), put it into the pool and record its time; ``started``: when the
+        training thread began on it (a lagged round's render time is counted, not the steps in between)."""
+        dm, state = self.datamanager, self._fix_state
+        finishing = time.perf_counter()
         if state.rounds_dir is not None:  # PNGs are encoded in the background from CPU copies
-            fix_round.info = self._round_info(references.extent)
+            fix_round.info = self._round_info(extent)
             self._round_writer.submit(write_round, state.rounds_dir, _cpu_copy(fix_round))
-        strategy.commit(state, fix_round, dm.novel_pool)
+        self._strategy.commit(state, fix_round, dm.novel_pool)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         finished = time.perf_counter()
         state.round_seconds.append(finished - started)
-        state.round_breakdown.append(
-            {"fixer_load_s": loaded - load_started, **timing, "pool_and_copies_s": finished - fixed_at}
-        )
+        state.round_breakdown.append({**timing, "pool_and_copies_s": finished - finishing})
         if not dm.novel_pool.supervised_views:
-            threshold = strategy.alpha_threshold if strategy.alpha_threshold is not None else -1.0
+            threshold = self._strategy.alpha_threshold if self._strategy.alpha_threshold is not None else -1.0
             CONSOLE.print(
-                f"[bold yellow]Difix3D step {step}: every novel view has opacity <= {threshold} everywhere; "
-                "the pool is not sampled until a later round covers some pixels"
+                f"[bold yellow]Difix3D step {fix_round.step}: every novel view has opacity <= {threshold} "
+                "everywhere; the pool is not sampled until a later round covers some pixels"
             )
+        arrived = sum(bool(a) for a in fix_round.arrived)
         CONSOLE.print(
-            f"[bold]Difix3D[/bold] step {step}: fixed {len(plan.cameras)} novel views "
-            f"({int(plan.arrived.sum())} at their targets); pool holds {len(dm.novel_pool)} views"
+            f"[bold]Difix3D[/bold] step {fix_round.step}: fixed {len(fix_round)} novel views "
+            f"({arrived} at their targets); pool holds {len(dm.novel_pool)} views"
         )
 
     def _round_info(self, extent: float) -> dict:
@@ -407,3 +497,50 @@ def _cpu_copy(fix_round: FixRound) -> FixRound:
     cpu = lambda ts: [t.detach().cpu() for t in ts]  # noqa: E731
     return replace(fix_round, renders=cpu(fix_round.renders), fixed=cpu(fix_round.fixed),
                    references=cpu(fix_round.references), alphas=cpu(fix_round.alphas), masks=cpu(fix_round.masks))
+
+
+@dataclass
+class _PendingRound:
+    """A round rendered at its step and still being fixed (``fix_lag_steps``)."""
+
+    rendered: RoundRenders
+    fixing: Future | None
+    """The fix on the fixer thread (its result: the round and the seconds the fix took); None: fixed at commit."""
+    commit_step: int
+    """The training step before which the round enters the pool."""
+    extent: float
+    """Scene extent of the round's references (recorded with the round)."""
+    seconds: float
+    """Seconds the training thread spent rendering it."""
+
+
+def _fix_on_side_stream(
+    strategy: NovelViewFixStrategy,
+    rendered: RoundRenders,
+    ready: torch.cuda.Event | None,
+    training_stream: torch.cuda.Stream | None,
+    fixer,
+) -> tuple[FixRound, float]:
+    """``strategy.fix`` as a job for the fixer thread while training goes on; returns the round and the seconds the
+    fix took. With CUDA renders (``ready``: recorded after them on ``training_stream``) a CUDA fixer runs on a
+    stream of its own that first waits for the renders, so its kernels run beside the training's instead of
+    queueing behind them; the job returns once the round's images are complete, and marks them as read by the
+    training stream next (the caching allocator then does not hand their memory to the fixer's stream early)."""
+    started = time.perf_counter()
+    stream = None
+    if ready is not None:
+        fixer_device = torch.device(getattr(fixer, "device", "cpu"))
+        if fixer_device.type == "cuda":
+            stream = torch.cuda.Stream(fixer_device)
+            stream.wait_event(ready)
+        else:
+            ready.synchronize()
+    with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+        fix_round = strategy.fix(rendered, fixer)
+        if training_stream is not None:
+            for image in (*fix_round.fixed, *fix_round.masks):
+                image.record_stream(training_stream)
+            torch.cuda.current_stream(training_stream.device).synchronize()  # the copies back to the render device
+    if stream is not None:
+        stream.synchronize()
+    return fix_round, time.perf_counter() - started
