@@ -93,11 +93,11 @@ class Difix3DDataManager(VanillaDataManager, _PoolDrawing):
 
     def _next_pool_rays(self) -> tuple[RayBundle, dict]:
         pool = self.novel_pool
-        assert pool.cameras is not None
+        assert pool.device_cameras is not None
         num = self.get_train_rays_per_batch()
         v, y, x = pool.sample_pixels(num, self._pool_rng)  # [R] each, CPU
         coords = torch.stack([y, x], dim=-1).float() + 0.5  # pixel centres, (row, col) like RayGenerator
-        cameras = pool.cameras.to(self.device)
+        cameras = pool.device_cameras.to(self.device)  # the pool's device is the training device: no copy
         ray_bundle = cameras.generate_rays(
             camera_indices=v.unsqueeze(-1).to(self.device), coords=coords.to(self.device)
         )

@@ -85,6 +85,9 @@ class NovelViewPool:
         self.max_views = int(max_views)
         self.device = torch.device(device)
         self.cameras: Cameras | None = None
+        """``[N]`` the views' cameras, on the CPU (what rounds record)."""
+        self.device_cameras: Cameras | None = None
+        """The same cameras on ``device``, copied once per update (training draws them every pool step)."""
         self.images: list[Tensor] = []  # each [H, W, 3] uint8
         self.masks: list[Tensor] = []  # each [H, W, 1] bool (True = supervised)
         self.round_steps: list[int] = []  # fix round each view came from
@@ -95,6 +98,7 @@ class NovelViewPool:
 
     def clear(self) -> None:
         self.cameras, self.images, self.masks, self.round_steps, self._coverage = None, [], [], [], []
+        self.device_cameras = None
 
     @property
     def supervised_views(self) -> list[int]:
@@ -136,11 +140,13 @@ class NovelViewPool:
             cams = cams[drop:]
             del self.images[:drop], self.masks[:drop], self.round_steps[:drop], self._coverage[:drop]
         self.cameras = _cat_cameras(cams) if cams else None
+        self.device_cameras = self.cameras.to(self.device) if self.cameras is not None else None
 
     def view(self, index: int) -> tuple[Cameras, Tensor, Tensor]:
-        """One view: camera ``[1]`` (no ``cam_idx`` metadata), image ``[H, W, 3]`` uint8, mask ``[H, W, 1]`` bool."""
-        assert self.cameras is not None
-        return self.cameras[index : index + 1], self.images[index], self.masks[index]
+        """One view, on the pool's device: camera ``[1]`` (no ``cam_idx`` metadata), image ``[H, W, 3]`` uint8, mask
+        ``[H, W, 1]`` bool."""
+        assert self.device_cameras is not None
+        return self.device_cameras[index : index + 1], self.images[index], self.masks[index]
 
     def sample_pixels(self, num: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """Sample ``num`` supervised pixels (mask True) uniformly over views, then over pixels.
