@@ -134,7 +134,7 @@ def write_round(rounds_dir: Path, fix_round: FixRound) -> Path:
             if i < len(fix_round.references):
                 _save_png(round_dir / "reference" / name, fix_round.references[i])
             if i < len(fix_round.alphas):
-                _save_png(round_dir / "alpha" / name, fix_round.alphas[i].clamp(0, 1))
+                _save_png(round_dir / "alpha" / name, fix_round.alphas[i])  # float: clamped to [0, 1] there
             _save_png(round_dir / "mask" / name, fix_round.masks[i].to(torch.uint8) * 255)  # exact mask for resume
             views.append(_view_entry(fix_round, i, name))
         meta = {"format": ROUND_FORMAT, "step": int(fix_round.step), **fix_round.info, "views": views}

@@ -414,12 +414,15 @@ class Difix3DPipeline(VanillaPipeline):
         training thread began on it (a lagged round's render time is counted, not the steps in between)."""
         dm, state = self.datamanager, self._fix_state
         finishing = time.perf_counter()
+        on_cpu = None
         if state.rounds_dir is not None:  # PNGs are encoded in the background from CPU copies
             fix_round.info = self._round_info(extent)
-            self._round_writer.submit(write_round, state.rounds_dir, _cpu_copy(fix_round))
+            on_cpu = _cpu_copy(fix_round)
         self._strategy.commit(state, fix_round, dm.novel_pool)
         if torch.cuda.is_available():
-            torch.cuda.synchronize()
+            torch.cuda.synchronize()  # also completes the copies
+        if on_cpu is not None:
+            self._round_writer.submit(write_round, state.rounds_dir, on_cpu)
         finished = time.perf_counter()
         state.round_seconds.append(finished - started)
         state.round_breakdown.append({**timing, "pool_and_copies_s": finished - finishing})
@@ -493,10 +496,22 @@ class Difix3DPipeline(VanillaPipeline):
 
 
 def _cpu_copy(fix_round: FixRound) -> FixRound:
-    """The round with every image moved to the CPU (the background writer must not touch device tensors)."""
-    cpu = lambda ts: [t.detach().cpu() for t in ts]  # noqa: E731
-    return replace(fix_round, renders=cpu(fix_round.renders), fixed=cpu(fix_round.fixed),
-                   references=cpu(fix_round.references), alphas=cpu(fix_round.alphas), masks=cpu(fix_round.masks))
+    """The round with every image on the CPU as the 8-bit values its PNGs hold (the background writer must not touch
+    device tensors). Images on a GPU are quantised there and copied without waiting (into pinned memory): the caller
+    synchronises before the copies are read."""
+
+    def to_cpu(images: list[Tensor], unit: bool = True) -> list[Tensor]:
+        out = []
+        for t in images:
+            t = t.detach()
+            if unit and t.dtype != torch.uint8:  # what fix_round._save_png would make of it
+                t = (t.float().clamp(0, 1) * 255).round().to(torch.uint8)
+            out.append(t.to("cpu", non_blocking=t.is_cuda))
+        return out
+
+    return replace(fix_round, renders=to_cpu(fix_round.renders), fixed=to_cpu(fix_round.fixed),
+                   references=to_cpu(fix_round.references), alphas=to_cpu(fix_round.alphas),
+                   masks=to_cpu(fix_round.masks, unit=False))
 
 
 @dataclass

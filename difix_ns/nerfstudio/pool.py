@@ -134,7 +134,7 @@ class NovelViewPool:
         self.images += new_imgs
         self.masks += new_masks
         self.round_steps += [int(step)] * n
-        self._coverage += [float(m.float().mean()) for m in new_masks]
+        self._coverage += torch.stack([m.float().mean() for m in new_masks]).tolist() if new_masks else []
         if self.mode == "accumulate" and self.max_views > 0 and len(self.images) > self.max_views:
             drop = len(self.images) - self.max_views  # oldest first
             cams = cams[drop:]
