@@ -121,8 +121,8 @@ def test_the_background_writers_copies_write_the_same_files(tmp_path):
     unit = lambda c: [torch.rand(h, w, c, generator=g) * 1.2 - 0.1 for _ in range(n)]  # noqa: E731
     fixed = [torch.randint(0, 256, (h, w, 3), generator=g, dtype=torch.uint8) for _ in range(n)]
     masks = [torch.rand(h, w, 1, generator=g) > 0.5 for _ in range(n)]
-    fix_round = FixRound(7, cams, fixed, masks, renders=unit(3), references=unit(3), alphas=unit(1), arrived=[False] * n,
-                         reference_index=[0] * n, reference_names=["a.png"] * n)
+    fix_round = FixRound(7, cams, fixed, masks, renders=unit(3), references=unit(3), alphas=unit(1),
+                         arrived=[False] * n, reference_index=[0] * n, reference_names=["a.png"] * n)
     copy = _cpu_copy(fix_round)
     assert all(t.dtype == torch.uint8 for t in copy.renders + copy.references + copy.alphas)
     first, second = write_round(tmp_path / "a", fix_round), write_round(tmp_path / "b", copy)
