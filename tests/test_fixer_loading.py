@@ -100,12 +100,17 @@ def test_fixers_that_cannot_load_in_the_background_load_at_first_use(tiny_difix_
     assert on_cpu.round_fixer() is on_cpu.get()  # rounds call it on their own thread
 
 
-def test_a_background_loading_error_is_raised_at_the_first_round(tmp_path, tiny_difix_ref):
+def truncated_copy(model_dir, tmp_path):
+    """``model_dir`` copied with its UNet weights file cut short."""
     broken = tmp_path / "broken"
-    shutil.copytree(tiny_difix_ref, broken)
+    shutil.copytree(model_dir, broken)
     weights = broken / "unet" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    lazy = LazyFixer(FixerConfig(model_name=str(broken), device="cpu"))
+    return broken
+
+
+def test_a_background_loading_error_is_raised_at_the_first_round(tmp_path, tiny_difix_ref):
+    lazy = LazyFixer(FixerConfig(model_name=str(truncated_copy(tiny_difix_ref, tmp_path)), device="cpu"))
     assert lazy.prepare_in_background()
     with pytest.raises(Exception, match="diffusion_pytorch_model.safetensors"):
         lazy.get()
@@ -122,11 +127,7 @@ def test_jobs_run_on_the_fixer_thread_after_its_preparation(tmp_path, tiny_difix
     assert thread_name.startswith("difix3d-fixer")
     assert torch.equal(fixed, lazy.get().fix(images, refs))
 
-    broken = tmp_path / "broken"
-    shutil.copytree(tiny_difix_ref, broken)
-    weights = broken / "unet" / "diffusion_pytorch_model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])
-    failing = LazyFixer(FixerConfig(model_name=str(broken), device="cpu"))
+    failing = LazyFixer(FixerConfig(model_name=str(truncated_copy(tiny_difix_ref, tmp_path)), device="cpu"))
     assert failing.prepare_in_background()
     with pytest.raises(Exception, match="diffusion_pytorch_model.safetensors"):
         failing.submit(lambda fixer: fixer).result(timeout=120)  # the job reports the loading error...
