@@ -14,7 +14,7 @@ import torch
 from nerfstudio.cameras.cameras import Cameras, CameraType
 
 from difix_ns.fixer import DifixFixerConfig
-from difix_ns.nerfstudio.fix_round import FixRound, RoundFileError, load_round, write_round
+from difix_ns.nerfstudio.fix_round import FixRound, RoundFileError, cpu_copy, load_round, write_round
 from difix_ns.nerfstudio.fix_strategy import FixRoundState
 from difix_ns.nerfstudio.pipeline import Difix3DPipeline
 from difix_ns.nerfstudio.pool import NovelViewPool
@@ -112,8 +112,6 @@ def test_viewer_reader_checks_the_format_version(rounds):
 
 def test_the_background_writers_copies_write_the_same_files(tmp_path):
     # The pipeline hands the writer 8-bit CPU copies (quantised where the images are); the PNGs must not change.
-    from difix_ns.nerfstudio.pipeline import _cpu_copy
-
     n, h, w = 2, 12, 20
     g = torch.Generator().manual_seed(0)
     cams = Cameras(camera_to_worlds=torch.eye(4)[:3][None].repeat(n, 1, 1), fx=20.0, fy=20.0, cx=10.0, cy=6.0,
@@ -123,7 +121,7 @@ def test_the_background_writers_copies_write_the_same_files(tmp_path):
     masks = [torch.rand(h, w, 1, generator=g) > 0.5 for _ in range(n)]
     fix_round = FixRound(7, cams, fixed, masks, renders=unit(3), references=unit(3), alphas=unit(1),
                          arrived=[False] * n, reference_index=[0] * n, reference_names=["a.png"] * n)
-    copy = _cpu_copy(fix_round)
+    copy = cpu_copy(fix_round)
     assert all(t.dtype == torch.uint8 for t in copy.renders + copy.references + copy.alphas)
     first, second = write_round(tmp_path / "a", fix_round), write_round(tmp_path / "b", copy)
     files = sorted(p.relative_to(first) for p in first.rglob("*.png"))

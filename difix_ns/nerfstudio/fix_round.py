@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
@@ -147,6 +147,25 @@ def write_round(rounds_dir: Path, fix_round: FixRound) -> Path:
         if round_dir.exists():
             shutil.rmtree(round_dir, ignore_errors=True)
     return final_dir
+
+
+def cpu_copy(fix_round: FixRound) -> FixRound:
+    """The round with every image on the CPU as the 8-bit values its PNGs hold (the background writer must not touch
+    device tensors). Images on a GPU are quantised there and copied without waiting (into pinned memory): the caller
+    synchronises before the copies are read."""
+
+    def to_cpu(images: list[Tensor], unit: bool = True) -> list[Tensor]:
+        out = []
+        for t in images:
+            t = t.detach()
+            if unit and t.dtype != torch.uint8:  # what _save_png would make of it
+                t = (t.float().clamp(0, 1) * 255).round().to(torch.uint8)
+            out.append(t.to("cpu", non_blocking=t.is_cuda))
+        return out
+
+    return replace(fix_round, renders=to_cpu(fix_round.renders), fixed=to_cpu(fix_round.fixed),
+                   references=to_cpu(fix_round.references), alphas=to_cpu(fix_round.alphas),
+                   masks=to_cpu(fix_round.masks, unit=False))
 
 
 class RoundWriter:

@@ -12,13 +12,15 @@ The strategy holds only settings; everything that changes between rounds lives i
 3. :meth:`~NovelViewFixStrategy.fix`: fix them with the fixer, each with its reference view, and mask pixels with
    opacity ``accumulation <= alpha_threshold``; returns a :class:`~difix_ns.nerfstudio.fix_round.FixRound`. It
    touches neither model nor state, so it may run on another thread while training goes on
-   (``--pipeline.fix-lag-steps``); :meth:`~NovelViewFixStrategy.run` is 2 then 3;
+   (``--pipeline.fix-lag-steps``: :func:`fix_beside_training`, the round meanwhile a :class:`PendingRound`);
+   :meth:`~NovelViewFixStrategy.run` is 2 then 3;
 4. :meth:`~NovelViewFixStrategy.commit`: put the round into the novel-view pool and advance the state.
 """
 from __future__ import annotations
 
 import contextlib
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, List, Optional
@@ -281,3 +283,64 @@ class NovelViewFixStrategy:
         pool.update(fix_round.cameras, fix_round.fixed, fix_round.masks, fix_round.step)
         state.novel_poses = fix_round.poses
         state.completed.append(int(fix_round.step))
+
+
+@dataclass(frozen=True)
+class RendersReady:
+    """Where a round's CUDA renders are complete: an event recorded after them on the training stream."""
+
+    event: torch.cuda.Event
+    training_stream: torch.cuda.Stream
+
+    @classmethod
+    def after(cls, rendered: RoundRenders) -> Optional["RendersReady"]:
+        """Record the event on the current stream of the renders' device; None for renders not on a GPU."""
+        if not rendered.renders or not rendered.renders[0].is_cuda:
+            return None
+        stream = torch.cuda.current_stream(rendered.renders[0].device)
+        event = torch.cuda.Event()
+        event.record(stream)
+        return cls(event, stream)
+
+
+@dataclass
+class PendingRound:
+    """A round rendered at its step and still being fixed (``--pipeline.fix-lag-steps``)."""
+
+    rendered: RoundRenders
+    fixing: Optional[Future]
+    """The fix on the fixer thread (its result: the round and the seconds the fix took); None: fixed at commit."""
+    commit_step: int
+    """The training step before which the round enters the pool."""
+    extent: float
+    """Scene extent of the round's references (recorded with the round)."""
+    seconds: float
+    """Seconds the training thread spent rendering it."""
+
+
+def fix_beside_training(
+    strategy: NovelViewFixStrategy, rendered: RoundRenders, ready: Optional[RendersReady], fixer: Any
+) -> tuple[FixRound, float]:
+    """``strategy.fix`` as a job for the fixer thread while training goes on; returns the round and the seconds the
+    fix took. With CUDA renders (``ready``) a CUDA fixer runs on a stream of its own that first waits for the
+    renders, so its kernels run beside the training's instead of queueing behind them; the job returns once the
+    round's images are complete, and marks them as read by the training stream next (the caching allocator then
+    does not hand their memory to the fixer's stream early)."""
+    started = time.perf_counter()
+    stream = None
+    if ready is not None:
+        fixer_device = torch.device(getattr(fixer, "device", "cpu"))
+        if fixer_device.type == "cuda":
+            stream = torch.cuda.Stream(fixer_device)
+            stream.wait_event(ready.event)
+        else:
+            ready.event.synchronize()
+    with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+        fix_round = strategy.fix(rendered, fixer)
+        if ready is not None:
+            for image in (*fix_round.fixed, *fix_round.masks):
+                image.record_stream(ready.training_stream)
+            torch.cuda.current_stream(ready.training_stream.device).synchronize()  # copies back to the render device
+    if stream is not None:
+        stream.synchronize()
+    return fix_round, time.perf_counter() - started

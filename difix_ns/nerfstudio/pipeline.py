@@ -19,12 +19,10 @@ own device.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import time
-from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -39,8 +37,12 @@ from torch import Tensor
 from difix_ns.fixers.config import FixerConfig
 from difix_ns.geometry.references import ReferenceViews
 from difix_ns.nerfstudio.device import announce_device
-from difix_ns.nerfstudio.fix_round import FixRound, RoundFileError, RoundWriter, list_rounds, load_round, write_round
-from difix_ns.nerfstudio.fix_strategy import NovelViewFixStrategy, RoundRenders, warm_up_fixer
+from difix_ns.nerfstudio.fix_round import (
+    FixRound, RoundFileError, RoundWriter, cpu_copy, list_rounds, load_round, write_round,
+)
+from difix_ns.nerfstudio.fix_strategy import (
+    NovelViewFixStrategy, PendingRound, RendersReady, fix_beside_training, warm_up_fixer,
+)
 from difix_ns.nerfstudio.fixer_loading import LazyFixer
 from difix_ns.nerfstudio.pool import PoolAwareModel, PoolDataManager, take_pool_flag
 from difix_ns.nerfstudio.user_errors import check_checkpoint_family, exit_with
@@ -146,7 +148,7 @@ class Difix3DPipeline(VanillaPipeline):
         self._fix_state = self._strategy.initialize_state()
         self._fix_schedule: tuple[int, ...] = ()
         self._last_step: int | None = None  # the run's last training step (None without a Trainer)
-        self._pending_round: _PendingRound | None = None  # rendered, being fixed (fix_lag_steps)
+        self._pending_round: PendingRound | None = None  # rendered, being fixed (fix_lag_steps)
         self._round_writer = RoundWriter()
         # Difix3D+: an `rgb_fixed` output for ns-render / the viewer, sharing this pipeline's fixer. It stays off
         # (zero cost) unless switched on by ns-render's output names, ns-difix-render or the viewer checkbox.
@@ -346,16 +348,10 @@ class Difix3DPipeline(VanillaPipeline):
             with step_progress(f"{what}: rendering", len(plan.cameras), console=CONSOLE) as bar:
                 rendered = strategy.render(step, plan, self.model, references, self.device, bar.advance,
                                            plain_renders=self._render_hook.disabled)
-            ready, training_stream = None, None
-            if rendered.renders and rendered.renders[0].is_cuda:  # the fixer's stream starts after the renders
-                training_stream = torch.cuda.current_stream(rendered.renders[0].device)
-                ready = torch.cuda.Event()
-                ready.record(training_stream)
-            self._pending_round = _PendingRound(
+            ready = RendersReady.after(rendered)  # the fixer's CUDA stream starts after the renders
+            self._pending_round = PendingRound(
                 rendered=rendered,
-                fixing=self._lazy_fixer.submit(
-                    partial(_fix_on_side_stream, strategy, rendered, ready, training_stream)
-                ),
+                fixing=self._lazy_fixer.submit(partial(fix_beside_training, strategy, rendered, ready)),
                 commit_step=commit_step,
                 extent=references.extent,
                 seconds=time.perf_counter() - started,
@@ -417,7 +413,7 @@ class Difix3DPipeline(VanillaPipeline):
         on_cpu = None
         if state.rounds_dir is not None:  # PNGs are encoded in the background from CPU copies
             fix_round.info = self._round_info(extent)
-            on_cpu = _cpu_copy(fix_round)
+            on_cpu = cpu_copy(fix_round)
         self._strategy.commit(state, fix_round, dm.novel_pool)
         if torch.cuda.is_available():
             torch.cuda.synchronize()  # also completes the copies
@@ -493,69 +489,3 @@ class Difix3DPipeline(VanillaPipeline):
             f"(rounds done: {self._fix_state.completed})"
         )
         return True
-
-
-def _cpu_copy(fix_round: FixRound) -> FixRound:
-    """The round with every image on the CPU as the 8-bit values its PNGs hold (the background writer must not touch
-    device tensors). Images on a GPU are quantised there and copied without waiting (into pinned memory): the caller
-    synchronises before the copies are read."""
-
-    def to_cpu(images: list[Tensor], unit: bool = True) -> list[Tensor]:
-        out = []
-        for t in images:
-            t = t.detach()
-            if unit and t.dtype != torch.uint8:  # what fix_round._save_png would make of it
-                t = (t.float().clamp(0, 1) * 255).round().to(torch.uint8)
-            out.append(t.to("cpu", non_blocking=t.is_cuda))
-        return out
-
-    return replace(fix_round, renders=to_cpu(fix_round.renders), fixed=to_cpu(fix_round.fixed),
-                   references=to_cpu(fix_round.references), alphas=to_cpu(fix_round.alphas),
-                   masks=to_cpu(fix_round.masks, unit=False))
-
-
-@dataclass
-class _PendingRound:
-    """A round rendered at its step and still being fixed (``fix_lag_steps``)."""
-
-    rendered: RoundRenders
-    fixing: Future | None
-    """The fix on the fixer thread (its result: the round and the seconds the fix took); None: fixed at commit."""
-    commit_step: int
-    """The training step before which the round enters the pool."""
-    extent: float
-    """Scene extent of the round's references (recorded with the round)."""
-    seconds: float
-    """Seconds the training thread spent rendering it."""
-
-
-def _fix_on_side_stream(
-    strategy: NovelViewFixStrategy,
-    rendered: RoundRenders,
-    ready: torch.cuda.Event | None,
-    training_stream: torch.cuda.Stream | None,
-    fixer,
-) -> tuple[FixRound, float]:
-    """``strategy.fix`` as a job for the fixer thread while training goes on; returns the round and the seconds the
-    fix took. With CUDA renders (``ready``: recorded after them on ``training_stream``) a CUDA fixer runs on a
-    stream of its own that first waits for the renders, so its kernels run beside the training's instead of
-    queueing behind them; the job returns once the round's images are complete, and marks them as read by the
-    training stream next (the caching allocator then does not hand their memory to the fixer's stream early)."""
-    started = time.perf_counter()
-    stream = None
-    if ready is not None:
-        fixer_device = torch.device(getattr(fixer, "device", "cpu"))
-        if fixer_device.type == "cuda":
-            stream = torch.cuda.Stream(fixer_device)
-            stream.wait_event(ready)
-        else:
-            ready.synchronize()
-    with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-        fix_round = strategy.fix(rendered, fixer)
-        if training_stream is not None:
-            for image in (*fix_round.fixed, *fix_round.masks):
-                image.record_stream(training_stream)
-            torch.cuda.current_stream(training_stream.device).synchronize()  # the copies back to the render device
-    if stream is not None:
-        stream.synchronize()
-    return fix_round, time.perf_counter() - started
