@@ -273,30 +273,63 @@ def test_difix3d_splatfacto_rounds_resume_eval(tmp_path, fox_small, tiny_fixer):
     # The fixer loaded and warmed up on a worker thread from the first step: the same rounds. (Float sums on this CPU
     # vary from run to run by a few 8-bit levels in round images, with or without the worker; tests/test_fixer_loading
     # checks exactly that the worker draws nothing from the RNG and leaves the fixer's outputs unchanged.)
-    runs, pool_sizes = {}, []
+    runs, pools = {}, {"lagged": {}, "resumed": {}}
 
-    def record_pool_sizes(trainer):  # the pool each training step draws from
-        dm = trainer.pipeline.datamanager
-        next_train = dm.next_train
-        dm.next_train = lambda step: (pool_sizes.append((step, len(dm.novel_pool))), next_train(step))[1]
+    def record_pools(name):  # the pool each training step draws from
+        def inspect(trainer):
+            dm = trainer.pipeline.datamanager
+            next_train = dm.next_train
+            pools[name]["pending_at_start"] = trainer.pipeline._pending_round is not None
 
+            def recording(step):
+                pools[name][step] = [im.cpu().numpy() for im in dm.novel_pool.images]
+                return next_train(step)
+
+            dm.next_train = recording
+            state_dict, pools[name]["on_disk_at_saves"] = trainer.pipeline.state_dict, []
+
+            def saving(*args, **kwargs):  # a checkpoint: which rounds are on disk once the pipeline has its state
+                out = state_dict(*args, **kwargs)
+                rounds = trainer.pipeline.rounds_dir.glob("step_*")
+                pools[name]["on_disk_at_saves"].append(sorted(d.name for d in rounds))
+                return out
+
+            trainer.pipeline.state_dict = saving
+        return inspect
+
+    lag = ["--pipeline.fix-lag-steps", "2", "--pipeline.fix-steps", "3", "5", "--save-only-latest-checkpoint", "False"]
     for when in ("background", "first-round", "lagged"):
         args = ["--timestamp", when, "--max-num-iterations", "7", "--pipeline.fix-steps", "3", "5"]
         if when == "lagged":  # round 3 is fixed on the fixer thread while steps 3-4 train; it enters the pool at 5
-            args += ["--pipeline.fix-lag-steps", "2", "--pipeline.prepare-fixer", "background"]
+            args += [*lag, "--pipeline.prepare-fixer", "background", "--steps-per-save", "4"]
         else:
             args += ["--pipeline.prepare-fixer", when]
-        runs[when] = ns_train(base + args + DATA_ARGS, inspect=record_pool_sizes if when == "lagged" else None)
+        runs[when] = ns_train(base + args + DATA_ARGS, inspect=record_pools(when) if when == "lagged" else None)
     lagged = runs.pop("lagged").pipeline
     # Round 3 entered the pool before step 5 trained (the next round's step); round 5 before step 6, the last one.
-    assert dict(pool_sizes) == {0: 0, 1: 0, 2: 0, 3: 0, 4: 0, 5: 2, 6: 2}
+    assert {step: len(pool) for step, pool in pools["lagged"].items() if isinstance(step, int)} == {
+        0: 0, 1: 0, 2: 0, 3: 0, 4: 0, 5: 2, 6: 2}
     assert lagged.completed_rounds == [3, 5]
     assert [b["committed_at_step"] for b in lagged.fix_round_breakdown] == [5, 6]
     assert lagged._lazy_fixer.prepared_in_background
     lagged_run = out / "fox" / "difix3d-splatfacto" / "lagged"
+    assert pools["lagged"]["on_disk_at_saves"][0] == ["step_000000003"]  # step 4's checkpoint: round 3 still pending
     check_round_dir(lagged_run, 3, 2)
     for a, b in zip(round_images(lagged_run, 3), round_images(out / "fox" / "difix3d-splatfacto" / "first-round", 3)):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 8  # rendered at the same step: the same round
+    # The checkpoint of step 4 was taken while round 3 was pending: resuming from it, round 3 is pending again (from
+    # its files) and enters the pool at step 5, as in the run that wrote it; round 5 then runs as scheduled.
+    resumed = ns_train(
+        base + ["--timestamp", "lagged_resumed", "--max-num-iterations", "2", *lag,
+                "--load-checkpoint", str(lagged_run / "nerfstudio_models" / "step-000000004.ckpt"), *DATA_ARGS],
+        inspect=record_pools("resumed"),
+    ).pipeline
+    assert pools["resumed"]["pending_at_start"] and {k for k in pools["resumed"] if isinstance(k, int)} == {5, 6}
+    for restored, saved in zip(pools["resumed"][5], round_images(lagged_run, 3), strict=True):
+        np.testing.assert_array_equal(restored, saved)
+    assert resumed.completed_rounds == [3, 5]
+    check_round_dir(out / "fox" / "difix3d-splatfacto" / "lagged_resumed", 3, 2)
+    check_round_dir(out / "fox" / "difix3d-splatfacto" / "lagged_resumed", 5, 2)
     lazy = runs["background"].pipeline._lazy_fixer
     assert lazy.prepared_in_background and lazy.warmup_error is None
     assert lazy.warmup_seconds is not None and lazy.warmup_seconds > 0

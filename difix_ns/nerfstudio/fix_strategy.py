@@ -307,7 +307,8 @@ class RendersReady:
 class PendingRound:
     """A round rendered at its step and still being fixed (``--pipeline.fix-lag-steps``)."""
 
-    rendered: RoundRenders
+    rendered: Optional[RoundRenders]
+    """The renders (None for a round restored from disk, fixed already)."""
     fixing: Optional[Future]
     """The fix on the fixer thread (its result: the round and the seconds the fix took); None: fixed at commit."""
     commit_step: int
@@ -316,6 +317,10 @@ class PendingRound:
     """Scene extent of the round's references (recorded with the round)."""
     seconds: float
     """Seconds the training thread spent rendering it."""
+    result: Optional[tuple[FixRound, dict]] = None
+    """The fixed round and its timings, once known."""
+    written: bool = False
+    """Its files are on disk (a checkpoint was taken while it was pending, or it was restored from them)."""
 
 
 def fix_beside_training(

@@ -167,8 +167,10 @@ class Difix3DPipeline(VanillaPipeline):
         self._round_writer.wait()
 
     def state_dict(self, *args, **kwargs):
-        # Checkpoints are taken through here: make sure the rounds they imply are complete on disk.
+        # Checkpoints are taken through here: make sure the rounds they imply are complete on disk, a round still
+        # pending (fix_lag_steps) included, so that resuming from this checkpoint commits it at its step too.
         self._round_writer.wait()
+        self._persist_pending_round()
         return super().state_dict(*args, **kwargs)
 
     # ---------------------------------------------------------------- training step
@@ -261,7 +263,10 @@ class Difix3DPipeline(VanillaPipeline):
                     [TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], self._prepare_fixer_callback, iters=(start,)
                 )
             )
-        commits = sorted({c for c in map(self._commit_step, schedule) if c is not None})
+        commits = {c for c in map(self._commit_step, schedule) if c is not None}
+        if self._pending_round is not None:  # restored: a checkpoint was taken while it was pending
+            commits.add(self._pending_round.commit_step)
+        commits = sorted(commits)
         if commits:  # before the fix callback: a round due at the next round's step enters the pool first
             callbacks.append(
                 TrainingCallback(
@@ -377,20 +382,44 @@ class Difix3DPipeline(VanillaPipeline):
         if pending is None:
             return
         started = time.perf_counter()
-        timing = {"render_s": pending.rendered.render_s}
-        if pending.fixing is not None:
-            fix_round, timing["fix_s"] = pending.fixing.result()  # re-raises a loading or fixing error
-            self._lazy_fixer.get()  # adopts the fixer the thread loaded (no wait: the thread is done with it)
-            timing["fixer_load_s"] = 0.0
-            timing["fix_wait_s"] = time.perf_counter() - started
-        else:
-            fixer = self._lazy_fixer.round_fixer()
-            loaded = time.perf_counter()
-            fix_round = self._strategy.fix(pending.rendered, fixer)
-            timing.update(fixer_load_s=loaded - started, fix_s=time.perf_counter() - loaded)
-            timing["fix_wait_s"] = time.perf_counter() - started
+        fix_round, timing = self._pending_fix(pending)
+        timing["fix_wait_s"] = time.perf_counter() - started
         timing["committed_at_step"] = pending.commit_step
-        self._finish_round(fix_round, pending.extent, started - pending.seconds, timing)
+        self._finish_round(fix_round, pending.extent, started - pending.seconds, timing, write=not pending.written)
+
+    def _pending_fix(self, pending: PendingRound) -> tuple[FixRound, dict]:
+        """The pending round, fixed: waits for the fixer thread, or fixes it here when there is none (once: the
+        result is kept on ``pending``). Returns the round (its info naming the step it enters the pool at) and
+        timings."""
+        if pending.result is None:
+            started = time.perf_counter()
+            timing = {"render_s": pending.rendered.render_s if pending.rendered is not None else 0.0}
+            if pending.fixing is not None:
+                fix_round, timing["fix_s"] = pending.fixing.result()  # re-raises a loading or fixing error
+                self._lazy_fixer.get()  # adopts the fixer the thread loaded (no wait: the thread is done with it)
+                timing["fixer_load_s"] = 0.0
+            else:
+                fixer = self._lazy_fixer.round_fixer()
+                loaded = time.perf_counter()
+                fix_round = self._strategy.fix(pending.rendered, fixer)
+                timing.update(fixer_load_s=loaded - started, fix_s=time.perf_counter() - loaded)
+            fix_round.info = {**self._round_info(pending.extent), "enters_pool_at_step": pending.commit_step}
+            pending.result = (fix_round, timing)
+        fix_round, timing = pending.result
+        return fix_round, dict(timing)
+
+    def _persist_pending_round(self) -> None:
+        """Write the pending round now (a checkpoint is being taken while it is pending): its ``poses.json`` names the
+        step it enters the pool at, so :meth:`restore_rounds` makes it pending again instead of using it at once."""
+        pending, rounds_dir = self._pending_round, self._fix_state.rounds_dir
+        if pending is None or pending.written or rounds_dir is None:
+            return
+        fix_round, _ = self._pending_fix(pending)
+        on_cpu = cpu_copy(fix_round)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # completes the copies
+        write_round(rounds_dir, on_cpu)
+        pending.written = True
 
     def _commit_step(self, step: int) -> int | None:
         """Before which training step a round rendered at ``step`` enters the pool: ``fix_lag_steps`` later, but no
@@ -405,14 +434,17 @@ class Difix3DPipeline(VanillaPipeline):
             commit = min(commit, self._last_step)
         return commit if commit > step else None
 
-    def _finish_round(self, fix_round: FixRound, extent: float, started: float, timing: dict) -> None:
-        """Write ``fix_round`` (in the background), put it into the pool and record its time; ``started``: when the
-        training thread began on it (a lagged round's render time is counted, not the steps in between)."""
+    def _finish_round(
+        self, fix_round: FixRound, extent: float, started: float, timing: dict, write: bool = True
+    ) -> None:
+        """Write ``fix_round`` (in the background; ``write=False``: it is on disk already), put it into the pool and
+        record its time; ``started``: when the training thread began on it (a lagged round's render time is
+        counted, not the steps in between)."""
         dm, state = self.datamanager, self._fix_state
         finishing = time.perf_counter()
         on_cpu = None
-        if state.rounds_dir is not None:  # PNGs are encoded in the background from CPU copies
-            fix_round.info = self._round_info(extent)
+        if state.rounds_dir is not None and write:  # PNGs are encoded in the background from CPU copies
+            fix_round.info = {**self._round_info(extent), **fix_round.info}  # a lagged round's: its pool step
             on_cpu = cpu_copy(fix_round)
         self._strategy.commit(state, fix_round, dm.novel_pool)
         if torch.cuda.is_available():
@@ -450,42 +482,58 @@ class Difix3DPipeline(VanillaPipeline):
         """Rebuild pool and novel poses from the completed rounds in ``rounds_dir`` with step < ``before_step``.
 
         Replace mode loads the latest such round; accumulate mode replays them in order (the cap applies).
-        The used round directories are copied into this run's rounds directory so a later resume of this run
-        finds them too. Returns True when something was restored.
+        The newest round, if a checkpoint was taken while it was pending (``fix_lag_steps``; its ``poses.json``
+        says ``enters_pool_at_step`` >= ``before_step``), becomes pending again and enters the pool at that step,
+        as in the run that wrote it. The used round directories are copied into this run's rounds directory so a
+        later resume of this run finds them too. Returns True when something was restored.
         """
         available = [(s, d) for s, d in list_rounds(rounds_dir) if s < before_step]
         skipped = set()
         # Load newest first; an unreadable round is skipped with a warning naming the file, so a truncated PNG
         # or a half-written round falls back to the previous complete round instead of blocking the resume.
-        loaded, count = [], 0
+        loaded, count, pending = [], 0, None
         pool = self.datamanager.novel_pool
         for s, d in reversed(available):
             try:
-                loaded.insert(0, (s, d, load_round(d)))
+                fix_round = load_round(d)
             except RoundFileError as err:
                 CONSOLE.print(f"[bold yellow]warning:[/bold yellow] Difix3D skips fix round {d.name}: {err}")
                 skipped.add(s)
                 continue
-            count += len(loaded[0][2])
+            enters_pool = fix_round.info.get("enters_pool_at_step")
+            if not loaded and pending is None and isinstance(enters_pool, int) and enters_pool >= before_step:
+                pending = (s, d, fix_round, enters_pool)
+                continue
+            loaded.insert(0, (s, d, fix_round))
+            count += len(fix_round)
             if pool.mode == "replace" or (pool.max_views > 0 and count >= pool.max_views):
                 break  # older rounds would be replaced / evicted anyway
-        if not loaded:
+        if not loaded and pending is None:
             return False
-        used = [(s, d) for s, d, _ in loaded]
         pool.clear()
         poses = None
-        for s, d, fix_round in loaded:
-            pool.update(fix_round.cameras, fix_round.fixed, fix_round.masks, s)
-            poses = fix_round.poses
-            own = self._fix_state.rounds_dir
+        own = self._fix_state.rounds_dir
+        for s, d, fix_round in loaded + ([pending[:3]] if pending is not None else []):
             if own is not None and own.resolve() != Path(rounds_dir).resolve():
                 dest = own / d.name
                 if not dest.exists():
                     shutil.copytree(d, dest)
+        for s, d, fix_round in loaded:
+            pool.update(fix_round.cameras, fix_round.fixed, fix_round.masks, s)
+            poses = fix_round.poses
         self._fix_state.novel_poses = poses
-        self._fix_state.completed = [s for s, _ in available if s <= used[-1][0] and s not in skipped]
+        newest_used = loaded[-1][0] if loaded else -1
+        self._fix_state.completed = [s for s, _ in available if s <= newest_used and s not in skipped]
+        if pending is not None:
+            s, _, fix_round, enters_pool = pending
+            self._pending_round = PendingRound(
+                rendered=None, fixing=None, commit_step=enters_pool,
+                extent=float(fix_round.info.get("scene_extent", 0.0)), seconds=0.0,
+                result=(fix_round, {"render_s": 0.0, "fix_s": 0.0, "fixer_load_s": 0.0}), written=True,
+            )
         CONSOLE.print(
-            f"[bold]Difix3D[/bold] restored {len(pool)} pool views from {len(used)} round(s) in {rounds_dir} "
+            f"[bold]Difix3D[/bold] restored {len(pool)} pool views from {len(loaded)} round(s) in {rounds_dir} "
             f"(rounds done: {self._fix_state.completed})"
+            + (f"; round {pending[0]} enters the pool at step {pending[3]}" if pending is not None else "")
         )
         return True
