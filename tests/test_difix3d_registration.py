@@ -103,3 +103,26 @@ def test_external_method_check_is_quick_and_keeps_the_install_offer(monkeypatch)
     with pytest.raises(SystemExit) as exit_info:
         em.ExternalMethodDummyTrainerConfig(method_name=method.configurations[0][0], method=method)
     assert exit_info.value.code == 0 and len(asked) == 1  # nerfstudio's own "install it now?" question
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--pipeline.fix-lag-steps", "-1"], "--pipeline.fix-lag-steps must be >= 0, got -1"),
+        (["--pipeline.fix-every", "-2"], "--pipeline.fix-every must be >= 0, got -2"),
+        (["--pipeline.novel-view-scale", "0"], "--pipeline.novel-view-scale must be > 0, got 0.0"),
+        (["--pipeline.novel-view-targets", "camera-path"], "camera-path needs --pipeline.camera-path FILE.json"),
+    ],
+)
+def test_bad_pipeline_options_end_the_command_when_parsed(flags, message, capsys):
+    """A bad Difix3D option is one line naming it, exit code 2, when ns-train parses its command line: before it
+    writes a run directory or builds the model."""
+    import tyro
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+
+    with pytest.raises(SystemExit) as exit_info:
+        tyro.cli(AnnotatedBaseConfigUnion, args=["difix3d-splatfacto", *flags])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    text = " ".join((captured.out + captured.err).split())
+    assert message in text and "Traceback" not in text

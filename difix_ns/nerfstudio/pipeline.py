@@ -101,6 +101,18 @@ class Difix3DPipelineConfig(VanillaPipelineConfig):
     round needs it. "auto": background when the fixer runs on CUDA, else first-round (on a CPU the warm-up would
     take the training's cores)."""
 
+    def __post_init__(self) -> None:
+        # Checked when the command line is parsed (tyro builds this config), before ns-train writes anything.
+        positive = (("pose-step-fraction", self.pose_step_fraction), ("novel-view-scale", self.novel_view_scale))
+        for name, value in positive:
+            if value <= 0:
+                exit_with(f"--pipeline.{name} must be > 0, got {value}")
+        for name, value in (("fix-every", self.fix_every), ("fix-lag-steps", self.fix_lag_steps)):
+            if value < 0:
+                exit_with(f"--pipeline.{name} must be >= 0, got {value}")
+        if self.novel_view_targets == "camera-path" and self.camera_path is None:
+            exit_with("--pipeline.novel-view-targets camera-path needs --pipeline.camera-path FILE.json")
+
 
 def _check_fixer_model(name: str) -> None:
     from difix_ns.diffusion.hub import ModelResolutionError
@@ -125,18 +137,6 @@ class Difix3DPipeline(VanillaPipeline):
         super().__init__(
             config, device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, grad_scaler=grad_scaler
         )
-        for name, value in (
-            ("pose-step-fraction", config.pose_step_fraction),
-            ("novel-view-scale", config.novel_view_scale),
-        ):
-            if value <= 0:
-                raise ValueError(f"--pipeline.{name} must be > 0, got {value}")
-        if config.fix_every < 0:
-            raise ValueError(f"--pipeline.fix-every must be >= 0, got {config.fix_every}")
-        if config.fix_lag_steps < 0:
-            raise ValueError(f"--pipeline.fix-lag-steps must be >= 0, got {config.fix_lag_steps}")
-        if config.novel_view_targets == "camera-path" and config.camera_path is None:
-            raise ValueError("--pipeline.novel-view-targets camera-path needs --pipeline.camera-path FILE.json")
         if not isinstance(self.datamanager, PoolDataManager):
             raise TypeError(
                 f"{type(self.datamanager).__name__} has no novel-view pool; use a Difix3D datamanager config"
