@@ -444,7 +444,7 @@ class Difix3DPipeline(VanillaPipeline):
         finishing = time.perf_counter()
         on_cpu = None
         if state.rounds_dir is not None and write:  # PNGs are encoded in the background from CPU copies
-            fix_round.info = {**self._round_info(extent), **fix_round.info}  # a lagged round's: its pool step
+            fix_round.info = fix_round.info or self._round_info(extent)  # a lagged round's has its pool step
             on_cpu = cpu_copy(fix_round)
         self._strategy.commit(state, fix_round, dm.novel_pool)
         if torch.cuda.is_available():
