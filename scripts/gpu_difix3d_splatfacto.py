@@ -2,9 +2,10 @@
 r"""GPU benchmark: ``difix3d-splatfacto`` vs plain ``splatfacto`` on fox with sparse training views.
 
 Same data, same steps; Difix3D adds ``--num-rounds`` fix rounds. Reports training wall time (``trainer.train()``
-only, setup excluded), the time of each fix round (loading the fixer, rendering, fixing, pool update), the training
-time without the rounds, peak GPU memory (``torch.cuda.max_memory_allocated``) and test PSNR, as JSON (stdout, and
-``--out`` rewritten after every run). ``--repeats N`` runs the pair N times, alternating, for a median ratio: single
+only, setup excluded) and that of every 250-step segment with the Gaussians at its end (``segments``), the time of
+each fix round (loading the fixer, rendering, fixing, pool update), the training time without the rounds, peak GPU
+memory (``torch.cuda.max_memory_allocated``) and test PSNR, as JSON (stdout, and ``--out`` rewritten after every
+run). ``--repeats N`` runs the pair N times, alternating, for a median ratio: single
 runs of one command differ by up to 25 % between machines and calls. ``--ablate-prepare-fixer`` adds, to every
 repeat, a difix3d run that loads the fixer at the first round instead of in the background.
 
@@ -101,6 +102,7 @@ def run(method: str, scene: Path, outdir: Path, name: str, steps: int, downscale
     t0 = time.perf_counter()
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
+    marks = time_segments(trainer, SEGMENT_STEPS)
     torch.cuda.synchronize()
     t1 = time.perf_counter()
     trainer.train()
@@ -113,6 +115,7 @@ def run(method: str, scene: Path, outdir: Path, name: str, steps: int, downscale
         "setup_s": t1 - t0,
         "train_wall_s": t2 - t1,
         "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "segments": segments(marks, t1),
     }
     pipeline = trainer.pipeline
     pipeline.eval()
@@ -137,6 +140,37 @@ def run(method: str, scene: Path, outdir: Path, name: str, steps: int, downscale
     gc.collect()
     torch.cuda.empty_cache()
     return result
+
+
+SEGMENT_STEPS = 250
+"""training steps per timed segment (``segments`` in the JSON)"""
+
+
+def time_segments(trainer, every: int) -> list[tuple[int, float, int]]:
+    """Record (steps done, time, Gaussians) after every ``every``-th training iteration, GPU synchronised: where in
+    the run a difix3d run spends its extra time (the steps before the first round, the round segments, the rest)."""
+    marks: list[tuple[int, float, int]] = []
+    iteration = trainer.train_iteration
+
+    def timed_iteration(step: int):
+        out = iteration(step)
+        if (step + 1) % every == 0:
+            torch.cuda.synchronize()
+            marks.append((step + 1, time.perf_counter(), int(trainer.pipeline.model.num_points)))
+        return out
+
+    trainer.train_iteration = timed_iteration
+    return marks
+
+
+def segments(marks: list[tuple[int, float, int]], start: float) -> list[dict]:
+    """Seconds of each segment [previous mark, mark) and the Gaussians at its end (the callbacks of a step, where
+    fix rounds and lagged commits run, count in the segment of that step)."""
+    out, step0, t0 = [], 0, start
+    for step, t, gaussians in marks:
+        out.append({"steps": [step0, step], "seconds": round(t - t0, 4), "num_gaussians": gaussians})
+        step0, t0 = step, t
+    return out
 
 
 @dataclass
@@ -286,7 +320,17 @@ def compared_with(plain: dict, fixed: dict) -> dict:
         "peak_mem_ratio_vs_splatfacto": fixed["peak_gpu_mem_gib"] / plain["peak_gpu_mem_gib"],
         "fix_rounds_total_s": rounds,
         "train_without_rounds_ratio_vs_splatfacto": (fixed["train_wall_s"] - rounds) / plain["train_wall_s"],
+        "segment_ratios_vs_splatfacto": segment_ratios(plain.get("segments"), fixed.get("segments")),
     }
+
+
+def segment_ratios(plain: Optional[list], fixed: Optional[list]) -> Optional[list]:
+    """Each segment's seconds (and Gaussians at its end) in the difix3d run over the splatfacto run's."""
+    if not plain or not fixed or len(plain) != len(fixed):
+        return None
+    return [{"steps": f["steps"], "seconds_ratio": round(f["seconds"] / max(p["seconds"], 1e-9), 3),
+             "gaussians_ratio": round(f["num_gaussians"] / max(p["num_gaussians"], 1), 3)}
+            for p, f in zip(plain, fixed)]
 
 
 def pair_summary(plain: dict, fixed: dict) -> dict:
@@ -301,6 +345,7 @@ def pair_summary(plain: dict, fixed: dict) -> dict:
         "fixer_warmup_s": fixed.get("fixer_warmup_s"),
         "peak_gpu_mem_gib": [plain["peak_gpu_mem_gib"], fixed["peak_gpu_mem_gib"]],
         "train_without_rounds_ratio": ratios["train_without_rounds_ratio_vs_splatfacto"],
+        "segment_ratios": ratios["segment_ratios_vs_splatfacto"],
         "num_gaussians": [plain["num_gaussians"], fixed["num_gaussians"]],
     }
 

@@ -303,3 +303,30 @@ def test_reference_attention_is_per_instance_and_joint(tiny_dirs):
     expected = AttnProcessor2_0()(attn, tokens.reshape(2, 10, -1)).reshape(4, 5, -1)
     assert torch.allclose(joint, expected, atol=1e-6)
     assert not torch.allclose(joint, AttnProcessor2_0()(attn, tokens), atol=1e-4)
+
+
+def test_last_self_attention_can_skip_the_references_queries(tiny_dirs):
+    """The fast path's ``render_queries_last``: the UNet's last self-attention in execution order computes the
+    degraded view's queries only; the degraded view's output is unchanged, and only the references' rows (which the
+    step drops) differ."""
+    from difix_ns.models.reference_attention import reference_views, self_attention_modules
+
+    unet = DifixPipeline.from_pretrained(tiny_dirs["ref"]).unet
+    modules = self_attention_modules(unet)
+    order = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: order.append(mod)) for m in modules]
+    torch.manual_seed(0)
+    z = torch.randn(4, 4, 8, 8)  # 2 samples x (degraded view + 1 reference)
+    emb = torch.randn(4, 77, unet.config.cross_attention_dim)
+    t = torch.full((4,), 199)
+    with torch.no_grad(), reference_views(unet, 2):
+        full = unet(z, t, encoder_hidden_states=emb, return_dict=False)[0]
+    for hook in hooks:
+        hook.remove()
+    assert order == modules  # execution order: the flagged processor is the one that runs last
+    assert [m.processor.last for m in modules] == [False] * (len(modules) - 1) + [True]
+    with torch.no_grad(), reference_views(unet, 2, render_queries_last=True):
+        pruned = unet(z, t, encoder_hidden_states=emb, return_dict=False)[0]
+    assert torch.allclose(pruned[::2], full[::2], atol=1e-6, rtol=0)
+    assert not torch.allclose(pruned[1::2], full[1::2], atol=1e-3)  # the flag did take effect
+    assert unet._difix_reference_state.render_queries_last is False  # restored after the block

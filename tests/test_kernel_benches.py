@@ -83,10 +83,17 @@ def test_unet_attention_bench_smoke_sums_levels_per_frame(tmp_path):
     assert set(saved["rows"]) == {f"v{v}_b1_{level}" for v in (1, 2) for level in ("1/8", "1/16", "1/32", "1/64")}
     # tokens per view at each level, (64/8 x 128/8) / 4^k; with a reference each attention sees twice as many
     assert [lvl["tokens"] for lvl in saved["levels"]] == [128, 32, 8, 2]
-    for rows in saved["rows"].values():
-        assert set(rows) == {"default", "math"}
+    for name, rows in saved["rows"].items():
+        # with a reference, the 1/8 level also times the last layer with the degraded view's queries only
+        extra = {"default_render_queries_only"} if name == "v2_b1_1/8" else set()
+        assert set(rows) == {"default", "math"} | extra
         assert all(row["ms"] > 0 and row["max_abs_diff_vs_fp32"] < 1e-5 for row in rows.values())
     assert all(ms > 0 for kinds in saved["per_frame_ms"].values() for ms in kinds.values())
+    assert set(saved["per_frame_ms_render_queries_last"]) == {"v2_b1"}
+    pruned = saved["rows"]["v2_b1_1/8"]["default_render_queries_only"]["ms"]
+    full = saved["rows"]["v2_b1_1/8"]["default"]["ms"]
+    expected = saved["per_frame_ms"]["v2_b1"]["default"] - full + pruned
+    assert saved["per_frame_ms_render_queries_last"]["v2_b1"] == pytest.approx(expected, abs=2e-3)
 
 
 def test_unet_attention_bench_rejects_sizes_the_unet_cannot_take(tmp_path):

@@ -4,7 +4,9 @@
 reference *latents*, see ``reference_cache``) but
 
 * with weights in channels_last and the VAE LoRA merged (the caller's ``DifixFixer._prepare`` merges it);
-* SDPA attention everywhere (VAE mid block, UNet self/cross attention, the reference-mixing processor);
+* SDPA attention everywhere (VAE mid block, UNet self/cross attention, the reference-mixing processor), and with
+  references the UNet's last self-attention for the degraded view's queries only (``reference_attention``: nothing
+  after it mixes views, and only the degraded view's output is used);
 * the VAE encoder, the UNet and the x0 step + VAE decoder compiled by inductor with static shapes (``dynamic=False``):
   GroupNorm+SiLU and the other elementwise work fuse into Triton kernels, 1x1 convolutions become matmuls;
 * GroupNorm computed from per-channel statistics in the compiled graphs (``group_norm="channel_stats"``, see
@@ -229,7 +231,8 @@ class CompiledDifixStep:
         else:
             views, joint = 1, z
         emb, t = self._cond(joint.shape[0])
-        with reference_views(self.pipe.unet, views):
+        # the references' rows of eps are not used: their queries in the UNet's last self-attention are skipped
+        with reference_views(self.pipe.unet, views, render_queries_last=True):
             eps = self._unet(joint, t, encoder_hidden_states=emb, return_dict=False)[0]
         if views > 1:
             eps = eps[::views]
