@@ -5,6 +5,10 @@ Why: the compiled Difix step spends 18.4 of its 38.8 ms a frame in GroupNorm red
 variants the fast path could use, each with SiLU as in the decoder's resnets:
 
 * ``eager``: ``F.group_norm`` then ``F.silu``, channels_last input (what eager kernels get in the fast path's layout);
+* ``eager_contiguous``: the same on the input in the default layout (what eager fixes get before the fast path has
+  switched the model to channels_last: fix rounds, the first ``compile_min_frames`` frames, ``--no-compile``);
+* ``channel_stats_eager``: ``group_norm_from_channel_stats`` uncompiled, channels_last input (whether eager fixes
+  could use the formulation without a compile: separate reduction and elementwise kernels, float32 intermediates);
 * ``compiled``: the same compiled by inductor (the fast path's ``compiled_group_norm="stock"``);
 * ``channel_stats_compiled``: ``difix_ns.fixers.group_norm.group_norm_from_channel_stats`` compiled, per-channel
   statistics from ``torch.var_mean`` (the fast path's default, ``compiled_group_norm="channel_stats"``).
@@ -152,12 +156,12 @@ def main(argv=None) -> dict:
     def by_channel(x, w, b):
         return group_norm_from_channel_stats(x, args.groups, w, b, 1e-6, silu=True)
 
-    variants = {"eager": stock}
+    variants = {"eager": stock, "eager_contiguous": stock}  # the latter gets the input in the default layout
     if cuda:
         variants["compiled"] = torch.compile(stock, dynamic=False)
         variants["channel_stats_compiled"] = torch.compile(by_channel, dynamic=False)
-    else:  # CPU: plumbing only (compiling needs minutes and a C++ toolchain)
-        variants["channel_stats_eager"] = by_channel
+    # uncompiled per-channel statistics (CPU: plumbing only; compiling needs minutes and a C++ toolchain)
+    variants["channel_stats_eager"] = by_channel
 
     result = {
         "what": "GroupNorm + SiLU at the Difix VAE decoder's shapes: stock kernels vs per-channel statistics",
@@ -181,14 +185,16 @@ def main(argv=None) -> dict:
         reference = F.silu(F.group_norm(x.float(), args.groups, weight.float(), bias.float(), 1e-6))
         gigabytes = 3 * x.numel() * x.element_size() / 1e9
         rows = {}
+        contiguous = x.contiguous()
         for name, fn in variants.items():
-            rows[name] = measure_variant(fn, (x, weight, bias), reference, args.warmup, args.iters, cuda)
+            inputs = (contiguous if name == "eager_contiguous" else x, weight, bias)
+            rows[name] = measure_variant(fn, inputs, reference, args.warmup, args.iters, cuda)
             if "ms" in rows[name]:
                 rows[name]["gb_per_s"] = round(gigabytes / (rows[name]["ms"] / 1000), 1)
             print(f"[groupnorm] {c}x{h}x{w} {name}: {rows[name]}", flush=True)
         result["shapes"][f"{c}x{h}x{w}"] = rows
         args.out.write_text(json.dumps(result, indent=2))
-        del x, reference
+        del x, contiguous, reference
     print(json.dumps(result, indent=2))
     return result
 

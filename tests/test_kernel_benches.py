@@ -20,7 +20,7 @@ def test_groupnorm_bench_smoke_compares_formulations(tmp_path):
     out = tmp_path / "gn.json"
     load_script("bench_groupnorm").main(["--smoke-cpu", "--out", str(out)])
     rows = json.loads(out.read_text())["shapes"]["16x8x12"]
-    assert set(rows) == {"eager", "channel_stats_eager"}
+    assert set(rows) == {"eager", "eager_contiguous", "channel_stats_eager"}
     assert all(row["ms"] > 0 and row["max_abs_diff_vs_fp32"] < 1e-5 for row in rows.values())
 
 
