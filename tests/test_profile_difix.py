@@ -57,6 +57,20 @@ def test_smoke_cpu_reports_stages_kernels_and_flops(tmp_path):
     assert result["modes"]["compiled"]["memory_format"] == "channels_last"
 
 
+def test_eager_channels_last_mode_profiles_the_eager_step_in_that_layout(tmp_path):
+    """The eager step with weights and input in channels_last (an A/B of the eager path's layout for GPU runs): it
+    runs, is timed by stage like the others, and leaves the eager mode after it in the default layout."""
+    out = tmp_path / "profile.json"
+    load_script().main(["--smoke-cpu", "--out", str(out), "--modes", "eager_channels_last", "eager",
+                        "--profile-iters", "0"])
+    modes = json.loads(out.read_text())["modes"]
+    assert list(modes) == ["eager_channels_last", "eager"]
+    assert [modes[m]["memory_format"] for m in modes] == ["channels_last", "contiguous"]
+    for entry in modes.values():
+        assert "error" not in entry and set(entry["stages"]) == STAGES
+        assert all(s["ms_per_frame"] > 0 for s in entry["stages"].values())
+
+
 @pytest.mark.parametrize("argv, message", [(["--batch", "0"], "--batch must be >= 1"),
                                            (["--modes", "eager", "fast"], "fast")])
 def test_bad_options_exit_nonzero_without_json(tmp_path, capsys, argv, message):
