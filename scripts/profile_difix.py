@@ -15,6 +15,9 @@ Modes (each calls what ``DifixFixer._restore`` calls, without the fixer's resize
   its tokens back), so from there on activations are channels_last against contiguous weights: on an NVIDIA H100
   the eager profile had 21 of 67 ms a frame in copies and NCHW<->NHWC conversions. This mode asks whether eager
   fixes (fix rounds, the frames before a size compiles) would run faster with one layout throughout;
+* ``eager_mixed_layout`` (not run by default): ``eager`` as it ran before 2026-12-06 session 18, whose VAE now copies
+  the mid blocks' outputs into its weights' layout (``DifixAutoencoderKL._in_weight_layout``); here that copy is
+  skipped, so the decoder runs channels_last activations against contiguous weights (the A/B of that change);
 * ``compiled``: the fast path's ``CompiledDifixStep`` (channels_last, torch.compile'd ``_encode`` / ``_unet`` /
   ``_decode``) with CUDA graphs OFF, so each stage can be timed and profiled; its total with CUDA graphs (what the
   fixer runs) is measured afterwards on the same compiled functions.
@@ -40,7 +43,7 @@ from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, List, Literal, Optional
+from typing import Annotated, Iterator, List, Literal, Optional
 
 import tyro
 
@@ -48,7 +51,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # bench_difix's helper
     sys.path.append(str(Path(__file__).resolve().parent))
 from bench_difix import Bench, inputs, start_run, sync  # noqa: E402
 
-Mode = Literal["eager", "eager_channels_last", "compiled"]
+Mode = Literal["eager", "eager_channels_last", "eager_mixed_layout", "compiled"]
 STAGES = ("vae_encode", "unet", "x0_decode")
 STAGE_PREFIX = "difix_stage::"
 CLASSES = ("convolution", "gemm", "attention", "normalization", "elementwise", "memory_format", "other")
@@ -101,7 +104,7 @@ def parse_args(argv=None) -> ProfileDifixConfig:
         ("--batch", args.batch, 1), ("--iters", args.iters, 1), ("--warmup", args.warmup, 0),
         ("--profile-iters", args.profile_iters, 0), ("--top", args.top, 1)) if value < low]
     if not args.modes:
-        problems.append("--modes needs at least one of: eager eager_channels_last compiled")
+        problems.append("--modes needs at least one of: eager eager_channels_last eager_mixed_layout compiled")
     if not args.smoke and (args.height % 8 or args.width % 8 or min(args.height, args.width) < 64):
         problems.append(f"--height/--width must be multiples of 8 and >= 64, got {args.height}x{args.width}")
     if problems:
@@ -376,13 +379,30 @@ def cuda_graph_total(step, x, args) -> dict:
             "capture_s": round(capture_s, 2)}
 
 
+@contextmanager
+def layout_copy_skipped(skip: bool) -> Iterator[None]:
+    """Within the block (when ``skip``), the VAE leaves its mid blocks' outputs in the layout attention returns (the
+    eager path before 2026-12-06 session 18; ``eager_mixed_layout``)."""
+    from difix_ns.models.autoencoder import DifixAutoencoderKL
+
+    if not skip:
+        yield
+        return
+    original = DifixAutoencoderKL._in_weight_layout
+    DifixAutoencoderKL._in_weight_layout = lambda self, h: h
+    try:
+        yield
+    finally:
+        DifixAutoencoderKL._in_weight_layout = original
+
+
 def run_mode(mode: str, fixer, x, args, cuda: bool, flops: Optional[dict]) -> dict:
     import torch
 
     from difix_ns.fixers.compiled import CompiledDifixStep
 
     pipe, entry = fixer.pipeline, {"mode": mode}
-    if mode in ("eager", "eager_channels_last"):  # what DifixFixer(compile=False)._restore runs
+    if mode in ("eager", "eager_channels_last", "eager_mixed_layout"):  # what DifixFixer(compile=False) runs
         layout = torch.channels_last if mode == "eager_channels_last" else torch.contiguous_format
         pipe.vae.to(memory_format=layout)
         pipe.unet.to(memory_format=layout)
@@ -512,7 +532,8 @@ def main(argv=None) -> dict:
         else:
             t0 = time.perf_counter()
             try:
-                result["modes"][mode] = run_mode(mode, fixer, x, args, cuda, flops)
+                with layout_copy_skipped(mode == "eager_mixed_layout"):
+                    result["modes"][mode] = run_mode(mode, fixer, x, args, cuda, flops)
             except Exception as err:  # noqa: BLE001  (record and go on)
                 result["modes"][mode] = {"error": _error(err), "traceback_tail": traceback.format_exc()[-1500:]}
             result["modes"][mode]["wall_s"] = round(time.perf_counter() - t0, 2)

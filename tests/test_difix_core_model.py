@@ -284,6 +284,24 @@ def test_decoder_skips_come_from_the_degraded_view(tiny_dirs):
     assert not torch.allclose(vae.decode_with_skips(z, skips), vae.decode_with_skips(z, None))
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_the_vae_decodes_in_its_weights_layout(tiny_dirs, layout):
+    """The decoder's activations keep the layout of its weights after the mid-block attention (whose output is a
+    channels_last-strided view): in the default layout no GroupNorm or convolution of the up blocks converts."""
+    vae = DifixPipeline.from_pretrained(tiny_dirs["ref"]).vae.to(memory_format=layout)
+    seen = []
+    hooks = [block.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+             for block in (vae.encoder.conv_norm_out, *vae.decoder.up_blocks)]
+    torch.manual_seed(0)
+    x = (torch.rand(1, 3, 64, 64) * 2 - 1).contiguous(memory_format=layout)
+    posterior, skips = vae.encode_with_skips(x)
+    vae.decode_with_skips(posterior.mode(), skips)
+    for hook in hooks:
+        hook.remove()
+    assert len(seen) == 1 + len(vae.decoder.up_blocks)
+    assert all(h.is_contiguous(memory_format=layout) for h in seen)
+
+
 def test_reference_attention_is_per_instance_and_joint(tiny_dirs):
     from diffusers.models.attention_processor import AttnProcessor2_0
 

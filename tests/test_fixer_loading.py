@@ -12,7 +12,7 @@ from nerfstudio.cameras.cameras import Cameras, CameraType
 from difix_ns.fixer import DifixFixer
 from difix_ns.fixers.config import FixerConfig
 from difix_ns.models.loading import parameters_on_meta
-from difix_ns.nerfstudio.fix_strategy import warm_up_fixer
+from difix_ns.nerfstudio.fix_strategy import warm_up_batches, warm_up_fixer
 from difix_ns.nerfstudio.fixer_loading import LazyFixer
 
 
@@ -82,6 +82,26 @@ def test_background_preparation_warms_the_fixer_and_changes_nothing(tiny_difix_r
     rounds._fixer = _RecordsThread(fixer, threads)
     assert rounds.uses_references and torch.equal(rounds.fix(images, refs), expected)
     assert threads and all(name.startswith("difix3d-fixer") for name in threads)
+
+
+def test_the_warm_up_fixes_one_batch_of_each_shape_a_round_runs(tiny_difix_ref):
+    assert warm_up_batches([(64, 96)] * 10, 4) == [((64, 96), 4), ((64, 96), 2)]
+    assert warm_up_batches([(64, 96)] * 8 + [(72, 80)] * 3, 4) == [((64, 96), 4), ((72, 80), 3)]
+    assert warm_up_batches([(64, 96)] * 3, None) == [((64, 96), 3)]
+    fixer = DifixFixer(model_name=str(tiny_difix_ref), device="cpu", dtype="float32", batch_size=2)
+    calls = []
+
+    class Records:
+        def __getattr__(self, name):
+            return getattr(fixer, name)
+
+        def fix(self, images, refs=None, cameras=None):
+            calls.append((tuple(images.shape), None if refs is None else tuple(refs.shape)))
+            return fixer.fix(images, refs, cameras)
+
+    warm_up_fixer(Records(), cameras([(64, 96)] * 5 + [(72, 80)]))
+    assert calls == [((2, 3, 64, 96), (2, 1, 3, 64, 96)), ((1, 3, 64, 96), (1, 1, 3, 64, 96)),
+                     ((1, 3, 72, 80), (1, 1, 3, 72, 80))]
 
 
 def test_fixers_that_cannot_load_in_the_background_load_at_first_use(tiny_difix_ref):

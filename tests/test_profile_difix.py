@@ -61,11 +61,15 @@ def test_eager_channels_last_mode_profiles_the_eager_step_in_that_layout(tmp_pat
     """The eager step with weights and input in channels_last (an A/B of the eager path's layout for GPU runs): it
     runs, is timed by stage like the others, and leaves the eager mode after it in the default layout."""
     out = tmp_path / "profile.json"
-    load_script().main(["--smoke-cpu", "--out", str(out), "--modes", "eager_channels_last", "eager",
-                        "--profile-iters", "0"])
+    from difix_ns.models.autoencoder import DifixAutoencoderKL
+
+    layout_copy = DifixAutoencoderKL._in_weight_layout
+    load_script().main(["--smoke-cpu", "--out", str(out), "--modes", "eager_channels_last", "eager_mixed_layout",
+                        "eager", "--profile-iters", "0"])
     modes = json.loads(out.read_text())["modes"]
-    assert list(modes) == ["eager_channels_last", "eager"]
-    assert [modes[m]["memory_format"] for m in modes] == ["channels_last", "contiguous"]
+    assert list(modes) == ["eager_channels_last", "eager_mixed_layout", "eager"]
+    assert [modes[m]["memory_format"] for m in modes] == ["channels_last", "contiguous", "contiguous"]
+    assert DifixAutoencoderKL._in_weight_layout is layout_copy  # the A/B mode put the layout copy back
     for entry in modes.values():
         assert "error" not in entry and set(entry["stages"]) == STAGES
         assert all(s["ms_per_frame"] > 0 for s in entry["stages"].values())

@@ -125,22 +125,44 @@ def fix_in_batches(
     return [o for o in out if o is not None]
 
 
+def warm_up_batches(sizes: List[tuple], batch_size: Optional[int]) -> List[tuple]:
+    """(size, views) for each distinct batch shape a round of views of ``sizes`` runs: the fixer chunks each size's
+    views by ``batch_size``, so 10 views in chunks of 4 run batches of 4 and 2 and a warm-up needs 6 views, not 10
+    (None: every view, as one call per size)."""
+    counts: dict = {}
+    for size in sizes:
+        counts[size] = counts.get(size, 0) + 1
+    batches = []
+    for size, n in counts.items():
+        if batch_size is None or n <= batch_size:
+            batches.append((size, n))
+            continue
+        batches.append((size, batch_size))
+        if n % batch_size:
+            batches.append((size, n % batch_size))
+    return batches
+
+
 def warm_up_fixer(fixer: Any, cameras: Cameras) -> None:
-    """Fix black images of ``cameras``' sizes exactly as a round of those views would (same batches, one reference
-    each, ``fixer.eager()``) and discard the result: the first fix of a process pays one-time costs (cuDNN choosing
-    an algorithm for each new convolution shape, CUDA loading kernels, the prompt's encoding), and a round that
-    comes after this one does not. On CUDA it runs on a stream of its own, then drops its reference latents and
-    returns its cached memory, so it leaves nothing behind that the round could read or that another stream holds."""
+    """Fix black images of ``cameras``' sizes in the batch shapes a round of those views runs (one batch of each
+    shape, :func:`warm_up_batches`; one reference each, ``fixer.eager()``) and discard the result: the first fix of
+    a process pays one-time costs (cuDNN choosing an algorithm for each new convolution shape, CUDA loading kernels,
+    the prompt's encoding), and a round that comes after this one does not. On CUDA it runs on a stream of its own,
+    then drops its reference latents and returns its cached memory, so it leaves nothing behind that the round could
+    read or that another stream holds. It shares the GPU with training, hence one batch per shape."""
     device = torch.device(getattr(fixer, "device", "cpu"))
     stream = torch.cuda.Stream(device) if device.type == "cuda" else None
     eager = getattr(fixer, "eager", None)
+    batch_size = getattr(getattr(fixer, "config", None), "batch_size", None)
+    sizes = list(zip(cameras.height.reshape(-1).tolist(), cameras.width.reshape(-1).tolist()))
     try:
         with torch.no_grad(), torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             with eager() if callable(eager) else contextlib.nullcontext():
-                heights, widths = cameras.height.reshape(-1).tolist(), cameras.width.reshape(-1).tolist()
-                black = [torch.zeros(int(h), int(w), 3, device=device) for h, w in zip(heights, widths)]
-                fix_in_batches(fixer, black, black, cameras)
-                del black
+                for (height, width), views in warm_up_batches(sizes, batch_size):
+                    black = torch.zeros(views, 3, int(height), int(width), device=device)
+                    refs = black[:, None] if fixer.uses_references else None
+                    fixer.fix(black, refs)
+                    del black, refs
     finally:
         clear = getattr(fixer, "clear_reference_cache", None)
         if callable(clear):
