@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,11 +130,8 @@ def warm_up_batches(sizes: List[tuple], batch_size: Optional[int]) -> List[tuple
     """(size, views) for each distinct batch shape a round of views of ``sizes`` runs: the fixer chunks each size's
     views by ``batch_size``, so 10 views in chunks of 4 run batches of 4 and 2 and a warm-up needs 6 views, not 10
     (None: every view, as one call per size)."""
-    counts: dict = {}
-    for size in sizes:
-        counts[size] = counts.get(size, 0) + 1
     batches = []
-    for size, n in counts.items():
+    for size, n in Counter(sizes).items():  # sizes in order of first appearance, as the round runs them
         if batch_size is None or n <= batch_size:
             batches.append((size, n))
             continue
