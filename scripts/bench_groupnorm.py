@@ -11,7 +11,9 @@ variants the fast path could use, each with SiLU as in the decoder's resnets:
   could use the formulation without a compile: separate reduction and elementwise kernels, float32 intermediates);
 * ``compiled``: the same compiled by inductor (the fast path's ``compiled_group_norm="stock"``);
 * ``channel_stats_compiled``: ``difix_ns.fixers.group_norm.group_norm_from_channel_stats`` compiled, per-channel
-  statistics from ``torch.var_mean`` (the fast path's default, ``compiled_group_norm="channel_stats"``).
+  statistics from ``torch.var_mean`` (the fast path's default, ``compiled_group_norm="channel_stats"``);
+* ``channel_sums_compiled``: ``group_norm_from_channel_sums`` compiled: per-channel shifted sums, the group
+  statistics and the per-channel scale and shift stored by small reductions (``compiled_group_norm="channel_sums"``).
 
 (``docs/gpu_results/bench_groupnorm_h100.json`` also has a ``triton_compiled`` row: the statistics from a hand-written
 Triton pass, slower than ``channel_stats_compiled`` at every shape and removed since.)
@@ -148,7 +150,7 @@ def main(argv=None) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from difix_ns.fixers.group_norm import group_norm_from_channel_stats
+    from difix_ns.fixers.group_norm import group_norm_from_channel_stats, group_norm_from_channel_sums
 
     def stock(x, w, b):
         return F.silu(F.group_norm(x, args.groups, w, b, 1e-6))
@@ -156,12 +158,17 @@ def main(argv=None) -> dict:
     def by_channel(x, w, b):
         return group_norm_from_channel_stats(x, args.groups, w, b, 1e-6, silu=True)
 
+    def by_channel_sums(x, w, b):
+        return group_norm_from_channel_sums(x, args.groups, w, b, 1e-6, silu=True)
+
     variants = {"eager": stock, "eager_contiguous": stock}  # the latter gets the input in the default layout
     if cuda:
         variants["compiled"] = torch.compile(stock, dynamic=False)
         variants["channel_stats_compiled"] = torch.compile(by_channel, dynamic=False)
+        variants["channel_sums_compiled"] = torch.compile(by_channel_sums, dynamic=False)
     # uncompiled per-channel statistics (CPU: plumbing only; compiling needs minutes and a C++ toolchain)
     variants["channel_stats_eager"] = by_channel
+    variants["channel_sums_eager"] = by_channel_sums
 
     result = {
         "what": "GroupNorm + SiLU at the Difix VAE decoder's shapes: stock kernels vs per-channel statistics",

@@ -21,6 +21,8 @@
 #   postfix   post-fix fps inside ns-render alone (batch 8 then 1), the whole call
 #   profile   Difix step per stage and kernel class (profile_difix.py), then the fast path with one cached reference
 #   groupnorm  GroupNorm+SiLU kernels at the Difix decoder's shapes: stock vs per-channel statistics (bench_groupnorm.py)
+#   groupnorm_ab  groupnorm at the decoder's and the UNet's shapes with the channel_sums formulation, then the compiled
+#             batch-8 step profiled with compiled_group_norm=channel_sums and =channel_stats (the A/B), ~7 min cold
 #   kernels   groupnorm, then the VAE's wide attention head: SDPA vs two GEMMs (bench_wide_attention.py), then the
 #             compiled step profiled with the fast path's kernels (profile_difix.py --modes compiled) until JOB_DEADLINE
 #   fastpath  Difix fast path vs eager vs plain diffusers (bench_difix.py: batch 1/8, V 0/1), then the compiled step
@@ -54,7 +56,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|kernels|fastpath|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|groupnorm_ab|kernels|fastpath|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -243,6 +245,20 @@ case "$job" in
     # per-channel-statistics formulation compiled (difix_ns/fixers/group_norm.py); each variant compiles in seconds
     timeout "${JOB_SECONDS:-300}" python scripts/bench_groupnorm.py --out "$OUT/bench_groupnorm.json" \
       --compile-cache-dir /tmp/difix_compile_cache || true
+    ;;
+  groupnorm_ab)
+    # GroupNorm formulations alone (decoder and UNet shapes), then the compiled batch-8 step profiled with
+    # compiled_group_norm="channel_sums" and with "channel_stats" (same machine: the A/B), each compiling ~100 s
+    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 440 ))}
+    timeout 100 python scripts/bench_groupnorm.py --out "$OUT/bench_groupnorm.json" \
+      --shapes 512x72x128 512x144x256 256x288x512 128x576x1024 320x72x128 1280x18x32 \
+      --compile-cache-dir /tmp/difix_compile_cache || true
+    for kind in channel_sums channel_stats; do
+      left=$(( deadline - $(date +%s) ))
+      [ "$left" -gt 60 ] || break
+      timeout "$left" python scripts/profile_difix.py --modes compiled --group-norm "$kind" \
+        --out "$OUT/profile_difix_$kind.json" --compile-cache-dir /tmp/difix_compile_cache --budget-s 30 || true
+    done
     ;;
   kernels)
     # the fast path's own kernels (GroupNorm from per-channel statistics, Triton or torch.var_mean; the VAE attention

@@ -90,7 +90,7 @@ class ProfileDifixConfig:
     """TORCHINDUCTOR_CACHE_DIR for this run (share it with bench_difix.py)"""
     budget_s: float = 300.0
     """skip a mode that would start after this many seconds"""
-    group_norm: Literal["channel_stats", "stock"] = "channel_stats"
+    group_norm: Literal["channel_stats", "channel_sums", "stock"] = "channel_stats"
     """GroupNorm in the compiled mode's graphs (DifixFixerConfig.compiled_group_norm)"""
     wide_attention: Literal["matmul", "sdpa"] = "matmul"
     """the VAE's wide attention head in the compiled mode's graphs (DifixFixerConfig.compiled_wide_attention)"""
@@ -238,6 +238,8 @@ def kernel_class(name: str) -> str:
         if kind == "tem":  # a template (max-autotune): a matmul or a convolution
             return "convolution" if "conv" in ops else "gemm"
         if "norm" in ops or "var_mean" in ops:  # var_mean: GroupNorm's per-channel statistics (group_norm.py)
+            return "normalization"
+        if kind in ("red", "per") and "sum" in ops.split("_") and "softmax" not in ops:  # channel_sums' reductions
             return "normalization"
         rest = ops
         for op in _COPY_OPS:

@@ -225,14 +225,16 @@ def test_compile_cache_dir_defaults_to_the_user_cache(monkeypatch, tmp_path):
     assert use_compile_cache(str(tmp_path / "other")) == str(tmp_path / "user_choice")
 
 
+@pytest.mark.parametrize("formulation", ["group_norm_from_channel_stats", "group_norm_from_channel_sums"])
 @pytest.mark.parametrize("silu", [False, True])
-def test_group_norm_from_channel_stats_is_group_norm(silu):
-    """The per-channel-statistics GroupNorm (the fast path's compiled GroupNorm) computes F.group_norm (+SiLU)
-    in either memory format, with or without affine parameters, and keeps the input's dtype and layout."""
+def test_compiled_group_norm_formulations_are_group_norm(formulation, silu):
+    """Both GroupNorm formulations of the fast path's compiled graphs compute F.group_norm (+SiLU) in either memory
+    format, with or without affine parameters, on 3-d and 4-d inputs, and keep the input's dtype and layout."""
     import torch.nn.functional as F
 
-    from difix_ns.fixers.group_norm import group_norm_from_channel_stats
+    from difix_ns.fixers import group_norm as module
 
+    group_norm = getattr(module, formulation)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 16, 9, 13, generator=gen) * 3 + 5  # a large mean: E[x^2] - E[x]^2 would lose digits
     weight, bias = torch.rand(16, generator=gen) + 0.5, torch.randn(16, generator=gen)
@@ -240,15 +242,32 @@ def test_group_norm_from_channel_stats_is_group_norm(silu):
         expected = F.group_norm(x.double(), 4, *(None if a is None else a.double() for a in affine), 1e-6)
         expected = F.silu(expected) if silu else expected
         for layout in (torch.contiguous_format, torch.channels_last):
-            got = group_norm_from_channel_stats(x.contiguous(memory_format=layout), 4, *affine, 1e-6, silu=silu)
+            got = group_norm(x.contiguous(memory_format=layout), 4, *affine, 1e-6, silu=silu)
             assert got.dtype == x.dtype and got.is_contiguous(memory_format=layout)
             assert torch.allclose(got.double(), expected, atol=2e-5, rtol=0)
-    half = group_norm_from_channel_stats(x.bfloat16(), 4, weight.bfloat16(), bias.bfloat16(), silu=silu)
+    tokens = x.flatten(2)  # [N, C, L]
+    expected = F.group_norm(tokens.double(), 4, weight.double(), bias.double(), 1e-6)
+    expected = F.silu(expected) if silu else expected
+    assert torch.allclose(group_norm(tokens, 4, weight, bias, 1e-6, silu=silu).double(), expected, atol=2e-5, rtol=0)
+    half = group_norm(x.bfloat16(), 4, weight.bfloat16(), bias.bfloat16(), silu=silu)
     expected = F.group_norm(x.bfloat16().double(), 4, weight.bfloat16().double(), bias.bfloat16().double(), 1e-6)
     expected = F.silu(expected) if silu else expected
     assert half.dtype == torch.bfloat16 and (half.double() - expected).abs().max() < 0.05  # bf16 output rounding
     with pytest.raises(ValueError, match="16 channels cannot be split into 5 groups"):
-        group_norm_from_channel_stats(x, 5)
+        group_norm(x, 5)
+
+
+def test_channel_sums_keep_float32_precision_far_from_zero():
+    """Activations whose mean is 1000x their spread: the shifted sums lose no more than the float32 input itself
+    holds (unshifted sums of x and x^2 would lose the variance entirely)."""
+    import torch.nn.functional as F
+
+    from difix_ns.fixers.group_norm import group_norm_from_channel_sums
+
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 8, 64, 64, generator=gen) + 1000.0
+    expected = F.group_norm(x.double(), 2, eps=1e-6)
+    assert (group_norm_from_channel_sums(x, 2).double() - expected).abs().max() < 2e-4
 
 
 def _compiling(monkeypatch):
@@ -261,7 +280,7 @@ def test_compiled_group_norm_switch_keeps_eager_results_and_state(monkeypatch):
     state dict is unchanged, traced calls match F.group_norm, and "stock" switches back."""
     from torch import nn
 
-    from difix_ns.fixers.group_norm import CompiledGroupNorm, use_compiled_group_norm
+    from difix_ns.fixers.group_norm import ChannelSumsGroupNorm, CompiledGroupNorm, use_compiled_group_norm
 
     gen = torch.Generator().manual_seed(1)
     model = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.GroupNorm(4, 16, eps=1e-6), nn.SiLU(),
@@ -275,8 +294,14 @@ def test_compiled_group_norm_switch_keeps_eager_results_and_state(monkeypatch):
         with monkeypatch.context() as patch:
             _compiling(patch)
             assert torch.allclose(model(x), before, atol=2e-5, rtol=0)
+        assert use_compiled_group_norm(model, "channel_sums") == 2
+        assert all(type(m) is ChannelSumsGroupNorm for m in (model[1], model[3][0]))
+        assert torch.equal(model(x), before) and list(model.state_dict()) == keys
+        with monkeypatch.context() as patch:
+            _compiling(patch)
+            assert torch.allclose(model(x), before, atol=2e-5, rtol=0)
         assert use_compiled_group_norm(model, "stock") == 2 and type(model[1]) is nn.GroupNorm
-    with pytest.raises(ValueError, match="group norm kind must be one of channel_stats, stock; got 'triton'"):
+    with pytest.raises(ValueError, match="group norm kind must be one of channel_stats, channel_sums, stock; got 'tr"):
         use_compiled_group_norm(model, "triton")
 
 

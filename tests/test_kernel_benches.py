@@ -20,7 +20,7 @@ def test_groupnorm_bench_smoke_compares_formulations(tmp_path):
     out = tmp_path / "gn.json"
     load_script("bench_groupnorm").main(["--smoke-cpu", "--out", str(out)])
     rows = json.loads(out.read_text())["shapes"]["16x8x12"]
-    assert set(rows) == {"eager", "eager_contiguous", "channel_stats_eager"}
+    assert set(rows) == {"eager", "eager_contiguous", "channel_stats_eager", "channel_sums_eager"}
     assert all(row["ms"] > 0 and row["max_abs_diff_vs_fp32"] < 1e-5 for row in rows.values())
 
 
@@ -67,6 +67,8 @@ def test_bench_difix_smoke_compile_needs_the_cpu_smoke_run():
      "normalization"),
     ("triton_poi_fused__to_copy__unsafe_view_add_clone_expand_mean_mul_neg_rsqrt_silu_view_35", "elementwise"),
     ("triton_red_fused__softmax__to_copy_amax_mul_sub_9", "elementwise"),
+    ("triton_red_fused__to_copy_convolution_mul_sub_sum_12", "normalization"),  # channel_sums' per-channel sums
+    ("triton_red_fused__softmax__to_copy_amax_exp_sum_4", "elementwise"),
     ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize128x128", "convolution"),
     ("nvjet_sm90_tss_192x192_64x4_2x1_v_bz_coopB_TNN", "gemm"),
     ("void at::native::(anonymous namespace)::RowwiseMomentsCUDAKernel<float>", "normalization"),

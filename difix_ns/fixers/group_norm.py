@@ -25,9 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-GROUP_NORM_KINDS = ("channel_stats", "stock")
-
-
 def group_norm_from_channel_stats(
     x: torch.Tensor,
     groups: int,
@@ -64,26 +61,98 @@ def group_norm_from_channel_stats(
     return y.to(x.dtype)
 
 
+def group_norm_from_channel_sums(
+    x: torch.Tensor,
+    groups: int,
+    weight: Optional[torch.Tensor] = None,
+    bias: Optional[torch.Tensor] = None,
+    eps: float = 1e-6,
+    silu: bool = False,
+) -> torch.Tensor:
+    """``F.group_norm(x, groups, weight, bias, eps)`` (then SiLU when ``silu``) for x [N, C, *spatial], written so
+    that inductor makes one light pass over x for the statistics and one for the output.
+
+    :func:`group_norm_from_channel_stats` computes the same function, but inductor turns its ``var_mean`` into a
+    Welford reduction (a division per element) and recomputes the group mean from the group's channel means inside
+    the loop over every element (up to 8 scattered loads and adds per element, since reductions over 8 values or
+    fewer are unrolled). Here:
+
+    1. per-channel sums of x and x² over the spatial dims, x shifted by the channel's first value so that the
+       float32 sums keep their precision (cancellation grows with mean² / variance; the shift makes the mean small);
+    2. the group statistics, for every channel, as masked reductions over the C channels ([N, C] outputs), which
+       inductor stores instead of recomputing;
+    3. the per-channel scale and shift, stored by one more (diagonal) reduction, so the output pass loads two
+       contiguous [N, C] rows and does one multiply-add (and the SiLU) per element.
+    """
+    if x.ndim < 3:
+        raise ValueError(f"x must be [N, C, *spatial], got shape {tuple(x.shape)}")
+    n, c = x.shape[:2]
+    if groups < 1 or c % groups:
+        raise ValueError(f"{c} channels cannot be split into {groups} groups")
+    spatial = tuple(range(2, x.ndim))
+    count = x[0, 0].numel()
+    first = x[(slice(None), slice(None)) + (slice(0, 1),) * len(spatial)].float()  # [N, C, 1, ...]
+    shifted = x.float() - first
+    sum_c, sum_sq_c = shifted.sum(spatial), (shifted * shifted).sum(spatial)  # [N, C]
+    mean_c = first.view(n, c) + sum_c / count
+    var_c = (sum_sq_c / count - (sum_c / count).pow(2)).clamp_min(0)
+
+    group = torch.arange(c, device=x.device) // (c // groups)
+    same_group = (group[:, None] == group[None, :])[None]  # [1, C, C]: channel c, channel j
+    per_group = float(c // groups)
+    mean_g = torch.where(same_group, mean_c[:, None, :], 0.0).sum(-1) / per_group  # [N, C]
+    spread = var_c[:, None, :] + (mean_c[:, None, :] - mean_g[:, :, None]).pow(2)
+    var_g = torch.where(same_group, spread, 0.0).sum(-1) / per_group  # [N, C]
+
+    scale = torch.rsqrt(var_g + eps)
+    if weight is not None:
+        scale = scale * weight.float()
+    shift = -mean_g * scale
+    if bias is not None:
+        shift = shift + bias.float()
+    diagonal = torch.eye(c, dtype=torch.bool, device=x.device)[None]
+    scale_shift = torch.stack([scale, shift], dim=1)  # [N, 2, C]
+    scale_shift = torch.where(diagonal[:, None], scale_shift[:, :, None, :], 0.0).sum(-1)  # the same, stored
+    view = (n, c) + (1,) * len(spatial)
+    y = x.float() * scale_shift[:, 0].view(view) + scale_shift[:, 1].view(view)
+    if silu:
+        y = F.silu(y)
+    return y.to(x.dtype)
+
+
 class CompiledGroupNorm(nn.GroupNorm):
     """``nn.GroupNorm`` (same parameters and state dict) whose ``torch.compile``'d graphs compute it from per-channel
-    statistics; eager calls are ``nn.GroupNorm.forward`` itself."""
+    statistics (:func:`group_norm_from_channel_stats`); eager calls are ``nn.GroupNorm.forward`` itself."""
+
+    formulation = staticmethod(group_norm_from_channel_stats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.compiler.is_compiling():
             return super().forward(x)
-        return group_norm_from_channel_stats(x, self.num_groups, self.weight, self.bias, self.eps)
+        return self.formulation(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
+class ChannelSumsGroupNorm(CompiledGroupNorm):
+    """:class:`CompiledGroupNorm` whose compiled graphs use :func:`group_norm_from_channel_sums`."""
+
+    formulation = staticmethod(group_norm_from_channel_sums)
+
+
+GROUP_NORM_CLASSES = {"channel_stats": CompiledGroupNorm, "channel_sums": ChannelSumsGroupNorm, "stock": nn.GroupNorm}
+GROUP_NORM_KINDS = tuple(GROUP_NORM_CLASSES)
 
 
 def use_compiled_group_norm(model: nn.Module, kind: str) -> int:
-    """Make every ``nn.GroupNorm`` of ``model`` compile as ``kind``: "channel_stats" (from per-channel statistics) or
-    "stock" (inductor's own GroupNorm). Switches the layers' class in place (parameters, state dict and eager results
-    unchanged); returns how many layers it set."""
-    if kind not in GROUP_NORM_KINDS:
+    """Make every ``nn.GroupNorm`` of ``model`` compile as ``kind``: "channel_stats" (per-channel ``var_mean``),
+    "channel_sums" (per-channel shifted sums, stored group statistics) or "stock" (inductor's own GroupNorm).
+    Switches the layers' class in place (parameters, state dict and eager results unchanged); returns how many
+    layers it set."""
+    if kind not in GROUP_NORM_CLASSES:
         raise ValueError(f"group norm kind must be one of {', '.join(GROUP_NORM_KINDS)}; got {kind!r}")
     count = 0
     for module in model.modules():
-        if type(module) not in (nn.GroupNorm, CompiledGroupNorm):
+        if type(module) not in GROUP_NORM_CLASSES.values():
             continue
-        module.__class__ = nn.GroupNorm if kind == "stock" else CompiledGroupNorm
+        module.__class__ = GROUP_NORM_CLASSES[kind]
         count += 1
     return count
