@@ -79,8 +79,8 @@ def group_norm_from_channel_sums(
 
     1. per-channel sums of x and x² over the spatial dims, x shifted by the channel's first value so that the
        float32 sums keep their precision (cancellation grows with mean² / variance; the shift makes the mean small);
-    2. the group statistics, for every channel, as masked reductions over the C channels ([N, C] outputs), which
-       inductor stores instead of recomputing;
+    2. the group statistics, for every channel, as one masked reduction over the C channels ([N, C] outputs, the
+       channel means shifted by the group's first one), which inductor stores instead of recomputing;
     3. the per-channel scale and shift, stored by one more (diagonal) reduction, so the output pass loads two
        contiguous [N, C] rows and does one multiply-add (and the SiLU) per element.
     """
@@ -97,12 +97,16 @@ def group_norm_from_channel_sums(
     mean_c = first.view(n, c) + sum_c / count
     var_c = (sum_sq_c / count - (sum_c / count).pow(2)).clamp_min(0)
 
-    group = torch.arange(c, device=x.device) // (c // groups)
+    per_group = c // groups
+    group = torch.arange(c, device=x.device) // per_group
     same_group = (group[:, None] == group[None, :])[None]  # [1, C, C]: channel c, channel j
-    per_group = float(c // groups)
-    mean_g = torch.where(same_group, mean_c[:, None, :], 0.0).sum(-1) / per_group  # [N, C]
-    spread = var_c[:, None, :] + (mean_c[:, None, :] - mean_g[:, :, None]).pow(2)
-    var_g = torch.where(same_group, spread, 0.0).sum(-1) / per_group  # [N, C]
+    # the group's first channel mean, for every channel: the shift that keeps the group sums' float32 digits
+    first_mean = mean_c.view(n, groups, per_group)[:, :, :1].expand(n, groups, per_group).reshape(n, c)
+    offset = mean_c[:, None, :] - first_mean[:, :, None]  # [N, C, C]
+    sum_offset = torch.where(same_group, offset, 0.0).sum(-1) / per_group  # [N, C]
+    sum_spread = torch.where(same_group, var_c[:, None, :] + offset * offset, 0.0).sum(-1) / per_group
+    mean_g = first_mean + sum_offset
+    var_g = (sum_spread - sum_offset * sum_offset).clamp_min(0)
 
     scale = torch.rsqrt(var_g + eps)
     if weight is not None:
