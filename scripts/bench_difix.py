@@ -82,7 +82,7 @@ class BenchDifixConfig:
     """measure the stock-diffusers anchor (--no-anchor skips it)"""
     eager: bool = True
     """measure the eager path (--no-eager skips it)"""
-    group_norm: Literal["channel_stats", "channel_sums", "stock"] = "channel_stats"
+    group_norm: Literal["auto", "channel_stats", "channel_sums", "stock"] = "auto"
     """GroupNorm in the fast path's compiled graphs (DifixFixerConfig.compiled_group_norm)"""
     wide_attention: Literal["matmul", "sdpa"] = "matmul"
     """the VAE's wide attention head in the fast path's compiled graphs (DifixFixerConfig.compiled_wide_attention)"""

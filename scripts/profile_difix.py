@@ -90,7 +90,7 @@ class ProfileDifixConfig:
     """TORCHINDUCTOR_CACHE_DIR for this run (share it with bench_difix.py)"""
     budget_s: float = 300.0
     """skip a mode that would start after this many seconds"""
-    group_norm: Literal["channel_stats", "channel_sums", "stock"] = "channel_stats"
+    group_norm: Literal["auto", "channel_stats", "channel_sums", "stock"] = "auto"
     """GroupNorm in the compiled mode's graphs (DifixFixerConfig.compiled_group_norm)"""
     wide_attention: Literal["matmul", "sdpa"] = "matmul"
     """the VAE's wide attention head in the compiled mode's graphs (DifixFixerConfig.compiled_wide_attention)"""

@@ -225,7 +225,8 @@ def test_compile_cache_dir_defaults_to_the_user_cache(monkeypatch, tmp_path):
     assert use_compile_cache(str(tmp_path / "other")) == str(tmp_path / "user_choice")
 
 
-@pytest.mark.parametrize("formulation", ["group_norm_from_channel_stats", "group_norm_from_channel_sums"])
+@pytest.mark.parametrize("formulation", ["group_norm_from_channel_stats", "group_norm_from_channel_sums",
+                                         "group_norm_by_size"])
 @pytest.mark.parametrize("silu", [False, True])
 def test_compiled_group_norm_formulations_are_group_norm(formulation, silu):
     """Both GroupNorm formulations of the fast path's compiled graphs compute F.group_norm (+SiLU) in either memory
@@ -257,6 +258,20 @@ def test_compiled_group_norm_formulations_are_group_norm(formulation, silu):
         group_norm(x, 5)
 
 
+def test_auto_group_norm_takes_the_sums_from_its_size_threshold(monkeypatch):
+    """compiled_group_norm="auto": inputs of CHANNEL_SUMS_MIN_ELEMENTS elements or more take the channel sums,
+    smaller ones the channel statistics."""
+    from difix_ns.fixers import group_norm as module
+
+    taken = []
+    for name in ("group_norm_from_channel_sums", "group_norm_from_channel_stats"):
+        monkeypatch.setattr(module, name, lambda x, *args, name=name: taken.append(name) or x)
+    monkeypatch.setattr(module, "CHANNEL_SUMS_MIN_ELEMENTS", 2 * 8 * 4 * 4)
+    module.group_norm_by_size(torch.zeros(2, 8, 4, 4), 4)
+    module.group_norm_by_size(torch.zeros(2, 8, 4, 3), 4)
+    assert taken == ["group_norm_from_channel_sums", "group_norm_from_channel_stats"]
+
+
 def test_channel_sums_keep_float32_precision_far_from_zero():
     """Activations whose mean is 1000x their spread: the shifted sums lose no more than the float32 input itself
     holds (unshifted sums of x and x^2 would lose the variance entirely)."""
@@ -280,7 +295,8 @@ def test_compiled_group_norm_switch_keeps_eager_results_and_state(monkeypatch):
     state dict is unchanged, traced calls match F.group_norm, and "stock" switches back."""
     from torch import nn
 
-    from difix_ns.fixers.group_norm import ChannelSumsGroupNorm, CompiledGroupNorm, use_compiled_group_norm
+    from difix_ns.fixers.group_norm import (ChannelSumsGroupNorm, CompiledGroupNorm, GroupNormBySize,
+                                            use_compiled_group_norm)
 
     gen = torch.Generator().manual_seed(1)
     model = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.GroupNorm(4, 16, eps=1e-6), nn.SiLU(),
@@ -300,8 +316,9 @@ def test_compiled_group_norm_switch_keeps_eager_results_and_state(monkeypatch):
         with monkeypatch.context() as patch:
             _compiling(patch)
             assert torch.allclose(model(x), before, atol=2e-5, rtol=0)
+        assert use_compiled_group_norm(model, "auto") == 2 and type(model[1]) is GroupNormBySize
         assert use_compiled_group_norm(model, "stock") == 2 and type(model[1]) is nn.GroupNorm
-    with pytest.raises(ValueError, match="group norm kind must be one of channel_stats, channel_sums, stock; got 'tr"):
+    with pytest.raises(ValueError, match="must be one of auto, channel_stats, channel_sums, stock; got 'triton'"):
         use_compiled_group_norm(model, "triton")
 
 
@@ -435,11 +452,11 @@ def test_fast_step_kernel_options(pipe, monkeypatch, tmp_path):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # compile=True points inductor's cache somewhere
     compiled = CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False)  # compiles lazily: not called
     norms = [m for m in (*pipe.vae.modules(), *pipe.unet.modules()) if isinstance(m, nn.GroupNorm)]
-    assert (compiled.group_norm, compiled.wide_attention, compiled.upsample) == ("channel_stats", "matmul", "phases")
-    assert norms and all(type(m) is CompiledGroupNorm for m in norms)
+    assert (compiled.group_norm, compiled.wide_attention, compiled.upsample) == ("auto", "matmul", "phases")
+    assert norms and all(type(m) is GroupNormBySize for m in norms)
     assert any(type(m) is CompiledUpsample2D for m in pipe.vae.modules())
 
-    with pytest.raises(ValueError, match="group_norm must be one of channel_stats, stock; got 'fast'"):
+    with pytest.raises(ValueError, match="group_norm must be one of auto, channel_stats, channel_sums, stock; got 'fast'"):
         CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False, group_norm="fast")
     with pytest.raises(ValueError, match="wide_attention must be one of matmul, sdpa; got 'flash'"):
         CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False, wide_attention="flash")

@@ -9,8 +9,9 @@ reference *latents*, see ``reference_cache``) but
   after it mixes views, and only the degraded view's output is used);
 * the VAE encoder, the UNet and the x0 step + VAE decoder compiled by inductor with static shapes (``dynamic=False``):
   GroupNorm+SiLU and the other elementwise work fuse into Triton kernels, 1x1 convolutions become matmuls;
-* GroupNorm computed from per-channel statistics in the compiled graphs (``group_norm="channel_stats"``, see
-  ``group_norm``; "stock" keeps inductor's own), and the VAE's 512-wide attention head as two GEMMs around a float32
+* GroupNorm computed from per-channel statistics in the compiled graphs (``group_norm="auto"``: shifted sums with the
+  group statistics stored for large inputs, ``var_mean`` for small ones; see ``group_norm``; "stock" keeps
+  inductor's own), and the VAE's 512-wide attention head as two GEMMs around a float32
   softmax (``wide_attention="matmul"``, see ``wide_attention``; "sdpa" keeps SDPA), and each 2x nearest upsampling
   + 3x3 convolution as one stride-2 transposed convolution (``upsample="phases"``, see ``upsample_conv``;
   "stock" keeps the pair); eager calls of the same modules are unchanged;
@@ -139,7 +140,7 @@ class CompiledDifixStep:
         max_graphs: int = 4,
         cache_dir: Optional[str] = None,
         compile: bool = True,
-        group_norm: str = "channel_stats",
+        group_norm: str = "auto",
         wide_attention: str = "matmul",
         upsample: str = "phases",
     ):

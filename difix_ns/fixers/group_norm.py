@@ -124,6 +124,29 @@ def group_norm_from_channel_sums(
     return y.to(x.dtype)
 
 
+CHANNEL_SUMS_MIN_ELEMENTS = 2**25
+"""Inputs of at least this many elements (N x C x H x W) take :func:`group_norm_from_channel_sums` under
+``compiled_group_norm="auto"``, smaller ones :func:`group_norm_from_channel_stats`. On an NVIDIA H200 (bf16, batch 8,
+``docs/gpu_results/bench_groupnorm_h200_session19.json``) the sums were faster from 512x72x128 (37.7 M elements:
+0.133 against 0.159 ms) up to 128x576x1024 (1.19 against 1.74 ms) and slower on the UNet's smaller inputs
+(320x72x128, 23.6 M: 0.171 against 0.138 ms), where their extra small kernels cost more than they save."""
+
+
+def group_norm_by_size(
+    x: torch.Tensor,
+    groups: int,
+    weight: Optional[torch.Tensor] = None,
+    bias: Optional[torch.Tensor] = None,
+    eps: float = 1e-6,
+    silu: bool = False,
+) -> torch.Tensor:
+    """:func:`group_norm_from_channel_sums` for inputs of at least :data:`CHANNEL_SUMS_MIN_ELEMENTS` elements,
+    :func:`group_norm_from_channel_stats` for smaller ones (the same function either way)."""
+    large = x.numel() >= CHANNEL_SUMS_MIN_ELEMENTS
+    formulation = group_norm_from_channel_sums if large else group_norm_from_channel_stats
+    return formulation(x, groups, weight, bias, eps, silu)
+
+
 class CompiledGroupNorm(nn.GroupNorm):
     """``nn.GroupNorm`` (same parameters and state dict) whose ``torch.compile``'d graphs compute it from per-channel
     statistics (:func:`group_norm_from_channel_stats`); eager calls are ``nn.GroupNorm.forward`` itself."""
@@ -142,13 +165,22 @@ class ChannelSumsGroupNorm(CompiledGroupNorm):
     formulation = staticmethod(group_norm_from_channel_sums)
 
 
-GROUP_NORM_CLASSES = {"channel_stats": CompiledGroupNorm, "channel_sums": ChannelSumsGroupNorm, "stock": nn.GroupNorm}
+class GroupNormBySize(CompiledGroupNorm):
+    """:class:`CompiledGroupNorm` whose compiled graphs pick the formulation by input size
+    (:func:`group_norm_by_size`)."""
+
+    formulation = staticmethod(group_norm_by_size)
+
+
+GROUP_NORM_CLASSES = {"auto": GroupNormBySize, "channel_stats": CompiledGroupNorm, "channel_sums": ChannelSumsGroupNorm,
+                      "stock": nn.GroupNorm}
 GROUP_NORM_KINDS = tuple(GROUP_NORM_CLASSES)
 
 
 def use_compiled_group_norm(model: nn.Module, kind: str) -> int:
-    """Make every ``nn.GroupNorm`` of ``model`` compile as ``kind``: "channel_stats" (per-channel ``var_mean``),
-    "channel_sums" (per-channel shifted sums, stored group statistics) or "stock" (inductor's own GroupNorm).
+    """Make every ``nn.GroupNorm`` of ``model`` compile as ``kind``: "auto" (by input size), "channel_stats"
+    (per-channel ``var_mean``), "channel_sums" (per-channel shifted sums, stored group statistics) or "stock"
+    (inductor's own GroupNorm).
     Switches the layers' class in place (parameters, state dict and eager results unchanged); returns how many
     layers it set."""
     if kind not in GROUP_NORM_CLASSES:
