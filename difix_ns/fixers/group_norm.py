@@ -8,14 +8,19 @@ N x C reductions over contiguous runs of channels; the group statistics then fol
 (law of total variance, equal counts per channel), and the normalisation becomes one per-channel scale and shift
 that inductor fuses with the SiLU (and whatever elementwise work follows).
 
-The per-channel statistics come from ``torch.var_mean``, for which inductor generates the reduction.
-``scripts/bench_groupnorm.py`` measures it against the stock kernels at the decoder's shapes (NVIDIA H100, batch 8,
-bf16: 1.78 against 4.20 ms at 128x576x1024, about 2.0 TB/s; a hand-written Triton pass for the statistics measured
-2.83 ms there and was dropped).
+Two formulations of the per-channel statistics:
 
-``use_compiled_group_norm(model, kind)`` switches a model's ``nn.GroupNorm`` layers to :class:`CompiledGroupNorm`:
-eager calls stay ``nn.GroupNorm``'s own (the parity tests and the eager path are untouched); only graphs traced by
-``torch.compile`` use the formulation.
+* :func:`group_norm_from_channel_stats`: ``torch.var_mean``, for which inductor generates the reduction
+  (``scripts/bench_groupnorm.py``, NVIDIA H100, batch 8, bf16: 1.78 against 4.20 ms for the stock kernels at
+  128x576x1024, about 2.0 TB/s; a hand-written Triton pass for the statistics measured 2.83 ms and was dropped);
+* :func:`group_norm_from_channel_sums`: shifted sums, the group statistics and the per-channel scale and shift stored
+  by small reductions, so the output pass does one multiply-add per element (NVIDIA H200: 1.19 against 1.74 ms at
+  128x576x1024, slower on small inputs); :func:`group_norm_by_size` picks between the two
+  (:data:`CHANNEL_SUMS_MIN_ELEMENTS`).
+
+``use_compiled_group_norm(model, kind)`` switches a model's ``nn.GroupNorm`` layers to a :class:`CompiledGroupNorm`
+class: eager calls stay ``nn.GroupNorm``'s own (the parity tests and the eager path are untouched); only graphs
+traced by ``torch.compile`` use the formulation.
 """
 from __future__ import annotations
 
