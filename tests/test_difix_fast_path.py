@@ -304,19 +304,14 @@ def test_compiled_group_norm_switch_keeps_eager_results_and_state(monkeypatch):
     x = (torch.randn(2, 8, 7, 9, generator=gen) * 2 + 3).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         before, keys = model(x), list(model.state_dict())
-        assert use_compiled_group_norm(model, "channel_stats") == 2
-        assert all(type(m) is CompiledGroupNorm for m in (model[1], model[3][0]))
-        assert torch.equal(model(x), before) and list(model.state_dict()) == keys
-        with monkeypatch.context() as patch:
-            _compiling(patch)
-            assert torch.allclose(model(x), before, atol=2e-5, rtol=0)
-        assert use_compiled_group_norm(model, "channel_sums") == 2
-        assert all(type(m) is ChannelSumsGroupNorm for m in (model[1], model[3][0]))
-        assert torch.equal(model(x), before) and list(model.state_dict()) == keys
-        with monkeypatch.context() as patch:
-            _compiling(patch)
-            assert torch.allclose(model(x), before, atol=2e-5, rtol=0)
-        assert use_compiled_group_norm(model, "auto") == 2 and type(model[1]) is GroupNormBySize
+        for kind, cls in (("channel_stats", CompiledGroupNorm), ("channel_sums", ChannelSumsGroupNorm),
+                          ("auto", GroupNormBySize)):
+            assert use_compiled_group_norm(model, kind) == 2
+            assert all(type(m) is cls for m in (model[1], model[3][0]))
+            assert torch.equal(model(x), before) and list(model.state_dict()) == keys
+            with monkeypatch.context() as patch:
+                _compiling(patch)
+                assert torch.allclose(model(x), before, atol=2e-5, rtol=0)
         assert use_compiled_group_norm(model, "stock") == 2 and type(model[1]) is nn.GroupNorm
     with pytest.raises(ValueError, match="must be one of auto, channel_stats, channel_sums, stock; got 'triton'"):
         use_compiled_group_norm(model, "triton")

@@ -30,6 +30,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
+def _batch_and_channels(x: torch.Tensor, groups: int) -> tuple[int, int]:
+    """x's N and C, after checking that x is [N, C, *spatial] and that its C channels split into ``groups``."""
+    if x.ndim < 3:
+        raise ValueError(f"x must be [N, C, *spatial], got shape {tuple(x.shape)}")
+    n, c = x.shape[:2]
+    if groups < 1 or c % groups:
+        raise ValueError(f"{c} channels cannot be split into {groups} groups")
+    return n, c
+
+
 def group_norm_from_channel_stats(
     x: torch.Tensor,
     groups: int,
@@ -43,11 +54,7 @@ def group_norm_from_channel_stats(
     Statistics are accumulated in float32 whatever the input dtype, as ``F.group_norm`` does on CUDA; the output
     has x's dtype and memory format.
     """
-    if x.ndim < 3:
-        raise ValueError(f"x must be [N, C, *spatial], got shape {tuple(x.shape)}")
-    n, c = x.shape[:2]
-    if groups < 1 or c % groups:
-        raise ValueError(f"{c} channels cannot be split into {groups} groups")
+    n, c = _batch_and_channels(x, groups)
     var_c, mean_c = torch.var_mean(x.float(), dim=tuple(range(2, x.ndim)), correction=0)  # [N, C] each
     var_c, mean_c = var_c.view(n, groups, -1), mean_c.view(n, groups, -1)
     mean_g = mean_c.mean(-1, keepdim=True)
@@ -89,11 +96,7 @@ def group_norm_from_channel_sums(
     3. the per-channel scale and shift, stored by one more (diagonal) reduction, so the output pass loads two
        contiguous [N, C] rows and does one multiply-add (and the SiLU) per element.
     """
-    if x.ndim < 3:
-        raise ValueError(f"x must be [N, C, *spatial], got shape {tuple(x.shape)}")
-    n, c = x.shape[:2]
-    if groups < 1 or c % groups:
-        raise ValueError(f"{c} channels cannot be split into {groups} groups")
+    n, c = _batch_and_channels(x, groups)
     spatial = tuple(range(2, x.ndim))
     count = x[0, 0].numel()
     first = x[(slice(None), slice(None)) + (slice(0, 1),) * len(spatial)].float()  # [N, C, 1, ...]
