@@ -11,9 +11,11 @@ variants the fast path could use, each with SiLU as in the decoder's resnets:
   could use the formulation without a compile: separate reduction and elementwise kernels, float32 intermediates);
 * ``compiled``: the same compiled by inductor (the fast path's ``compiled_group_norm="stock"``);
 * ``channel_stats_compiled``: ``difix_ns.fixers.group_norm.group_norm_from_channel_stats`` compiled, per-channel
-  statistics from ``torch.var_mean`` (the fast path's default, ``compiled_group_norm="channel_stats"``);
+  statistics from ``torch.var_mean`` (``compiled_group_norm="channel_stats"``; under the default "auto", the
+  formulation of inputs below 2**25 elements);
 * ``channel_sums_compiled``: ``group_norm_from_channel_sums`` compiled: per-channel shifted sums, the group
-  statistics and the per-channel scale and shift stored by small reductions (``compiled_group_norm="channel_sums"``).
+  statistics and the per-channel scale and shift stored by small reductions (``compiled_group_norm="channel_sums"``;
+  under "auto", the formulation of inputs of 2**25 elements or more).
 
 (``docs/gpu_results/bench_groupnorm_h100.json`` also has a ``triton_compiled`` row: the statistics from a hand-written
 Triton pass, slower than ``channel_stats_compiled`` at every shape and removed since.)
