@@ -72,6 +72,9 @@ class ProfileDifixConfig:
     """image width (multiple of 8)"""
     batch: int = 8
     """frames per call"""
+    refs: int = 0
+    """reference views per frame, passed as latents (random: timings only), as the fixer passes the references its
+    cache holds; the UNet then runs 1 + refs views per frame"""
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     """weights / compute dtype on CUDA"""
     modes: List[Mode] = field(default_factory=lambda: ["eager", "compiled"])
@@ -101,7 +104,7 @@ class ProfileDifixConfig:
 def parse_args(argv=None) -> ProfileDifixConfig:
     args = tyro.cli(ProfileDifixConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
     problems = [f"{flag} must be >= {low}, got {value}" for flag, value, low in (
-        ("--batch", args.batch, 1), ("--iters", args.iters, 1), ("--warmup", args.warmup, 0),
+        ("--batch", args.batch, 1), ("--refs", args.refs, 0), ("--iters", args.iters, 1), ("--warmup", args.warmup, 0),
         ("--profile-iters", args.profile_iters, 0), ("--top", args.top, 1)) if value < low]
     if not args.modes:
         problems.append("--modes needs at least one of: eager eager_channels_last eager_mixed_layout compiled")
@@ -360,21 +363,21 @@ def count_flops(pipe, call, batch: int) -> dict:
     }
 
 
-def cuda_graph_total(step, x, args) -> dict:
+def cuda_graph_total(step, x, zref, args) -> dict:
     """The same compiled functions replayed as one CUDA graph per call (what DifixFixer runs): total only."""
     import torch
 
     step.cuda_graphs = True
     t0 = time.perf_counter()
-    step(x)  # capture
+    step(x, zref)  # capture
     torch.cuda.synchronize()
     capture_s = time.perf_counter() - t0
     for _ in range(args.warmup):
-        step(x)
+        step(x, zref)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     for _ in range(args.iters):
-        step(x)
+        step(x, zref)
     end.record()
     torch.cuda.synchronize()
     return {"total_ms_per_frame": round(start.elapsed_time(end) / args.iters / args.batch, 3),
@@ -398,7 +401,7 @@ def layout_copy_skipped(skip: bool) -> Iterator[None]:
         DifixAutoencoderKL._in_weight_layout = original
 
 
-def run_mode(mode: str, fixer, x, args, cuda: bool, flops: Optional[dict]) -> dict:
+def run_mode(mode: str, fixer, x, zref, args, cuda: bool, flops: Optional[dict]) -> dict:
     import torch
 
     from difix_ns.fixers.compiled import CompiledDifixStep
@@ -410,7 +413,8 @@ def run_mode(mode: str, fixer, x, args, cuda: bool, flops: Optional[dict]) -> di
         pipe.unet.to(memory_format=layout)
         step = None
         xe = x.contiguous(memory_format=layout)
-        call = functools.partial(pipe.restore, xe, None, prompt=fixer.config.prompt, timestep=fixer.timestep)
+        call = functools.partial(pipe.restore, xe, None, prompt=fixer.config.prompt, timestep=fixer.timestep,
+                                 ref_latents=zref)
         entry.update(memory_format="channels_last" if mode == "eager_channels_last" else "contiguous",
                      compiled=False, cudnn_benchmark=torch.backends.cudnn.benchmark)
     else:
@@ -418,7 +422,7 @@ def run_mode(mode: str, fixer, x, args, cuda: bool, flops: Optional[dict]) -> di
                                  cache_dir=args.compile_cache_dir, group_norm=args.group_norm,
                                  wide_attention=args.wide_attention, upsample=args.upsample)
         xd = x.to(fixer.dtype)
-        call = functools.partial(step, xd)
+        call = functools.partial(step, xd, zref)
         entry.update(memory_format="channels_last", compiled=cuda, cuda_graphs=False, cudnn_benchmark=True,
                      group_norm=step.group_norm, wide_attention=step.wide_attention, upsample=step.upsample)
         if not cuda:
@@ -454,7 +458,7 @@ def run_mode(mode: str, fixer, x, args, cuda: bool, flops: Optional[dict]) -> di
                 entry["profile_error"] = _error(err)
     if step is not None and cuda:
         try:
-            entry["cuda_graphs_total"] = cuda_graph_total(step, xd, args)
+            entry["cuda_graphs_total"] = cuda_graph_total(step, xd, zref, args)
         except Exception as err:  # noqa: BLE001
             entry["cuda_graphs_error"] = _error(err)
     return entry
@@ -504,6 +508,7 @@ def main(argv=None) -> dict:
     result |= {
         "resolution_hw": [args.height, args.width],
         "batch": args.batch,
+        "refs": args.refs,
         "dtype": args.dtype if cuda else "float32",
         "warmup": args.warmup,
         "iters": args.iters,
@@ -518,11 +523,16 @@ def main(argv=None) -> dict:
                                 vae_lora=importlib.util.find_spec("peft") is not None)
     fixer = DifixFixer.from_pipeline(pipe, dtype=args.dtype, compile=False, model_name="random-weights")
     x = inputs(args, args.batch, 0, device, seed=1)[0] * 2 - 1  # [-1, 1], as DifixFixer passes it
+    zref = None
+    if args.refs:  # cached reference latents, as DifixFixer passes them to the step
+        gen = torch.Generator(device="cpu").manual_seed(2)
+        zref = torch.randn(args.batch, args.refs, 4, args.height // 8, args.width // 8, generator=gen)
+        zref = zref.to(device=device, dtype=fixer.dtype)
     result["build_s"] = round(bench.elapsed(), 1)
     flops = None
     try:
         restore = functools.partial(fixer.pipeline.restore, x, None, prompt=fixer.config.prompt,
-                                    timestep=fixer.timestep)
+                                    timestep=fixer.timestep, ref_latents=zref)
         flops = result["flops"] = count_flops(fixer.pipeline, restore, args.batch)
     except Exception as err:  # noqa: BLE001
         result["flops"] = {"error": _error(err)}
@@ -535,7 +545,7 @@ def main(argv=None) -> dict:
             t0 = time.perf_counter()
             try:
                 with layout_copy_skipped(mode == "eager_mixed_layout"):
-                    result["modes"][mode] = run_mode(mode, fixer, x, args, cuda, flops)
+                    result["modes"][mode] = run_mode(mode, fixer, x, zref, args, cuda, flops)
             except Exception as err:  # noqa: BLE001  (record and go on)
                 result["modes"][mode] = {"error": _error(err), "traceback_tail": traceback.format_exc()[-1500:]}
             result["modes"][mode]["wall_s"] = round(time.perf_counter() - t0, 2)

@@ -76,6 +76,7 @@ def test_eager_channels_last_mode_profiles_the_eager_step_in_that_layout(tmp_pat
 
 
 @pytest.mark.parametrize("argv, message", [(["--batch", "0"], "--batch must be >= 1"),
+                                           (["--refs", "-1"], "--refs must be >= 0"),
                                            (["--modes", "eager", "fast"], "fast")])
 def test_bad_options_exit_nonzero_without_json(tmp_path, capsys, argv, message):
     out = tmp_path / "profile.json"
@@ -130,3 +131,18 @@ def test_gpu_tables_from_profiler_events():
     assert tables["attributed_to_stages_share"] == pytest.approx(1.0)
     [call] = [c for c in tables["shaped_calls"] if c["op"] == "aten::convolution"]
     assert call["stage"] == "unet" and "320, 72, 128" in call["shapes"] and call["ms_per_frame"] == 0.015
+
+
+def test_refs_run_the_unet_on_the_references_too(tmp_path):
+    """``--refs 1``: the step gets one cached reference latent per frame, so the UNet runs two views per frame (its
+    FLOPs about double) while the VAE still encodes and decodes the render alone."""
+    script, flops = load_script(), {}
+    for refs in (0, 1):
+        out = tmp_path / f"profile_v{refs}.json"
+        script.main(["--smoke-cpu", "--out", str(out), "--batch", "1", "--refs", str(refs), "--modes", "compiled",
+                     "--profile-iters", "0"])
+        result = json.loads(out.read_text())
+        assert result["refs"] == refs and "error" not in result["modes"]["compiled"]
+        flops[refs] = result["flops"]["flop_per_frame"]
+    assert flops[1]["vae_encode"] == flops[0]["vae_encode"] and flops[1]["x0_decode"] == flops[0]["x0_decode"]
+    assert 1.9 < flops[1]["unet"] / flops[0]["unet"] < 2.6
