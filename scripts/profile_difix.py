@@ -450,7 +450,8 @@ def run_mode(mode: str, fixer, x, zref, args, cuda: bool, flops: Optional[dict])
         if flops:
             for stage, info in entry["stages"].items():  # FLOP / ms / 1e9 = TFLOP/s
                 info["tflop_per_s"] = significant(flops["flop_per_frame"][stage] / info["ms_per_frame"] / 1e9)
-            entry["tflop_per_s"] = significant(sum(flops["flop_per_frame"].values()) / entry["total_ms_per_frame"] / 1e9)
+            total_flop = sum(flops["flop_per_frame"].values())
+            entry["tflop_per_s"] = significant(total_flop / entry["total_ms_per_frame"] / 1e9)
         if args.profile_iters:
             try:
                 entry["profile"] = profile(call, mode, args, cuda)
