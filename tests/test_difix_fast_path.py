@@ -380,6 +380,36 @@ def test_upsample_conv_by_phases_is_the_upsample_then_conv():
         upsample_conv_by_phases(x, torch.randn(6, 4, 1, 1))
 
 
+def test_transposed_kernel_sums_the_taps_elementwise():
+    """Every 4x4 tap of the transposed kernel is the sum of the 3x3 taps it covers (exact in bf16 for weights whose
+    sums are exact), in the weights' dtype, and is built without matrix products (in the compiled graphs it is
+    recomputed at every call; as an einsum it became cuBLAS matrix-vector products costing ~1 ms a step)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from difix_ns.fixers.upsample_conv import transposed_kernel
+
+    covers = ((2,), (1, 2), (0, 1), (0,))  # the 3x3 taps each of the 4 taps sums, along one axis
+    gen = torch.Generator().manual_seed(6)
+    weight = (torch.randint(-64, 65, (5, 3, 3, 3), generator=gen) / 16).to(torch.bfloat16)  # exact sums in bf16
+
+    class Ops(TorchDispatchMode):
+        seen: set = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.add(str(func.overloadpacket))
+            return func(*args, **(kwargs or {}))
+
+    with Ops() as ops:
+        kernel = transposed_kernel(weight)
+    assert kernel.shape == (3, 5, 4, 4) and kernel.dtype == torch.bfloat16
+    expected = torch.empty(3, 5, 4, 4, dtype=torch.float64)
+    for y, rows in enumerate(covers):
+        for x, cols in enumerate(covers):
+            expected[:, :, y, x] = sum(weight[:, :, k, l].double() for k in rows for l in cols).T
+    assert torch.equal(kernel.double(), expected)
+    assert not ops.seen & {"aten.mm", "aten.bmm", "aten.addmm", "aten.matmul", "aten.einsum"}, ops.seen
+
+
 def test_phase_upsample_switch_keeps_eager_results_and_state(monkeypatch):
     """use_phase_upsample changes only what compiled graphs compute, and only for the exact pattern: eager outputs
     stay bit-identical, the state dict is unchanged, traced calls match the stock pair, a transposed-convolution
