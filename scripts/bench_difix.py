@@ -275,10 +275,39 @@ def fixer_runs(bench: Bench, section: str, fixer, dtype_name: str, cuda: bool, d
                     sync(cuda)
                     stats["first_call_s"] = round(time.perf_counter() - t0, 2)
                 stats.update(time_calls(lambda: fixer.fix(x, r), batch, args.warmup, iters_for(args, batch), cuda))
+                if section == "fast":
+                    parts = fast_path_parts(fixer, x, r, args, batch, cuda)
+                    if "step_ms_per_frame" in parts:
+                        parts["glue_ms_per_frame"] = round(stats["ms_per_frame"] - parts["step_ms_per_frame"], 2)
+                    stats.update(parts)
                 return stats
 
             bench.measure(section, f"{section}_{dtype_name}_b{batch}_v{refs}", fn, dtype=dtype_name, batch=batch,
                           refs=refs, cached_refs=bool(refs))
+
+
+def fast_path_parts(fixer, x, r, args, batch: int, cuda: bool) -> dict:
+    """Where a fast-path ``fixer.fix(x, r)`` call's time goes, in the same process: the compiled step alone
+    (``CompiledDifixStep.__call__`` on the prepared input and the cached latents: copies into the captured graph's
+    inputs, the replay, the output's copy) and ``fix`` with the references encoded beforehand (no content hashes
+    read back in the call); ``glue_ms_per_frame`` = ``fix`` minus the step (resizing and scaling around the step,
+    the reference lookup and its wait, the output's conversion)."""
+    import torch
+
+    step = fixer._fast
+    if step in (None, False):
+        return {}
+    iters = iters_for(args, batch)
+    parts = {}
+    encoded = fixer.encode_references(r, tuple(x.shape[-2:])) if r is not None else None
+    if encoded is not None:
+        parts["fix_encoded_refs_ms_per_frame"] = time_calls(lambda: fixer.fix(x, encoded), batch, args.warmup, iters,
+                                                            cuda)["ms_per_frame"]
+    prepared = (x.to(fixer.device, torch.float32) * 2 - 1).to(fixer.dtype)  # sizes here are multiples of 8
+    latents = encoded.latents if encoded is not None else None
+    parts["step_ms_per_frame"] = time_calls(lambda: step(prepared, latents), batch, args.warmup, iters,
+                                            cuda)["ms_per_frame"]
+    return parts
 
 
 def output_diff(a, b) -> dict:

@@ -61,6 +61,24 @@ def test_bench_difix_smoke_compile_needs_the_cpu_smoke_run():
     assert (args.batches, args.refs, args.fast_dtypes) == ([1], [0], ["float32"])  # one shape: minutes on a CPU
 
 
+def test_bench_difix_smoke_rows_and_where_a_fast_call_goes(tmp_path):
+    """The CPU smoke run writes every section the README's #12 table reads (anchor, eager, fast: batch x references,
+    the fast-vs-eager differences) and splits each fast ``fix`` call: the compiled step alone, ``fix`` with the
+    references encoded beforehand (V=1), and the glue (``fix`` minus the step)."""
+    out = tmp_path / "bench_difix.json"
+    load_script("bench_difix").main(["--smoke-cpu", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert "random" in result["note"].lower()
+    names = {e["name"] for section in ("anchor", "eager", "fast") for e in result[section]}
+    assert {"anchor_float32_b1", "eager_float32_b1_v1_uncached", "fast_float32_b1_v0", "fast_float32_b2_v1"} <= names
+    for row in result["fast"]:
+        assert "error" not in row, row
+        assert row["step_ms_per_frame"] > 0 and row["output_finite"]
+        assert row["glue_ms_per_frame"] == pytest.approx(row["ms_per_frame"] - row["step_ms_per_frame"], abs=0.011)
+        assert ("fix_encoded_refs_ms_per_frame" in row) == (row["refs"] > 0)
+    assert set(result["output_differences_on_0_1"]) == {"fast_vs_eager_float32_v0", "fast_vs_eager_float32_v1"}
+
+
 @pytest.mark.parametrize("name, cls", [
     ("triton_red_fused__to_copy_var_mean_3", "normalization"),  # per-channel statistics (group_norm.py)
     ("triton_poi_fused__to_copy__unsafe_view_add_clone_expand_mean_mul_neg_pow_rsqrt_silu_sub_var_mean_view_58",
