@@ -27,6 +27,9 @@
 #             compiled step profiled with the fast path's kernels (profile_difix.py --modes compiled) until JOB_DEADLINE
 #   fastpath  Difix fast path vs eager vs plain diffusers (bench_difix.py: batch 1/8, V 0/1), then the compiled step
 #             profiled (profile_difix.py --modes compiled) until JOB_DEADLINE
+#   b1refs    bench_difix.py's #12 rows (anchor, eager bf16, fast batch 1/8 x V 0/1, each fast call split into the
+#             compiled step, fix with pre-encoded references and the glue), then the batch-1 step with one cached
+#             reference profiled (profile_difix.py --batch 1 --refs 1) until JOB_DEADLINE, ~9 min cold
 #   upsample  the upsampling convolutions as one stride-2 transposed convolution, alone at the decoder's shapes
 #             (bench_upsample_conv.py), then bench_difix.py without the V=1 rows (anchor, eager, fast b1/b8) until
 #             JOB_DEADLINE
@@ -56,7 +59,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|groupnorm_ab|kernels|fastpath|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|groupnorm_ab|kernels|fastpath|b1refs|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -283,6 +286,16 @@ case "$job" in
     left=$(( deadline - $(date +%s) ))
     timeout "$left" python scripts/profile_difix.py --modes compiled --out "$OUT/profile_difix.json" \
       --compile-cache-dir /tmp/difix_compile_cache --budget-s 30 || true
+    ;;
+  b1refs)
+    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
+    left=$(( deadline - $(date +%s) ))
+    BENCH_BUDGET_S=$(( left - 190 ))  # the last fast-path shape (~90 s to compile) and the probes must fit after it
+    timeout $(( left - 90 )) python scripts/bench_difix.py --eager-dtypes bfloat16 --out "$OUT/bench_difix.json" \
+      --compile-cache-dir /tmp/difix_compile_cache --budget-s "${BENCH_BUDGET_S:-300}" || true
+    left=$(( deadline - $(date +%s) ))
+    timeout "$left" python scripts/profile_difix.py --modes compiled --batch 1 --refs 1 \
+      --out "$OUT/profile_difix_b1_v1.json" --compile-cache-dir /tmp/difix_compile_cache --budget-s 30 || true
     ;;
   upsample)
     deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
