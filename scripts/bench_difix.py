@@ -246,7 +246,8 @@ def run_anchor(bench: Bench, size: str, device: str, cuda: bool) -> None:
                               iters_for(args, batch), cuda)
 
         bench.measure("anchor", f"anchor_{dtype_name}_b{batch}", fn, dtype=dtype_name, batch=batch, refs=0)
-    del vae, unet, built["m"]
+    vae = unet = None  # the models go before the Difix paths load theirs
+    built.clear()
     if cuda:
         torch.cuda.empty_cache()
 
@@ -317,8 +318,6 @@ def output_diff(a, b) -> dict:
 
 
 def run_difix(bench: Bench, size: str, device: str, cuda: bool) -> None:
-    import torch
-
     from difix_ns.fixer import DifixFixer
     from difix_ns.testing import build_difix_pipeline
 
