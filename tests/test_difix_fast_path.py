@@ -190,6 +190,32 @@ def test_fast_step_plumbing_matches_the_eager_step():
         assert torch.allclose(fast.fix(images[:1]), expected_plain[:1], atol=1e-4) and len(calls) == n
 
 
+def test_fix_calls_do_not_walk_the_models_for_their_dtype_or_device(pipe, monkeypatch):
+    """diffusers' ``ModelMixin.dtype`` / ``.device`` visit every submodule (1-2 ms of host time a call on the
+    SD-Turbo-sized UNet): a frame must not pay them, on the fast path (with references looked up in the cache) or the
+    eager one."""
+    from diffusers.models.modeling_utils import ModelMixin
+
+    from difix_ns.fixers.compiled import CompiledDifixStep
+
+    images, refs = _inputs(7, batch=1)
+    eager = DifixFixer.from_pipeline(pipe, model_name="tiny", cache_references=False, compile=False)
+    fast = DifixFixer.from_pipeline(pipe, model_name="tiny", cache_references=True)
+    fast.set_fast_step(CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False))
+    for fixer in (eager, fast):  # first calls: loading, prompt embedding, the references' encoding
+        fixer.fix(images, refs)
+    walks = []
+    for name in ("dtype", "device"):
+        stock = getattr(ModelMixin, name)
+        monkeypatch.setattr(ModelMixin, name, property(lambda model, stock=stock, name=name: (
+            walks.append((type(model).__name__, name)), stock.fget(model))[1]))
+    for fixer in (eager, fast):
+        fixer.fix(images, refs)
+        fixer.fix(images)
+    assert walks == []
+    assert pipe.model_dtype == pipe.unet.dtype and pipe.model_device == pipe.unet.device
+
+
 def test_fix_rounds_do_not_autotune_cudnn_under_ns_train(pipe, monkeypatch):
     """ns-train turns cuDNN benchmarking on for the whole process; a round's few eager fixes use cuDNN's heuristics
     instead of benchmarking every new convolution shape, and the process setting is back afterwards."""

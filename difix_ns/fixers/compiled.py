@@ -144,7 +144,7 @@ class CompiledDifixStep:
         wide_attention: str = "matmul",
         upsample: str = "phases",
     ):
-        on_cuda = pipe.unet.device.type == "cuda"
+        on_cuda = pipe.model_device.type == "cuda"
         if cuda_graphs and not on_cuda:
             raise ValueError("CUDA graphs need the model on a CUDA device")
         self.pipe = pipe
@@ -216,9 +216,9 @@ class CompiledDifixStep:
     def _cond(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         if n not in self._conditioning:
             pipe = self.pipe
-            emb = pipe.prompt_embeddings(self.prompt).to(device=pipe.unet.device, dtype=pipe.unet.dtype)
+            emb = pipe.prompt_embeddings(self.prompt).to(device=pipe.model_device, dtype=pipe.model_dtype)
             emb = emb.expand(n, -1, -1).contiguous()
-            t = torch.full((n,), self.timestep, device=pipe.unet.device, dtype=torch.long)
+            t = torch.full((n,), self.timestep, device=pipe.model_device, dtype=torch.long)
             self._conditioning[n] = (emb, t)
         return self._conditioning[n]
 
@@ -249,7 +249,7 @@ class CompiledDifixStep:
         that a hit equals a recomputation holds for this encoder, as for the eager one)."""
         if x.ndim != 4 or x.shape[0] != 1:
             raise ValueError(f"encode_reference takes one view [1,3,h,w], got shape {tuple(x.shape)}")
-        x = x.to(dtype=self.pipe.unet.dtype).contiguous(memory_format=torch.channels_last)
+        x = x.to(dtype=self.pipe.model_dtype).contiguous(memory_format=torch.channels_last)
         with cudnn_benchmark():
             return self._encode_one(x).clone()
 
