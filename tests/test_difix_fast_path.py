@@ -205,10 +205,18 @@ def test_fix_calls_do_not_walk_the_models_for_their_dtype_or_device(pipe, monkey
     for fixer in (eager, fast):  # first calls: loading, prompt embedding, the references' encoding
         fixer.fix(images, refs)
     walks = []
-    for name in ("dtype", "device"):
+
+    def counted(name: str) -> property:
         stock = getattr(ModelMixin, name)
-        monkeypatch.setattr(ModelMixin, name, property(lambda model, stock=stock, name=name: (
-            walks.append((type(model).__name__, name)), stock.fget(model))[1]))
+
+        def read(model):
+            walks.append((type(model).__name__, name))
+            return stock.fget(model)
+
+        return property(read)
+
+    for name in ("dtype", "device"):
+        monkeypatch.setattr(ModelMixin, name, counted(name))
     for fixer in (eager, fast):
         fixer.fix(images, refs)
         fixer.fix(images)
