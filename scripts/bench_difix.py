@@ -73,7 +73,8 @@ class BenchDifixConfig:
     warmup: int = 2
     """untimed calls before each timed setting"""
     iters: int = 10
-    """timed calls per setting (batch 8: a quarter)"""
+    """timed calls per setting (batch 8: half, at least 3 unless fewer are asked; with two, session 21's batch-8
+    glue column was noise)"""
     compile_cache_dir: Optional[str] = None
     """TORCHINDUCTOR_CACHE_DIR for this run (share it with bench_postfix_render.py)"""
     budget_s: float = 285.0
@@ -184,7 +185,7 @@ def time_calls(call, frames: int, warmup: int, iters: int, cuda: bool) -> dict:
 
 
 def iters_for(args, batch: int) -> int:
-    return max(1, args.iters // 4) if batch >= 8 else args.iters
+    return max(min(3, args.iters), args.iters // 2) if batch >= 8 else args.iters
 
 
 # ---------------------------------------------------------------------------------------------------- anchor
