@@ -73,8 +73,7 @@ class BenchDifixConfig:
     warmup: int = 2
     """untimed calls before each timed setting"""
     iters: int = 10
-    """timed calls per setting (batch 8: half, at least 3 unless fewer are asked; with two, session 21's batch-8
-    glue column was noise)"""
+    """timed calls per setting (batch 8: half, at least 3 unless fewer are asked)"""
     compile_cache_dir: Optional[str] = None
     """TORCHINDUCTOR_CACHE_DIR for this run (share it with bench_postfix_render.py)"""
     budget_s: float = 285.0
