@@ -68,6 +68,10 @@ class DifixFixerConfig:
     compiled_upsample: Literal["phases", "stock"] = "phases"
     """2x nearest upsampling + 3x3 convolution (VAE decoder, UNet) in the compiled graphs: one stride-2 transposed
     convolution with 16/36 of the multiply-adds ("phases"), or the upsampling then the convolution ("stock")."""
+    compiled_freezing: bool = False
+    """Inductor freezing in the compiled graphs: weights, prompt embedding and timestep become constants, so the time
+    embedding, the prompt's cross-attention keys/values and the upsamplers' kernels are computed once at compile
+    time (difix_ns/fixers/conditioning.py). Weights edited in place afterwards do not reach the compiled graphs."""
     cache_references: Optional[bool] = None
     """Encode each distinct reference view once and reuse its latent across frames and fix rounds (keyed by
     content). None: on CUDA, off on CPU (where the eager path stays exactly as before)."""
@@ -285,6 +289,7 @@ class DifixFixer:
                     group_norm=self.config.compiled_group_norm,
                     wide_attention=self.config.compiled_wide_attention,
                     upsample=self.config.compiled_upsample,
+                    freeze=self.config.compiled_freezing,
                 )
             except Exception as err:  # noqa: BLE001
                 self._fast_failed(err)

@@ -555,3 +555,62 @@ def test_references_encoded_before_the_fix_give_the_same_frames(pipe):
         eager.fix(torch.rand(3, 3, 72, 88), encoded)
     assert eager.encode_references(None, (64, 88)) is None
     assert eager.encode_references(refs[:, :0], (64, 88)) is None
+
+
+def test_conditioned_unet_is_the_unet_with_its_conditioning_and_leaves_it_untouched(pipe):
+    """freeze=True's UNet (prompt embedding and timestep held as buffers, the sinusoid precomputed) computes what the
+    UNet computes, bit for bit, shares its weights, and does not change the caller's UNet."""
+    from difix_ns.fixers.conditioning import ConditionedUNet, ConstantTimeProjection
+    from difix_ns.models.reference_attention import reference_views
+
+    unet = pipe.unet
+    time_proj, modules = unet.time_proj, dict(unet._modules)
+    emb = pipe.prompt_embeddings("remove degradation").expand(2, -1, -1).contiguous()
+    t = torch.full((2,), 199, dtype=torch.long)
+    sample = torch.randn(2, 4, 8, 11, generator=torch.Generator().manual_seed(5))
+    conditioned = ConditionedUNet(unet, emb, t)
+    with torch.no_grad(), reference_views(unet, 2):
+        expected = unet(sample, t, encoder_hidden_states=emb, return_dict=False)[0]
+        assert torch.equal(conditioned(sample), expected)
+    assert unet.time_proj is time_proj and dict(unet._modules) == modules
+    assert isinstance(conditioned.unet.time_proj, ConstantTimeProjection)
+    assert conditioned.unet.down_blocks is unet.down_blocks
+    assert {id(p) for p in conditioned.parameters()} == {id(p) for p in unet.parameters()}
+    with pytest.raises(ValueError, match="runs 2 rows, got a sample of shape \\(3, 4, 8, 11\\)"):
+        conditioned(sample[:1].expand(3, -1, -1, -1))
+    with pytest.raises(ValueError, match="holds 2 timesteps, got shape \\(3,\\)"):
+        conditioned.unet.time_proj(torch.zeros(3))
+
+
+def test_frozen_fast_step_plumbing_matches_the_plain_one(pipe):
+    """CompiledDifixStep(freeze=True) routes the UNet through its conditioned copy: the same frames, bit for bit
+    (uncompiled here; compiled, inductor's freezing folds what depends on the constants alone)."""
+    from difix_ns.fixers.compiled import CompiledDifixStep
+
+    gen = torch.Generator().manual_seed(6)
+    x = torch.rand(2, 3, 64, 88, generator=gen) * 2 - 1
+    zref = torch.randn(2, 1, 4, 8, 11, generator=gen)
+    plain = CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False)
+    frozen = CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False, freeze=True)
+    assert (plain.freeze, frozen.freeze) == (False, True)
+    for latents in (None, zref):
+        assert torch.equal(frozen(x, latents), plain(x, latents))
+    assert sorted(frozen._conditioned_unets) == [2, 4]  # one conditioned UNet per row count (frames x views)
+
+
+def test_frozen_compiled_calls_trace_with_inductor_freezing_on():
+    """Dynamo reads inductor's freezing flag when it traces (parameters then stay constants of the graph): the
+    frozen step's compiled functions are called with it on, and the process setting is back afterwards."""
+    import torch._inductor.config as inductor_config
+
+    from difix_ns.fixers.compiled import with_freezing
+
+    seen = []
+
+    def compiled(x, scale=1):
+        seen.append(inductor_config.freezing)
+        return x * scale
+
+    before = inductor_config.freezing
+    assert with_freezing(compiled)(2, scale=3) == 6
+    assert seen == [True] and inductor_config.freezing == before

@@ -15,6 +15,10 @@ reference *latents*, see ``reference_cache``) but
   softmax (``wide_attention="matmul"``, see ``wide_attention``; "sdpa" keeps SDPA), and each 2x nearest upsampling
   + 3x3 convolution as one stride-2 transposed convolution (``upsample="phases"``, see ``upsample_conv``;
   "stock" keeps the pair); eager calls of the same modules are unchanged;
+* with ``freeze=True``, inductor's freezing: weights and the UNet's conditioning (prompt embedding, timestep; see
+  ``conditioning``) become constants of the graphs, so what depends on them alone (the time embedding and its
+  per-resnet projections, the cross-attention keys and values of the prompt, the upsamplers' transposed kernels) is
+  computed once at compile time; edits to the weights afterwards do not reach the compiled graphs;
 * the whole step captured once per input shape as one CUDA graph (cuDNN algorithms picked by its benchmark mode
   during warm-up), so a frame is a single graph launch with no per-kernel CPU overhead;
 * new reference views encoded by the VAE encoder compiled for one view (``encode_reference``; compiled when the
@@ -28,6 +32,7 @@ the eager path with a one-line warning; a failed CUDA-graph capture alone falls 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections import OrderedDict
@@ -114,6 +119,21 @@ def x0_coefficients(scheduler, timestep: int) -> tuple[float, float]:
     raise ValueError(f"unsupported scheduler prediction_type {kind!r}")
 
 
+def with_freezing(compiled: Callable) -> Callable:
+    """``compiled`` (a ``torch.compile`` result) called with inductor's freezing on: parameters and buffers become
+    constants of its graphs and whatever depends on them alone is computed at compile time. Dynamo reads the flag
+    when it traces (to keep parameters as constants rather than graph inputs), so it is set around every call; a
+    ``torch.compile(options={"freezing": True})`` alone leaves them inputs and folds nothing."""
+    import torch._inductor.config as inductor_config
+
+    @functools.wraps(compiled, updated=())
+    def call(*args, **kwargs):
+        with inductor_config.patch(freezing=True):
+            return compiled(*args, **kwargs)
+
+    return call
+
+
 class _CaptureError(RuntimeError):
     """CUDA-graph capture failed (the compiled functions themselves worked)."""
 
@@ -143,6 +163,7 @@ class CompiledDifixStep:
         group_norm: str = "auto",
         wide_attention: str = "matmul",
         upsample: str = "phases",
+        freeze: bool = False,
     ):
         on_cuda = pipe.model_device.type == "cuda"
         if cuda_graphs and not on_cuda:
@@ -151,6 +172,7 @@ class CompiledDifixStep:
         self.timestep = int(timestep)
         self.prompt = prompt
         self.cuda_graphs = bool(cuda_graphs)
+        self.freeze = bool(freeze)
         self.max_graphs = max(1, int(max_graphs))
         self.cache_dir = use_compile_cache(cache_dir) if compile else None
         self._coef = x0_coefficients(pipe.scheduler, self.timestep)
@@ -162,14 +184,15 @@ class CompiledDifixStep:
                                                                                compile)
         self._encode, self._unet, self._decode = self._encode_eager, pipe.unet, self._decode_eager
         self._encode_one = self._encode_reference_eager
+        self._compiled = compile
         if compile:  # compile=False: the same step uncompiled (CPU tests of the plumbing, benchmarks' ablations)
-            options = dict(INDUCTOR_OPTIONS)
-            self._encode = torch.compile(self._encode_eager, dynamic=False, options=options)
-            self._unet = torch.compile(pipe.unet, dynamic=False, options=options)
-            self._decode = torch.compile(self._decode_eager, dynamic=False, options=options)
-            self._encode_one = torch.compile(self._encode_reference_eager, dynamic=False, options=options)
+            self._encode = self._compile(self._encode_eager)
+            self._unet = self._compile(pipe.unet)
+            self._decode = self._compile(self._decode_eager)
+            self._encode_one = self._compile(self._encode_reference_eager)
         self._reference_sizes: set[tuple[int, int]] = set()
         self._conditioning: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._conditioned_unets: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self._pool = None
 
@@ -197,6 +220,10 @@ class CompiledDifixStep:
             use_stock_attention(self.pipe.vae)
         return group_norm, wide_attention, upsample
 
+    def _compile(self, fn: Callable) -> Callable:
+        compiled = torch.compile(fn, dynamic=False, options=dict(INDUCTOR_OPTIONS))
+        return with_freezing(compiled) if self.freeze else compiled
+
     # ------------------------------------------------------------------ the step (compiled pieces)
     def _encode_eager(self, x: torch.Tensor):
         posterior, skips = self.pipe.vae.encode_with_skips(x)
@@ -222,6 +249,15 @@ class CompiledDifixStep:
             self._conditioning[n] = (emb, t)
         return self._conditioning[n]
 
+    def _conditioned_unet(self, n: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``sample -> eps`` for ``n`` rows with the conditioning as constants (``freeze``), compiled per ``n``."""
+        if n not in self._conditioned_unets:
+            from difix_ns.fixers.conditioning import ConditionedUNet
+
+            unet = ConditionedUNet(self.pipe.unet, *self._cond(n))
+            self._conditioned_unets[n] = self._compile(unet) if self._compiled else unet
+        return self._conditioned_unets[n]
+
     def _step(self, x: torch.Tensor, zref: Optional[torch.Tensor]) -> torch.Tensor:
         from difix_ns.models.reference_attention import reference_views
 
@@ -231,10 +267,13 @@ class CompiledDifixStep:
             joint = torch.cat([z[:, None], zref], dim=1).flatten(0, 1)
         else:
             views, joint = 1, z
-        emb, t = self._cond(joint.shape[0])
         # the references' rows of eps are not used: their queries in the UNet's last self-attention are skipped
         with reference_views(self.pipe.unet, views, render_queries_last=True):
-            eps = self._unet(joint, t, encoder_hidden_states=emb, return_dict=False)[0]
+            if self.freeze:
+                eps = self._conditioned_unet(joint.shape[0])(joint)
+            else:
+                emb, t = self._cond(joint.shape[0])
+                eps = self._unet(joint, t, encoder_hidden_states=emb, return_dict=False)[0]
         if views > 1:
             eps = eps[::views]
         return self._decode(z, eps, skips)
