@@ -99,8 +99,8 @@ class ProfileDifixConfig:
     """the VAE's wide attention head in the compiled mode's graphs (DifixFixerConfig.compiled_wide_attention)"""
     upsample: Literal["phases", "stock"] = "phases"
     """upsampling convolutions in the compiled mode's graphs (DifixFixerConfig.compiled_upsample)"""
-    freezing: bool = False
-    """inductor freezing in the compiled mode's graphs (DifixFixerConfig.compiled_freezing)"""
+    constants: Literal["inputs", "folded", "frozen"] = "inputs"
+    """the UNet's conditioning-only work in the compiled mode's graphs (DifixFixerConfig.compiled_constants)"""
 
 
 def parse_args(argv=None) -> ProfileDifixConfig:
@@ -422,12 +422,12 @@ def run_mode(mode: str, fixer, x, zref, args, cuda: bool, flops: Optional[dict])
     else:
         step = CompiledDifixStep(pipe, fixer.timestep, fixer.config.prompt, cuda_graphs=False, compile=cuda,
                                  cache_dir=args.compile_cache_dir, group_norm=args.group_norm,
-                                 wide_attention=args.wide_attention, upsample=args.upsample, freeze=args.freezing)
+                                 wide_attention=args.wide_attention, upsample=args.upsample, constants=args.constants)
         xd = x.to(fixer.dtype)
         call = functools.partial(step, xd, zref)
         entry.update(memory_format="channels_last", compiled=cuda, cuda_graphs=False, cudnn_benchmark=True,
                      group_norm=step.group_norm, wide_attention=step.wide_attention, upsample=step.upsample,
-                     freezing=step.freeze)
+                     constants=step.constants)
         if not cuda:
             entry["note"] = "CPU smoke: CompiledDifixStep uncompiled (its plumbing, channels_last + SDPA)"
     t0 = time.perf_counter()

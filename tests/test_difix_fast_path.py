@@ -557,45 +557,74 @@ def test_references_encoded_before_the_fix_give_the_same_frames(pipe):
     assert eager.encode_references(refs[:, :0], (64, 88)) is None
 
 
-def test_conditioned_unet_is_the_unet_with_its_conditioning_and_leaves_it_untouched(pipe):
-    """freeze=True's UNet (prompt embedding and timestep held as buffers, the sinusoid precomputed) computes what the
-    UNet computes, bit for bit, shares its weights, and does not change the caller's UNet."""
-    from difix_ns.fixers.conditioning import ConditionedUNet, ConstantTimeProjection
+@pytest.mark.parametrize("kind", ["folded", "frozen"])
+def test_conditioned_unet_is_the_unet_with_its_conditioning_and_leaves_it_untouched(pipe, kind):
+    """The fast path's UNet with its conditioning as constants (prompt embedding and timestep held as buffers; the
+    time projections and the prompt's keys / values recorded once, or the sinusoid precomputed for freezing)
+    computes what the UNet computes, bit for bit, shares its weights, and does not change the caller's UNet."""
+    from diffusers.models.attention_processor import Attention
+
+    from difix_ns.fixers.conditioning import ConditionedUNet, ConstantOutput
     from difix_ns.models.reference_attention import reference_views
 
     unet = pipe.unet
-    time_proj, modules = unet.time_proj, dict(unet._modules)
+    before = {name: (type(m), dict(m._modules)) for name, m in unet.named_modules()}
     emb = pipe.prompt_embeddings("remove degradation").expand(2, -1, -1).contiguous()
     t = torch.full((2,), 199, dtype=torch.long)
     sample = torch.randn(2, 4, 8, 11, generator=torch.Generator().manual_seed(5))
-    conditioned = ConditionedUNet(unet, emb, t)
     with torch.no_grad(), reference_views(unet, 2):
+        conditioned = ConditionedUNet(unet, emb, t, kind=kind)
         expected = unet(sample, t, encoder_hidden_states=emb, return_dict=False)[0]
         assert torch.equal(conditioned(sample), expected)
-    assert unet.time_proj is time_proj and dict(unet._modules) == modules
-    assert isinstance(conditioned.unet.time_proj, ConstantTimeProjection)
-    assert conditioned.unet.down_blocks is unet.down_blocks
-    assert {id(p) for p in conditioned.parameters()} == {id(p) for p in unet.parameters()}
+    assert {name: (type(m), dict(m._modules)) for name, m in unet.named_modules()} == before
+    constants = {name for name, m in conditioned.unet.named_modules() if isinstance(m, ConstantOutput)}
+    if kind == "frozen":
+        assert constants == {"time_proj"}
+    else:
+        projections = {f"{n}.time_emb_proj" for n, m in unet.named_modules() if getattr(m, "time_emb_proj", None)}
+        cross = {f"{n}.{p}" for n, m in unet.named_modules()
+                 if isinstance(m, Attention) and m.is_cross_attention for p in ("to_k", "to_v")}
+        assert projections and cross and constants == projections | cross
+    assert conditioned.unet.mid_block.attentions[0].transformer_blocks[0].ff is unet.mid_block.attentions[0] \
+        .transformer_blocks[0].ff
+    assert {id(p) for p in conditioned.parameters()} <= {id(p) for p in unet.parameters()}
     with pytest.raises(ValueError, match="runs 2 rows, got a sample of shape \\(3, 4, 8, 11\\)"):
         conditioned(sample[:1].expand(3, -1, -1, -1))
-    with pytest.raises(ValueError, match="holds 2 timesteps, got shape \\(3,\\)"):
-        conditioned.unet.time_proj(torch.zeros(3))
+    with pytest.raises(ValueError, match="kind must be folded or frozen, got 'inputs'"):
+        ConditionedUNet(unet, emb, t, kind="inputs")
 
 
-def test_frozen_fast_step_plumbing_matches_the_plain_one(pipe):
-    """CompiledDifixStep(freeze=True) routes the UNet through its conditioned copy: the same frames, bit for bit
-    (uncompiled here; compiled, inductor's freezing folds what depends on the constants alone)."""
+def test_with_submodules_copies_only_the_path_to_what_it_replaces():
+    from torch import nn
+
+    from difix_ns.fixers.conditioning import with_submodules
+
+    root = nn.Sequential(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), nn.Linear(2, 2))
+    new = nn.Tanh()
+    view = with_submodules(root, {"0.1": new})
+    assert view[0][1] is new and type(root[0][1]) is nn.ReLU  # the original keeps its module
+    assert view is not root and view[0] is not root[0] and view[0][0] is root[0][0] and view[1] is root[1]
+    with pytest.raises(AttributeError):
+        with_submodules(root, {"0.7": new})
+
+
+@pytest.mark.parametrize("constants", ["folded", "frozen"])
+def test_fast_step_with_constant_conditioning_gives_the_plain_steps_frames(pipe, constants):
+    """CompiledDifixStep(constants=...) routes the UNet through its conditioned copy: the same frames, bit for bit
+    (uncompiled here; compiled, the constants' inputs are dead code, or folded by inductor's freezing)."""
     from difix_ns.fixers.compiled import CompiledDifixStep
 
     gen = torch.Generator().manual_seed(6)
     x = torch.rand(2, 3, 64, 88, generator=gen) * 2 - 1
     zref = torch.randn(2, 1, 4, 8, 11, generator=gen)
     plain = CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False)
-    frozen = CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False, freeze=True)
-    assert (plain.freeze, frozen.freeze) == (False, True)
+    step = CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False, constants=constants)
+    assert (plain.constants, step.constants) == ("inputs", constants)
     for latents in (None, zref):
-        assert torch.equal(frozen(x, latents), plain(x, latents))
-    assert sorted(frozen._conditioned_unets) == [2, 4]  # one conditioned UNet per row count (frames x views)
+        assert torch.equal(step(x, latents), plain(x, latents))
+    assert sorted(step._conditioned_unets) == [2, 4]  # one conditioned UNet per row count (frames x views)
+    with pytest.raises(ValueError, match="constants must be one of inputs, folded, frozen; got 'cached'"):
+        CompiledDifixStep(pipe, 199, "remove degradation", cuda_graphs=False, compile=False, constants="cached")
 
 
 def test_frozen_compiled_calls_trace_with_inductor_freezing_on():

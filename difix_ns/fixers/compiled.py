@@ -15,10 +15,10 @@ reference *latents*, see ``reference_cache``) but
   softmax (``wide_attention="matmul"``, see ``wide_attention``; "sdpa" keeps SDPA), and each 2x nearest upsampling
   + 3x3 convolution as one stride-2 transposed convolution (``upsample="phases"``, see ``upsample_conv``;
   "stock" keeps the pair); eager calls of the same modules are unchanged;
-* with ``freeze=True``, inductor's freezing: weights and the UNet's conditioning (prompt embedding, timestep; see
-  ``conditioning``) become constants of the graphs, so what depends on them alone (the time embedding and its
-  per-resnet projections, the cross-attention keys and values of the prompt, the upsamplers' transposed kernels) is
-  computed once at compile time; edits to the weights afterwards do not reach the compiled graphs;
+* with ``constants="folded"`` or ``"frozen"``, the UNet's work that depends on its fixed conditioning alone (the time
+  embedding and its per-resnet projections, the prompt's cross-attention keys and values) done once instead of at
+  every call: recorded module outputs, or inductor's freezing, which also folds weight-only work such as the
+  upsamplers' kernels (see ``conditioning``); weights edited in place afterwards do not reach those constants;
 * the whole step captured once per input shape as one CUDA graph (cuDNN algorithms picked by its benchmark mode
   during warm-up), so a frame is a single graph launch with no per-kernel CPU overhead;
 * new reference views encoded by the VAE encoder compiled for one view (``encode_reference``; compiled when the
@@ -163,7 +163,7 @@ class CompiledDifixStep:
         group_norm: str = "auto",
         wide_attention: str = "matmul",
         upsample: str = "phases",
-        freeze: bool = False,
+        constants: str = "inputs",
     ):
         on_cuda = pipe.model_device.type == "cuda"
         if cuda_graphs and not on_cuda:
@@ -172,7 +172,11 @@ class CompiledDifixStep:
         self.timestep = int(timestep)
         self.prompt = prompt
         self.cuda_graphs = bool(cuda_graphs)
-        self.freeze = bool(freeze)
+        from difix_ns.fixers.conditioning import CONSTANTS_KINDS
+
+        if constants not in CONSTANTS_KINDS:
+            raise ValueError(f"constants must be one of {', '.join(CONSTANTS_KINDS)}; got {constants!r}")
+        self.constants = constants
         self.max_graphs = max(1, int(max_graphs))
         self.cache_dir = use_compile_cache(cache_dir) if compile else None
         self._coef = x0_coefficients(pipe.scheduler, self.timestep)
@@ -222,7 +226,7 @@ class CompiledDifixStep:
 
     def _compile(self, fn: Callable) -> Callable:
         compiled = torch.compile(fn, dynamic=False, options=dict(INDUCTOR_OPTIONS))
-        return with_freezing(compiled) if self.freeze else compiled
+        return with_freezing(compiled) if self.constants == "frozen" else compiled
 
     # ------------------------------------------------------------------ the step (compiled pieces)
     def _encode_eager(self, x: torch.Tensor):
@@ -250,11 +254,11 @@ class CompiledDifixStep:
         return self._conditioning[n]
 
     def _conditioned_unet(self, n: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``sample -> eps`` for ``n`` rows with the conditioning as constants (``freeze``), compiled per ``n``."""
+        """``sample -> eps`` for ``n`` rows with the conditioning as constants (``constants``), compiled per ``n``."""
         if n not in self._conditioned_unets:
             from difix_ns.fixers.conditioning import ConditionedUNet
 
-            unet = ConditionedUNet(self.pipe.unet, *self._cond(n))
+            unet = ConditionedUNet(self.pipe.unet, *self._cond(n), kind=self.constants)
             self._conditioned_unets[n] = self._compile(unet) if self._compiled else unet
         return self._conditioned_unets[n]
 
@@ -269,7 +273,7 @@ class CompiledDifixStep:
             views, joint = 1, z
         # the references' rows of eps are not used: their queries in the UNet's last self-attention are skipped
         with reference_views(self.pipe.unet, views, render_queries_last=True):
-            if self.freeze:
+            if self.constants != "inputs":
                 eps = self._conditioned_unet(joint.shape[0])(joint)
             else:
                 emb, t = self._cond(joint.shape[0])

@@ -152,7 +152,8 @@ def degrade(images: torch.Tensor, config: DegradationConfig, generator: torch.Ge
 def check_degradation(config: DegradationConfig) -> None:
     for name in ("blur_sigma", "color_shift", "noise_std"):
         if getattr(config, name) < 0:
-            raise ValueError(f"--pipeline.fixer.degrade.{name.replace('_', '-')} must be >= 0, got {getattr(config, name)}")
+            option = f"--pipeline.fixer.degrade.{name.replace('_', '-')}"
+            raise ValueError(f"{option} must be >= 0, got {getattr(config, name)}")
     if not 0 <= config.jpeg_quality <= 100:
         raise ValueError(f"--pipeline.fixer.degrade.jpeg-quality must be in [0, 100], got {config.jpeg_quality}")
 
