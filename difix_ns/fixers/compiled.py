@@ -42,6 +42,8 @@ from typing import Callable, Iterator, Optional
 
 import torch
 
+from difix_ns.fixers.conditioning import CONSTANTS_KINDS
+
 logger = logging.getLogger(__name__)
 
 INDUCTOR_OPTIONS = {
@@ -172,8 +174,6 @@ class CompiledDifixStep:
         self.timestep = int(timestep)
         self.prompt = prompt
         self.cuda_graphs = bool(cuda_graphs)
-        from difix_ns.fixers.conditioning import CONSTANTS_KINDS
-
         if constants not in CONSTANTS_KINDS:
             raise ValueError(f"constants must be one of {', '.join(CONSTANTS_KINDS)}; got {constants!r}")
         self.constants = constants
