@@ -17,7 +17,7 @@ in one of two ways:
   transposed kernels). The prompt embedding and the timesteps are buffers of the wrapper; and because inductor's
   constant folding never folds tensor constructors (the sinusoid starts from ``torch.arange``), the wrapped UNet's
   ``time_proj`` returns the sinusoid the real one computed once. Freezing bypasses inductor's AOT-autograd cache:
-  every process compiles its shapes longer (docs/difix_fast_path.md, "Freezing").
+  every process compiles its shapes longer (docs/difix_fast_path.md, "Constant conditioning").
 
 Either way the wrapped UNet is a copy-on-write view of the caller's (:func:`with_submodules`): the modules on the
 path to a replaced one are shallow copies, every other module and every weight is shared, and the caller's UNet is
