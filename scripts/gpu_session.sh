@@ -43,6 +43,9 @@
 #   steady    post-fix fps in ns-render at its steady state (64 frames, batch 8 then 1) with one pass of each batch
 #             size profiled (--profile-dir: GPU gaps, host waits, gzipped trace), ~7 min cold; STEADY_BATCHES,
 #             STEADY_FRAMES and STEADY_CHECKPOINTS ("difix_ref", "difix": without references) change what it times
+#   constants  compiled_constants A/B at batch 1 with one cached reference (bench_difix.py): $CONSTANTS (default:
+#             "inputs folded") alternating, $CONSTANTS_REPEATS (default 2) times, a compile cache per kind (the first
+#             pass compiles cold, ~2.5 min a kind), then the step profiled with the last kind until JOB_DEADLINE
 #   unetattn  the UNet's self-attention alone per SDPA kernel (bench_unet_attention.py: SDPA's choice, flash, cuDNN,
 #             memory-efficient), with and without a reference view, ~1 min warm
 #   tuning    the batch-8 fast path (bench_difix.py, V=0) with inductor's defaults, then with coordinate-descent
@@ -59,7 +62,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|groupnorm_ab|kernels|fastpath|b1refs|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|groupnorm_ab|kernels|fastpath|b1refs|constants|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -296,6 +299,26 @@ case "$job" in
     left=$(( deadline - $(date +%s) ))
     timeout "$left" python scripts/profile_difix.py --modes compiled --batch 1 --refs 1 \
       --out "$OUT/profile_difix_b1_v1.json" --compile-cache-dir /tmp/difix_compile_cache --budget-s 30 || true
+    ;;
+  constants)
+    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
+    kinds=${CONSTANTS:-inputs folded}
+    kind=${kinds##* }  # the kind profiled at the end
+    for i in $(seq "${CONSTANTS_REPEATS:-2}"); do
+      for kind in $kinds; do
+        left=$(( deadline - $(date +%s) ))
+        if [ "$left" -lt 60 ]; then break 2; fi
+        timeout "$left" python scripts/bench_difix.py --no-anchor --no-eager --batches 1 --refs 1 --no-graphs-ablation \
+          --iters 30 --constants "${kind:-inputs}" --compile-cache-dir "/tmp/difix_compile_cache_$kind" --budget-s 200 \
+          --out "$OUT/bench_difix_b1v1_${kind}_$i.json" || true
+      done
+    done
+    left=$(( deadline - $(date +%s) ))
+    if [ "$left" -gt 60 ]; then
+      timeout "$left" python scripts/profile_difix.py --modes compiled --batch 1 --refs 1 --constants "${kind:-folded}" \
+        --out "$OUT/profile_difix_b1_v1_$kind.json" --compile-cache-dir "/tmp/difix_compile_cache_$kind" \
+        --budget-s 30 || true
+    fi
     ;;
   upsample)
     deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
