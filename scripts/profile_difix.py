@@ -124,8 +124,8 @@ def parse_args(argv=None) -> ProfileDifixConfig:
 # ---------------------------------------------------------------------------------------------------- stages
 def stage_targets(pipe, step) -> list:
     """(object, method name, stage): the step's own stage functions, routed through a wrapper while profiling."""
-    if step is not None:  # CompiledDifixStep._step calls these three (each a compiled function)
-        return [(step, "_encode", "vae_encode"), (step, "_unet", "unet"), (step, "_decode", "x0_decode")]
+    if step is not None:  # CompiledDifixStep._step calls these three (compiled functions, or ``_eps`` calls one)
+        return [(step, "_encode", "vae_encode"), (step, "_eps", "unet"), (step, "_decode", "x0_decode")]
     return [(pipe.vae, "encode_with_skips", "vae_encode"), (pipe.unet, "forward", "unet"),
             (pipe, "predict_x0", "x0_decode"), (pipe.vae, "decode_with_skips", "x0_decode")]
 

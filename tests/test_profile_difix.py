@@ -146,3 +146,17 @@ def test_refs_run_the_unet_on_the_references_too(tmp_path):
         flops[refs] = result["flops"]["flop_per_frame"]
     assert flops[1]["vae_encode"] == flops[0]["vae_encode"] and flops[1]["x0_decode"] == flops[0]["x0_decode"]
     assert 1.9 < flops[1]["unet"] / flops[0]["unet"] < 2.6
+
+
+@pytest.mark.parametrize("constants", ["folded", "frozen"])
+def test_unet_stage_is_timed_with_constant_conditioning(tmp_path, constants):
+    """With ``--constants folded|frozen`` the step calls the UNet through its conditioned copy; the UNet stage is
+    still timed (it was 0 ms, and the TFLOP/s division failed, when only the plain UNet call was wrapped)."""
+    out = tmp_path / "profile.json"
+    load_script().main(["--smoke-cpu", "--out", str(out), "--batch", "1", "--refs", "1", "--modes", "compiled",
+                        "--profile-iters", "0", "--constants", constants])
+    entry = json.loads(out.read_text())["modes"]["compiled"]
+    assert "error" not in entry, entry.get("traceback_tail")
+    stages = entry["stages"]
+    assert stages["unet"]["ms_per_frame"] > 0 and stages["unet"]["tflop_per_s"] > 0
+    assert sum(s["ms_per_frame"] for s in stages.values()) >= 0.6 * entry["total_ms_per_frame"]

@@ -262,6 +262,14 @@ class CompiledDifixStep:
             self._conditioned_unets[n] = self._compile(unet) if self._compiled else unet
         return self._conditioned_unets[n]
 
+    def _eps(self, joint: torch.Tensor) -> torch.Tensor:
+        """The step's one UNet call: eps for the ``joint`` rows (frames x views), with the conditioning as graph
+        inputs or as constants (``constants``)."""
+        if self.constants != "inputs":
+            return self._conditioned_unet(joint.shape[0])(joint)
+        emb, t = self._cond(joint.shape[0])
+        return self._unet(joint, t, encoder_hidden_states=emb, return_dict=False)[0]
+
     def _step(self, x: torch.Tensor, zref: Optional[torch.Tensor]) -> torch.Tensor:
         from difix_ns.models.reference_attention import reference_views
 
@@ -273,11 +281,7 @@ class CompiledDifixStep:
             views, joint = 1, z
         # the references' rows of eps are not used: their queries in the UNet's last self-attention are skipped
         with reference_views(self.pipe.unet, views, render_queries_last=True):
-            if self.constants != "inputs":
-                eps = self._conditioned_unet(joint.shape[0])(joint)
-            else:
-                emb, t = self._cond(joint.shape[0])
-                eps = self._unet(joint, t, encoder_hidden_states=emb, return_dict=False)[0]
+            eps = self._eps(joint)
         if views > 1:
             eps = eps[::views]
         return self._decode(z, eps, skips)
