@@ -4,8 +4,9 @@ Subcommands ``camera-path``, ``interpolate`` and ``dataset`` are nerfstudio's ow
 ``--postfix/--no-postfix`` and ``--fixer.*`` (model name or local directory, dtype, batch size, device). With
 ``--postfix`` (default) the pipeline loaded by ``eval_setup`` gets the ``rgb_fixed`` output (see
 :mod:`difix_ns.render.postfix`; the viewer controls are handed to it from here) and the default
-``--rendered-output-names`` becomes ``rgb_fixed``; ask for ``rgb rgb_fixed`` to get both panels side by side. Works on runs of stock ``splatfacto``/``nerfacto`` (no retraining)
-and of the plugin's methods. Frames are fixed ``--fixer.batch-size`` at a time.
+``--rendered-output-names`` becomes ``rgb_fixed``; ask for ``rgb rgb_fixed`` to get both panels side by side.
+Works on runs of stock ``splatfacto``/``nerfacto`` (no retraining) and of the plugin's methods. Frames are fixed
+``--fixer.batch-size`` at a time.
 
 Example::
 
@@ -23,7 +24,6 @@ from typing import List, Optional, Union
 import tyro
 from typing_extensions import Annotated
 
-from difix_ns.fixer import DifixFixerConfig
 from difix_ns.fixers.config import FixerConfig
 from difix_ns.render import settings
 from difix_ns.render.runtime import (
@@ -42,7 +42,7 @@ class PostFixArgs:
     """Shared behaviour of the three subcommands (fields are declared on each dataclass for tyro's ordering)."""
 
     postfix: bool
-    fixer: DifixFixerConfig
+    fixer: FixerConfig
     rendered_output_names: Optional[List[str]]
     work_ahead: bool
 
