@@ -71,9 +71,9 @@ class DifixFixerConfig:
     compiled_constants: Literal["inputs", "folded", "frozen"] = "inputs"
     """The UNet's work that depends on its fixed timestep and prompt alone (time embedding and its per-resnet
     projections, the prompt's cross-attention keys/values): recomputed at every call ("inputs"), recorded once and
-    read as constants ("folded": 0-0.4 ms a frame faster at batch 1 with a reference on an H100, within noise), or
-    folded by inductor's freezing with the weight-only work ("frozen": 0.7 ms faster there on an H200, but every
-    process compiles its shapes ~50 s longer).
+    read as constants ("folded": 0.4 ms a frame faster at batch 1 with a reference on an H100), or folded by
+    inductor's freezing with the weight-only work ("frozen": 0.9 ms faster on an H100, 0.7 ms on an H200, but every
+    process compiles its shapes ~50 s longer). Timings with random weights: docs/difix_fast_path.md.
     difix_ns/fixers/conditioning.py. Weights edited in place afterwards do not reach "folded"/"frozen" constants."""
     cache_references: Optional[bool] = None
     """Encode each distinct reference view once and reuse its latent across frames and fix rounds (keyed by
