@@ -1,23 +1,5 @@
-"""Gaussian-splat containers and PLY I/O (INRIA 3DGS layout, PlayCanvas compressed PLY)."""
+"""Gaussian-splat containers and PLY I/O (INRIA 3DGS layout, PlayCanvas compressed PLY): the names of
+:mod:`difix_ns.splat_io`, their one home, which both packages use."""
 
-from nifi_ns.io.gaussians import GAUSS_PARAM_KEYS, SH_C0, GaussianSplat, num_sh_rest, sh_degree_from_rest
-from nifi_ns.io.ply import (
-    inria_ply_num_bytes,
-    read_inria_ply,
-    read_playcanvas_compressed_ply,
-    read_ply,
-    write_ply,
-)
-
-__all__ = [
-    "GAUSS_PARAM_KEYS",
-    "SH_C0",
-    "GaussianSplat",
-    "inria_ply_num_bytes",
-    "num_sh_rest",
-    "read_inria_ply",
-    "read_playcanvas_compressed_ply",
-    "read_ply",
-    "sh_degree_from_rest",
-    "write_ply",
-]
+from difix_ns.splat_io import *  # noqa: F401,F403
+from difix_ns.splat_io import __all__  # noqa: F401
