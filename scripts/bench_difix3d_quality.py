@@ -28,7 +28,6 @@ view: ground truth and every run).
 
 import gc
 import json
-import math
 import platform
 import resource
 import sys
@@ -269,7 +268,7 @@ def train_run(name: str, method: str, scene: Path, args, out_root: Path, steps: 
 
     def evaluate(step: int) -> None:
         t = time.perf_counter()
-        metrics, _, _ = evaluator(trainer.pipeline)
+        metrics, _, _ = evaluator(trainer.pipeline)  # noqa: F821  (runs inside trainer.train(), before the del)
         eval_seconds[0] += time.perf_counter() - t
         curve.append({"step": int(step), **metrics})
         log(f"  {name} step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

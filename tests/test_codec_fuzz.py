@@ -7,7 +7,6 @@ either raise `NixFormatError` or return finite Gaussians inside the header's qua
 from __future__ import annotations
 
 import copy
-import json
 import lzma
 import signal
 import struct

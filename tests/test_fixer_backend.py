@@ -183,7 +183,7 @@ def test_difix_fix_cli_with_a_fixer_folder(tiny_fixer, tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (FOX / "transforms.json").exists(), reason=f"fox data not found at {FOX}")
-def test_difix3d_splatfacto_fix_round_with_the_tiny_fixer(tmp_path, tiny_fixer, fox_small):
+def test_difix3d_splatfacto_fix_round_with_the_tiny_fixer(tmp_path, tiny_fixer, fox_small):  # noqa: F811 (fixture)
     from test_difix3d_train import COMMON, DATA_ARGS, SPLAT, ns_train  # the shared ns-train pattern
 
     out = tmp_path / "out"

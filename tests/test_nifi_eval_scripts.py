@@ -126,7 +126,6 @@ def test_benchmarks_score_against_the_undistorted_photos_ns_eval_uses(tmp_path):
     import torch
     from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
-    from PIL import Image
 
     meta = json.loads((FOX / "transforms.json").read_text())
     meta["frames"] = meta["frames"][:4]

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from difix_ns.render import testing as rt
-from conftest import FOX
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 from difix_ns.render import testing as rt
-from conftest import FOX
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

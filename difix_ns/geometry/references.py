@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

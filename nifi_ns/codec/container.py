@@ -81,7 +81,7 @@ def unpack_container(blob: bytes) -> tuple[dict, dict[str, bytes]]:
         isinstance(header.get("position"), dict) and version == 1
         and any(k in header["position"] for k in VERSION_2_POSITION_FIELDS)
     ):
-        raise NixFormatError(f"corrupt container: version 1 header with version-2 fields")
+        raise NixFormatError("corrupt container: version 1 header with version-2 fields")
     sections, pos = {}, end
     for entry in table:
         name, length = entry["name"], entry["length"]

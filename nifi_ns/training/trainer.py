@@ -167,7 +167,7 @@ class NiFiTrainer:
 
     # ----- the two steps ---------------------------------------------------------------------------------------
     def generator_step(self, clean01: torch.Tensor, degraded01: torch.Tensor, captions: list[str]) -> dict:
-        bb, w, mc = self.backbone, self.cfg.loss_weights, self.cfg.model
+        bb, w = self.backbone, self.cfg.loss_weights
         clean, degraded = clean01.to(self.device) * 2 - 1, degraded01.to(self.device) * 2 - 1
         b = clean.shape[0]
         x_hat, _ = self.restorer.generate(degraded, self._randn(self.restorer.latent_shape(b, *clean.shape[-2:])))
