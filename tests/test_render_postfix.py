@@ -306,6 +306,44 @@ def test_hook_encodes_references_before_the_fix_with_the_same_frames(tiny_fixer_
     assert fixer.reference_cache.misses == 3  # three training views, each encoded once for both hooks
 
 
+def test_hook_keeps_each_reference_latent_by_training_view(tiny_fixer_config):
+    """One frame at a time (the viewer's way): a reference seen before is neither encoded nor hashed again, so on
+    a GPU the host does not wait for the frame's render before queueing its fix. The frames are the ones raw
+    references give; another fixer gets its own latents."""
+    from dataclasses import replace
+
+    from difix_ns.fixer import DifixFixer
+
+    config = replace(tiny_fixer_config, cache_references=True)
+    xs = [0.0, 0.3, 2.1, 0.1, 2.2]  # references: training views 0, 0, 1, 0, 1
+    cams = _FakeCameras(torch.stack([_pose(0.0, x) for x in xs]) + 0.0)
+    fixer = DifixFixer(config)
+    encoded, hashed = [], []
+    encode, fingerprints = fixer.encode_references, fixer.reference_cache.fingerprints
+    fixer.encode_references = lambda refs, size: encoded.append(refs.shape[0]) or encode(refs, size)
+    fixer.reference_cache.fingerprints = lambda views: hashed.append(views.shape[0]) or fingerprints(views)
+    _, hook, loaded = _hook(config)
+    hook.fixer_config, hook.fixer_factory, hook.enabled = None, lambda: fixer, True
+    frames = [hook.get_outputs_for_camera(cams[i : i + 1])["rgb_fixed"] for i in range(5)]
+    assert encoded == [1, 1] and sum(hashed) == 2 and loaded == [0, 1]  # views 0 and 1, once each
+    assert hook.last_reference == 1 and hook.fix_calls == 5
+
+    _, raw_hook, _ = _hook(config)
+    raw = _RawReferencesOnly(DifixFixer.from_pipeline(fixer.pipeline, model_name="tiny", cache_references=True))
+    raw_hook.fixer_config, raw_hook.fixer_factory, raw_hook.enabled = None, lambda: raw, True
+    expected = [raw_hook.get_outputs_for_camera(cams[i : i + 1])["rgb_fixed"] for i in range(5)]
+    assert all(torch.equal(a, b) for a, b in zip(frames, expected))
+
+    other = DifixFixer.from_pipeline(fixer.pipeline, model_name="tiny", cache_references=True)
+    other_encoded = []
+    other_encode = other.encode_references
+    other.encode_references = lambda refs, size: other_encoded.append(refs.shape[0]) or other_encode(refs, size)
+    hook.fixer_factory = lambda: other
+    hook.release_fixer()
+    hook.get_outputs_for_camera(cams[0:1])
+    assert other_encoded == [1] and encoded == [1, 1]
+
+
 def test_hook_unplanned_small_frames_are_fixed_one_by_one(tiny_fixer_config):
     model, hook, _ = _hook(tiny_fixer_config)
     settings.enable_render_fix(True)  # process-level switch, as ns-difix-render does

@@ -22,6 +22,11 @@ or retraining. When switched on (see :mod:`difix_ns.render.settings`) every rend
   way (``bench_postfix_render.py``'s ``work_ahead_max_abs_diff``: 0 on an NVIDIA H100); ns-render at batch 8 took
   40.5-42.7 instead of 46.0-51.7 ms a frame with it (H100, 2026-12-06,
   ``docs/gpu_results/bench_postfix_render_h100_session12*.json``).
+* A fixer that caches reference latents gets each training view encoded once: the hook keeps the latent by the
+  view's training index and size for as long as that fixer is in use, so a frame whose reference was seen before
+  neither loads it nor hashes it on the GPU and reads the hash back. Every frame's reference is chosen before its
+  render is queued. Nothing then makes the host wait between a frame's render and its fix,
+  so the GPU does not idle while the host queues the fix (not yet measured on a GPU).
 """
 from __future__ import annotations
 
@@ -46,7 +51,8 @@ if TYPE_CHECKING:
     from difix_ns.fixer import DifixFixer, DifixFixerConfig
 
 MIN_FIX_SIZE = 64
-"""The fixer needs both sides >= 64 px; smaller renders (viewer previews) are upsampled for fixing, then resized back."""
+"""The fixer needs both sides >= 64 px; smaller renders (viewer previews) are upsampled for fixing, then resized
+back."""
 INSTALLED_HOOKS = [0]
 """How many models got the render hook in this process (the stock ns-render hint checks it at exit)."""
 HOOK_ATTR = "_difix_render_hook"
@@ -139,6 +145,8 @@ class DifixRenderHook:
         self.frames_fixed_ahead = 0
         self._ref_cache = _LRU(4096)  # camera key -> training index, "cached per frame"
         self._ref_images = _LRU(16)  # (training index, H, W, device) -> [3, H, W] on the render device
+        self._ref_latents = _LRU(256)  # (training index, H, W, device) -> the fixer's latent of that reference
+        self._ref_latents_fixer: Any = None  # the fixer those latents belong to
         self._lock = threading.RLock()  # viewer render threads and the main thread may both render
         self.last_reference: Optional[int] = None
         self.world_frame: Any = None
@@ -193,6 +201,8 @@ class DifixRenderHook:
         """Drop the loaded fixer (frees its memory; the next fixed frame loads it again)."""
         self._fixer = None
         self._fixer_source = None
+        self._ref_latents.clear()
+        self._ref_latents_fixer = None
 
     # ------------------------------------------------------------------ planning (batched fixing)
 
@@ -241,6 +251,8 @@ class DifixRenderHook:
         cams = [first if (i == 0 and first is not None) else self._plan[j : j + 1].to(device)
                 for i, j in enumerate(indices)]
         keys = [self._plan_key_list[j] for j in indices]
+        for cam, key in zip(cams, keys):  # before the renders are queued: choosing reads the pose back to the host
+            self.reference_index(cam, key)
         outputs = [self.original(cam, obb_box=obb_box) for cam in cams]
         stream, references = None, None
         if self.work_ahead and self._render_device().type == "cuda":
@@ -292,6 +304,9 @@ class DifixRenderHook:
             key = camera_key(camera)
             index = self._planned_index(key)
             if index is None or self._plan is None:  # unplanned (the viewer): render and fix this frame now
+                # its reference is chosen before the render is queued: choosing reads the result back to the host,
+                # which after the render would leave the GPU idle until the fix is queued
+                self.reference_index(camera, key)
                 outputs = [self.original(camera, obb_box=obb_box)]
                 self.add_fixed([camera], outputs, [key])
                 return outputs[0]
@@ -351,11 +366,43 @@ class DifixRenderHook:
             if any(refs[i] is None for i in idx):
                 batches[(height, width)] = None
                 continue
-            ref_batch = torch.stack([self._reference_image(refs[i], height, width) for i in idx])[:, None]
             if getattr(fixer, "caches_references", False) and min(height, width) >= MIN_FIX_SIZE:
-                ref_batch = fixer.encode_references(ref_batch, (height, width))
-            batches[(height, width)] = ref_batch
+                batches[(height, width)] = self._encoded_references(fixer, [refs[i] for i in idx], height, width)
+            else:
+                batches[(height, width)] = torch.stack([self._reference_image(refs[i], height, width)
+                                                        for i in idx])[:, None]
         return batches
+
+    def _encoded_references(self, fixer: "DifixFixer", indices: List[int], height: int, width: int) -> Any:
+        """``fixer.encode_references`` of training views ``indices`` (one reference a frame) for renders of (H, W).
+
+        Each view's latent is kept by its training index and size after its first encoding, for as long as the same
+        fixer is in use, so a frame whose reference was seen before neither loads the image nor hashes its content
+        on the GPU and reads the hash back (that read made the host wait for the frame's render before it could
+        queue the fix: the viewer's way, one frame at a time). The latents are the ones the fixer's own cache holds,
+        so the frames are the same either way."""
+        from difix_ns.fixers.reference_cache import EncodedReferences
+
+        if self._ref_latents_fixer is not fixer:
+            self._ref_latents.clear()
+            self._ref_latents_fixer = fixer
+        device = str(self._render_device())
+        latents = {}
+        for i in dict.fromkeys(indices):
+            key = (i, height, width, device)
+            if key in self._ref_latents:
+                latents[i] = self._ref_latents[key]
+                self._ref_latents.move_to_end(key)
+        missing = [i for i in dict.fromkeys(indices) if i not in latents]
+        if missing:
+            views = torch.stack([self._reference_image(i, height, width) for i in missing])[:, None]
+            encoded = fixer.encode_references(views, (height, width))
+            if encoded is None:  # the model mixes no references after all: hand it the views
+                return torch.stack([self._reference_image(i, height, width) for i in indices])[:, None]
+            for row, i in enumerate(missing):
+                latents[i] = encoded.latents[row]
+                self._ref_latents.put((i, height, width, device), latents[i])
+        return EncodedReferences(torch.stack([latents[i] for i in indices]), (height, width))
 
     def add_fixed(self, cameras: List["Cameras"], outputs: List[Dict[str, Any]], keys: Optional[List[tuple]] = None,
                   references: Optional[Dict[tuple, Any]] = None):
