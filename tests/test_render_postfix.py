@@ -309,7 +309,8 @@ def test_hook_encodes_references_before_the_fix_with_the_same_frames(tiny_fixer_
 def test_hook_keeps_each_reference_latent_by_training_view(tiny_fixer_config):
     """One frame at a time (the viewer's way): a reference seen before is neither encoded nor hashed again, so on
     a GPU the host does not wait for the frame's render before queueing its fix. The frames are the ones raw
-    references give; another fixer gets its own latents."""
+    references give; clearing the fixer's reference cache clears the hook's latents, and another fixer gets its
+    own."""
     from dataclasses import replace
 
     from difix_ns.fixer import DifixFixer
@@ -334,6 +335,10 @@ def test_hook_keeps_each_reference_latent_by_training_view(tiny_fixer_config):
     expected = [raw_hook.get_outputs_for_camera(cams[i : i + 1])["rgb_fixed"] for i in range(5)]
     assert all(torch.equal(a, b) for a, b in zip(frames, expected))
 
+    fixer.clear_reference_cache()  # as after editing the weights in place: the hook's latents go too
+    hook.get_outputs_for_camera(cams[0:1])
+    assert encoded == [1, 1, 1]
+
     other = DifixFixer.from_pipeline(fixer.pipeline, model_name="tiny", cache_references=True)
     other_encoded = []
     other_encode = other.encode_references
@@ -341,7 +346,7 @@ def test_hook_keeps_each_reference_latent_by_training_view(tiny_fixer_config):
     hook.fixer_factory = lambda: other
     hook.release_fixer()
     hook.get_outputs_for_camera(cams[0:1])
-    assert other_encoded == [1] and encoded == [1, 1]
+    assert other_encoded == [1] and encoded == [1, 1, 1]
 
 
 def test_hook_unplanned_small_frames_are_fixed_one_by_one(tiny_fixer_config):

@@ -46,6 +46,9 @@ class ReferenceLatentCache:
         self._weights: dict[tuple[int, str], torch.Tensor] = {}
         self.hits = 0
         self.misses = 0
+        self.generation = 0
+        """Counts :meth:`clear` calls: latents kept elsewhere (the render hook's, by training view) are stale once
+        it changes."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -53,6 +56,7 @@ class ReferenceLatentCache:
     def clear(self) -> None:
         self._entries.clear()
         self.hits = self.misses = 0
+        self.generation += 1
 
     def _hash_weights(self, length: int, device: torch.device) -> torch.Tensor:
         slot = (length, str(device))

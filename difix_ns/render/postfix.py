@@ -23,10 +23,10 @@ or retraining. When switched on (see :mod:`difix_ns.render.settings`) every rend
   40.5-42.7 instead of 46.0-51.7 ms a frame with it (H100, 2026-12-06,
   ``docs/gpu_results/bench_postfix_render_h100_session12*.json``).
 * A fixer that caches reference latents gets each training view encoded once: the hook keeps the latent by the
-  view's training index and size for as long as that fixer is in use, so a frame whose reference was seen before
-  neither loads it nor hashes it on the GPU and reads the hash back. Every frame's reference is chosen before its
-  render is queued. Nothing then makes the host wait between a frame's render and its fix,
-  so the GPU does not idle while the host queues the fix (not yet measured on a GPU).
+  view's training index and size for as long as that fixer is in use (and its reference cache is not cleared), so
+  a frame whose reference was seen before neither loads it nor hashes it on the GPU and reads the hash back. Every
+  frame's reference is chosen before its render is queued. Nothing then makes the host wait between a frame's
+  render and its fix, so the GPU does not idle while the host queues the fix (not yet measured on a GPU).
 """
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ class DifixRenderHook:
         self._ref_cache = _LRU(4096)  # camera key -> training index, "cached per frame"
         self._ref_images = _LRU(16)  # (training index, H, W, device) -> [3, H, W] on the render device
         self._ref_latents = _LRU(256)  # (training index, H, W, device) -> the fixer's latent of that reference
-        self._ref_latents_fixer: Any = None  # the fixer those latents belong to
+        self._ref_latents_fixer: Any = None  # (fixer, its reference cache's generation) those latents belong to
         self._lock = threading.RLock()  # viewer render threads and the main thread may both render
         self.last_reference: Optional[int] = None
         self.world_frame: Any = None
@@ -377,15 +377,17 @@ class DifixRenderHook:
         """``fixer.encode_references`` of training views ``indices`` (one reference a frame) for renders of (H, W).
 
         Each view's latent is kept by its training index and size after its first encoding, for as long as the same
-        fixer is in use, so a frame whose reference was seen before neither loads the image nor hashes its content
-        on the GPU and reads the hash back (that read made the host wait for the frame's render before it could
-        queue the fix: the viewer's way, one frame at a time). The latents are the ones the fixer's own cache holds,
-        so the frames are the same either way."""
+        fixer is in use and its reference cache is not cleared, so a frame whose reference was seen before neither
+        loads the image nor hashes its content on the GPU and reads the hash back (that read made the host wait for
+        the frame's render before it could queue the fix: the viewer's way, one frame at a time). The latents are
+        the ones the fixer's own cache holds, so the frames are the same either way."""
         from difix_ns.fixers.reference_cache import EncodedReferences
 
-        if self._ref_latents_fixer is not fixer:
-            self._ref_latents.clear()
-            self._ref_latents_fixer = fixer
+        generation = getattr(getattr(fixer, "reference_cache", None), "generation", None)
+        kept = self._ref_latents_fixer
+        if kept is None or kept[0] is not fixer or kept[1] != generation:
+            self._ref_latents.clear()  # another fixer, or this one's cache was cleared (weights edited in place)
+            self._ref_latents_fixer = (fixer, generation)
         device = str(self._render_device())
         latents = {}
         for i in dict.fromkeys(indices):
