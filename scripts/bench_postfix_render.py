@@ -7,8 +7,9 @@ give timings only, not quality), in the nvidia/difix_ref layout (the nearest tra
 ``--checkpoints difix``, the nvidia/difix one (no reference). ``postfix_ms_per_frame`` = fixed minus plain, per
 frame. The fixer-only time per frame (one ``DifixFixer.fix`` call per batch, CUDA-synchronised) is reported too,
 and render + fix through the hook alone (no file writing), with the hook working one batch ahead
-(``render_plus_fix_*``, ``DifixRenderHook.work_ahead``) and without (``render_plus_fix_not_ahead_*``);
-``--work-ahead`` (default) times the ns-render passes with it.
+(``render_plus_fix_*``, ``DifixRenderHook.work_ahead``) and without (``render_plus_fix_not_ahead_*``), and at batch 1
+with nothing planned, each frame's camera asked for as the viewer asks (``viewer_unplanned_*``, with the largest
+difference from the planned frames: 0 expected); ``--work-ahead`` (default) times the ns-render passes with it.
 
 Scene: ``--load-config`` of an existing run, or a short splatfacto run trained here on ``--data`` (quarter-res fox).
 
@@ -393,6 +394,15 @@ def main() -> None:
                 frames[ahead] = torch.stack(fixed).float()
                 hook.plan(None)
             ahead_diff = (frames[True] - frames[False]).abs().max().item()  # working ahead must not change a frame
+            viewer_s, viewer_diff = None, None
+            if batch == 1:  # nothing planned, as the viewer asks for frames (it fixes one at a time: batch 1 only)
+                sync()
+                start = time.perf_counter()
+                fixed = [hook.get_outputs_for_camera(cameras[i : i + 1].to(device))["rgb_fixed"] for i in range(n)]
+                sync()
+                viewer_s = time.perf_counter() - start
+                viewer_diff = (torch.stack(fixed).float() - frames[False]).abs().max().item()
+                del fixed
             del frames
             hook.work_ahead = args.work_ahead
             # fixer alone on a batch of renders of the same size
@@ -429,6 +439,9 @@ def main() -> None:
                 "render_plus_fix_fps": round(n / hook_s[True], 1),
                 "render_plus_fix_not_ahead_ms_per_frame": round(hook_s[False] / n * 1000, 2),
                 "render_plus_fix_not_ahead_fps": round(n / hook_s[False], 1),
+                "viewer_unplanned_ms_per_frame": None if viewer_s is None else round(viewer_s / n * 1000, 2),
+                "viewer_unplanned_fps": None if viewer_s is None else round(n / viewer_s, 1),
+                "viewer_unplanned_max_abs_diff": viewer_diff,
                 "ns_render_work_ahead": args.work_ahead,
                 "ns_render_refs_cached_other_work_ahead_ms_per_frame": round(other_s / n * 1000, 2),
                 "work_ahead_max_abs_diff": ahead_diff,
