@@ -382,27 +382,25 @@ def main() -> None:
                 hook.work_ahead = args.work_ahead
             # render + post-fix through the hook alone (no video/image writing), planned as ns-render plans it;
             # once without and once with the next batch rendered and queued while the current one is fixed (default)
+            def hook_pass():  # (seconds, frames) of every camera asked for through the hook, in order
+                sync()
+                start = time.perf_counter()
+                fixed = [hook.get_outputs_for_camera(cameras[i : i + 1].to(device))["rgb_fixed"] for i in range(n)]
+                sync()
+                return time.perf_counter() - start, torch.stack(fixed).float()
+
             hook_s, frames = {}, {}
             for ahead in (False, True):
                 hook.work_ahead = ahead
                 hook.plan(cameras)
-                sync()
-                start = time.perf_counter()
-                fixed = [hook.get_outputs_for_camera(cameras[i : i + 1].to(device))["rgb_fixed"] for i in range(n)]
-                sync()
-                hook_s[ahead] = time.perf_counter() - start
-                frames[ahead] = torch.stack(fixed).float()
+                hook_s[ahead], frames[ahead] = hook_pass()
                 hook.plan(None)
             ahead_diff = (frames[True] - frames[False]).abs().max().item()  # working ahead must not change a frame
             viewer_s, viewer_diff = None, None
             if batch == 1:  # nothing planned, as the viewer asks for frames (it fixes one at a time: batch 1 only)
-                sync()
-                start = time.perf_counter()
-                fixed = [hook.get_outputs_for_camera(cameras[i : i + 1].to(device))["rgb_fixed"] for i in range(n)]
-                sync()
-                viewer_s = time.perf_counter() - start
-                viewer_diff = (torch.stack(fixed).float() - frames[False]).abs().max().item()
-                del fixed
+                viewer_s, viewer_frames = hook_pass()
+                viewer_diff = (viewer_frames - frames[False]).abs().max().item()
+                del viewer_frames
             del frames
             hook.work_ahead = args.work_ahead
             # fixer alone on a batch of renders of the same size

@@ -389,13 +389,14 @@ class DifixRenderHook:
             self._ref_latents.clear()  # another fixer, or this one's cache was cleared (weights edited in place)
             self._ref_latents_fixer = (fixer, generation)
         device = str(self._render_device())
-        latents = {}
+        latents, missing = {}, []
         for i in dict.fromkeys(indices):
             key = (i, height, width, device)
             if key in self._ref_latents:
                 latents[i] = self._ref_latents[key]
                 self._ref_latents.move_to_end(key)
-        missing = [i for i in dict.fromkeys(indices) if i not in latents]
+            else:
+                missing.append(i)
         if missing:
             views = torch.stack([self._reference_image(i, height, width) for i in missing])[:, None]
             encoded = fixer.encode_references(views, (height, width))
