@@ -21,6 +21,9 @@
 #   postfix   post-fix fps inside ns-render alone (batch 8 then 1), the whole call
 #   profile   Difix step per stage and kernel class (profile_difix.py), then the fast path with one cached reference
 #   groupnorm  GroupNorm+SiLU kernels at the Difix decoder's shapes: stock vs per-channel statistics (bench_groupnorm.py)
+#   fusedconv  GroupNorm + SiLU + 3x3 convolution at the VAE's resnet shapes: inductor + cuDNN against a hand-written
+#             Triton kernel normalising in its prologue and summing for the next GroupNorm in its epilogue
+#             (bench_fused_conv.py, batch 1 and 8, autotuned), ~2 min
 #   groupnorm_ab  groupnorm at the decoder's and the UNet's shapes with the channel_sums formulation, then the compiled
 #             batch-8 step profiled with compiled_group_norm=channel_sums and =channel_stats (the A/B), ~7 min cold
 #   kernels   groupnorm, then the VAE's wide attention head: SDPA vs two GEMMs (bench_wide_attention.py), then the
@@ -62,7 +65,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|groupnorm_ab|kernels|fastpath|b1refs|constants|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|fusedconv|groupnorm_ab|kernels|fastpath|b1refs|constants|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -250,6 +253,10 @@ case "$job" in
     # GroupNorm + SiLU at the VAE decoder's shapes, batch 8, bf16: F.group_norm eager / compiled against the
     # per-channel-statistics formulation compiled (difix_ns/fixers/group_norm.py); each variant compiles in seconds
     timeout "${JOB_SECONDS:-300}" python scripts/bench_groupnorm.py --out "$OUT/bench_groupnorm.json" \
+      --compile-cache-dir /tmp/difix_compile_cache || true
+    ;;
+  fusedconv)
+    timeout "${JOB_SECONDS:-300}" python scripts/bench_fused_conv.py --out "$OUT/bench_fused_conv.json" \
       --compile-cache-dir /tmp/difix_compile_cache || true
     ;;
   groupnorm_ab)

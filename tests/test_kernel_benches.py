@@ -121,3 +121,30 @@ def test_unet_attention_bench_rejects_sizes_the_unet_cannot_take(tmp_path):
     with pytest.raises(SystemExit, match="multiples of 64"):
         load_script("bench_unet_attention").main(["--out", str(out), "--height", "576", "--width", "1000"])
     assert not out.exists()
+
+
+def test_fused_conv_bench_kernel_matches_group_norm_silu_conv(tmp_path):
+    """The hand-written Triton kernel of bench_fused_conv.py (run by Triton's interpreter on the CPU, float32): the
+    convolution alone, with GroupNorm + SiLU in its prologue, and with its output's channel sums, against PyTorch."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "fc.json"
+    command = [sys.executable, str(ROOT / "scripts" / "bench_fused_conv.py"), "--smoke-cpu", "--out", str(out)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(out.read_text())
+    rows = result["shapes"]["32x6x10_b2"]
+    assert set(rows) == {"cudnn_conv", "cudnn_conv_nobias", "norm_conv_compiled", "triton_conv", "triton_norm_conv",
+                         "triton_chain", "chain_saving_ms"}
+    for name in ("triton_conv", "triton_norm_conv", "triton_chain"):
+        assert rows[name]["max_abs_diff_vs_fp32"] < 1e-4, (name, rows[name])
+    assert rows["triton_chain"]["output_sums_max_rel_err"] < 1e-5
+    assert "interpreter" in result["gpu"]
+
+
+def test_fused_conv_bench_rejects_channels_the_kernel_cannot_tile(tmp_path):
+    out = tmp_path / "fc.json"
+    with pytest.raises(SystemExit, match="multiple of 64"):
+        load_script("bench_fused_conv").main(["--out", str(out), "--shapes", "96x8x8"])
+    assert not out.exists()
