@@ -23,6 +23,8 @@ all in the input dtype, channels_last:
 * ``triton_conv``: the kernel without prologue or statistics (its convolution alone, against cuDNN's);
 * ``triton_norm_conv``: per-channel sums of x (one compiled pass), the scale and shift, then the kernel normalising
   in its prologue (a layer whose input statistics nobody handed over);
+* ``triton_norm_only``: the kernel with the prologue's scale and shift but no SiLU, against GroupNorm + convolution
+  (a different function: what the SiLU's exponential costs inside the prologue);
 * ``triton_chain``: the scale and shift from sums handed over by the previous layer, the kernel normalising in its
   prologue and summing its output in its epilogue: a layer inside a chain of fused layers.
 
@@ -77,7 +79,7 @@ def _kernels():
         x_ptr, scale_ptr, shift_ptr, w_ptr, bias_ptr, res_ptr, y_ptr, sum_ptr, sum_sq_ptr,
         H, W, C, COUT,
         sxn, sxc, sxh, sxw, syn, syc, syh, syw, srn, src, srh, srw,
-        NORM: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, STATS: tl.constexpr,
+        NORM: tl.constexpr, SILU: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, STATS: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):
         pid_m, pid_n, n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -99,7 +101,8 @@ def _kernels():
                 scale = tl.load(scale_ptr + n * C + offs_c)
                 shift = tl.load(shift_ptr + n * C + offs_c)
                 v = a.to(tl.float32) * scale[None, :] + shift[None, :]
-                v = v * tl.sigmoid(v)
+                if SILU:
+                    v = v * tl.sigmoid(v)
                 a = tl.where(inside[:, None], v, 0.0).to(w_ptr.dtype.element_ty)
             b = tl.load(w_ptr + (kk + rk)[:, None] * COUT + offs_n[None, :], mask=n_ok[None, :], other=0.0)
             acc = tl.dot(a, b, acc)
@@ -122,7 +125,7 @@ def _kernels():
         for bm, bn, bk, warps, stages in CONFIGS
     ]
     autotuned = triton.autotune(
-        configs, key=["H", "W", "C", "COUT", "NORM", "HAS_RES", "STATS"],
+        configs, key=["H", "W", "C", "COUT", "NORM", "SILU", "HAS_RES", "STATS"],
         reset_to_zero=["sum_ptr", "sum_sq_ptr"],
     )(norm_silu_conv3x3)
     return norm_silu_conv3x3, autotuned
@@ -144,6 +147,7 @@ def norm_silu_conv3x3(
     shift: Optional["torch.Tensor"] = None,
     residual: Optional["torch.Tensor"] = None,
     stats: bool = False,
+    silu: bool = True,
     block: Optional[tuple] = None,
 ):
     """``conv2d(silu(x * scale + shift), W, bias, padding=1) + residual`` for x [N, C, H, W] (best in channels_last).
@@ -151,8 +155,9 @@ def norm_silu_conv3x3(
     ``weight_matrix`` is :func:`conv3x3_weight_matrix` of W (its dtype is the product's: x is cast to it after the
     prologue); ``scale`` and ``shift`` are float32 [N, C] (both or neither; without them the input is used as it is);
     ``residual`` is [N, C_out, H, W]. Returns the output (channels_last, x's dtype) and, with ``stats``, float32
-    [N, C_out] sums and sums of squares of it (else None, None). ``block`` = (BLOCK_M, BLOCK_N, BLOCK_K, num_warps,
-    num_stages) skips the autotuner (tests, the interpreter)."""
+    [N, C_out] sums and sums of squares of it (else None, None). ``silu=False`` leaves the SiLU out (the prologue
+    is then the affine normalisation alone: what the SiLU's exponential costs). ``block`` = (BLOCK_M, BLOCK_N,
+    BLOCK_K, num_warps, num_stages) skips the autotuner (tests, the interpreter)."""
     if x.ndim != 4:
         raise ValueError(f"x must be [N, C, H, W], got shape {tuple(x.shape)}")
     n, c, h, w = x.shape
@@ -182,7 +187,7 @@ def norm_silu_conv3x3(
         sums[0] if stats else dummy, sums[1] if stats else dummy,
         h, w, c, c_out, *x.stride(), *y.stride(), *res.stride(),
     )
-    flags = dict(NORM=norm, HAS_BIAS=bias is not None, HAS_RES=residual is not None, STATS=stats)
+    flags = dict(NORM=norm, SILU=silu, HAS_BIAS=bias is not None, HAS_RES=residual is not None, STATS=stats)
     if block:
         bm, bn, bk, warps, stages = block
         grid = (-(-h * w // bm), -(-c_out // bn), n)
@@ -314,8 +319,12 @@ def main(argv=None) -> dict:
                     reference = F.conv2d(normed, weight.float(), bias.float(), padding=1)
                     del normed
                     plain_reference = F.conv2d(x.float(), weight.float(), bias.float(), padding=1)
+                    normed = F.group_norm(x.float(), groups, gn_w.float(), gn_b.float(), eps)
+                    affine_reference = F.conv2d(normed, weight.float(), bias.float(), padding=1)
+                    del normed
                     ref_sums = channel_sums(reference)
                     handed_over = channel_sums(x)  # what a previous fused layer would have summed
+                    affine = group_norm_scale_shift(*handed_over, h * w, groups, gn_w, gn_b, eps)
                 finally:
                     torch.backends.cudnn.allow_tf32 = allow
 
@@ -326,6 +335,9 @@ def main(argv=None) -> dict:
                 sums, sums_sq = channel_sums_c(x)
                 scale, shift = scale_shift_c(sums, sums_sq, h * w, groups, gw, gb, eps)
                 return norm_silu_conv3x3(x, m, b, scale, shift, block=block)[0]
+
+            def triton_norm_only(x, m, b, scale, shift):
+                return norm_silu_conv3x3(x, m, b, scale, shift, silu=False, block=block)[0]
 
             chain_out = {}
 
@@ -344,6 +356,7 @@ def main(argv=None) -> dict:
                 "norm_conv_compiled": (norm_conv_c, (x, weight, bias, gn_w, gn_b), reference),
                 "triton_conv": (triton_conv, (x, matrix, bias), plain_reference),
                 "triton_norm_conv": (triton_norm_conv, (x, matrix, bias, gn_w, gn_b), reference),
+                "triton_norm_only": (triton_norm_only, (x, matrix, bias, *affine), affine_reference),
                 "triton_chain": (triton_chain, (x, matrix, bias, gn_w, gn_b), reference),
             }
             for name, (fn, inputs, target) in variants.items():
@@ -362,7 +375,7 @@ def main(argv=None) -> dict:
                 rows["chain_saving_ms"] = round(rows["norm_conv_compiled"]["ms"] - rows["triton_chain"]["ms"], 4)
             result["shapes"][f"{c}x{h}x{w}_b{batch}"] = rows
             args.out.write_text(json.dumps(result, indent=2))
-            del x, weight, bias, matrix, reference, plain_reference
+            del x, weight, bias, matrix, reference, plain_reference, affine_reference
     print(json.dumps(result, indent=2))
     return result
 

@@ -136,8 +136,8 @@ def test_fused_conv_bench_kernel_matches_group_norm_silu_conv(tmp_path):
     result = json.loads(out.read_text())
     rows = result["shapes"]["32x6x10_b2"]
     assert set(rows) == {"cudnn_conv", "cudnn_conv_nobias", "norm_conv_compiled", "triton_conv", "triton_norm_conv",
-                         "triton_chain", "chain_saving_ms"}
-    for name in ("triton_conv", "triton_norm_conv", "triton_chain"):
+                         "triton_norm_only", "triton_chain", "chain_saving_ms"}
+    for name in ("triton_conv", "triton_norm_conv", "triton_norm_only", "triton_chain"):
         assert rows[name]["max_abs_diff_vs_fp32"] < 1e-4, (name, rows[name])
     assert rows["triton_chain"]["output_sums_max_rel_err"] < 1e-5
     assert "interpreter" in result["gpu"]
