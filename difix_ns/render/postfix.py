@@ -26,7 +26,8 @@ or retraining. When switched on (see :mod:`difix_ns.render.settings`) every rend
   view's training index and size for as long as that fixer is in use (and its reference cache is not cleared), so
   a frame whose reference was seen before neither loads it nor hashes it on the GPU and reads the hash back. Every
   frame's reference is chosen before its render is queued. Nothing then makes the host wait between a frame's
-  render and its fix, so the GPU does not idle while the host queues the fix (not yet measured on a GPU).
+  render and its fix. On an NVIDIA H100 (session 25) this changed nothing measurable one frame at a time (the GPU was
+  already busy ~95 % of each frame with nvidia/difix_ref: 25.5 fps; ``docs/gpu_results/README.md``).
 """
 from __future__ import annotations
 
