@@ -25,6 +25,9 @@ read of x for the statistics plus one read and one write for the output, and the
 ``F.group_norm`` + SiLU of the same input.
 
 GPU:  python scripts/bench_groupnorm.py --out $OUT/bench_groupnorm.json --compile-cache-dir /tmp/difix_compile_cache
+GPU, small inputs as the fast path runs them (one CUDA graph; the UNet's GroupNorms with a reference view):
+      python scripts/bench_groupnorm.py --batch 2 --shapes 320x72x128 640x36x64 1280x18x32 1280x9x16 --cuda-graphs \
+        --out $OUT/bench_groupnorm_unet_b2_graphs.json --compile-cache-dir /tmp/difix_compile_cache
 CPU plumbing check (tiny shapes, no compile):  python scripts/bench_groupnorm.py --smoke-cpu --out /tmp/gn.json
 """
 import json
@@ -66,6 +69,9 @@ class GroupNormBenchConfig:
     """timed calls per variant"""
     compile_cache_dir: Optional[str] = None
     """TORCHINDUCTOR_CACHE_DIR for the compiled variants"""
+    cuda_graphs: bool = False
+    """time each variant replayed as a CUDA graph (as the fast path runs its step: no launch gaps between the small
+    kernels of small inputs, which otherwise dominate, e.g. the UNet's GroupNorms at batch 1 or 2)"""
     smoke_cpu: bool = False
     """CPU plumbing check: batch 2, one 16x8x12 shape in 4 groups, float32, no compile, 1 timed call"""
 
@@ -86,39 +92,63 @@ def kernel_bench_device(smoke_cpu: bool, dtype_name: str, compile_cache_dir: Opt
     return cuda, dtype, torch.device("cuda" if cuda else "cpu")
 
 
-def median_ms(fn, inputs: tuple, warmup: int, iters: int, cuda: bool) -> float:
+GRAPH_CALLS = 10
+"""calls captured in one CUDA graph with ``graphs``: one replay's launch is shared by that many calls."""
+
+
+def median_ms(fn, inputs: tuple, warmup: int, iters: int, cuda: bool, graphs: bool = False) -> float:
     """Median milliseconds of ``fn(*inputs)`` over ``iters`` calls after ``warmup`` untimed ones (CUDA events on a
-    GPU, wall clock on the CPU)."""
+    GPU, wall clock on the CPU). With ``graphs`` (a GPU only) the warm-up runs on a side stream, then
+    :data:`GRAPH_CALLS` calls are captured in one CUDA graph and each timed replay counts as that many calls: the
+    kernels' own time, with no launch gaps between them, as the fast path runs its step."""
     import torch
 
+    if graphs and not cuda:
+        raise ValueError("CUDA graphs need a GPU")
+    call, per_call = (lambda: fn(*inputs)), 1
+    if graphs:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(max(warmup, 1)):
+                fn(*inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(GRAPH_CALLS):
+                fn(*inputs)
+        call, per_call = graph.replay, GRAPH_CALLS
+        warmup = 1
     for _ in range(warmup):
-        fn(*inputs)
+        call()
     times = []
     for _ in range(iters):
         if cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            fn(*inputs)
+            call()
             end.record()
             torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
+            times.append(start.elapsed_time(end) / per_call)
         else:
             t0 = time.perf_counter()
-            fn(*inputs)
+            call()
             times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
 
 
-def measure_variant(fn, inputs: tuple, reference, warmup: int, iters: int, cuda: bool) -> dict:
-    """One benchmark row: median ms of ``fn(*inputs)`` (:func:`median_ms`), max / mean abs difference of its output
-    from ``reference`` and, on a GPU, peak memory; an error is recorded in the row instead of raised."""
+def measure_variant(fn, inputs: tuple, reference, warmup: int, iters: int, cuda: bool, graphs: bool = False) -> dict:
+    """One benchmark row: median ms of ``fn(*inputs)`` (:func:`median_ms`, replayed as a CUDA graph with ``graphs``),
+    max / mean abs difference of its output from ``reference`` and, on a GPU, peak memory; an error is recorded in
+    the row instead of raised."""
     import torch
 
     try:
         with torch.no_grad():
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
-            ms = median_ms(fn, inputs, warmup, iters, cuda)
+            ms = median_ms(fn, inputs, warmup, iters, cuda, graphs)
             diff = (fn(*inputs).float() - reference).abs()
         row = {"ms": round(ms, 4), "max_abs_diff_vs_fp32": diff.max().item(),
                "mean_abs_diff_vs_fp32": diff.mean().item()}
@@ -142,6 +172,8 @@ def parse_shape(text: str) -> tuple:
 def main(argv=None) -> dict:
     args = tyro.cli(GroupNormBenchConfig, args=argv, description=__doc__, config=(tyro.conf.FlagCreatePairsOff,))
     shapes = [parse_shape(s) for s in args.shapes]
+    if args.cuda_graphs and args.smoke_cpu:
+        raise SystemExit("error: --cuda-graphs needs a GPU; it cannot be combined with --smoke-cpu")
     if args.smoke_cpu:
         args.batch, shapes, args.dtype, args.warmup, args.iters = 2, [(16, 8, 12)], "float32", 1, 1
         args.groups = 4
@@ -182,6 +214,7 @@ def main(argv=None) -> dict:
         "dtype": args.dtype,
         "memory_format": "channels_last",
         "iters": args.iters,
+        "cuda_graphs": args.cuda_graphs,
         "shapes": {},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +230,7 @@ def main(argv=None) -> dict:
         contiguous = x.contiguous()
         for name, fn in variants.items():
             inputs = (contiguous if name == "eager_contiguous" else x, weight, bias)
-            rows[name] = measure_variant(fn, inputs, reference, args.warmup, args.iters, cuda)
+            rows[name] = measure_variant(fn, inputs, reference, args.warmup, args.iters, cuda, args.cuda_graphs)
             if "ms" in rows[name]:
                 rows[name]["gb_per_s"] = round(gigabytes / (rows[name]["ms"] / 1000), 1)
             print(f"[groupnorm] {c}x{h}x{w} {name}: {rows[name]}", flush=True)

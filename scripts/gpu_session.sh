@@ -21,6 +21,10 @@
 #   postfix   post-fix fps inside ns-render alone (batch 8 then 1), the whole call
 #   profile   Difix step per stage and kernel class (profile_difix.py), then the fast path with one cached reference
 #   groupnorm  GroupNorm+SiLU kernels at the Difix decoder's shapes: stock vs per-channel statistics (bench_groupnorm.py)
+#   gnsmall   GroupNorm + SiLU formulations replayed as CUDA graphs (bench_groupnorm.py --cuda-graphs) at the UNet's
+#             shapes with a reference view (batch 2) and the VAE's at batch 1: where the fast path's small GroupNorms
+#             are latency-bound, whether inductor's own single-kernel GroupNorm ("stock") beats the per-channel
+#             formulations `auto` picks, ~2 min
 #   fusedconv  GroupNorm + SiLU + 3x3 convolution at the VAE's resnet shapes: inductor + cuDNN against a hand-written
 #             Triton kernel normalising in its prologue and summing for the next GroupNorm in its epilogue
 #             (bench_fused_conv.py, batch 1 and 8, autotuned), ~2 min
@@ -65,7 +69,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|fusedconv|groupnorm_ab|kernels|fastpath|b1refs|constants|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|gnsmall|fusedconv|groupnorm_ab|kernels|fastpath|b1refs|constants|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -253,6 +257,14 @@ case "$job" in
     # GroupNorm + SiLU at the VAE decoder's shapes, batch 8, bf16: F.group_norm eager / compiled against the
     # per-channel-statistics formulation compiled (difix_ns/fixers/group_norm.py); each variant compiles in seconds
     timeout "${JOB_SECONDS:-300}" python scripts/bench_groupnorm.py --out "$OUT/bench_groupnorm.json" \
+      --compile-cache-dir /tmp/difix_compile_cache || true
+    ;;
+  gnsmall)
+    timeout "${JOB_SECONDS:-150}" python scripts/bench_groupnorm.py --batch 2 --cuda-graphs \
+      --shapes 320x72x128 640x36x64 1280x18x32 1280x9x16 --out "$OUT/bench_groupnorm_unet_b2_graphs.json" \
+      --compile-cache-dir /tmp/difix_compile_cache || true
+    timeout "${JOB_SECONDS:-150}" python scripts/bench_groupnorm.py --batch 1 --cuda-graphs \
+      --shapes 512x72x128 512x144x256 256x288x512 128x576x1024 --out "$OUT/bench_groupnorm_vae_b1_graphs.json" \
       --compile-cache-dir /tmp/difix_compile_cache || true
     ;;
   fusedconv)

@@ -24,6 +24,15 @@ def test_groupnorm_bench_smoke_compares_formulations(tmp_path):
     assert all(row["ms"] > 0 and row["max_abs_diff_vs_fp32"] < 1e-5 for row in rows.values())
 
 
+def test_groupnorm_bench_cuda_graphs_need_a_gpu(tmp_path):
+    out = tmp_path / "gn.json"
+    with pytest.raises(SystemExit, match="--cuda-graphs needs a GPU"):
+        load_script("bench_groupnorm").main(["--smoke-cpu", "--cuda-graphs", "--out", str(out)])
+    with pytest.raises(ValueError, match="CUDA graphs need a GPU"):
+        load_script("bench_groupnorm").median_ms(lambda: None, (), 1, 1, cuda=False, graphs=True)
+    assert not out.exists()
+
+
 def test_wide_attention_bench_smoke_compares_sdpa_and_matmuls(tmp_path):
     out = tmp_path / "attn.json"
     load_script("bench_wide_attention").main(["--smoke-cpu", "--out", str(out)])
