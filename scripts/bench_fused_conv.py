@@ -40,7 +40,6 @@ CPU check (Triton's interpreter, float32, tiny):  python scripts/bench_fused_con
 import functools
 import json
 import os
-import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +54,13 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 if str(Path(__file__).resolve().parent) not in sys.path:  # bench_groupnorm's shared helpers
     sys.path.append(str(Path(__file__).resolve().parent))
-from bench_groupnorm import kernel_bench_device, measure_variant, parse_shape  # noqa: E402
+from bench_groupnorm import (  # noqa: E402
+    KernelBenchOptions,
+    kernel_bench_device,
+    kernel_bench_header,
+    measure_variant,
+    parse_shape,
+)
 
 CONFIGS = (  # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): the autotuner's candidates
     (128, 128, 64, 8, 3),
@@ -231,23 +236,13 @@ SMOKE_BLOCK = (16, 32, 16, 4, 2)  # the interpreter's tile: any shape, no autotu
 
 
 @dataclass
-class FusedConvBenchConfig:
+class FusedConvBenchConfig(KernelBenchOptions):
     """Options of the fused GroupNorm-convolution benchmark."""
 
-    out: Path
-    """JSON file (rewritten after every shape)"""
     shapes: List[str] = field(default_factory=lambda: ["128x576x1024", "256x288x512", "512x144x256", "512x72x128"])
     """convolution inputs CxHxW (the VAE decoder's resnets at 576x1024, largest first)"""
     batches: List[int] = field(default_factory=lambda: [1, 8])
     """batch sizes"""
-    dtype: str = "bfloat16"
-    """input dtype (bfloat16, float16, float32)"""
-    warmup: int = 3
-    """untimed calls per variant (the first compiles or autotunes)"""
-    iters: int = 20
-    """timed calls per variant"""
-    compile_cache_dir: Optional[str] = None
-    """TORCHINDUCTOR_CACHE_DIR for the compiled variants"""
     smoke_cpu: bool = False
     """CPU plumbing check: Triton's interpreter, batch 2, one 32x6x10 shape, float32, no compile, 1 timed call"""
 
@@ -286,13 +281,9 @@ def main(argv=None) -> dict:
     norm_conv_c, channel_sums_c, scale_shift_c = compiled(norm_conv), compiled(channel_sums), compiled(
         group_norm_scale_shift)
 
-    result = {
-        "what": "GroupNorm + SiLU + 3x3 convolution (SD VAE resnet shapes): inductor + cuDNN against one Triton "
-                "kernel normalising in its prologue (scripts/bench_fused_conv.py); random weights",
-        "gpu": torch.cuda.get_device_name(0) if cuda else "none (CPU smoke run, Triton interpreter)",
-        "torch": torch.__version__, "python": platform.python_version(), "dtype": args.dtype, "iters": args.iters,
-        "shapes": {},
-    }
+    result = kernel_bench_header("GroupNorm + SiLU + 3x3 convolution (SD VAE resnet shapes): inductor + cuDNN against "
+                                 "one Triton kernel normalising in its prologue (scripts/bench_fused_conv.py); random "
+                                 "weights", cuda, args, cpu_run="CPU smoke run, Triton interpreter")
     try:
         import triton
 

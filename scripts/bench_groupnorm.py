@@ -50,17 +50,11 @@ DECODER_SHAPES = ["512x72x128", "512x144x256", "256x288x512", "128x576x1024"]
 
 
 @dataclass
-class GroupNormBenchConfig:
-    """Options of the GroupNorm benchmark."""
+class KernelBenchOptions:
+    """What every kernel benchmark takes; each script's config adds its shapes and switches."""
 
     out: Path
     """JSON file (rewritten after every shape)"""
-    batch: int = 8
-    """frames per call"""
-    shapes: List[str] = field(default_factory=lambda: list(DECODER_SHAPES))
-    """CxHxW of each GroupNorm input"""
-    groups: int = 32
-    """GroupNorm groups (the SD VAE uses 32)"""
     dtype: str = "bfloat16"
     """input dtype (bfloat16, float16, float32)"""
     warmup: int = 3
@@ -69,6 +63,18 @@ class GroupNormBenchConfig:
     """timed calls per variant"""
     compile_cache_dir: Optional[str] = None
     """TORCHINDUCTOR_CACHE_DIR for the compiled variants"""
+
+
+@dataclass
+class GroupNormBenchConfig(KernelBenchOptions):
+    """Options of the GroupNorm benchmark."""
+
+    batch: int = 8
+    """frames per call"""
+    shapes: List[str] = field(default_factory=lambda: list(DECODER_SHAPES))
+    """CxHxW of each GroupNorm input"""
+    groups: int = 32
+    """GroupNorm groups (the SD VAE uses 32)"""
     cuda_graphs: bool = False
     """time each variant replayed as a CUDA graph (as the fast path runs its step: no launch gaps between the small
     kernels of small inputs, which otherwise dominate, e.g. the UNet's GroupNorms at batch 1 or 2)"""
@@ -90,6 +96,17 @@ def kernel_bench_device(smoke_cpu: bool, dtype_name: str, compile_cache_dir: Opt
     if not isinstance(dtype, torch.dtype):
         raise SystemExit(f"error: --dtype {dtype_name!r} is not a torch dtype")
     return cuda, dtype, torch.device("cuda" if cuda else "cpu")
+
+
+def kernel_bench_header(what: str, cuda: bool, args: KernelBenchOptions, cpu_run: str = "CPU smoke run") -> dict:
+    """The first keys of a kernel benchmark's JSON: what it measures, the GPU (or ``none (cpu_run)``), torch, Python,
+    dtype and timed calls, and an empty ``shapes`` table the script fills."""
+    import torch
+
+    return {"what": what, "gpu": torch.cuda.get_device_name(0) if cuda else f"none ({cpu_run})",
+            "torch": torch.__version__, "python": platform.python_version(), "dtype": args.dtype, "iters": args.iters,
+            "shapes": {}}
+
 
 
 GRAPH_CALLS = 10

@@ -19,11 +19,10 @@ GPU:  python scripts/bench_upsample_conv.py --out $OUT/bench_upsample_conv.json 
 CPU plumbing check (tiny, no compile):  python scripts/bench_upsample_conv.py --smoke-cpu --out /tmp/up.json
 """
 import json
-import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import tyro
 
@@ -31,29 +30,25 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 if str(Path(__file__).resolve().parent) not in sys.path:  # bench_groupnorm's shared helpers
     sys.path.append(str(Path(__file__).resolve().parent))
-from bench_groupnorm import kernel_bench_device, measure_variant, parse_shape  # noqa: E402
+from bench_groupnorm import (  # noqa: E402
+    KernelBenchOptions,
+    kernel_bench_device,
+    kernel_bench_header,
+    measure_variant,
+    parse_shape,
+)
 
 
 @dataclass
-class UpsampleConvBenchConfig:
+class UpsampleConvBenchConfig(KernelBenchOptions):
     """Options of the upsampling-convolution benchmark."""
 
-    out: Path
-    """JSON file (rewritten after every shape)"""
     shapes: List[str] = field(default_factory=lambda: ["512x72x128", "512x144x256", "256x288x512"])
     """upsampler inputs CxHxW (output channels = C, as in the VAE decoder)"""
     batches: List[int] = field(default_factory=lambda: [8])
     """batch sizes"""
-    dtype: str = "bfloat16"
-    """input dtype (bfloat16, float16, float32)"""
     norm: bool = True
     """also time each formulation followed by GroupNorm + SiLU (--no-norm skips those)"""
-    warmup: int = 3
-    """untimed calls per variant (the first compiles)"""
-    iters: int = 20
-    """timed calls per variant"""
-    compile_cache_dir: Optional[str] = None
-    """TORCHINDUCTOR_CACHE_DIR for the compiled variants"""
     smoke_cpu: bool = False
     """CPU plumbing check: batch 2, one 32x6x10 shape, float32, no compile, 1 timed call"""
 
@@ -88,13 +83,8 @@ def main(argv=None) -> dict:
     for name, fn in formulations.items():  # CPU: plumbing only, uncompiled
         variants[name if cuda else f"{name}_eager"] = torch.compile(fn, dynamic=False) if cuda else fn
 
-    result = {
-        "what": "2x nearest upsampling + 3x3 convolution (SD VAE decoder shapes): stock pair vs one stride-2 "
-                "transposed convolution (difix_ns.fixers.upsample_conv)",
-        "gpu": torch.cuda.get_device_name(0) if cuda else "none (CPU smoke run)",
-        "torch": torch.__version__, "python": platform.python_version(), "dtype": args.dtype, "iters": args.iters,
-        "shapes": {},
-    }
+    result = kernel_bench_header("2x nearest upsampling + 3x3 convolution (SD VAE decoder shapes): stock pair vs one "
+                                 "stride-2 transposed convolution (difix_ns.fixers.upsample_conv)", cuda, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator(device="cpu").manual_seed(0)
     for c, h, w in shapes:

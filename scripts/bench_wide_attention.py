@@ -20,7 +20,7 @@ import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import tyro
 
@@ -28,29 +28,19 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 if str(Path(__file__).resolve().parent) not in sys.path:  # bench_groupnorm's shared helpers
     sys.path.append(str(Path(__file__).resolve().parent))
-from bench_groupnorm import kernel_bench_device, measure_variant  # noqa: E402
+from bench_groupnorm import KernelBenchOptions, kernel_bench_device, measure_variant  # noqa: E402
 
 
 @dataclass
-class WideAttentionBenchConfig:
+class WideAttentionBenchConfig(KernelBenchOptions):
     """Options of the wide-head attention benchmark."""
 
-    out: Path
-    """JSON file (rewritten after every batch size)"""
     batches: List[int] = field(default_factory=lambda: [1, 8])
     """batch sizes"""
     tokens: int = 9216
     """sequence length (latent pixels: 72 x 128 for 576x1024)"""
     head_dim: int = 512
     """channels of the single head"""
-    dtype: str = "bfloat16"
-    """input dtype (bfloat16, float16, float32)"""
-    warmup: int = 3
-    """untimed calls per variant (the first compiles)"""
-    iters: int = 20
-    """timed calls per variant"""
-    compile_cache_dir: Optional[str] = None
-    """TORCHINDUCTOR_CACHE_DIR for the compiled variants"""
     smoke_cpu: bool = False
     """CPU plumbing check: batch 2, 64 tokens, 32 channels, float32, no compile, 1 timed call"""
 
