@@ -38,13 +38,17 @@ from difix_ns.render.viewer import DifixViewerControls
 __all__ = ["commands", "entrypoint", "get_parser_fn"]
 
 
+@dataclass
 class PostFixArgs:
-    """Shared behaviour of the three subcommands (fields are declared on each dataclass for tyro's ordering)."""
+    """The options and behaviour the three subcommands add to nerfstudio's (their fields follow nerfstudio's)."""
 
-    postfix: bool
-    fixer: FixerConfig
-    rendered_output_names: Optional[List[str]]
-    work_ahead: bool
+    postfix: bool = True
+    """Post-fix every rendered frame with Difix (adds the rgb_fixed output)."""
+    fixer: FixerConfig = field(default_factory=lambda: FixerConfig(batch_size=4))
+    """Fixer used for post-fixing: --fixer.kind difix (default, --fixer.model-name) or an evaluation tool."""
+    work_ahead: bool = True
+    """Render the next batch and queue its fix while the current batch is written (same frames, faster on a GPU;
+    --no-work-ahead: one batch at a time)."""
 
     def _default_output_names(self) -> Optional[List[str]]:
         return [settings.OUTPUT_NAME] if self.postfix else ["rgb"]
@@ -75,48 +79,28 @@ class PostFixArgs:
             super().main()  # type: ignore[misc]
 
 
+@dataclass
+class PostFixOutputNames:
+    """The default outputs of a post-fixed video (nerfstudio's is rgb)."""
+
+    rendered_output_names: Optional[List[str]] = None
+    """Outputs to render side by side; default: rgb_fixed with --postfix, rgb with --no-postfix."""
+
+
 def _render_classes():
     from nerfstudio.scripts.render import DatasetRender, RenderCameraPath, RenderInterpolated
 
     @dataclass
-    class DifixRenderCameraPath(PostFixArgs, RenderCameraPath):
+    class DifixRenderCameraPath(PostFixOutputNames, PostFixArgs, RenderCameraPath):
         """Render a viewer/Blender camera path; with --postfix every frame is fixed by Difix (Difix3D+)."""
 
-        rendered_output_names: Optional[List[str]] = None
-        """Outputs to render side by side; default: rgb_fixed with --postfix, rgb with --no-postfix."""
-        postfix: bool = True
-        """Post-fix every rendered frame with Difix (adds the rgb_fixed output)."""
-        fixer: FixerConfig = field(default_factory=lambda: FixerConfig(batch_size=4))
-        """Fixer used for post-fixing: --fixer.kind difix (default, --fixer.model-name) or an evaluation tool."""
-        work_ahead: bool = True
-        """Render the next batch and queue its fix while the current batch is written (same frames, faster on a GPU;
-        --no-work-ahead: one batch at a time)."""
-
     @dataclass
-    class DifixRenderInterpolated(PostFixArgs, RenderInterpolated):
+    class DifixRenderInterpolated(PostFixOutputNames, PostFixArgs, RenderInterpolated):
         """Render a trajectory interpolating the eval or train cameras; with --postfix frames are fixed by Difix."""
-
-        rendered_output_names: Optional[List[str]] = None
-        """Outputs to render side by side; default: rgb_fixed with --postfix, rgb with --no-postfix."""
-        postfix: bool = True
-        """Post-fix every rendered frame with Difix (adds the rgb_fixed output)."""
-        fixer: FixerConfig = field(default_factory=lambda: FixerConfig(batch_size=4))
-        """Fixer used for post-fixing: --fixer.kind difix (default, --fixer.model-name) or an evaluation tool."""
-        work_ahead: bool = True
-        """Render the next batch and queue its fix while the current batch is written (same frames, faster on a GPU;
-        --no-work-ahead: one batch at a time)."""
 
     @dataclass
     class DifixDatasetRender(PostFixArgs, DatasetRender):
         """Render every image of a split (one folder per output); with --postfix an rgb_fixed folder is added."""
-
-        postfix: bool = True
-        """Post-fix every rendered frame with Difix (adds the rgb_fixed output)."""
-        fixer: FixerConfig = field(default_factory=lambda: FixerConfig(batch_size=4))
-        """Fixer used for post-fixing: --fixer.kind difix (default, --fixer.model-name) or an evaluation tool."""
-        work_ahead: bool = True
-        """Render the next batch and queue its fix while the current batch is written (same frames, faster on a GPU;
-        --no-work-ahead: one batch at a time)."""
 
         def _default_output_names(self) -> Optional[List[str]]:
             return None  # nerfstudio's default for dataset renders: every output (gt-rgb, rgb, ..., rgb_fixed)
