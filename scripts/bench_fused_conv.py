@@ -9,7 +9,7 @@ K = 9 taps x input channels, channels_last)
 * loads the raw input x, applies ``silu(x * scale[n, c] + shift[n, c])`` in registers (GroupNorm's per-sample,
   per-channel scale and shift; the zero padding applied after it, as the convolution pads its normalised input), and
   multiplies with the weight laid out as [9 * C_in, C_out] (:func:`conv3x3_weight_matrix`);
-* adds the bias and an optional residual in its epilogue, stores the output and, if asked, atomically adds the
+* adds the bias in its epilogue, stores the output and, if asked, atomically adds the
   output's per-(sample, channel) sums and sums of squares, from which :func:`group_norm_scale_shift` gives the next
   GroupNorm's scale and shift without another pass over the output.
 
@@ -81,10 +81,10 @@ def _kernels():
 
     @triton.jit
     def norm_silu_conv3x3(
-        x_ptr, scale_ptr, shift_ptr, w_ptr, bias_ptr, res_ptr, y_ptr, sum_ptr, sum_sq_ptr,
+        x_ptr, scale_ptr, shift_ptr, w_ptr, bias_ptr, y_ptr, sum_ptr, sum_sq_ptr,
         H, W, C, COUT,
-        sxn, sxc, sxh, sxw, syn, syc, syh, syw, srn, src, srh, srw,
-        NORM: tl.constexpr, SILU: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, STATS: tl.constexpr,
+        sxn, sxc, sxh, sxw, syn, syc, syh, syw,
+        NORM: tl.constexpr, SILU: tl.constexpr, HAS_BIAS: tl.constexpr, STATS: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):
         pid_m, pid_n, n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -114,9 +114,6 @@ def _kernels():
         if HAS_BIAS:
             acc += tl.load(bias_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
         mask = m_ok[:, None] & n_ok[None, :]
-        if HAS_RES:
-            r_ptrs = res_ptr + n.to(tl.int64) * srn + (oh * srh + ow * srw)[:, None] + offs_n[None, :] * src
-            acc += tl.load(r_ptrs, mask=mask, other=0.0).to(tl.float32)
         out = acc.to(y_ptr.dtype.element_ty)
         y_ptrs = y_ptr + n.to(tl.int64) * syn + (oh * syh + ow * syw)[:, None] + offs_n[None, :] * syc
         tl.store(y_ptrs, out, mask=mask)
@@ -130,7 +127,7 @@ def _kernels():
         for bm, bn, bk, warps, stages in CONFIGS
     ]
     autotuned = triton.autotune(
-        configs, key=["H", "W", "C", "COUT", "NORM", "SILU", "HAS_RES", "STATS"],
+        configs, key=["H", "W", "C", "COUT", "NORM", "SILU", "STATS"],
         reset_to_zero=["sum_ptr", "sum_sq_ptr"],
     )(norm_silu_conv3x3)
     return norm_silu_conv3x3, autotuned
@@ -150,16 +147,15 @@ def norm_silu_conv3x3(
     bias: Optional["torch.Tensor"] = None,
     scale: Optional["torch.Tensor"] = None,
     shift: Optional["torch.Tensor"] = None,
-    residual: Optional["torch.Tensor"] = None,
     stats: bool = False,
     silu: bool = True,
     block: Optional[tuple] = None,
 ):
-    """``conv2d(silu(x * scale + shift), W, bias, padding=1) + residual`` for x [N, C, H, W] (best in channels_last).
+    """``conv2d(silu(x * scale + shift), W, bias, padding=1)`` for x [N, C, H, W] (best in channels_last).
 
     ``weight_matrix`` is :func:`conv3x3_weight_matrix` of W (its dtype is the product's: x is cast to it after the
     prologue); ``scale`` and ``shift`` are float32 [N, C] (both or neither; without them the input is used as it is);
-    ``residual`` is [N, C_out, H, W]. Returns the output (channels_last, x's dtype) and, with ``stats``, float32
+    Returns the output (channels_last, x's dtype) and, with ``stats``, float32
     [N, C_out] sums and sums of squares of it (else None, None). ``silu=False`` leaves the SiLU out (the prologue
     is then the affine normalisation alone: what the SiLU's exponential costs). ``block`` = (BLOCK_M, BLOCK_N,
     BLOCK_K, num_warps, num_stages) skips the autotuner (tests, the interpreter)."""
@@ -174,8 +170,6 @@ def norm_silu_conv3x3(
     norm = scale is not None
     if norm and (scale.shape != (n, c) or shift.shape != (n, c)):
         raise ValueError(f"scale and shift must be [{n}, {c}], got {tuple(scale.shape)} and {tuple(shift.shape)}")
-    if residual is not None and tuple(residual.shape) != (n, c_out, h, w):
-        raise ValueError(f"residual must be [{n}, {c_out}, {h}, {w}], got shape {tuple(residual.shape)}")
     import torch
 
     plain, autotuned = _kernels()
@@ -185,14 +179,13 @@ def norm_silu_conv3x3(
     y = torch.empty((n, c_out, h, w), device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
     sums = torch.zeros((2, n, c_out), device=x.device, dtype=torch.float32) if stats else None
     dummy = y  # pointers the kernel does not read when a feature is off
-    res = residual if residual is not None else dummy
     args = (
         x, scale.float().contiguous() if norm else dummy, shift.float().contiguous() if norm else dummy,
-        weight_matrix, bias if bias is not None else dummy, res, y,
+        weight_matrix, bias if bias is not None else dummy, y,
         sums[0] if stats else dummy, sums[1] if stats else dummy,
-        h, w, c, c_out, *x.stride(), *y.stride(), *res.stride(),
+        h, w, c, c_out, *x.stride(), *y.stride(),
     )
-    flags = dict(NORM=norm, SILU=silu, HAS_BIAS=bias is not None, HAS_RES=residual is not None, STATS=stats)
+    flags = dict(NORM=norm, SILU=silu, HAS_BIAS=bias is not None, STATS=stats)
     if block:
         bm, bn, bk, warps, stages = block
         grid = (-(-h * w // bm), -(-c_out // bn), n)
