@@ -108,7 +108,6 @@ def kernel_bench_header(what: str, cuda: bool, args: KernelBenchOptions, cpu_run
             "shapes": {}}
 
 
-
 GRAPH_CALLS = 10
 """calls captured in one CUDA graph with ``graphs``: one replay's launch is shared by that many calls."""
 
