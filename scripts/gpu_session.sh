@@ -28,6 +28,9 @@
 #   fusedconv  GroupNorm + SiLU + 3x3 convolution at the VAE's resnet shapes: inductor + cuDNN against a hand-written
 #             Triton kernel normalising in its prologue and summing for the next GroupNorm in its epilogue
 #             (bench_fused_conv.py, batch 1 and 8, autotuned), ~2 min
+#   cudnnconv  GroupNorm + SiLU + 3x3 convolution at the VAE's resnet shapes as fused cuDNN graphs (normalisation in
+#             the prologue, statistics from the epilogue; the cudnn frontend wheel from prepare_device_extras.sh)
+#             against inductor + cuDNN (bench_cudnn_conv.py, batch 1 and 8), ~3 min
 #   groupnorm_ab  groupnorm at the decoder's and the UNet's shapes with the channel_sums formulation, then the compiled
 #             batch-8 step profiled with compiled_group_norm=channel_sums and =channel_stats (the A/B), ~7 min cold
 #   kernels   groupnorm, then the VAE's wide attention head: SDPA vs two GEMMs (bench_wide_attention.py), then the
@@ -69,7 +72,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|gnsmall|fusedconv|groupnorm_ab|kernels|fastpath|b1refs|constants|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|gnsmall|fusedconv|cudnnconv|groupnorm_ab|kernels|fastpath|b1refs|constants|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -270,6 +273,13 @@ case "$job" in
   fusedconv)
     timeout "${JOB_SECONDS:-300}" python scripts/bench_fused_conv.py --out "$OUT/bench_fused_conv.json" \
       --compile-cache-dir /tmp/difix_compile_cache || true
+    ;;
+  cudnnconv)
+    # the frontend's bindings load the libcudnn PyTorch ships: point the loader at it
+    cudnn_lib=$(python3 -c "import os, nvidia.cudnn as m; print(os.path.join(list(m.__path__)[0], 'lib'))" 2>/dev/null || true)
+    export LD_LIBRARY_PATH=${cudnn_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    timeout "${JOB_SECONDS:-420}" python scripts/bench_cudnn_conv.py --out "$OUT/bench_cudnn_conv.json" \
+      --compile-cache-dir /tmp/difix_compile_cache ${CUDNN_CONV_ARGS:-} || true
     ;;
   groupnorm_ab)
     # GroupNorm formulations alone (decoder and UNet shapes), then the compiled batch-8 step profiled with

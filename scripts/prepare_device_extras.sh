@@ -2,7 +2,9 @@
 # What the GPU jobs need beyond ../shared/device/prepare.sh (run it first, from the repository root):
 #   * fox images_2 (the rounds and quality jobs train fox at half resolution; prepare.sh copies only images_4);
 #   * wheels the GPU machine lacks: IPython (mediapy imports IPython.display, so nerfstudio.scripts.render and
-#     bench_postfix_render.py fail without it) and constriction (the NiFi codec's rANS coder).
+#     bench_postfix_render.py fail without it), constriction (the NiFi codec's rANS coder) and NVIDIA's cuDNN
+#     frontend (bench_cudnn_conv.py; 1.16.0: its graphs are C++ bindings over the libcudnn PyTorch ships, 2 MB;
+#     releases from 1.2x on lower their graphs through cuda-python and need the CUDA driver even to validate one).
 # Needs PyPI (this machine, not the GPU one). Keep .device under the device tool's 64 MiB carry limit with the
 # tracked files: the script prints the total.
 set -euo pipefail
@@ -16,9 +18,11 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pip download -q --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux2014_x86_64 \
   --dest "$tmp" constriction==0.5.0 ipython
+pip download -q --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+  --no-deps --dest "$tmp" nvidia-cudnn-frontend==1.16.0
 # numpy, pygments and jedi/parso are left out: the GPU machine has numpy and pygments, and IPython runs without jedi
 for name in constriction ipython ipython_pygments_lexers matplotlib_inline pexpect ptyprocess prompt_toolkit wcwidth \
-    stack_data asttokens executing pure_eval traitlets; do
+    stack_data asttokens executing pure_eval traitlets nvidia_cudnn_frontend; do
   cp "$tmp"/"$name"-*.whl .device/wheels/
 done
 echo "carried: $(( ($(du -sb .device | cut -f1) + $(git ls-files -z | du -cb --files0-from=- | tail -1 | cut -f1)) / 1048576 )) MiB of 64"

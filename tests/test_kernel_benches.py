@@ -157,3 +157,39 @@ def test_fused_conv_bench_rejects_channels_the_kernel_cannot_tile(tmp_path):
     with pytest.raises(SystemExit, match="multiple of 64"):
         load_script("bench_fused_conv").main(["--out", str(out), "--shapes", "96x8x8"])
     assert not out.exists()
+
+
+def test_cudnn_conv_bench_reference_layer_is_group_norm_silu_conv(tmp_path):
+    """bench_cudnn_conv.py compares each fused cuDNN graph with a float32 layer built from the channel sums a previous
+    layer hands over; on the CPU that layer must be GroupNorm + SiLU + convolution (+ the skip tensor), and every
+    graph gets a row (validated by the frontend where it imports, else the import error), with nothing executed."""
+    import torch
+    import torch.nn.functional as F
+
+    bench = load_script("bench_cudnn_conv")
+    out = tmp_path / "cc.json"
+    result = bench.main(["--smoke-cpu", "--out", str(out)])
+    rows = json.loads(out.read_text())["shapes"]["32x6x10_b2"]
+    assert rows["reference_layer"]["max_abs_diff_vs_group_norm_silu_conv"] < 1e-4
+    assert set(rows) == {"reference_layer", *bench.GRAPHS}
+    for name in bench.GRAPHS:
+        assert rows[name] == {"validated": True} or "cudnn" in rows[name]["error"], rows[name]
+    assert result["shapes"] == json.loads(out.read_text())["shapes"]
+
+    gen = torch.Generator().manual_seed(1)
+    x, skip = torch.randn(2, 8, 5, 7, generator=gen), torch.randn(2, 8, 5, 7, generator=gen)
+    weight, bias = torch.randn(8, 8, 3, 3, generator=gen), torch.randn(8, generator=gen)
+    gn_w, gn_b = torch.rand(8, generator=gen) + 0.5, torch.randn(8, generator=gen)
+    sums = (x.sum((2, 3)), (x * x).sum((2, 3)))
+    scale, shift = load_script("bench_fused_conv").group_norm_scale_shift(*sums, 35, 4, gn_w, gn_b, 1e-6)
+    y, y_sums, y_sq = bench.reference_layer(x, scale, shift, weight, bias, "swish", skip)
+    want = F.conv2d(F.silu(F.group_norm(x, 4, gn_w, gn_b, 1e-6)), weight, bias, padding=1) + skip
+    assert torch.allclose(y, want, atol=1e-4)
+    assert torch.allclose(y_sums, want.sum((2, 3)), atol=1e-3) and torch.allclose(y_sq, (want * want).sum((2, 3)))
+
+
+def test_cudnn_conv_bench_rejects_unknown_graphs(tmp_path):
+    out = tmp_path / "cc.json"
+    with pytest.raises(SystemExit, match="--graphs graph_fast"):
+        load_script("bench_cudnn_conv").main(["--smoke-cpu", "--out", str(out), "--graphs", "graph_fast"])
+    assert not out.exists()
