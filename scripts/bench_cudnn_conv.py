@@ -105,10 +105,12 @@ def channels_last_strides(n: int, c: int, h: int, w: int) -> List[int]:
 
 
 class CudnnLayer:
-    """One fused layer as a cuDNN operation graph for fixed shapes: ``layer(x, weight, bias, scale, shift, residual)``
-    -> output (channels_last, the input's dtype); after a call ``layer.sums`` holds (sum, sum of squares) [1, C, 1, 1]
-    float32 if the graph has ``genstats``. Built with every plan the heuristics offer; :meth:`autotune` keeps the
-    fastest. Raises whatever cuDNN raises when no engine supports the graph."""
+    """One fused layer as a cuDNN operation graph for fixed shapes: ``layer.run(layer.pack(x, weight, bias, scale,
+    shift, residual))`` writes ``layer.out`` (channels_last, the input's dtype) and ``layer.sums`` (sum, sum of squares,
+    [1, C, 1, 1]
+    float32 if the graph has ``genstats`` (zeroed before each call: the sums are not assumed to be overwritten). The
+    first ``max_plans`` plans the heuristics offer are built; :meth:`autotune` keeps the fastest. Raises whatever
+    cuDNN raises when no engine supports the graph."""
 
     def __init__(self, handle, x, weight, activation: Optional[str], bias: bool, stats: bool, residual: bool,
                  heuristics: Tuple[str, ...] = ("A", "B", "FALLBACK"), max_plans: int = 6, build: bool = True):
@@ -208,6 +210,9 @@ class CudnnLayer:
         import torch
 
         cudnn.set_stream(handle=self.handle, stream=torch.cuda.current_stream().cuda_stream)
+        if self.stats:
+            pack[self.sum_t].zero_()
+            pack[self.sq_t].zero_()
         self.graph.execute_plan_at_index(pack, self.workspace, index=self.plan_index if index is None else index,
                                          handle=self.handle)
 
