@@ -106,9 +106,8 @@ def channels_last_strides(n: int, c: int, h: int, w: int) -> List[int]:
 
 class CudnnLayer:
     """One fused layer as a cuDNN operation graph for fixed shapes: ``layer.run(layer.pack(x, weight, bias, scale,
-    shift, residual))`` writes ``layer.out`` (channels_last, the input's dtype) and ``layer.sums`` (sum, sum of squares,
-    [1, C, 1, 1]
-    float32 if the graph has ``genstats`` (zeroed before each call: the sums are not assumed to be overwritten). The
+    shift, residual))`` writes ``layer.out`` (channels_last, the input's dtype) and, if the graph has ``genstats``,
+    ``layer.sums`` (sum and sum of squares, [1, C, 1, 1] float32; zeroed before each call, not assumed overwritten). The
     first ``max_plans`` plans the heuristics offer are built; :meth:`autotune` keeps the fastest. Raises whatever
     cuDNN raises when no engine supports the graph."""
 
