@@ -47,7 +47,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Literal, Optional, Tuple
 
 import tyro
 
@@ -112,7 +112,8 @@ class CudnnLayer:
     cuDNN raises when no engine supports the graph."""
 
     def __init__(self, handle, x, weight, activation: Optional[str], bias: bool, stats: bool, residual: bool,
-                 heuristics: Tuple[str, ...] = ("A", "B", "FALLBACK"), max_plans: int = 6, build: bool = True):
+                 heuristics: Tuple[str, ...] = ("A", "B", "FALLBACK"), max_plans: int = 6, build: bool = True,
+                 affine_in_input_dtype: bool = False):
         import cudnn
         import torch
 
@@ -127,14 +128,13 @@ class CudnnLayer:
         self.graph = g
         self.x_t = g.tensor(name="x", dim=list(x.shape), stride=list(x.stride()), data_type=io)
         self.w_t = g.tensor(name="w", dim=list(weight.shape), stride=list(weight.stride()), data_type=io)
-        per = [n, x.shape[1], 1, 1]  # GroupNorm's scale and shift: per (sample, channel), float32
+        per = [n, x.shape[1], 1, 1]  # GroupNorm's scale and shift: per (sample, channel), float32 or x's dtype
+        affine = io if affine_in_input_dtype else cudnn.data_type.FLOAT
         self.scale_t = self.shift_t = self.bias_t = self.res_t = None
         image = self.x_t
         if activation is not None:
-            self.scale_t = g.tensor(name="scale", dim=per, stride=[per[1], 1, per[1], per[1]],
-                                    data_type=cudnn.data_type.FLOAT)
-            self.shift_t = g.tensor(name="shift", dim=per, stride=[per[1], 1, per[1], per[1]],
-                                    data_type=cudnn.data_type.FLOAT)
+            self.scale_t = g.tensor(name="scale", dim=per, stride=[per[1], 1, per[1], per[1]], data_type=affine)
+            self.shift_t = g.tensor(name="shift", dim=per, stride=[per[1], 1, per[1], per[1]], data_type=affine)
             image = g.scale(input=image, scale=self.scale_t, name="gn_scale")
             image = g.bias(input=image, bias=self.shift_t, name="gn_shift")
             image = g.swish(input=image, name="silu") if activation == "swish" else g.relu(input=image, name="relu")
@@ -244,6 +244,9 @@ class CudnnConvBenchConfig(KernelBenchOptions):
     graph_chain_relu)"""
     max_plans: int = 6
     """plans timed per graph (the fastest is kept)"""
+    affine_dtype: Literal["float32", "input"] = "float32"
+    """dtype of the prologue's scale and shift tensors: float32, or the input's (cuDNN's documented BatchNorm-fusion
+    samples use the input's)"""
     smoke_cpu: bool = False
     """CPU check: the float32 reference layer against F.group_norm + SiLU + F.conv2d, batch 2, one 32x6x10 shape,
     and each graph validated by the frontend if it imports; no cuDNN execution"""
@@ -304,6 +307,8 @@ def main(argv=None) -> dict:
         return F.conv2d(group_norm_by_size(x, groups, gw, gb, eps, silu=True), w, b, padding=1)
 
     norm_conv_c, scale_shift_c = compiled(norm_conv), compiled(group_norm_scale_shift)
+    affine_in_input = args.affine_dtype == "input"
+    result["affine_dtype"] = args.affine_dtype
     gen = torch.Generator(device="cpu").manual_seed(0)
     for c, h, w in shapes:
         for batch in args.batches:
@@ -364,13 +369,14 @@ def main(argv=None) -> dict:
                 ref_key = ("swish_res" if residual else activation) if activation else ("bias" if has_bias else None)
                 target, _, _ = references[ref_key]
                 want_all = tuple(s.sum(0) for s in references[ref_key][1:])  # genstats sums over the batch too
+                affine_dtype = dtype if affine_in_input else torch.float32
                 inputs = dict(bias=bias.view(1, c, 1, 1) if has_bias else None,
-                              scale=scale.view(batch, c, 1, 1).contiguous() if activation else None,
-                              shift=shift.view(batch, c, 1, 1).contiguous() if activation else None,
+                              scale=scale.view(batch, c, 1, 1).to(affine_dtype).contiguous() if activation else None,
+                              shift=shift.view(batch, c, 1, 1).to(affine_dtype).contiguous() if activation else None,
                               residual=skip if residual else None)
                 try:
                     layer = CudnnLayer(handle, x, weight, activation, has_bias, stats, residual,
-                                       max_plans=args.max_plans, build=cuda)
+                                       max_plans=args.max_plans, build=cuda, affine_in_input_dtype=affine_in_input)
                 except Exception as err:  # noqa: BLE001  (unsupported graphs are a result, not a failure)
                     rows[name] = {"error": _error(err)}
                     print(f"[cudnn_conv] {key} {name}: {rows[name]}", flush=True)
@@ -404,7 +410,7 @@ def main(argv=None) -> dict:
                 if batch > 1 and stats:  # exact GroupNorm statistics: the batch-1 graph once per sample
                     try:
                         one = CudnnLayer(handle, x[:1], weight, activation, has_bias, stats, residual,
-                                         max_plans=args.max_plans)
+                                         max_plans=args.max_plans, affine_in_input_dtype=affine_in_input)
                         packs = []
                         outs = torch.empty_like(x)
                         sums = torch.zeros(2, batch, c, device=device, dtype=torch.float32)
