@@ -68,11 +68,6 @@ class DifixFixerConfig:
     compiled_upsample: Literal["phases", "stock"] = "phases"
     """2x nearest upsampling + 3x3 convolution (VAE decoder, UNet) in the compiled graphs: one stride-2 transposed
     convolution with 16/36 of the multiply-adds ("phases"), or the upsampling then the convolution ("stock")."""
-    compiled_resnets: Literal["stock", "cudnn"] = "stock"
-    """The resnets' GroupNorm + SiLU + 3x3 convolutions in the compiled graphs: inductor's normalisation passes around
-    cuDNN's plain convolutions ("stock"), or one fused cuDNN graph per convolution that normalises its input as it
-    loads it and sums its output for the next GroupNorm ("cudnn"; needs the nvidia-cudnn-frontend package, else
-    computed unfused; experimental, measured in docs/difix_fast_path.md). difix_ns/fixers/cudnn_conv.py."""
     compiled_constants: Literal["inputs", "folded", "frozen"] = "inputs"
     """The UNet's work that depends on its fixed timestep and prompt alone (time embedding and its per-resnet
     projections, the prompt's cross-attention keys/values): recomputed at every call ("inputs"), recorded once and
@@ -297,7 +292,6 @@ class DifixFixer:
                     group_norm=self.config.compiled_group_norm,
                     wide_attention=self.config.compiled_wide_attention,
                     upsample=self.config.compiled_upsample,
-                    resnets=self.config.compiled_resnets,
                     constants=self.config.compiled_constants,
                 )
             except Exception as err:  # noqa: BLE001

@@ -90,8 +90,6 @@ class BenchDifixConfig:
     """upsampling convolutions in the fast path's compiled graphs (DifixFixerConfig.compiled_upsample)"""
     constants: Literal["inputs", "folded", "frozen"] = "inputs"
     """the UNet's conditioning-only work in the fast path's graphs (DifixFixerConfig.compiled_constants)"""
-    resnets: Literal["stock", "cudnn"] = "stock"
-    """the resnets' GroupNorm + SiLU + convolutions in the fast path's graphs (DifixFixerConfig.compiled_resnets)"""
     graphs_ablation: bool = True
     """time the fast path's batch-1 step without CUDA graphs as well (--no-graphs-ablation skips it: without V=0 in
     --refs or 1 in --batches its shape is one more compile)"""
@@ -374,7 +372,7 @@ def run_difix(bench: Bench, size: str, device: str, cuda: bool) -> None:
                                          compiled_group_norm=args.group_norm,
                                          compiled_wide_attention=args.wide_attention,
                                          compiled_upsample=args.upsample, compiled_constants=args.constants,
-                                         compiled_resnets=args.resnets, **common)
+                                         **common)
         if not cuda:  # smoke: the fast step's plumbing (reference latents, padding, x0 + decode), uncompiled
             from difix_ns.fixers.compiled import CompiledDifixStep
             from difix_ns.fixers.wide_attention import use_wide_head_attention
@@ -382,7 +380,7 @@ def run_difix(bench: Bench, size: str, device: str, cuda: bool) -> None:
             step = CompiledDifixStep(fixer.pipeline, fixer.timestep, fixer.config.prompt, cuda_graphs=False,
                                      compile=args.smoke_compile, cache_dir=args.compile_cache_dir,
                                      group_norm=args.group_norm, wide_attention=args.wide_attention,
-                                     upsample=args.upsample, constants=args.constants, resnets=args.resnets)
+                                     upsample=args.upsample, constants=args.constants)
             if args.smoke_compile:  # as DifixFixer._prepare does on CUDA; the decoder's upsamplers then take the phases
                 fixer.pipeline.vae.merge_lora()
             if args.smoke_compile and args.wide_attention == "matmul":
@@ -398,7 +396,6 @@ def run_difix(bench: Bench, size: str, device: str, cuda: bool) -> None:
             "wide_attention": getattr(fast, "wide_attention", None) if fast else None,
             "upsample": getattr(fast, "upsample", None) if fast else None,
             "constants": getattr(fast, "constants", None) if fast else None,
-            "resnets": getattr(fast, "resnets", None) if fast else None,
             "reference_cache_hits": fixer.reference_cache.hits,
             "reference_cache_misses": fixer.reference_cache.misses,
         }

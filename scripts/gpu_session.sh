@@ -31,9 +31,6 @@
 #   cudnnconv  GroupNorm + SiLU + 3x3 convolution at the VAE's resnet shapes as fused cuDNN graphs (normalisation in
 #             the prologue, statistics from the epilogue; the cudnn frontend wheel from prepare_device_extras.sh)
 #             against inductor + cuDNN (bench_cudnn_conv.py, batch 1 and 8), ~3 min
-#   resnets_ab  the fast path at batch 1 (bench_difix.py, no anchor, eager bf16 for the output difference) with
-#             compiled_resnets=cudnn (fused cuDNN GroupNorm-convolutions), then =stock, a compile cache each, until
-#             JOB_DEADLINE (RESNETS_BATCHES / RESNETS_REFS: the shapes, default batch 1 without a reference)
 #   groupnorm_ab  groupnorm at the decoder's and the UNet's shapes with the channel_sums formulation, then the compiled
 #             batch-8 step profiled with compiled_group_norm=channel_sums and =channel_stats (the A/B), ~7 min cold
 #   kernels   groupnorm, then the VAE's wide attention head: SDPA vs two GEMMs (bench_wide_attention.py), then the
@@ -75,14 +72,11 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|gnsmall|fusedconv|cudnnconv|resnets_ab|groupnorm_ab|kernels|fastpath|b1refs|constants|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|gnsmall|fusedconv|cudnnconv|groupnorm_ab|kernels|fastpath|b1refs|constants|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
 export PYTHONPATH=$PWD:${PYTHONPATH:-} HF_HUB_OFFLINE=1
-# NVIDIA's cuDNN frontend (bench_cudnn_conv.py, compiled_resnets="cudnn") loads the libcudnn PyTorch ships
-cudnn_lib=$(python3 -c "import os, nvidia.cudnn as m; print(os.path.join(list(m.__path__)[0], 'lib'))" 2>/dev/null || true)
-export LD_LIBRARY_PATH=${cudnn_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # The metric code reads backbones from $DIFIX_NS_CACHE/backbones; stage the AlexNet weights .device ships there
 # (without them LPIPS-alex, and with it the quality benchmark, cannot start).
 export DIFIX_NS_CACHE=$PWD/.device/cache
@@ -281,20 +275,11 @@ case "$job" in
       --compile-cache-dir /tmp/difix_compile_cache || true
     ;;
   cudnnconv)
+    # the frontend's bindings load the libcudnn PyTorch ships: point the loader at it
+    cudnn_lib=$(python3 -c "import os, nvidia.cudnn as m; print(os.path.join(list(m.__path__)[0], 'lib'))" 2>/dev/null || true)
+    export LD_LIBRARY_PATH=${cudnn_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     timeout "${JOB_SECONDS:-420}" python scripts/bench_cudnn_conv.py --out "$OUT/bench_cudnn_conv.json" \
       --compile-cache-dir /tmp/difix_compile_cache ${CUDNN_CONV_ARGS:-} || true
-    ;;
-  resnets_ab)
-    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 540 ))}
-    for kind in cudnn stock; do
-      left=$(( deadline - $(date +%s) ))
-      [ "$left" -gt 60 ] || break
-      [ "$kind" = cudnn ] && left=$(( left * 55 / 100 ))
-      budget_s=$(( left - 20 ))
-      timeout "$left" python scripts/bench_difix.py --no-anchor --eager-dtypes bfloat16 --no-graphs-ablation \
-        --batches ${RESNETS_BATCHES:-1} --refs ${RESNETS_REFS:-0} --resnets ${kind:-cudnn} --budget-s ${budget_s:-200} \
-        --compile-cache-dir "/tmp/cc_resnets_$kind" --out "$OUT/bench_difix_resnets_$kind.json" || true
-    done
     ;;
   groupnorm_ab)
     # GroupNorm formulations alone (decoder and UNet shapes), then the compiled batch-8 step profiled with

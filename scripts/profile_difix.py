@@ -101,8 +101,6 @@ class ProfileDifixConfig:
     """upsampling convolutions in the compiled mode's graphs (DifixFixerConfig.compiled_upsample)"""
     constants: Literal["inputs", "folded", "frozen"] = "inputs"
     """the UNet's conditioning-only work in the compiled mode's graphs (DifixFixerConfig.compiled_constants)"""
-    resnets: Literal["stock", "cudnn"] = "stock"
-    """the resnets' GroupNorm + SiLU + convolutions in the compiled mode's graphs (DifixFixerConfig.compiled_resnets)"""
 
 
 def parse_args(argv=None) -> ProfileDifixConfig:
@@ -432,13 +430,12 @@ def run_mode(mode: str, fixer, x, zref, args, cuda: bool, flops: Optional[dict])
     else:
         step = CompiledDifixStep(pipe, fixer.timestep, fixer.config.prompt, cuda_graphs=False, compile=cuda,
                                  cache_dir=args.compile_cache_dir, group_norm=args.group_norm,
-                                 wide_attention=args.wide_attention, upsample=args.upsample, constants=args.constants,
-                                 resnets=args.resnets)
+                                 wide_attention=args.wide_attention, upsample=args.upsample, constants=args.constants)
         xd = x.to(fixer.dtype)
         call = functools.partial(step, xd, zref)
         entry.update(memory_format="channels_last", compiled=cuda, cuda_graphs=False, cudnn_benchmark=True,
                      group_norm=step.group_norm, wide_attention=step.wide_attention, upsample=step.upsample,
-                     constants=step.constants, resnets=step.resnets)
+                     constants=step.constants)
         if not cuda:
             entry["note"] = "CPU smoke: CompiledDifixStep uncompiled (its plumbing, channels_last + SDPA)"
     t0 = time.perf_counter()

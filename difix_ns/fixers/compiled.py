@@ -14,8 +14,7 @@ reference *latents*, see ``reference_cache``) but
   inductor's own), and the VAE's 512-wide attention head as two GEMMs around a float32
   softmax (``wide_attention="matmul"``, see ``wide_attention``; "sdpa" keeps SDPA), and each 2x nearest upsampling
   + 3x3 convolution as one stride-2 transposed convolution (``upsample="phases"``, see ``upsample_conv``;
-  "stock" keeps the pair), and with ``resnets="cudnn"`` each resnet's GroupNorm + SiLU + 3x3 convolution as one
-  fused cuDNN graph (see ``cudnn_conv``; experimental); eager calls of the same modules are unchanged;
+  "stock" keeps the pair); eager calls of the same modules are unchanged;
 * with ``constants="folded"`` or ``"frozen"``, the UNet's work that depends on its fixed conditioning alone (the time
   embedding and its per-resnet projections, the prompt's cross-attention keys and values) done once instead of at
   every call: recorded module outputs, or inductor's freezing, which also folds weight-only work such as the
@@ -167,7 +166,6 @@ class CompiledDifixStep:
         wide_attention: str = "matmul",
         upsample: str = "phases",
         constants: str = "inputs",
-        resnets: str = "stock",
     ):
         on_cuda = pipe.model_device.type == "cuda"
         if cuda_graphs and not on_cuda:
@@ -188,7 +186,6 @@ class CompiledDifixStep:
         pipe.unet.to(memory_format=torch.channels_last)
         self.group_norm, self.wide_attention, self.upsample = self._use_kernels(group_norm, wide_attention, upsample,
                                                                                compile)
-        self.resnets = self._use_resnets(resnets, compile)
         self._encode, self._unet, self._decode = self._encode_eager, pipe.unet, self._decode_eager
         self._encode_one = self._encode_reference_eager
         self._compiled = compile
@@ -226,18 +223,6 @@ class CompiledDifixStep:
         else:
             use_stock_attention(self.pipe.vae)
         return group_norm, wide_attention, upsample
-
-    def _use_resnets(self, resnets: str, compile: bool) -> str:
-        """Set how the compiled graphs run the resnets' GroupNorm + SiLU + convolutions; returns what is in use."""
-        from difix_ns.fixers.cudnn_conv import RESNET_KINDS, use_fused_resnets
-
-        if resnets not in RESNET_KINDS:
-            raise ValueError(f"resnets must be one of {', '.join(RESNET_KINDS)}; got {resnets!r}")
-        if not compile:
-            resnets = "stock"
-        for model in (self.pipe.vae, self.pipe.unet):
-            use_fused_resnets(model, resnets)
-        return resnets
 
     def _compile(self, fn: Callable) -> Callable:
         compiled = torch.compile(fn, dynamic=False, options=dict(INDUCTOR_OPTIONS))

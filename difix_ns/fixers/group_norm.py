@@ -41,39 +41,6 @@ def _batch_and_channels(x: torch.Tensor, groups: int) -> tuple[int, int]:
     return n, c
 
 
-def channel_stats_scale_shift(
-    x: torch.Tensor,
-    groups: int,
-    weight: Optional[torch.Tensor] = None,
-    bias: Optional[torch.Tensor] = None,
-    eps: float = 1e-6,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """GroupNorm's per-(sample, channel) scale and shift ([N, C] float32 each; ``x * scale + shift`` is
-    ``F.group_norm(x, groups, weight, bias, eps)``) from per-channel ``var_mean`` statistics of x [N, C, *spatial]."""
-    n, c = _batch_and_channels(x, groups)
-    var_c, mean_c = torch.var_mean(x.float(), dim=tuple(range(2, x.ndim)), correction=0)  # [N, C] each
-    var_c, mean_c = var_c.view(n, groups, -1), mean_c.view(n, groups, -1)
-    mean_g = mean_c.mean(-1, keepdim=True)
-    var_g = var_c.mean(-1, keepdim=True) + (mean_c - mean_g).pow(2).mean(-1, keepdim=True)
-    inv_std = torch.rsqrt(var_g + eps)
-    scale = inv_std.expand_as(mean_c).reshape(n, c)
-    shift = (-mean_g * inv_std).expand_as(mean_c).reshape(n, c)
-    if weight is not None:
-        scale, shift = scale * weight.float(), shift * weight.float()
-    if bias is not None:
-        shift = shift + bias.float()
-    return scale, shift
-
-
-def apply_scale_shift(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, silu: bool = False) -> torch.Tensor:
-    """``x * scale + shift`` per (sample, channel) in float32 (then SiLU when ``silu``), in x's dtype."""
-    view = tuple(scale.shape) + (1,) * (x.ndim - 2)
-    y = x.float() * scale.view(view) + shift.view(view)
-    if silu:
-        y = F.silu(y)
-    return y.to(x.dtype)
-
-
 def group_norm_from_channel_stats(
     x: torch.Tensor,
     groups: int,
@@ -87,7 +54,23 @@ def group_norm_from_channel_stats(
     Statistics are accumulated in float32 whatever the input dtype, as ``F.group_norm`` does on CUDA; the output
     has x's dtype and memory format.
     """
-    return apply_scale_shift(x, *channel_stats_scale_shift(x, groups, weight, bias, eps), silu=silu)
+    n, c = _batch_and_channels(x, groups)
+    var_c, mean_c = torch.var_mean(x.float(), dim=tuple(range(2, x.ndim)), correction=0)  # [N, C] each
+    var_c, mean_c = var_c.view(n, groups, -1), mean_c.view(n, groups, -1)
+    mean_g = mean_c.mean(-1, keepdim=True)
+    var_g = var_c.mean(-1, keepdim=True) + (mean_c - mean_g).pow(2).mean(-1, keepdim=True)
+    inv_std = torch.rsqrt(var_g + eps)
+    scale = inv_std.expand_as(mean_c).reshape(n, c)
+    shift = (-mean_g * inv_std).expand_as(mean_c).reshape(n, c)
+    if weight is not None:
+        scale, shift = scale * weight.float(), shift * weight.float()
+    if bias is not None:
+        shift = shift + bias.float()
+    view = (n, c) + (1,) * (x.ndim - 2)
+    y = x.float() * scale.view(view) + shift.view(view)
+    if silu:
+        y = F.silu(y)
+    return y.to(x.dtype)
 
 
 def group_norm_from_channel_sums(
@@ -99,20 +82,7 @@ def group_norm_from_channel_sums(
     silu: bool = False,
 ) -> torch.Tensor:
     """``F.group_norm(x, groups, weight, bias, eps)`` (then SiLU when ``silu``) for x [N, C, *spatial], written so
-    that inductor makes one light pass over x for the statistics and one for the output
-    (:func:`channel_sums_scale_shift`, then :func:`apply_scale_shift`)."""
-    return apply_scale_shift(x, *channel_sums_scale_shift(x, groups, weight, bias, eps), silu=silu)
-
-
-def channel_sums_scale_shift(
-    x: torch.Tensor,
-    groups: int,
-    weight: Optional[torch.Tensor] = None,
-    bias: Optional[torch.Tensor] = None,
-    eps: float = 1e-6,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """GroupNorm's per-(sample, channel) scale and shift ([N, C] float32 each) of x [N, C, *spatial] from shifted
-    per-channel sums, stored so that the pass applying them loads two [N, C] rows.
+    that inductor makes one light pass over x for the statistics and one for the output.
 
     :func:`group_norm_from_channel_stats` computes the same function, but inductor turns its ``var_mean`` into a
     Welford reduction (a division per element) and recomputes the group mean from the group's channel means inside
@@ -155,7 +125,11 @@ def channel_sums_scale_shift(
     diagonal = torch.eye(c, dtype=torch.bool, device=x.device)[None]
     scale_shift = torch.stack([scale, shift], dim=1)  # [N, 2, C]
     scale_shift = torch.where(diagonal[:, None], scale_shift[:, :, None, :], 0.0).sum(-1)  # the same, stored
-    return scale_shift[:, 0], scale_shift[:, 1]
+    view = (n, c) + (1,) * len(spatial)
+    y = x.float() * scale_shift[:, 0].view(view) + scale_shift[:, 1].view(view)
+    if silu:
+        y = F.silu(y)
+    return y.to(x.dtype)
 
 
 CHANNEL_SUMS_MIN_ELEMENTS = 2**25
@@ -179,45 +153,6 @@ def group_norm_by_size(
     large = x.numel() >= CHANNEL_SUMS_MIN_ELEMENTS
     formulation = group_norm_from_channel_sums if large else group_norm_from_channel_stats
     return formulation(x, groups, weight, bias, eps, silu)
-
-
-def scale_shift_by_size(
-    x: torch.Tensor,
-    groups: int,
-    weight: Optional[torch.Tensor] = None,
-    bias: Optional[torch.Tensor] = None,
-    eps: float = 1e-6,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """GroupNorm's scale and shift ([N, C] float32) as :func:`group_norm_by_size` computes them."""
-    large = x.numel() >= CHANNEL_SUMS_MIN_ELEMENTS
-    return (channel_sums_scale_shift if large else channel_stats_scale_shift)(x, groups, weight, bias, eps)
-
-
-def scale_shift_from_sums(
-    sums: torch.Tensor,
-    sums_sq: torch.Tensor,
-    count: int,
-    groups: int,
-    weight: Optional[torch.Tensor] = None,
-    bias: Optional[torch.Tensor] = None,
-    eps: float = 1e-6,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """GroupNorm's per-(sample, channel) scale and shift ([N, C] float32) from per-channel sums and sums of squares
-    ([N, C] float32) over ``count`` values each, as a producing layer hands them over (e.g. a convolution's
-    epilogue). The variance is E[x^2] - E[x]^2 in float32, which loses digits when a group's mean is large against
-    its spread (:func:`channel_sums_scale_shift` shifts its sums to avoid that; sums handed over cannot be)."""
-    n, c = sums.shape
-    if groups < 1 or c % groups:
-        raise ValueError(f"{c} channels cannot be split into {groups} groups")
-    per_group = count * (c // groups)
-    mean = sums.float().view(n, groups, -1).sum(-1) / per_group
-    var = (sums_sq.float().view(n, groups, -1).sum(-1) / per_group - mean * mean).clamp_min(0)
-    inv_std = torch.rsqrt(var + eps).repeat_interleave(c // groups, dim=1)
-    scale = inv_std * (weight.float() if weight is not None else 1.0)
-    shift = -mean.repeat_interleave(c // groups, dim=1) * scale
-    if bias is not None:
-        shift = shift + bias.float()
-    return scale, shift
 
 
 class CompiledGroupNorm(nn.GroupNorm):
