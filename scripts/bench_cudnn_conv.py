@@ -29,6 +29,10 @@ the batch too: at batch 1 the graphs compute exactly the GroupNorm layer; at a l
 batch-1 graph once per sample (``*_per_sample`` rows, exact) and the whole batch at once with per-(sample, channel)
 scale and shift (the ``graph_*`` rows; their sums cover the batch: timing only, flagged ``stats_over_batch``).
 
+Measured (session 26, one NVIDIA H100, cuDNN 9.19; ``docs/difix_fast_path.md``): cuDNN builds no engine for any
+graph with a prologue (SiLU or ReLU, bf16 or fp16, float32 or input-dtype scale and shift); the epilogue graphs run,
+but ``genstats`` costs about what the statistics pass it would replace costs. The fast path does not use them.
+
 Per graph: which heuristics' plans built (``--max-plans`` of them timed, the fastest kept, its engine name
 recorded), or the error cuDNN gave. Per row: ms per call (CUDA events, median of ``--iters`` after warm-up),
 TFLOP/s of the convolution, the max / mean abs difference from a float32 (no TF32) reference, and for graphs with

@@ -16,7 +16,7 @@ EXPECTED = {"bench_difix3d_quality", "gpu_train_fixer_demo", "bench_nifi_splatfa
             "gpu_difix3d_splatfacto", "bench_postfix_render", "gpu_train_restorer_demo", "gpu_rasterizer_parity",
             "bench_codec_vs_gsplat", "gpu_train_restorer", "bench_fixer", "rescore_renders", "bench_groupnorm",
             "bench_wide_attention", "profile_difix", "bench_upsample_conv", "bench_reference_encoding",
-            "bench_unet_attention"}
+            "bench_unet_attention", "bench_cudnn_conv"}
 
 
 class _Parsed(Exception):
