@@ -29,8 +29,9 @@
 #             Triton kernel normalising in its prologue and summing for the next GroupNorm in its epilogue
 #             (bench_fused_conv.py, batch 1 and 8, autotuned), ~2 min
 #   cudnnconv  GroupNorm + SiLU + 3x3 convolution at the VAE's resnet shapes as fused cuDNN graphs (normalisation in
-#             the prologue, statistics from the epilogue; the cudnn frontend wheel from prepare_device_extras.sh)
-#             against inductor + cuDNN (bench_cudnn_conv.py, batch 1 and 8), ~3 min
+#             the prologue, statistics from the epilogue) against inductor + cuDNN (bench_cudnn_conv.py, batch 1 and
+#             8), ~3 min; carry .device/wheels, .device/setup.sh, .device/sc and .device/kernels (the frontend's wheel,
+#             from prepare_device_extras.sh) and source the first seven lines of setup.sh
 #   groupnorm_ab  groupnorm at the decoder's and the UNet's shapes with the channel_sums formulation, then the compiled
 #             batch-8 step profiled with compiled_group_norm=channel_sums and =channel_stats (the A/B), ~7 min cold
 #   kernels   groupnorm, then the VAE's wide attention head: SDPA vs two GEMMs (bench_wide_attention.py), then the
@@ -275,7 +276,9 @@ case "$job" in
       --compile-cache-dir /tmp/difix_compile_cache || true
     ;;
   cudnnconv)
-    # the frontend's bindings load the libcudnn PyTorch ships: point the loader at it
+    # NVIDIA's cuDNN frontend travels in .device/kernels (prepare_device_extras.sh); its bindings load the libcudnn
+    # PyTorch ships: point the loader at it
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .device/kernels/*.whl 2>/dev/null || true
     cudnn_lib=$(python3 -c "import os, nvidia.cudnn as m; print(os.path.join(list(m.__path__)[0], 'lib'))" 2>/dev/null || true)
     export LD_LIBRARY_PATH=${cudnn_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     timeout "${JOB_SECONDS:-420}" python scripts/bench_cudnn_conv.py --out "$OUT/bench_cudnn_conv.json" \
