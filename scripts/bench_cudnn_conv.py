@@ -39,7 +39,7 @@ TFLOP/s of the convolution, the max / mean abs difference from a float32 (no TF3
 statistics the largest relative error of their sums. Random weights: speed and numerics, not quality.
 
 The GPU machine needs the frontend's wheel (``nvidia-cudnn-frontend``, Python bindings only; they load the libcudnn
-that PyTorch ships): ``scripts/prepare_device_extras.sh`` puts it in ``.device/extra``; ``gpu_session.sh
+that PyTorch ships): ``scripts/prepare_device_extras.sh`` puts it in ``.device/kernels``; ``gpu_session.sh
 cudnnconv`` installs it. Without a GPU (``--smoke-cpu``) the script checks the float32 reference layer the graphs
 are compared with against ``F.group_norm`` + SiLU + ``F.conv2d`` (and, if the package imports, that every graph
 passes cuDNN's validation), not cuDNN.
@@ -104,7 +104,8 @@ def reference_layer(x, scale, shift, weight, bias, activation: Optional[str], re
         torch.backends.cudnn.allow_tf32 = allow
 
 
-def channels_last_strides(n: int, c: int, h: int, w: int) -> List[int]:
+def channels_last_strides(c: int, h: int, w: int) -> List[int]:
+    """Strides of an [N, C, H, W] tensor in channels_last (any N)."""
     return [c * h * w, 1, w * c, c]
 
 
@@ -148,11 +149,11 @@ class CudnnLayer:
             self.bias_t = g.tensor(name="bias", dim=[1, c_out, 1, 1], stride=[c_out, 1, c_out, c_out], data_type=io)
             y = g.bias(input=y, bias=self.bias_t, name="conv_bias")
         if residual:
-            self.res_t = g.tensor(name="residual", dim=[n, c_out, h, w], stride=channels_last_strides(n, c_out, h, w),
+            self.res_t = g.tensor(name="residual", dim=[n, c_out, h, w], stride=channels_last_strides(c_out, h, w),
                                   data_type=io)
             y = g.add(a=y, b=self.res_t, name="skip")
         y.set_output(True).set_data_type(io).set_dim([n, c_out, h, w]).set_stride(
-            channels_last_strides(n, c_out, h, w))
+            channels_last_strides(c_out, h, w))
         self.y_t = y
         self.sum_t = self.sq_t = None
         if stats:
