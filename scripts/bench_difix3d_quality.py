@@ -15,9 +15,10 @@ Fix rounds target the test poses (``--targets test``) or a path interpolated bet
 (``--targets path``). Test PSNR / SSIM / LPIPS (alex) / DISTS (where weights load) are measured at every fix step
 (before the round, i.e. after the training since the previous round) and at the end; wall time and peak memory per
 run; and how well each final model reproduces its own supervision (``train_fit_psnr`` on its training images,
-``pool_fit_psnr`` on the last round's pool images at the pool cameras). Writes, into ``--out``: ``bench_difix3d_quality.json`` (rewritten after every run, so a timeout keeps what
-finished), ``bench_difix3d_quality.png`` (test PSNR / LPIPS vs step) and ``<scene>_side_by_side.png`` (one test
-view: ground truth and every run).
+``pool_fit_psnr`` on the last round's pool images at the pool cameras). Writes, into ``--out``:
+``bench_difix3d_quality.json`` (rewritten after every run, so a timeout keeps what finished),
+``bench_difix3d_quality.png`` (test PSNR / LPIPS vs step) and ``<scene>_side_by_side.png`` (one test view: ground
+truth and every run).
 
     # GPU (see docs/difix3d_quality.md for the full command):
     python scripts/bench_difix3d_quality.py --data .device/data/fox --downscale-factor 2 --train-every 5 \
@@ -26,10 +27,12 @@ view: ground truth and every run).
     python scripts/bench_difix3d_quality.py --smoke-cpu --data ../shared/data/fox --out /tmp/dq
 """
 
+import atexit
 import gc
 import json
 import platform
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -198,7 +201,8 @@ def fit_psnr(pipeline, evaluator: Evaluator) -> dict:
         train_images = [d["image"] for d in dm.cached_train]  # undistorted, like the cameras after caching
     else:
         train_images = [dm.train_dataset.get_image_float32(i) for i in range(len(dm.train_dataset))]
-    train_images = [(im.float() / 255.0 if im.dtype == torch.uint8 else im.float())[..., :3].cpu() for im in train_images]
+    train_images = [(im.float() / 255.0 if im.dtype == torch.uint8 else im.float())[..., :3].cpu()
+                    for im in train_images]
     out = {"train_fit_psnr": mean_psnr(evaluator.render(pipeline, dm.train_dataset.cameras), train_images)}
     pool = getattr(dm, "novel_pool", None)
     if pool is not None and len(pool) > 0:
@@ -322,7 +326,8 @@ def interpolated_path(scene: Path, args, path_file: Path, per_gap: int = 1) -> P
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
     from scipy.spatial.transform import Rotation, Slerp
 
-    outputs = NerfstudioDataParserConfig(data=scene, downscale_factor=args.scene_downscale).setup().get_dataparser_outputs("train")
+    parser = NerfstudioDataParserConfig(data=scene, downscale_factor=args.scene_downscale).setup()
+    outputs = parser.get_dataparser_outputs("train")
     c2w = outputs.cameras.camera_to_worlds.double().numpy()
     frames = []
     for a, b in zip(c2w[:-1], c2w[1:]):
@@ -455,7 +460,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     for spec in args.ablate:
         name, sep, rest = spec.partition("=")
         parts = rest.split()
-        if not sep or not name or not parts or parts[0] not in ("identity", "teacher", "degraded_teacher", "fixer_model"):
+        known = ("identity", "teacher", "degraded_teacher", "fixer_model")
+        if not sep or not name or not parts or parts[0] not in known:
             sys.exit(f"error: --ablate {spec!r}: expected 'NAME=VARIANT OPTIONS...' with a Difix3D VARIANT")
         if name in VARIANTS or name in ablations:
             sys.exit(f"error: --ablate {spec!r}: run name {name!r} is taken")
@@ -488,6 +494,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     import difix_ns.nerfstudio.method_configs  # noqa: F401  (CPU rasterizer shim where there is no CUDA)
 
     work = Path(tempfile.mkdtemp(prefix="difix3d_quality_"))
+    atexit.register(shutil.rmtree, work, True)  # scratch runs and frames; results go to --out
     evaluator = Evaluator(device, want_dists=not (args.no_dists or args.smoke_cpu))
     report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({platform.processor() or 'cpu'})",

@@ -13,11 +13,14 @@ difference from the planned frames: 0 expected); ``--work-ahead`` (default) time
 
 Scene: ``--load-config`` of an existing run, or a short splatfacto run trained here on ``--data`` (quarter-res fox).
 
-    source .device/setup.sh && python scripts/bench_postfix_render.py --data .device/data/fox --out $OUT/bench_postfix_render.json
+    source .device/setup.sh && python scripts/bench_postfix_render.py --data .device/data/fox \
+        --out $OUT/bench_postfix_render.json
 """
+import atexit
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -87,7 +90,8 @@ def parse_args(argv: Optional[List[str]] = None) -> PostfixRenderConfig:
             sys.exit(f"error: {option} needs at least one value")
     uneven = [b for b in args.batch_sizes if b < 1 or args.frames % b]
     if uneven:  # a short last batch is a new shape: one more compile of about two minutes on a GPU
-        sys.exit(f"error: --frames {args.frames} must be a positive multiple of every --batch-sizes value (got {uneven})")
+        sys.exit(f"error: --frames {args.frames} must be a positive multiple of every --batch-sizes value "
+                 f"(got {uneven})")
     return args
 
 
@@ -160,7 +164,8 @@ def compile_events() -> dict:
         from torch._dynamo.utils import counters
     except Exception:  # noqa: BLE001  (private API: diagnostics only)
         return {}
-    return {"dynamo_graphs": int(counters["stats"]["unique_graphs"]), "dynamo_calls": int(counters["stats"]["calls_captured"])}
+    stats = counters["stats"]
+    return {"dynamo_graphs": int(stats["unique_graphs"]), "dynamo_calls": int(stats["calls_captured"])}
 
 
 def fast_path_state(fixer) -> dict:
@@ -217,7 +222,6 @@ def _busy_seconds(intervals: List[tuple]) -> float:
 def profile_ns_render(render_module, pipeline, hook, cameras, out_dir: Path, trace: Optional[Path]) -> dict:
     """One ns-render pass under torch.profiler with the hook's parts timed: see ``--profile-dir``."""
     import gzip
-    import shutil
 
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -316,6 +320,7 @@ def main() -> None:
     except RuntimeError as err:  # frames are written as images below, so ffmpeg is optional here
         print(f"note: {err}", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="bench_postfix_"))
+    atexit.register(shutil.rmtree, work, True)  # scratch runs and frames; results go to --out
     t0 = time.time()
     config = args.load_config or train_run(args.data, work / "runs", args.train_iters, cpu=not cuda)
     train_s = time.time() - t0

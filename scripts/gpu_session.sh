@@ -60,7 +60,10 @@
 #   unetattn  the UNet's self-attention alone per SDPA kernel (bench_unet_attention.py: SDPA's choice, flash, cuDNN,
 #             memory-efficient), with and without a reference view, ~1 min warm
 #   tuning    the batch-8 fast path (bench_difix.py, V=0) with inductor's defaults, then with coordinate-descent
-#             tuning of its Triton kernels (TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1), separate compile caches
+#             tuning of its Triton kernels (TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1), separate compile caches;
+#             TUNING_BATCHES / TUNING_REFS pick the row, TUNING_ENV the inductor settings of the second run (e.g.
+#             "TORCHINDUCTOR_MAX_AUTOTUNE_GEMM=1": Triton GEMM templates with their epilogues fused, autotuned against
+#             cuBLAS) and TUNING_NAME its file (bench_difix_$TUNING_NAME.json) and compile cache
 #   rounds    fix-round overhead of difix3d-splatfacto vs splatfacto (gpu_difix3d_splatfacto.py), ~2 min
 #   restorer  NiFi restorer trained from random initialisation, evaluated on entry-P10 (gpu_train_restorer_demo.py)
 #   parallel  $PARALLEL_JOBS (default: quality nifi restorer fixer) at once on the one GPU (each alone leaves most of an H200 idle), all
@@ -235,9 +238,10 @@ case "$job" in
     timeout 200 python scripts/bench_difix.py --out "$OUT/bench_difix_default.json" --no-anchor --no-eager \
       --batches ${TUNING_BATCHES:-8} --refs ${TUNING_REFS:-0} --compile-cache-dir /tmp/difix_compile_cache --budget-s 60 || true
     left=$(( deadline - $(date +%s) ))
-    TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 timeout "$left" python scripts/bench_difix.py \
-      --out "$OUT/bench_difix_coordinate_descent.json" --no-anchor --no-eager --batches ${TUNING_BATCHES:-8} \
-      --refs ${TUNING_REFS:-0} --compile-cache-dir /tmp/difix_compile_cache_cdt --budget-s 60 || true
+    tuned=${TUNING_NAME:-coordinate_descent}
+    env ${TUNING_ENV:-TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1} timeout "$left" python scripts/bench_difix.py \
+      --out "$OUT/bench_difix_$tuned.json" --no-anchor --no-eager --batches ${TUNING_BATCHES:-8} \
+      --refs ${TUNING_REFS:-0} --compile-cache-dir "/tmp/difix_compile_cache_$tuned" --budget-s 60 || true
     ;;
   postfix)
     # post-fix fps inside ns-render alone, with the whole call: batch 8, then batch 1 (each shape compiles once, ~2 min

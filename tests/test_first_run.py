@@ -235,8 +235,8 @@ def test_missing_model_is_one_line_in_the_video_and_demo_tools_and_before_traini
 # ---------------------------------------------------------------------------------------------- 6. random-tiny
 
 
-def test_random_tiny_works_wherever_a_fixer_model_is_named(tmp_path, capsys):
-    from difix_ns.cli import fix_images
+def test_random_tiny_works_wherever_a_fixer_model_is_named(tmp_path, capsys, monkeypatch):
+    from difix_ns.cli import common, fix_images
     from difix_ns.diffusion.model_names import check_difix_model
     from difix_ns.fixer import DifixFixer
     from difix_ns.io import save_image
@@ -251,12 +251,13 @@ def test_random_tiny_works_wherever_a_fixer_model_is_named(tmp_path, capsys):
     for i in range(2):
         save_image(torch.rand(3, 64, 72), inputs / f"{i:05d}.png")
     capsys.readouterr()
+    monkeypatch.setattr(common.console, "width", 40)  # a narrow log: printed paths and commands must not be folded
     fix_images.main(["--input_image", str(inputs), "--output_dir", str(tmp_path / "fixed"),
                      "--model_name", "random-tiny", "--device", "cpu"])
     assert sorted(p.name for p in (tmp_path / "fixed").iterdir()) == ["00000.png", "00001.png"]
     err = capsys.readouterr().err
     assert err.count("PLUMBING ONLY") == 2  # when the model loads and again under the results
-    assert "%05d.png" in err  # the ffmpeg pattern of the frames just written
+    assert f"-i {tmp_path / 'fixed'}/%05d.png -c:v" in err  # the ffmpeg command for the frames, on one line
 
 
 # ---------------------------------------------------------------------------------------------- 9. NiFi step 4.1

@@ -16,6 +16,8 @@ from difix_ns.diffusion.model_names import model_error_message
 from difix_ns.io import InputError
 
 console = Console(stderr=True)
+"""The Difix tools' messages (stderr). Lines naming paths or commands print with ``soft_wrap=True``: rich would
+otherwise fold them at the console's width (80 columns in a log or pipe), breaking what users copy."""
 EXIT_BAD_INPUT = 2
 
 

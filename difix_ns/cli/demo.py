@@ -191,7 +191,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                       f"{scores['before']['ssim'][i]:.4f}", f"{scores['after']['ssim'][i]:.4f}")
     console.print(table)
     rows_desc = "before / after / target" + (" / reference" if refs is not None else "")
-    console.print(f"[green]wrote[/] {args.output_dir}/strip.png (rows: {rows_desc}) and per-view PNGs")
+    console.print(f"[green]wrote[/] {args.output_dir}/strip.png (rows: {rows_desc}) and per-view PNGs", soft_wrap=True)
     if plumbing_only:
         _plumbing_banner()
 

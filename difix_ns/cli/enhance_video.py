@@ -112,7 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             written = writer.frames
         if written != count:
             raise InputError(f"decoded {written} frames from {src} but its header promised {count}; not writing {dst}")
-    console.print(f"[green]wrote[/] {dst} ({written} frames, {fps:g} fps)")
+    console.print(f"[green]wrote[/] {dst} ({written} frames, {fps:g} fps)", soft_wrap=True)
     plumbing_notice(fixer)
 
 

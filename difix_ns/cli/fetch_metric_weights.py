@@ -34,7 +34,7 @@ def entrypoint(argv: Optional[Sequence[str]] = None) -> None:
         for arch in ARCHS:
             sd = imagenet_features_state_dict(arch, try_torchvision=not args.no_torchvision)
             n = sum(v.numel() for v in sd.values())
-            console.print(f"[green]ok[/] {arch}: {n:,} parameters at {cached_features_path(arch)}")
+            console.print(f"[green]ok[/] {arch}: {n:,} parameters at {cached_features_path(arch)}", soft_wrap=True)
     except MetricWeightsError as err:
         console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
         raise SystemExit(1) from None

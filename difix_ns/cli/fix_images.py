@@ -183,12 +183,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 for i in range(len(inputs)):
                     writer.append(load_image(staged[i], "staged output"))
     console.print(f"[green]wrote[/] {len(inputs)} image(s){' and ' + VIDEO_NAME if args.video else ''} "
-                  f"to {args.output_dir}")
+                  f"to {args.output_dir}", soft_wrap=True)
     stems = [Path(names[i]).stem for i in range(len(inputs))]
     if stems and all(s.isdigit() and len(s) == len(stems[0]) for s in stems):  # numbered frames: the ffmpeg pattern
         suffix = Path(names[0]).suffix
         console.print(f"video: ffmpeg -r 30 -i {args.output_dir}/%0{len(stems[0])}d{suffix} -c:v libx264 "
-                      f"-pix_fmt yuv420p -crf 18 out.mp4   (or pass --video)", highlight=False)
+                      f"-pix_fmt yuv420p -crf 18 out.mp4   (or pass --video)", highlight=False, soft_wrap=True)
     plumbing_notice(fixer)
 
 
