@@ -15,6 +15,7 @@ eval cameras of the nerfstudio-data split and scored with difix_ns.metrics.Image
   - PngCompression(use_sort=False) on all Gaussians (SH rest k-means via torchpq if importable; the error is
     recorded otherwise) and on importance-pruned subsets sized to land near the Nix rates (SH degree 0 there,
     as Nix does at those rates, which also avoids k-means with more clusters than points).
+
 Writes the JSON to --out (a .json path, or a directory that receives bench_codec_vs_gsplat.json) and a
 rate-distortion plot (PNG) next to it.
 """

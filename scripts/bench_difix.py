@@ -5,9 +5,10 @@ GPU (the numbers for the README; about 4-5 minutes on an H200 with a cold compil
 
 CPU smoke run (tiny architecture, 64x96; the fast path runs its plumbing uncompiled; timings mean nothing):
     python scripts/bench_difix.py --smoke-cpu --out /tmp/bench_difix_smoke.json
+
 The fast path's compiled formulation (per-channel GroupNorm, two-GEMM VAE attention, transposed-convolution upsampling
-with the decoder LoRA merged) against eager, float32 on the CPU
-(inductor's C++ backend; about 3 minutes on 2 cores; ``output_differences_on_0_1`` in the JSON):
+with the decoder LoRA merged) against eager, float32 on the CPU (inductor's C++ backend; about 3 minutes on 2 cores;
+``output_differences_on_0_1`` in the JSON):
     python scripts/bench_difix.py --smoke-cpu --smoke-compile --out /tmp/bench_difix_compiled_cpu.json
 
 All models have the real SD-Turbo-sized architecture (``difix_ns.testing``) with RANDOM weights: the numbers are

@@ -24,11 +24,15 @@ Per variant: ms per call (CUDA events, median of --iters after warm-up), effecti
 read of x for the statistics plus one read and one write for the output, and the max abs difference from a float32
 ``F.group_norm`` + SiLU of the same input.
 
-GPU:  python scripts/bench_groupnorm.py --out $OUT/bench_groupnorm.json --compile-cache-dir /tmp/difix_compile_cache
+GPU:
+    python scripts/bench_groupnorm.py --out $OUT/bench_groupnorm.json --compile-cache-dir /tmp/difix_compile_cache
+
 GPU, small inputs as the fast path runs them (one CUDA graph; the UNet's GroupNorms with a reference view):
-      python scripts/bench_groupnorm.py --batch 2 --shapes 320x72x128 640x36x64 1280x18x32 1280x9x16 --cuda-graphs \
-        --out $OUT/bench_groupnorm_unet_b2_graphs.json --compile-cache-dir /tmp/difix_compile_cache
-CPU plumbing check (tiny shapes, no compile):  python scripts/bench_groupnorm.py --smoke-cpu --out /tmp/gn.json
+    python scripts/bench_groupnorm.py --batch 2 --shapes 320x72x128 640x36x64 1280x18x32 1280x9x16 --cuda-graphs \
+      --out $OUT/bench_groupnorm_unet_b2_graphs.json --compile-cache-dir /tmp/difix_compile_cache
+
+CPU plumbing check (tiny shapes, no compile):
+    python scripts/bench_groupnorm.py --smoke-cpu --out /tmp/gn.json
 """
 import json
 import os

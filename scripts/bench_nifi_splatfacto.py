@@ -28,6 +28,7 @@ Variants, all scored on the same eval views by the same metrics:
      whenever densification exceeds the cap): gsplat's intended rate knob. It trains at SH degree
      `--budget-sh-degree` (default 0), because PngCompression here stores only the DC colours, as the codec does at
      rates 0.5 and 1.0; each row also holds the capped model's own scores before coding (`metrics_before_png`).
+
 Metrics: PSNR, SSIM, LPIPS-alex and, where the weights exist, LPIPS-vgg and DISTS (missing ones are named under
 `errors`). Sizes in MB = 2^20 bytes; encode/decode times in seconds; the GPU is named.
 """

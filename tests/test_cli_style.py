@@ -56,3 +56,19 @@ def test_bad_or_missing_options_exit_2_naming_the_option(argv, needle, capsys):
         parse_args(argv)
     captured = capsys.readouterr()
     assert info.value.code == 2 and needle in " ".join((captured.err + captured.out).split())
+
+
+def test_help_keeps_example_commands_on_their_own_lines():
+    """tyro joins a docstring line to the next unless a blank or indented line follows: an example command in a
+    tool's or script's docstring followed directly by prose shows up in ``--help`` with that prose glued to it."""
+    import ast
+
+    glued = []
+    for path in sorted([*ROOT.glob("scripts/*.py"), *ROOT.glob("difix_ns/cli/*.py"), *ROOT.glob("nifi_ns/cli/*.py")]):
+        doc = ast.get_docstring(ast.parse(path.read_text()), clean=False) or ""
+        lines = doc.split("\n")
+        for line, after in zip(lines, lines[1:]):
+            command = line.startswith(" ") and line.lstrip().startswith(("python ", "ns-", "difix-", "source "))
+            if command and after.strip() and not after.startswith(" "):
+                glued.append(f"{path.relative_to(ROOT)}: {line.strip()[:60]}... + {after[:40]}")
+    assert glued == []
