@@ -222,7 +222,8 @@ def test_accelerate_launch_two_cpu_processes_unet_lora(tmp_path, pairs):
            "--data", str(pairs[0] / "pairs.json"), "--architecture", "tiny", "--out", str(out), "--max-steps", "2",
            "--batch-size", "1", "--crop", "64", "--eval-every", "0", "--eval-pairs", "1", "--num-workers", "0",
            "--loss.lpips", "0", "--unet-lora-rank", "2", "--trainable", "upstream"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1",
+               TMPDIR=str(tmp_path))  # torch's elastic launcher leaves its log folder in the temporary directory
     proc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout[proc.stdout.index("{"):])
