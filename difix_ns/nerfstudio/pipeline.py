@@ -534,6 +534,7 @@ class Difix3DPipeline(VanillaPipeline):
         CONSOLE.print(
             f"[bold]Difix3D[/bold] restored {len(pool)} pool views from {len(loaded)} round(s) in {rounds_dir} "
             f"(rounds done: {self._fix_state.completed})"
-            + (f"; round {pending[0]} enters the pool at step {pending[3]}" if pending is not None else "")
+            + (f"; round {pending[0]} enters the pool at step {pending[3]}" if pending is not None else ""),
+            soft_wrap=True,  # names a folder: kept whole in logs
         )
         return True

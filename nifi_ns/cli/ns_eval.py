@@ -88,7 +88,7 @@ class NifiComputeMetrics:
             "results": metrics,
         }
         self.output_path.write_text(json.dumps(info, indent=2), "utf8")
-        CONSOLE.print(f"Saved results to: {self.output_path}")
+        CONSOLE.print(f"Saved results to: {self.output_path}", soft_wrap=True)
 
 
 def entrypoint() -> None:
