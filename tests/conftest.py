@@ -45,7 +45,7 @@ def difix3d_splatfacto_run(tmp_path_factory, fox_dir, tiny_difix_ref):
     from difix_ns.render import testing as rt
 
     work = tmp_path_factory.mktemp("difix3d_splatfacto_run")
-    env = rt.cpu_env(work)
+    env = rt.cpu_env()
     data = rt.make_fox_subset(fox_dir, work / "fox7", stride=8)
     config = rt.train_tiny_run(
         data, work / "outputs", "difix3d-splatfacto", iterations=6, env=env,
@@ -62,7 +62,7 @@ def stock_splatfacto_run(tmp_path_factory, fox_dir):
     from difix_ns.render import testing as rt
 
     work = tmp_path_factory.mktemp("stock_splatfacto_run")
-    env = rt.cpu_env(work)
+    env = rt.cpu_env()
     data = rt.make_fox_subset(fox_dir, work / "fox7", stride=8)
     config = rt.train_tiny_run(data, work / "outputs", "splatfacto", iterations=10, env=env)
     return work, env, config

@@ -73,7 +73,7 @@ def cpu_blocks_run(tmp_path_factory):
     from difix_ns.render.testing import cpu_env
 
     work = tmp_path_factory.mktemp("readme_cpu")
-    env = cpu_env(work)  # two BLAS threads (the 2 cores; this process waits) and no torch.compile
+    env = cpu_env()  # two BLAS threads (the 2 cores; this process waits) and no torch.compile
     env.update(DATA=str(FOX.resolve()), PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p))
     env.pop("DIFIX_NS_DEBUG", None)
     results = []

@@ -28,8 +28,8 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def env(workdir):
-    return rt.cpu_env(workdir)
+def env():
+    return rt.cpu_env()
 
 
 @pytest.fixture(scope="session")

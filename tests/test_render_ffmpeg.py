@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = """
-import shutil, subprocess, sys
+import shutil, subprocess
 from difix_ns.render.ffmpeg import ensure_ffmpeg
 path = ensure_ffmpeg()
 assert ensure_ffmpeg() == path  # a second call reuses the first link

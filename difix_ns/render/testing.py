@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -25,22 +24,17 @@ CPU_TRAIN_ARGS = [
 """ns-train options that keep a splatfacto-family run tiny and CPU-only."""
 
 
-def cpu_env(extra_path: Optional[Path] = None) -> Dict[str, str]:
-    """Environment for ns-* subprocesses on CPU: two threads, no torch.compile, an ``ffmpeg`` on PATH.
+def cpu_env() -> Dict[str, str]:
+    """Environment for ns-* subprocesses on CPU: two threads, no torch.compile, an ``ffmpeg`` on PATH
+    (``ensure_ffmpeg``: the system one, else imageio-ffmpeg's, linked for as long as this process runs).
 
     Two threads: the test process waits while the subprocess runs, so on the 2-core CI machine one thread would
     leave a core idle (a 4-step ``difix3d`` run with its fix round: ~70 s with one thread, ~50 s with two)."""
+    from difix_ns.render.ffmpeg import ensure_ffmpeg
+
+    ensure_ffmpeg()
     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2", TORCH_COMPILE_DISABLE="1")
     env.pop("DIFIX_RENDER_FIX", None)
-    if shutil.which("ffmpeg") is None:
-        import imageio_ffmpeg
-
-        folder = Path(extra_path or Path.cwd()) / "ffmpeg_bin"
-        folder.mkdir(parents=True, exist_ok=True)
-        link = folder / "ffmpeg"
-        if not link.exists():
-            link.symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
-        env["PATH"] = f"{folder}{os.pathsep}{env.get('PATH', '')}"
     return env
 
 
@@ -79,7 +73,7 @@ def train_tiny_run(
         "nerfstudio-data", "--downscale-factor", "4", "--eval-mode", "interval", "--eval-interval", "4",
     ]
     out_dir.mkdir(parents=True, exist_ok=True)
-    run(cmd, env or cpu_env(out_dir), cwd=out_dir)
+    run(cmd, env or cpu_env(), cwd=out_dir)
     config = out_dir / "fox" / method / "run" / "config.yml"
     if not config.is_file():
         raise AssertionError(f"ns-train {method} wrote no {config}")
@@ -119,7 +113,7 @@ def train_tiny_nerfacto(data: Path, out_dir: Path, iterations: int = 3, env: Opt
         "nerfstudio-data", "--downscale-factor", "4", "--eval-mode", "interval", "--eval-interval", "4",
     ]
     out_dir.mkdir(parents=True, exist_ok=True)
-    run(cmd, env or cpu_env(out_dir), cwd=out_dir)
+    run(cmd, env or cpu_env(), cwd=out_dir)
     config = out_dir / "fox" / "nerfacto" / "run" / "config.yml"
     if not config.is_file():
         raise AssertionError(f"ns-train nerfacto wrote no {config}")
