@@ -94,6 +94,10 @@ class BenchDifixConfig:
     graphs_ablation: bool = True
     """time the fast path's batch-1 step without CUDA graphs as well (--no-graphs-ablation skips it: without V=0 in
     --refs or 1 in --batches its shape is one more compile)"""
+    inductor: List[str] = field(default_factory=list)
+    """inductor settings for the fast path's graphs as NAME=VALUE (e.g. combo_kernels=True aggressive_fusion=True):
+    set on torch._inductor.config before anything compiles, recorded in the JSON; give each setting its own
+    --compile-cache-dir to A/B it from a cold cache"""
 
 
 def parse_args(argv=None) -> BenchDifixConfig:
@@ -108,7 +112,35 @@ def parse_args(argv=None) -> BenchDifixConfig:
         args.eager_dtypes, args.fast_dtypes = ["float32"], ["float32"]
     if args.smoke_compile:  # each shape compiles for minutes on a CPU
         args.batches, args.refs = [1], [0]
+    inductor_settings(args.inductor)  # a wrong name or value stops here, before any measurement
     return args
+
+
+def inductor_settings(pairs: List[str]) -> dict:
+    """``["NAME=VALUE", ...]`` -> ``{name: value}``, each name an existing ``torch._inductor.config`` setting and each
+    value (a Python literal, else the string itself) of that setting's type; exits with an error naming the option
+    otherwise."""
+    import ast
+
+    import torch._inductor.config as inductor_config
+
+    settings = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            sys.exit(f"error: --inductor {pair!r}: expected NAME=VALUE, e.g. combo_kernels=True")
+        try:
+            current = getattr(inductor_config, name)
+        except AttributeError:
+            sys.exit(f"error: --inductor {pair!r}: torch._inductor.config has no setting {name!r}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        if current is not None and not isinstance(value, type(current)):
+            sys.exit(f"error: --inductor {pair!r}: {name} takes a {type(current).__name__} (now {current!r})")
+        settings[name] = value
+    return settings
 
 
 class Bench:
@@ -476,6 +508,13 @@ def main(argv=None) -> dict:
         result["diffusers"] = diffusers.__version__
     except ImportError:
         pass
+    settings = inductor_settings(args.inductor)
+    if settings:
+        import torch._inductor.config as inductor_config
+
+        for name, value in settings.items():
+            setattr(inductor_config, name, value)
+        result["inductor_settings"] = settings
     bench = Bench(args, result)
     bench.save()
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 here (the process default)

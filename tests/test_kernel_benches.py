@@ -70,6 +70,30 @@ def test_bench_difix_smoke_compile_needs_the_cpu_smoke_run():
     assert (args.batches, args.refs, args.fast_dtypes) == ([1], [0], ["float32"])  # one shape: minutes on a CPU
 
 
+@pytest.mark.parametrize("pair, message", [
+    ("combo_kernelz=True", "has no setting 'combo_kernelz'"),
+    ("combo_kernels=1", "combo_kernels takes a bool"),
+    ("combo_kernels", "expected NAME=VALUE"),
+])
+def test_bench_difix_inductor_settings_are_checked_before_anything_runs(pair, message):
+    with pytest.raises(SystemExit, match=message):
+        load_script("bench_difix").parse_args(["--inductor", pair])
+
+
+def test_bench_difix_inductor_settings_reach_inductor_and_the_json(tmp_path):
+    import torch._inductor.config as inductor_config
+
+    before = inductor_config.max_fusion_size
+    out = tmp_path / "bench_difix.json"
+    try:
+        load_script("bench_difix").main(["--smoke-cpu", "--no-anchor", "--no-eager", "--refs", "0",
+                                         "--inductor", "max_fusion_size=32", "--out", str(out)])
+        assert inductor_config.max_fusion_size == 32
+    finally:
+        inductor_config.max_fusion_size = before
+    assert json.loads(out.read_text())["inductor_settings"] == {"max_fusion_size": 32}
+
+
 def test_bench_difix_smoke_rows_and_where_a_fast_call_goes(tmp_path):
     """The CPU smoke run writes every section the README's #12 table reads (anchor, eager, fast: batch x references,
     the fast-vs-eager differences) and splits each fast ``fix`` call: the compiled step alone, ``fix`` with the
