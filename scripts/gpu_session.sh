@@ -64,6 +64,10 @@
 #             TUNING_BATCHES / TUNING_REFS pick the row, TUNING_ENV the inductor settings of the second run (e.g.
 #             "TORCHINDUCTOR_MAX_AUTOTUNE_GEMM=1": Triton GEMM templates with their epilogues fused, autotuned against
 #             cuBLAS) and TUNING_NAME its file (bench_difix_$TUNING_NAME.json) and compile cache
+#   inductor  the batch-1 fast path with one cached reference (bench_difix.py, 30 iterations) with inductor's defaults,
+#             then once per setting in $INDUCTOR_SETTINGS (default: "combo_kernels=True aggressive_fusion=True"; each
+#             NAME=VALUE goes to bench_difix.py --inductor), a cold compile cache each (~2.5 min a run), until
+#             JOB_DEADLINE
 #   rounds    fix-round overhead of difix3d-splatfacto vs splatfacto (gpu_difix3d_splatfacto.py), ~2 min
 #   restorer  NiFi restorer trained from random initialisation, evaluated on entry-P10 (gpu_train_restorer_demo.py)
 #   parallel  $PARALLEL_JOBS (default: quality nifi restorer fixer) at once on the one GPU (each alone leaves most of an H200 idle), all
@@ -76,7 +80,7 @@
 # strecha/{castle-P30,Herz-Jesus-P25,entry-P10}. Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
-job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|gnsmall|fusedconv|cudnnconv|groupnorm_ab|kernels|fastpath|b1refs|constants|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|rounds|restorer|parallel}
+job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|gnsmall|fusedconv|cudnnconv|groupnorm_ab|kernels|fastpath|b1refs|constants|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|inductor|rounds|restorer|parallel}
 : "${OUT:?OUT must name the output folder (the device tool sets it)}"
 
 # The checkout comes first: a warm machine may still hold an older copy of the package in /tmp/site.
@@ -242,6 +246,19 @@ case "$job" in
     env ${TUNING_ENV:-TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1} timeout "$left" python scripts/bench_difix.py \
       --out "$OUT/bench_difix_$tuned.json" --no-anchor --no-eager --batches ${TUNING_BATCHES:-8} \
       --refs ${TUNING_REFS:-0} --compile-cache-dir "/tmp/difix_compile_cache_$tuned" --budget-s 60 || true
+    ;;
+  inductor)
+    deadline=${JOB_DEADLINE:-$(( $(date +%s) + 560 ))}
+    timeout 240 python scripts/bench_difix.py --out "$OUT/bench_difix_b1v1_default.json" --no-anchor --no-eager \
+      --batches 1 --refs 1 --no-graphs-ablation --iters 30 --budget-s 220 \
+      --compile-cache-dir /tmp/difix_compile_cache_default || true
+    for setting in ${INDUCTOR_SETTINGS:-combo_kernels=True aggressive_fusion=True}; do
+      left=$(( deadline - $(date +%s) ))
+      [ "$left" -gt 60 ] || break
+      timeout "$left" python scripts/bench_difix.py --out "$OUT/bench_difix_b1v1_${setting%%=*}.json" --no-anchor \
+        --no-eager --batches 1 --refs 1 --no-graphs-ablation --iters 30 --budget-s 220 \
+        --compile-cache-dir "/tmp/difix_compile_cache_${setting%%=*}" --inductor "$setting" || true
+    done
     ;;
   postfix)
     # post-fix fps inside ns-render alone, with the whole call: batch 8, then batch 1 (each shape compiles once, ~2 min

@@ -83,7 +83,9 @@ def test_documented_invocations_parse():
     assert budget_only == [("bench_nifi_splatfacto_h100_nifi3_fox.json", "fox", 2, 7000),
                            ("bench_nifi_splatfacto_h100_nifi3_castle.json", "castle-P30", 1, 4000),
                            ("bench_nifi_splatfacto_h100_nifi3_herz.json", "Herz-Jesus-P25", 1, 4000)]
-    assert {c.budget_s for c in configs["bench_difix"]} == {200.0, 170.0, 240.0, 300.0, 30.0, 60.0}  # 300: "${BENCH_BUDGET_S:-300}"; 60: tuning
+    # 300: "${BENCH_BUDGET_S:-300}"; 60: tuning; 220: inductor
+    assert {c.budget_s for c in configs["bench_difix"]} == {200.0, 170.0, 220.0, 240.0, 300.0, 30.0, 60.0}
+    assert any(c.inductor == ["$setting"] and c.refs == [1] for c in configs["bench_difix"])  # the inductor job
     assert configs["gpu_train_fixer_demo"][0].work == Path("/tmp/fixer_demo_work")
 
 
