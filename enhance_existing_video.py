@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Seed-compatible wrapper at the repository root: ``python enhance_existing_video.py --input in.mp4 --output
-out.mp4`` (the reference workflow's spelling) = ``difix-enhance-video`` = ``python scripts/enhance_existing_video.py``."""
+out.mp4`` (the reference workflow's spelling) = ``difix-enhance-video`` =
+``python scripts/enhance_existing_video.py``."""
 import sys
 from pathlib import Path
 

@@ -66,7 +66,8 @@ class RunConfigLoader(yaml.SafeLoader):
             module = importlib.import_module(module_name)
             obj = getattr(module, attr)
         except (ImportError, AttributeError) as err:
-            raise UnsafeConfigError(None, None, f"refusing to load python name {name!r}: {err}", node.start_mark) from None
+            raise UnsafeConfigError(None, None, f"refusing to load python name {name!r}: {err}",
+                                    node.start_mark) from None
         return obj
 
     @staticmethod
@@ -218,7 +219,8 @@ _SHIM = _RestrictedYamlModule()
 
 
 def _patch(module: types.ModuleType) -> None:
-    module.yaml = _SHIM  # both modules read config.yml through their module-global `yaml` (with yaml.Loader): now the shim
+    # both modules read config.yml through their module-global `yaml` (with yaml.Loader): now the shim
+    module.yaml = _SHIM
 
 
 class _PatchingLoader(importlib.abc.Loader):

@@ -456,7 +456,8 @@ def main(argv=None) -> int:
             dec, size, enc, dec_s, _ = h.png_variant(tuned, None, torch.device(device), tmp, with_sh_rest=True)
             result["png_all_finetuned"].append({"label": label, "size_mb": size / MB, "num_gaussians":
                                                 dec.num_gaussians, "sh_degree": dec.sh_degree, "encode_s": enc,
-                                                "decode_s": dec_s, "metrics": score(dec, f"png_all_finetuned__{label}")})
+                                                "decode_s": dec_s,
+                                                "metrics": score(dec, f"png_all_finetuned__{label}")})
         except Exception as err:  # torchpq / cupy / PNG stack missing on this machine: recorded, others continue
             errors[f"png_{label}"] = f"{type(err).__name__}: {err}"
             print(f"[bench] PngCompression failed at {label}: {err}", flush=True)

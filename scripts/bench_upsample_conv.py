@@ -6,7 +6,8 @@ upsampled tensor; ``difix_ns.fixers.upsample_conv`` computes the pair as one str
 of the multiply-adds, no upsampled tensor). Per input shape C x H x W (the upsampler's input; the
 defaults are the decoder's three at 576x1024) and batch, compiled with ``torch.compile`` as the fast path is:
 
-* ``stock``: ``F.interpolate(x, 2, nearest)`` then the 3x3 convolution (the fast path with ``compiled_upsample="stock"``);
+* ``stock``: ``F.interpolate(x, 2, nearest)`` then the 3x3 convolution (the fast path with
+  ``compiled_upsample="stock"``);
 * ``phases``: ``upsample_conv_by_phases`` (the default, "phases");
 * ``stock_norm`` / ``phases_norm``: each followed by what reads its output in the decoder, GroupNorm (32 groups,
   per-channel statistics) + SiLU, as the decoder's next resnet reads it.
@@ -15,7 +16,8 @@ Per variant: ms per call (CUDA events, median of --iters after warm-up), TFLOP/s
 (9 taps per output, so the phases can exceed the GPU's peak), and the max / mean abs difference from a float32
 (no TF32) stock pair on the same inputs. An ``eager`` row times the stock pair uncompiled.
 
-GPU:  python scripts/bench_upsample_conv.py --out $OUT/bench_upsample_conv.json --compile-cache-dir /tmp/difix_compile_cache
+GPU:  python scripts/bench_upsample_conv.py --out $OUT/bench_upsample_conv.json \
+          --compile-cache-dir /tmp/difix_compile_cache
 CPU plumbing check (tiny, no compile):  python scripts/bench_upsample_conv.py --smoke-cpu --out /tmp/up.json
 """
 import json
@@ -89,7 +91,8 @@ def main(argv=None) -> dict:
     gen = torch.Generator(device="cpu").manual_seed(0)
     for c, h, w in shapes:
         for batch in args.batches:
-            x = torch.randn(batch, c, h, w, generator=gen).to(device, dtype).contiguous(memory_format=torch.channels_last)
+            x = torch.randn(batch, c, h, w, generator=gen).to(device, dtype).contiguous(
+                memory_format=torch.channels_last)
             weight = (torch.randn(c, c, 3, 3, generator=gen) * (9 * c) ** -0.5).to(device, dtype)
             weight = weight.contiguous(memory_format=torch.channels_last)
             bias = (torch.randn(c, generator=gen) * 0.1).to(device, dtype)

@@ -12,7 +12,8 @@ measures, per batch size, [B, 1, L, 512] self-attention (L = latent pixels, 72 x
 Per variant: ms per call (CUDA events, median of --iters after warm-up), TFLOP/s (4 L^2 D per head), peak memory and
 the max / mean abs difference from a float32 (no TF32) reference on the same inputs.
 
-GPU:  python scripts/bench_wide_attention.py --out $OUT/bench_wide_attention.json --compile-cache-dir /tmp/difix_compile_cache
+GPU:  python scripts/bench_wide_attention.py --out $OUT/bench_wide_attention.json \
+          --compile-cache-dir /tmp/difix_compile_cache
 CPU plumbing check (tiny, no compile):  python scripts/bench_wide_attention.py --smoke-cpu --out /tmp/attn.json
 """
 import json

@@ -275,7 +275,8 @@ def main(argv=None) -> int:
         sys.exit("error: --scale gpu needs a CUDA GPU (--scale cpu: the CPU-scale run; --smoke-cpu: a dry run)")
     data_root = args.data_root
     if data_root is None:
-        data_root = ROOT / ".device" / "data" if (ROOT / ".device" / "data").is_dir() else ROOT / ".." / "shared" / "data"
+        data_root = (ROOT / ".device" / "data" if (ROOT / ".device" / "data").is_dir()
+                     else ROOT / ".." / "shared" / "data")
     scenes = {  # insertion order = pair-making order
         "castle-P30": (data_root / "strecha" / "castle-P30", "images", None),
         "Herz-Jesus-P25": (data_root / "strecha" / "Herz-Jesus-P25", "images", None),

@@ -137,7 +137,8 @@ def main(argv=None) -> int:
         pairs = write_synthetic_pairs(images, work / "pairs", scene="fox", rates=("0.5", "1.0"),
                                       caption="a photo of a small fox figurine")
         result["pairs_source"] = (f"{'--pairs ' + args.pairs + ' not found; ' if args.pairs else ''}synthetic "
-                                  f"image-space degradation of {images} (downsample/blur/banding per rate {dict((r, SEVERITY[r]) for r in ('0.5', '1.0'))}); "
+                                  f"image-space degradation of {images} (downsample/blur/banding per rate "
+                                  f"{dict((r, SEVERITY[r]) for r in ('0.5', '1.0'))}); "
                                   "NOT renders of a compressed 3DGS")
     train_records, test_records = scan_pairs(pairs, "train"), scan_pairs(pairs, "test")
     result["pairs"] = {"train": len(train_records), "test": len(test_records)}

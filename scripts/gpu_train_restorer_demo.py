@@ -283,7 +283,8 @@ def shrink_scene(src: Path, dst: Path, image_dir: str, factor: int, keep_every: 
     for frame in meta["frames"]:
         name = Path(frame["file_path"]).name
         with Image.open(src / image_dir / name) as im:
-            im.convert("RGB").resize((im.width // factor, im.height // factor), Image.LANCZOS).save(dst / "images" / name)
+            im.convert("RGB").resize((im.width // factor, im.height // factor), Image.LANCZOS).save(
+                dst / "images" / name)
         frame["file_path"] = f"images/{name}"
     meta.pop("ply_file_path", None)
     (dst / "transforms.json").write_text(json.dumps(meta))
@@ -297,7 +298,8 @@ def run_logged(cmd: list[str], log: Path, timeout: float) -> tuple[int, float]:
         handle.write("$ " + " ".join(cmd) + "\n")
         handle.flush()
         proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
-                                env=dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"))
+                                env=dict(os.environ,
+                                         PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"))
         try:
             rc = proc.wait(timeout=max(1.0, timeout))
         except subprocess.TimeoutExpired:
@@ -382,7 +384,8 @@ def write_random_model(path: Path, arch: dict) -> dict:
     v = arch["vae"]
     levels = len(v["block_out_channels"])
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=v["latent_channels"],
-                        down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels,
+                        down_block_types=("DownEncoderBlock2D",) * levels,
+                        up_block_types=("UpDecoderBlock2D",) * levels,
                         block_out_channels=v["block_out_channels"], layers_per_block=v["layers_per_block"],
                         norm_num_groups=v["norm_num_groups"], scaling_factor=1.0)
     u = arch["unet"]
@@ -459,7 +462,8 @@ def perceptual_trainer_class():
 
 def export_restorer(trainer, random_model: Path, dest: Path) -> dict:
     """``dest/model/`` (the trained UNet + VAE in the SD-Turbo layout, bf16) + ``dest/`` φ⁻ LoRA, prompt embedding and
-    ``nifi_restorer.json`` (from the trainer's ``latest/``): loadable with ``load_restorer(dest, model_path=dest/model)``."""
+    ``nifi_restorer.json`` (from the trainer's ``latest/``): loadable with
+    ``load_restorer(dest, model_path=dest/model)``."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     bb = trainer.backbone
@@ -676,7 +680,8 @@ def main(argv=None) -> int:
     if profile["shrink"]:  # shrunk copies (factor, every n-th frame, at most n frames), random initial Gaussians
         small = work / "small_scenes"
         for name, (folder, images, ds) in list(scenes.items()):
-            factor, keep, frames = profile["shrink"].get(name) or profile["shrink"]["fox" if name == "fox" else "strecha"]
+            factor, keep, frames = (profile["shrink"].get(name)
+                                    or profile["shrink"]["fox" if name == "fox" else "strecha"])
             scenes[name] = (shrink_scene(folder, small / name, images, factor, keep, frames), "images", None)
     num_random = profile["num_random"]
     min_train_s = profile["min_train_s"]  # training gets at least this much, or the scene loop stops
@@ -707,7 +712,8 @@ def main(argv=None) -> int:
             save()
             continue
         print(f"[{spent():.0f} s] pairs {name} (timeout {timeout:.0f} s)", flush=True)
-        record_pairs(name, make_pairs(name, folder, ds, args, work, timeout, num_random), work, report, save, trained_on)
+        record_pairs(name, make_pairs(name, folder, ds, args, work, timeout, num_random), work, report, save,
+                     trained_on)
     report["timing_s"]["pairs"] = round(spent(), 1)
     if not trained_on:
         report["status"] = "failed: no training scene produced pairs"
@@ -731,7 +737,8 @@ def main(argv=None) -> int:
     cfg.train.lr_phi_minus = cfg.train.lr_phi_plus = args.lr
     cfg.train.num_workers = profile["num_workers"]
     cfg.train.max_steps = args.max_steps or profile["max_steps"]
-    cfg.train.log_every, cfg.train.save_every, cfg.train.eval_every = profile["log_every"], 10 ** 9, profile["eval_every"]
+    cfg.train.log_every, cfg.train.save_every, cfg.train.eval_every = (profile["log_every"], 10 ** 9,
+                                                                       profile["eval_every"])
     # held-out views of the training scenes (their test split), never entry-P10; 0 = whole images
     cfg.train.eval_max_images, cfg.train.eval_crop = 8, profile["eval_crop"]
     trainer = perceptual_trainer_class()(cfg, work / "pairs_train", work / "exp", device=device,
@@ -822,7 +829,8 @@ def main(argv=None) -> int:
     report["status"] = "done"
     save()
     print(json.dumps({"gpu": report["gpu"], "trained_on": trained_on, "steps": report["training"]["steps"],
-                      "per_rate": {r: {k: round(v, 4) for k, v in a.items() if k.startswith(("lpips_", "psnr_")) and v is not None}
+                      "per_rate": {r: {k: round(v, 4) for k, v in a.items()
+                                       if k.startswith(("lpips_", "psnr_")) and v is not None}
                                    for r, a in report["entry_P10"]["per_rate"].items()},
                       "total_s": report["timing_s"]["total"]}, indent=2))
     if not args.work:

@@ -46,7 +46,8 @@ def test_export_existing_container(tmp_path):
     assert with_run.num_input_gaussians == 3000 and with_run.compression_ratio == pytest.approx(ply_bytes / len(blob))
     assert json.loads((out / "report.json").read_text())["rate"] == 1.0
     (run_nifi / "rate_1.0.json").write_text(json.dumps({**run_report, "sha256": "0" * 64}))  # stale report: ignored
-    assert ExportNix(output_dir=out, input_nifi=run_nifi / "rate_1.0.nifi", overwrite=True).main().num_input_gaussians == 800
+    assert ExportNix(output_dir=out, input_nifi=run_nifi / "rate_1.0.nifi",
+                     overwrite=True).main().num_input_gaussians == 800
 
     broken = tmp_path / "broken.nifi"
     broken.write_bytes(blob[:-7])

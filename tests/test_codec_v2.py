@@ -56,7 +56,8 @@ def test_vq_round_trip_is_bit_exact(scene, coder):
     assert len(np.unique(decoded.scales, axis=0)) <= 128
     # the VQ approximates the input (the same rows, in container order)
     src = scene.subset(index)
-    assert np.abs(decoded.features_dc - src.features_dc).mean() < np.abs(src.features_dc - src.features_dc.mean(0)).mean()
+    assert (np.abs(decoded.features_dc - src.features_dc).mean()
+            < np.abs(src.features_dc - src.features_dc.mean(0)).mean())
 
 
 def test_vq_containers_are_smaller_per_gaussian(scene):

@@ -126,7 +126,8 @@ def test_teacher_pool_images_are_teacher_renders_at_the_rendered_cameras(tmp_pat
     # the pool cameras are the cameras the round rendered, and (arrived in one round) the test cameras
     torch.testing.assert_close(pool_c2w, torch.stack(rendered), atol=1e-5, rtol=0)
     torch.testing.assert_close(pool_c2w, eval_cams.camera_to_worlds, atol=1e-5, rtol=0)
-    meta = json.loads((out / "fox" / "difix3d-splatfacto" / "t" / "difix_rounds" / "step_000000002" / "poses.json").read_text())
+    meta = json.loads(
+        (out / "fox" / "difix3d-splatfacto" / "t" / "difix_rounds" / "step_000000002" / "poses.json").read_text())
     torch.testing.assert_close(torch.tensor([v["camera_to_world"] for v in meta["views"]]), pool_c2w, atol=1e-5, rtol=0)
 
     # The teacher's own render of each test view: posed by the teacher's dataparser (its frame), with the pool

@@ -217,8 +217,8 @@ def test_bad_inputs_give_one_clear_error(tmp_path, capsys):
 def test_accelerate_launch_two_cpu_processes_unet_lora(tmp_path, pairs):
     """Two CPU processes (gloo) training a PEFT LoRA on the UNet; the export has the plain HF layout."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "difix_ns.cli.train",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "difix_ns.cli.train",
            "--data", str(pairs[0] / "pairs.json"), "--architecture", "tiny", "--out", str(out), "--max-steps", "2",
            "--batch-size", "1", "--crop", "64", "--eval-every", "0", "--eval-pairs", "1", "--num-workers", "0",
            "--loss.lpips", "0", "--unet-lora-rank", "2", "--trainable", "upstream"]

@@ -269,7 +269,8 @@ def test_build_3dgs_on_fox_detects_images_n_before_work(tmp_path, capsys, monkey
     assert build.check_scene(FOX, None) == 2  # no images/: the smallest images_N/ present
     assert "using images_2/ (--downscale-factor 2)" in capsys.readouterr().err
     assert build.check_scene(FOX, 4) == 4
-    with pytest.raises(SystemExit, match=r"images_8/0001.jpg does not exist \(downscaled folders here: images_2/, images_4/\)"):
+    with pytest.raises(SystemExit,
+                       match=r"images_8/0001.jpg does not exist \(downscaled folders here: images_2/, images_4/\)"):
         build.check_scene(FOX, 8)
     with pytest.raises(SystemExit, match="pass --downscale-factor 2"):
         build.check_scene(FOX, 1)

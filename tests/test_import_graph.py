@@ -89,7 +89,8 @@ def test_difix_ns_has_no_import_cycle():
 
 def test_difix_ns_never_imports_nifi_ns():
     graph = module_graph()
-    upward = sorted((m, t) for m, ts in graph.items() if m.startswith("difix_ns") for t in ts if t.startswith("nifi_ns"))
+    upward = sorted((m, t) for m, ts in graph.items() if m.startswith("difix_ns")
+                    for t in ts if t.startswith("nifi_ns"))
     assert upward == []
 
 

@@ -75,7 +75,8 @@ def test_eval_benchmark_schema_and_paper_comparison(trained, tmp_path):
     assert cmp_["unmatched_groups"] == ["mystery/1.0"] and len(cmp_["entries"]) == 1
     entry = cmp_["entries"][0]
     assert (entry["paper_nifi_lpips"], entry["paper_nifi_dists"]) == (0.178, 0.109)  # Table 1, Mip-NeRF360 λ=0.1
-    assert entry["delta_lpips_after_vs_paper"] == pytest.approx(s["per_dataset_rate"]["mipnerf360/0.1"]["lpips_after"] - 0.178)
+    assert entry["delta_lpips_after_vs_paper"] == pytest.approx(
+        s["per_dataset_rate"]["mipnerf360/0.1"]["lpips_after"] - 0.178)
 
 
 def test_eval_rejects_bad_input_without_output(trained, tmp_path, capsys):
@@ -164,12 +165,14 @@ def test_rescore_fills_vgg_metrics_of_the_rows_whose_renders_exist(tmp_path):
         (renders / folder).mkdir(parents=True)
         Image.fromarray(image).save(renders / folder / "000.png")
     result = {"uncompressed": {"psnr": 40.0}, "errors": {"perceptual_metrics": "no VGG16"},
-              "nifi": [{"label": "rate_0.1", "metrics": {"psnr": 30.0}}, {"label": "rate_1.0", "metrics": {"psnr": 20.0}}]}
+              "nifi": [{"label": "rate_0.1", "metrics": {"psnr": 30.0}},
+                       {"label": "rate_1.0", "metrics": {"psnr": 20.0}}]}
     source = tmp_path / "bench.json"
     source.write_text(json.dumps(result))
     out = tmp_path / "rescored.json"
 
-    assert load_script("rescore_renders").main(["--json", str(source), "--renders", str(renders), "--out", str(out)]) == 0
+    assert load_script("rescore_renders").main(["--json", str(source), "--renders", str(renders),
+                                                "--out", str(out)]) == 0
 
     done = json.loads(out.read_text())
     assert json.loads(source.read_text()) == result

@@ -118,7 +118,8 @@ def test_finetune_lpips_term_changes_the_fit_and_rejects_bad_settings(run):
 
     plain, again, perceptual = fit(), fit(), fit(lpips_weight=1.0, lpips_net="alex")
     noise = max(np.abs(getattr(plain, k) - getattr(again, k)).max() for k in ("features_dc", "means", "opacities"))
-    effect = max(np.abs(getattr(plain, k) - getattr(perceptual, k)).max() for k in ("features_dc", "means", "opacities"))
+    effect = max(np.abs(getattr(plain, k) - getattr(perceptual, k)).max()
+                 for k in ("features_dc", "means", "opacities"))
     print(f"run-to-run {noise:.2e}, LPIPS term {effect:.2e}")
     # Multi-threaded CPU sums vary run to run (1.2e-5 seen once on a 2-core machine): float noise, far below the term.
     assert noise < 1e-4 and effect > 100 * max(noise, 1e-6)

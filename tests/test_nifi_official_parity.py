@@ -89,8 +89,8 @@ def official_restorer(official_files):
     from nifi_ns.nerfstudio.restorer_config import NifiRestorerStageConfig
 
     stage = NifiRestorerStageConfig(enabled=True, model_path=str(official_files["model"]),
-                                    lora_path=str(official_files["ckpt"]), prompt_embeds_path=str(official_files["npz"]),
-                                    device="cpu")
+                                    lora_path=str(official_files["ckpt"]),
+                                    prompt_embeds_path=str(official_files["npz"]), device="cpu")
     return stage.setup()
 
 
@@ -209,7 +209,8 @@ def test_converter_round_trip_and_project_format_parity(official_files, tmp_path
     assert "already exists" in capsys.readouterr().err
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     assert entrypoint(["--lora", str(tmp_path / "junk.ckpt"), "--lora-out", str(tmp_path / "out.safetensors"),
-                       "--embeds", str(official_files["npz"]), "--embeds-out", str(tmp_path / "out_emb.safetensors")]) == 2
+                       "--embeds", str(official_files["npz"]),
+                       "--embeds-out", str(tmp_path / "out_emb.safetensors")]) == 2
     assert "junk.ckpt" in capsys.readouterr().err
     assert not (tmp_path / "out.safetensors").exists() and not (tmp_path / "out_emb.safetensors").exists()
 

@@ -56,7 +56,8 @@ def fox_as_colmap(root: Path, count: int = 9) -> Path:
     (sparse / "images.txt").write_text("\n".join(lines) + "\n")
     rng = np.random.default_rng(0)
     points = rng.normal(scale=0.5, size=(64, 3))
-    (sparse / "points3D.txt").write_text("".join(f"{k + 1} {x} {y} {z} 128 128 128 0.5\n" for k, (x, y, z) in enumerate(points)))
+    (sparse / "points3D.txt").write_text("".join(f"{k + 1} {x} {y} {z} 128 128 128 0.5\n"
+                                                 for k, (x, y, z) in enumerate(points)))
     return scene
 
 

@@ -113,7 +113,8 @@ def test_generator_step_touches_only_phi_minus_including_the_vae_encoder(trainer
     assert vae_minus and any(p.grad is not None and p.grad.abs().sum() > 0 for p in vae_minus)
     den_minus = L.adapter_parameters(bb.denoiser, L.PHI_MINUS)
     assert all(p.grad is not None for p in den_minus)  # every φ⁻ layer of the denoiser is trained
-    dead = sorted(n for n, p in bb.denoiser.named_parameters() if f"lora_B.{L.PHI_MINUS}" in n and p.grad.abs().sum() == 0)
+    dead = sorted(n for n, p in bb.denoiser.named_parameters()
+                  if f"lora_B.{L.PHI_MINUS}" in n and p.grad.abs().sum() == 0)
     # SD3's last block is context_pre_only: its context queries feed nothing, so that one LoRA gets a zero gradient
     last = f"transformer_blocks.{len(getattr(bb.denoiser, 'transformer_blocks', [])) - 1}.attn.add_q_proj"
     assert all(n.startswith(last) for n in dead), dead

@@ -78,7 +78,8 @@ def test_train_smoke_writes_all_outputs_and_resumes(pairs, smoke_run, tmp_path):
     from nifi_ns.restoration.restorer import load_restorer
 
     x = torch.rand(1, 3, 32, 48)
-    from_pt, from_dir = load_restorer(str(exp / "best.pt"), device="cpu"), load_restorer(str(exp / "best"), device="cpu")
+    from_pt, from_dir = (load_restorer(str(exp / "best.pt"), device="cpu"),
+                         load_restorer(str(exp / "best"), device="cpu"))
     assert from_pt.backbone.has_adapter("phi_minus") and not from_pt.backbone.has_adapter("phi_plus")
     assert torch.equal(from_pt.restore(x), from_dir.restore(x))
     # ns-eval's route (--pipeline.restorer.lora-path best.pt): the checkpoint's prompt embedding is used, so a base
@@ -95,7 +96,8 @@ def test_train_smoke_writes_all_outputs_and_resumes(pairs, smoke_run, tmp_path):
     lora_only = NiFiRestorer(NiFiRestorerConfig(model_path=str(stripped), lora_path=str(exp / "best.pt"), device="cpu"))
     assert torch.equal(lora_only.restore(x), from_pt.restore(x))
 
-    assert train.main(["--data_root", str(pairs), "--exp", str(exp), "--smoke_test", "--resume", "--max_steps", "5"]) == 0
+    assert train.main(["--data_root", str(pairs), "--exp", str(exp), "--smoke_test", "--resume",
+                       "--max_steps", "5"]) == 0
     rows = list(csv.DictReader((exp / "train_log.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5]
     assert json.loads((exp / "train_summary.json").read_text())["resumed_from_step"] == 4
@@ -135,7 +137,8 @@ def test_default_config_holds_the_paper_hyperparameters():
     cfg = load_config(default_config_path())
     assert (cfg.model.guidance_scale, cfg.model.lora_rank, cfg.diffusion.t0) == (7.5, 64, 199)
     assert (cfg.train.batch_size, cfg.train.max_steps) == (4, 60000)
-    assert (cfg.train.lr_phi_minus, cfg.train.lr_phi_plus, cfg.train.weight_decay, cfg.train.grad_clip) == (5e-6, 1e-6, 1e-4, 1.0)
+    assert (cfg.train.lr_phi_minus, cfg.train.lr_phi_plus, cfg.train.weight_decay,
+            cfg.train.grad_clip) == (5e-6, 1e-6, 1e-4, 1.0)
     assert (cfg.loss_weights.alpha, cfg.model.prompt_dropout, cfg.model.backbone) == (0.7, 0.1, "sd3")
 
 

@@ -1,6 +1,7 @@
 """Every command in the README's shell blocks names a program this checkout provides (a console script of this
 package or of nerfstudio, a file under scripts/ or the repository root, or a listed system tool), and every
-``--flag`` given to one of this package's reference-flag tools is listed by its tyro-built ``--help``. Static: nothing is run."""
+``--flag`` given to one of this package's reference-flag tools is listed by its tyro-built ``--help``. Static: nothing
+is run."""
 from __future__ import annotations
 
 import importlib

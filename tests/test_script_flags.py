@@ -105,7 +105,8 @@ def test_fixer_demo_scales():
     module = _load("gpu_train_fixer_demo")
     gpu = module.resolved_scale(parse("gpu_train_fixer_demo", ["--out", "o", "--budget-s", "480"]))
     assert (gpu.budget_s, gpu.shrink, gpu.splat_steps, gpu.crop, gpu.train_seconds) == (480.0, 1, 1500, 256, 170.0)
-    cpu = module.resolved_scale(parse("gpu_train_fixer_demo", ["--out", "o", "--scale", "cpu", "--train-seconds", "60"]))
+    cpu = module.resolved_scale(parse("gpu_train_fixer_demo",
+                                      ["--out", "o", "--scale", "cpu", "--train-seconds", "60"]))
     assert (cpu.shrink, cpu.train_seconds, cpu.budget_s, cpu.architecture) == (4, 60.0, 3600.0, "small")
     smoke = module.resolved_scale(parse("gpu_train_fixer_demo", ["--out", "o", "--smoke-cpu", "--scale", "cpu"]))
     assert (smoke.architecture, smoke.max_frames) == ("tiny", 8)

@@ -95,7 +95,8 @@ def render(splat, keep: Optional[torch.Tensor], viewmats: torch.Tensor, Ks: torc
            height: int, device: torch.device) -> torch.Tensor:
     """Render ``[C,3,H,W]`` in [0,1] on a white background (SH of the splat's degree), on the CPU."""
     white = torch.ones(viewmats.shape[0], 3, device=device)
-    return render_splat(splat, viewmats, Ks, width, height, device, keep=keep, backgrounds=white).float().cpu().contiguous()
+    return render_splat(splat, viewmats, Ks, width, height, device, keep=keep,
+                        backgrounds=white).float().cpu().contiguous()
 
 
 def strip(rows: List[torch.Tensor], gap: int = 4) -> torch.Tensor:

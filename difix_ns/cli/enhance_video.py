@@ -1,4 +1,5 @@
-"""``difix-enhance-video``: Difix3D+ post-processing of a rendered video (same flags as the reference workflow's ``enhance_existing_video.py``).
+"""``difix-enhance-video``: Difix3D+ post-processing of a rendered video (same flags as the reference workflow's
+``enhance_existing_video.py``).
 
     difix-enhance-video --input render.mp4 --output enhanced.mp4 [--use-ref --ref-images data/images]
 

@@ -1,9 +1,9 @@
 """Difix3D models: nerfacto / splatfacto that can be supervised by pool views without per-image parameters.
 
 Both implement :class:`difix_ns.nerfstudio.pool.PoolAwareModel` (``pool_view_mode`` + ``photometric_loss_key``), the
-contract the pipeline trains pool batches through. Both subclasses add no modules, so their state-dict keys equal the stock models' keys: a plain nerfacto or
-splatfacto checkpoint loads into them (``--load-checkpoint``), and their checkpoints load back into the stock
-methods.
+contract the pipeline trains pool batches through. Both subclasses add no modules, so their state-dict keys equal
+the stock models' keys: a plain nerfacto or splatfacto checkpoint loads into them (``--load-checkpoint``), and their
+checkpoints load back into the stock methods.
 """
 
 from __future__ import annotations

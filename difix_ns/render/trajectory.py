@@ -136,7 +136,8 @@ class TrajectoryRender:
                 raise SystemExit(f"error: output {existing[0]} already exists; pass --overwrite to replace it")
         names = self.rendered_output_names
         if not self.postfix and names is not None and settings.OUTPUT_NAME in names:
-            raise SystemExit(f"error: --rendered-output-names asks for {settings.OUTPUT_NAME} but --no-postfix was given")
+            raise SystemExit(f"error: --rendered-output-names asks for {settings.OUTPUT_NAME} "
+                             "but --no-postfix was given")
         if self.postfix and self.fixer.batch_size < 1:
             raise SystemExit(f"error: --fixer.batch-size must be >= 1, got {self.fixer.batch_size}")
 

@@ -10,9 +10,9 @@ What breaks on a CPU-only machine and what `install_cpu_support` does about it (
 * ``get_viewmat`` is ``torch.compile``'d (needs a C toolchain, slow to warm up on CPU) -> the uncompiled function.
 * ``cache_images="cpu"`` calls ``Tensor.pin_memory()``, which raises without an accelerator -> inside
   ``FullImageDatamanager._load_images`` pinning is skipped (plain CPU tensors work the same, just unpinned).
-* torchmetrics' LPIPS downloads AlexNet when the model is built -> before the first splatfacto or nerfacto model is built,
-  `difix_ns.metrics.install_torchvision_offline_fallback()` serves the real ImageNet weights from the local cache
-  when the download cannot happen (a no-op whenever torchvision can download).
+* torchmetrics' LPIPS downloads AlexNet when the model is built -> before the first splatfacto or nerfacto model is
+  built, `difix_ns.metrics.install_torchvision_offline_fallback()` serves the real ImageNet weights from the local
+  cache when the download cannot happen (a no-op whenever torchvision can download).
 
 On a machine where ``torch.cuda.is_available()`` only the LPIPS fallback is installed (and it changes nothing
 while downloads work); everything else is left exactly as nerfstudio ships it. Idempotent and cheap: it only

@@ -79,7 +79,8 @@ def load_entries(json_paths: Sequence[Path], split: str, hint: str = "") -> list
                         f"{what} '{p}' is {w}x{h}"
                     )
             if min(size) < 64:
-                raise InputError(f"{jp}: {split} pair {pid!r}: image '{img}' is {size[1]}x{size[0]}; Difix needs >= 64 px")
+                raise InputError(f"{jp}: {split} pair {pid!r}: image '{img}' is {size[1]}x{size[0]}; "
+                                 "Difix needs >= 64 px")
             entries.append(PairEntry(f"{jp.parent.name}/{pid}", img, tgt, ref, size, str(rec.get("recipe", ""))))
     if not entries:
         names = ", ".join(str(p) for p in json_paths)

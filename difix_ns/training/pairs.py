@@ -10,7 +10,8 @@ Recipes (Difix3D paper Sec. 4.1.1 / NVIDIA Fixer's recipe; difix3d.md §2.3):
 
 Outputs (``out/``)::
 
-    pairs.json                      {"train": {id: {image, target_image, ref_image, prompt, recipe, ...}}, "test": {...}}
+    pairs.json                      {"train": {id: {image, target_image, ref_image, prompt, recipe, ...}},
+                                     "test": {...}}
     clean/<frame>.png               photos at the resolution splatfacto trained on (targets and references)
     renders/<run>/<frame>[_s<step>].png
     runs/<run>/done.json            the run's pair records; a finished run is skipped on the next call

@@ -272,7 +272,8 @@ def train(cfg: TrainConfig, on_progress: Optional[Callable[[dict], None]] = None
     train_entries = load_entries(data, "train")
     test_entries = []
     if cfg.eval_every > 0 or cfg.eval_pairs > 0:
-        test_entries = load_entries(data, "test", hint="; pass --eval-every 0 --eval-pairs 0 to train without evaluation")
+        test_entries = load_entries(data, "test",
+                                    hint="; pass --eval-every 0 --eval-pairs 0 to train without evaluation")
     set_seed(cfg.seed)
     pipe = load_start_pipeline(cfg)
     use_refs = pipe.reference_mixing

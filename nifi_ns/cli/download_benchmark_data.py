@@ -1,7 +1,8 @@
 """Check / register the NiFi benchmark datasets (Mip-NeRF 360, Tanks & Temples, Deep Blending); no network use.
 
     python scripts/download_benchmark_data.py --dataset all --out data/benchmarks
-    python scripts/download_benchmark_data.py --dataset mipnerf360 --out data/benchmarks --mip_scenes garden bicycle kitchen
+    python scripts/download_benchmark_data.py --dataset mipnerf360 --out data/benchmarks \
+        --mip_scenes garden bicycle kitchen
     python scripts/download_benchmark_data.py --dataset tanks_temples --out data/benchmarks --source /data/tandt
 
 Expected: <out>/<dataset>/<scene>/ with images*/ and poses (COLMAP sparse/0 or poses_bounds.npy). With --source the

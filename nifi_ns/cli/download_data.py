@@ -42,14 +42,16 @@ def main(argv=None) -> int:
     if args.dl3dv_source is None:
         existing = [d.name for d in dest.iterdir() if d.is_dir() and scene_problem(d) is None] if dest.is_dir() else []
         if existing:
-            print(json.dumps({"dataset": "dl3dv", "root": str(dest), "scenes": existing, "status": "present"}, indent=2))
+            print(json.dumps({"dataset": "dl3dv", "root": str(dest), "scenes": existing, "status": "present"},
+                             indent=2))
             return 0
         print(f"DL3DV is not present under '{dest}' and no --dl3dv_source was given; nothing is downloaded "
               f"automatically.\n\n" + DL3DV_INSTRUCTIONS.format(out=args.out), file=sys.stderr)
         return 1
     source = args.dl3dv_source
     if not source.is_dir():
-        print(f"error: --dl3dv_source '{source}' does not exist.\n\n" + DL3DV_INSTRUCTIONS.format(out=args.out), file=sys.stderr)
+        print(f"error: --dl3dv_source '{source}' does not exist.\n\n" + DL3DV_INSTRUCTIONS.format(out=args.out),
+              file=sys.stderr)
         return 1
     scenes = args.scenes or sorted(d.name for d in source.iterdir() if d.is_dir() and not d.name.startswith("."))
     problems = {s: r for s in scenes if (r := scene_problem(source / s)) is not None}

@@ -27,7 +27,8 @@ def main(argv=None) -> int:
     }
     out = write_json(args.out, payload)
     agg = payload["metrics"]["aggregate"]
-    print(f"{summary_prefix(info)}{out}: {agg['count']} pairs, LPIPS-{args.lpips_net} {agg['lpips_before']:.4f} -> {agg['lpips_after']:.4f}, "
+    print(f"{summary_prefix(info)}{out}: {agg['count']} pairs, "
+          f"LPIPS-{args.lpips_net} {agg['lpips_before']:.4f} -> {agg['lpips_after']:.4f}, "
           f"DISTS {agg['dists_before']:.4f} -> {agg['dists_after']:.4f}")
     return 0
 

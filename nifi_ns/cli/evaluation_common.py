@@ -98,7 +98,8 @@ def run_evaluation(args) -> tuple[list[dict], dict]:
         "note": PLUMBING_NOTE if plumbing_only else "restorer with pretrained backbone weights",
         "ckpt": str(args.ckpt), "data_root": str(args.data_root), "split": args.split,
         "backbone": restorer.backbone.kind, "model_path": str(restorer.config.resolved_model_path()),
-        "lora_path": restorer.config.lora_path, "prompt_embeds_path": restorer.config.prompt_embeds_path, "t0": restorer.config.t0, "sigma_t0": restorer.sigma_t0,
+        "lora_path": restorer.config.lora_path, "prompt_embeds_path": restorer.config.prompt_embeds_path,
+        "t0": restorer.config.t0, "sigma_t0": restorer.sigma_t0,
         "seed": args.seed, "device": str(restorer.device), "dtype": str(restorer.dtype).replace("torch.", ""),
         "lpips_net": args.lpips_net, "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }

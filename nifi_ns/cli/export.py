@@ -182,8 +182,8 @@ class ExportNix:
             for tmp, final in zip(staged, (container, ply, report_path)):
                 tmp.replace(final)
         except OSError as err:
-            raise OSError(f"cannot write the export into {self.output_dir}: {err.strerror or err}; nothing was written") \
-                from None
+            raise OSError(f"cannot write the export into {self.output_dir}: {err.strerror or err}; "
+                          "nothing was written") from None
         finally:
             for tmp in staged:
                 tmp.unlink(missing_ok=True)

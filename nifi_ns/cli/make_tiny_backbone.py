@@ -29,7 +29,8 @@ class MakeTinyBackboneConfig:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse(MakeTinyBackboneConfig, argv, description="Write a tiny random restorer backbone in the real diffusers layout.")
+    args = parse(MakeTinyBackboneConfig, argv,
+                 description="Write a tiny random restorer backbone in the real diffusers layout.")
     print(MAKERS[args.backbone](str(args.out)))
     return 0
 

@@ -4,7 +4,8 @@
 config.yml. This is the same evaluation (nerfstudio's `ComputePSNR` output, same JSON), plus overrides:
 
     ns-nifi-eval --load-config <run>/config.yml --output-path eval.json \
-        [--render-output-path DIR] [--restorer-model-path DIR --restorer-lora-path W.ckpt|W.safetensors --restorer-prompt-embeds-path E.npz \
+        [--render-output-path DIR] [--restorer-model-path DIR --restorer-lora-path W.ckpt|W.safetensors \
+         --restorer-prompt-embeds-path E.npz \
          --restorer-backbone sd3|sdturbo] [--no-restorer] [--eval-stages compressed restored]
 """
 from __future__ import annotations

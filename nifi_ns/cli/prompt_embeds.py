@@ -6,7 +6,8 @@
 The backbone's own text encoders embed ``--prompt`` (default: the TSD-SR prompt of NiFi's released inference,
 :data:`nifi_ns.restoration.embeds.DEFAULT_PROMPT`) on the CPU; ``.npz`` writes the authors' official format
 (``default_embeddings.npz``), anything else this project's safetensors. Prints one JSON line with the output path and
-the embedding shape. The flags use the NiFi scripts' underscore spelling (a tyro dataclass, like ``scripts/train_nifi.py``).
+the embedding shape. The flags use the NiFi scripts' underscore spelling (a tyro dataclass, like
+``scripts/train_nifi.py``).
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class PromptEmbedsConfig:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse(PromptEmbedsConfig, argv, description="Precompute the restorer's default prompt embedding (no GPU needed).")
+    args = parse(PromptEmbedsConfig, argv,
+                 description="Precompute the restorer's default prompt embedding (no GPU needed).")
     import torch
 
     from nifi_ns.restoration.backbones import load_backbone

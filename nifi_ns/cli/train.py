@@ -123,7 +123,8 @@ def main(argv=None) -> int:
         return 2
     summary = trainer.train()
     if trainer.is_main:
-        print(json.dumps({k: summary[k] for k in ("exp_dir", "steps_completed", "best", "last_steps_mean", "outputs")}, indent=2))
+        print(json.dumps({k: summary[k] for k in ("exp_dir", "steps_completed", "best", "last_steps_mean", "outputs")},
+                         indent=2))
     return 0
 
 

@@ -109,7 +109,8 @@ def encode_budget(splat: GaussianSplat, order: np.ndarray, n: int, cfg: CodecCon
     sections["opacity"] = encode_stream(qo, cfg.opacity_bits, opacity_context, coder)
     sections["opacity_table"] = codes["opacity_table"].astype("<f4").tobytes()
     if cfg.color_codebook_size > 0:
-        book, labels = vq.fit_color(kept.features_dc, cfg.color_codebook_size, cfg.vq_iters, cfg.kmeans_sample, cfg.seed)
+        book, labels = vq.fit_color(kept.features_dc, cfg.color_codebook_size, cfg.vq_iters, cfg.kmeans_sample,
+                                    cfg.seed)
         header["color_vq"] = {"codebook_size": int(book.shape[0]), "label_bits": vq.label_bits(book.shape[0])}
         sections["color_codebook"] = book.astype("<f2").tobytes()
         sections["color_labels"] = encode_stream(labels, header["color_vq"]["label_bits"], None, coder)

@@ -35,13 +35,15 @@ TANKS_TEMPLES = DatasetSpec(
     "tanks_temples", ("train", "truck"), "tandt",
     "Tanks & Temples (train, truck) and Deep Blending (drjohnson, playroom), COLMAP-processed by the 3DGS authors:\n"
     "  mkdir -p {out} && cd {out}\n"
-    "  wget https://repo-sam.inria.fr/fungraph/3d-gaussian-splatting/datasets/input/tandt_db.zip && unzip tandt_db.zip\n"
+    "  wget https://repo-sam.inria.fr/fungraph/3d-gaussian-splatting/datasets/input/tandt_db.zip"
+    " && unzip tandt_db.zip\n"
     "  mv tandt tanks_temples && mv db deepblending\n",
 )
 DEEPBLENDING = DatasetSpec("deepblending", ("drjohnson", "playroom"), "db", TANKS_TEMPLES.instructions)
 BENCHMARKS = {s.name: s for s in (MIPNERF360, TANKS_TEMPLES, DEEPBLENDING)}
 DL3DV_INSTRUCTIONS = (
-    "DL3DV-10K (NiFi's training scenes) is gated: request access at https://github.com/DL3DV-10K/Dataset (Hugging Face\n"
+    "DL3DV-10K (NiFi's training scenes) is gated: request access at https://github.com/DL3DV-10K/Dataset "
+    "(Hugging Face\n"
     "dataset DL3DV/DL3DV-ALL-960P after accepting its terms), download a subset with the dataset's own download.py\n"
     "(e.g. `python download.py --odir /data/dl3dv --subset 1K --resolution 960P --file_type images+poses`), then run\n"
     "  python scripts/download_data.py --dataset dl3dv --out {out} --dl3dv_source /data/dl3dv/1K\n"
@@ -56,7 +58,8 @@ def scene_problem(scene_dir: Path) -> Optional[str]:
     images = [d for r in roots if r.is_dir() for d in r.iterdir() if d.is_dir() and d.name.startswith("images")]
     if not any(any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir()) for d in images):
         return f"'{scene_dir}' has no images*/ folder with images"
-    has_poses = any((r / "transforms.json").is_file() or (r / "sparse" / "0").is_dir() or (r / "poses_bounds.npy").is_file()
+    has_poses = any((r / "transforms.json").is_file() or (r / "sparse" / "0").is_dir()
+                    or (r / "poses_bounds.npy").is_file()
                     for r in roots)
     if not has_poses:
         return f"'{scene_dir}' has no camera poses (transforms.json, sparse/0/ or poses_bounds.npy)"

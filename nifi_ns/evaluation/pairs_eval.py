@@ -91,7 +91,8 @@ def aggregate(rows: Sequence[dict]) -> dict:
     out: dict = {"count": len(rows)}
     for m in METRICS:
         for side in ("before", "after"):
-            vals = [r[f"{m}_{side}"] for r in rows if isinstance(r.get(f"{m}_{side}"), (int, float)) and math.isfinite(r[f"{m}_{side}"])]
+            vals = [r[f"{m}_{side}"] for r in rows
+                    if isinstance(r.get(f"{m}_{side}"), (int, float)) and math.isfinite(r[f"{m}_{side}"])]
             out[f"{m}_{side}"] = mean(vals) if vals else None
         b, a = out[f"{m}_before"], out[f"{m}_after"]
         out[f"{m}_delta"] = None if a is None or b is None else a - b

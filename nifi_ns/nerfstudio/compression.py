@@ -196,7 +196,8 @@ def _with_available_perceptual_term(settings: CompressionSettings, steps: int) -
     try:
         LPIPS(settings.finetune_lpips_net)
     except MetricWeightsError as err:
-        why = (f"finetune_lpips_weight={settings.finetune_lpips_weight:g} needs the LPIPS-{settings.finetune_lpips_net} "
+        why = (f"finetune_lpips_weight={settings.finetune_lpips_weight:g} "
+               f"needs the LPIPS-{settings.finetune_lpips_net} "
                f"backbone, which is unavailable ({err}); fine-tuning without the perceptual term. "
                "Run `difix-fetch-metric-weights` to enable it, or set --pipeline.finetune-lpips-weight 0.")
         logger.warning("NiFi compression: %s", why)

@@ -135,7 +135,8 @@ class RestorerBackbone(torch.nn.Module):
         return self.load_lora_parts(parts, meta, path)
 
     def load_lora_parts(self, parts: dict, meta: dict, path) -> dict:
-        """Strictly load adapter weights ``{component: state dict}`` described by ``meta``; ``path`` names the source."""
+        """Strictly load adapter weights ``{component: state dict}`` described by ``meta``; ``path`` names the
+        source."""
         if meta.get("backbone") != self.kind:
             raise L.LoraMismatchError(f"LoRA file '{path}' is for backbone '{meta.get('backbone')}', not '{self.kind}'")
         name = meta.get("adapter", L.PHI_MINUS)
@@ -146,7 +147,8 @@ class RestorerBackbone(torch.nn.Module):
                 self.add_critic_lora(meta["rank"], meta["alpha"])
         expected = {self.denoiser_name, "vae"} if name == L.PHI_MINUS else {self.denoiser_name}
         if set(parts) != expected:
-            raise L.LoraMismatchError(f"LoRA file '{path}' holds components {sorted(parts)}, expected {sorted(expected)}")
+            raise L.LoraMismatchError(f"LoRA file '{path}' holds components {sorted(parts)}, "
+                                      f"expected {sorted(expected)}")
         L.load_adapter_state_dict(self.denoiser, name, parts[self.denoiser_name], str(path))
         if "vae" in parts:
             L.load_adapter_state_dict(self.vae, name, parts["vae"], str(path))
@@ -281,7 +283,8 @@ class SDTurboBackbone(RestorerBackbone):
 
             try:
                 tokenizer = CLIPTokenizer.from_pretrained(self.model_dir, subfolder="tokenizer")
-                encoder = CLIPTextModel.from_pretrained(self.model_dir, subfolder="text_encoder", torch_dtype=self.dtype_)
+                encoder = CLIPTextModel.from_pretrained(self.model_dir, subfolder="text_encoder",
+                                                        torch_dtype=self.dtype_)
             except (OSError, ValueError) as err:
                 raise _missing_text_encoder_error(self.model_dir, "tokenizer / text_encoder", err)
             self._text = PromptEmbeddingCache(clip_prompt_encoder(tokenizer, encoder.to(self.device_)))
@@ -291,10 +294,12 @@ class SDTurboBackbone(RestorerBackbone):
 BACKBONES = {"sd3": SD3Backbone, "sdturbo": SDTurboBackbone}
 
 
-def load_backbone(kind: str, model_path: str | os.PathLike, device="cpu", dtype=torch.float32, **kwargs) -> RestorerBackbone:
+def load_backbone(kind: str, model_path: str | os.PathLike, device="cpu", dtype=torch.float32,
+                  **kwargs) -> RestorerBackbone:
     """Resolve ``model_path`` (local folder or hub id, clear offline errors) and build the backbone."""
     if kind not in BACKBONES:
         raise ValueError(f"unknown restorer backbone '{kind}' (choose from {sorted(BACKBONES)})")
     what = "SD3 model" if kind == "sd3" else "SD-Turbo model"
-    model_dir = resolve_model_dir(model_path, required_files=("model_index.json", "scheduler/scheduler_config.json"), what=what)
+    model_dir = resolve_model_dir(model_path, required_files=("model_index.json", "scheduler/scheduler_config.json"),
+                                  what=what)
     return BACKBONES[kind](model_dir, device=device, dtype=dtype, **kwargs)

@@ -54,7 +54,8 @@ def load_prompt_embeds(path: str | os.PathLike, backbone: str | None = None) -> 
     kind = file_kind(path, "prompt embedding file")
     if kind == "npz":
         if backbone not in (None, "sd3"):
-            raise ValueError(f"prompt embedding file '{path}' is the official SD3 .npz format, not for backbone '{backbone}'")
+            raise ValueError(f"prompt embedding file '{path}' is the official SD3 .npz format, "
+                             f"not for backbone '{backbone}'")
         return O.read_official_npz(path)
     if kind == "torch":
         payload = C.read_checkpoint(path)
@@ -75,7 +76,8 @@ def load_prompt_embeds(path: str | os.PathLike, backbone: str | None = None) -> 
         embeds = f.get_tensor("prompt_embeds")
         pooled = f.get_tensor("pooled_prompt_embeds") if "pooled_prompt_embeds" in keys else None
     if backbone is not None and meta.get("backbone", backbone) != backbone:
-        raise ValueError(f"prompt embedding file '{path}' was made for backbone '{meta.get('backbone')}', not '{backbone}'")
+        raise ValueError(f"prompt embedding file '{path}' was made for backbone '{meta.get('backbone')}', "
+                         f"not '{backbone}'")
     if embeds.ndim != 3:
         raise ValueError(f"'prompt_embeds' in '{path}' must be [B, L, C], got {tuple(embeds.shape)}")
     return PromptEmbeds(embeds, pooled)

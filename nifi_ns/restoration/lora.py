@@ -114,7 +114,8 @@ def adapter_state_dict(model: torch.nn.Module, name: str) -> dict[str, torch.Ten
     """Adapter weights with the adapter name stripped from the keys (PEFT's portable format)."""
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().float().contiguous().cpu() for k, v in get_peft_model_state_dict(model, adapter_name=name).items()}
+    return {k: v.detach().float().contiguous().cpu()
+            for k, v in get_peft_model_state_dict(model, adapter_name=name).items()}
 
 
 class LoraMismatchError(ValueError):

@@ -1,4 +1,5 @@
-"""The NiFi authors' released file formats (ceteke/nifi ``restorer.py`` / ``embedding.py``), read and written as they are.
+"""The NiFi authors' released file formats (ceteke/nifi ``restorer.py`` / ``embedding.py``), read and written as
+they are.
 
 - Restorer checkpoint (``3dgs-compression-restore.ckpt``): a ``torch.save`` dict ``{'vae': ..., 'transformer': ...}``
   whose values are module state-dict entries of one PEFT LoRA adapter named ``default``, e.g.
@@ -77,22 +78,26 @@ def official_to_parts(payload: dict, source) -> tuple[dict[str, dict[str, torch.
 
 
 def parts_to_official(parts: dict, meta: dict, source) -> dict[str, dict[str, torch.Tensor]]:
-    """This project's φ⁻ LoRA (parts + metadata) -> the official checkpoint dict; refuses what official code can't run."""
+    """This project's φ⁻ LoRA (parts + metadata) -> the official checkpoint dict; refuses what official code can't
+    run."""
     problems = []
     if meta.get("backbone") != "sd3":
         problems.append(f"backbone '{meta.get('backbone')}' (official code is SD3 only)")
     if meta.get("adapter", L.PHI_MINUS) != L.PHI_MINUS:
         problems.append(f"adapter '{meta.get('adapter')}' (only the generator φ⁻ is used at inference)")
     if int(meta.get("rank", -1)) != OFFICIAL_RANK or float(meta.get("alpha", -1)) != OFFICIAL_ALPHA:
-        problems.append(f"rank {meta.get('rank')} / alpha {meta.get('alpha')} (official: {OFFICIAL_RANK} / {OFFICIAL_ALPHA:g})")
+        problems.append(f"rank {meta.get('rank')} / alpha {meta.get('alpha')} "
+                        f"(official: {OFFICIAL_RANK} / {OFFICIAL_ALPHA:g})")
     if int(meta.get("t0", OFFICIAL_T0)) != OFFICIAL_T0 or meta.get("final_sigma") == "zero":
-        problems.append(f"t0={meta.get('t0')} final_sigma={meta.get('final_sigma')} (official: t0={OFFICIAL_T0}, table_min)")
+        problems.append(f"t0={meta.get('t0')} final_sigma={meta.get('final_sigma')} "
+                        f"(official: t0={OFFICIAL_T0}, table_min)")
     if set(meta.get("denoiser_targets") or L.SD3_TRANSFORMER_TARGETS) != set(L.SD3_TRANSFORMER_TARGETS):
         problems.append(f"transformer targets {meta.get('denoiser_targets')}")
     if set(parts) != set(OFFICIAL_COMPONENTS):
         problems.append(f"components {sorted(parts)} (official: {list(OFFICIAL_COMPONENTS)})")
     if problems:
-        raise L.LoraMismatchError(f"'{source}' cannot be written as an official NiFi checkpoint: " + "; ".join(problems))
+        raise L.LoraMismatchError(f"'{source}' cannot be written as an official NiFi checkpoint: "
+                                  + "; ".join(problems))
     out = {}
     for component in OFFICIAL_COMPONENTS:
         converted = {}
@@ -100,7 +105,8 @@ def parts_to_official(parts: dict, meta: dict, source) -> dict[str, dict[str, to
             m = re.match(r"^(?P<module>.+)\.lora_(?P<ab>[AB])\.weight$", key)
             if m is None:
                 raise L.LoraMismatchError(f"'{source}': '{component}.{key}' is not a LoRA A/B weight")
-            converted[f"{m['module']}.lora_{m['ab']}.{OFFICIAL_ADAPTER}.weight"] = value.detach().float().contiguous().cpu()
+            converted[f"{m['module']}.lora_{m['ab']}.{OFFICIAL_ADAPTER}.weight"] = (
+                value.detach().float().contiguous().cpu())
         out[component] = converted
     return out
 
@@ -134,7 +140,8 @@ def read_official_npz(path: str | os.PathLike) -> PromptEmbeds:
         raise ValueError(f"prompt embedding file '{path}': prompt_embeds must be [B, L, C] and pooled_prompt_embeds "
                          f"[B, P], got {embeds.shape} and {pooled.shape}")
     if not (np.issubdtype(embeds.dtype, np.floating) and np.issubdtype(pooled.dtype, np.floating)):
-        raise ValueError(f"prompt embedding file '{path}': arrays must be floating point, got {embeds.dtype}/{pooled.dtype}")
+        raise ValueError(f"prompt embedding file '{path}': arrays must be floating point, "
+                         f"got {embeds.dtype}/{pooled.dtype}")
     return PromptEmbeds(torch.from_numpy(embeds.astype(np.float32)), torch.from_numpy(pooled.astype(np.float32)))
 
 

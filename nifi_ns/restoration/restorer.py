@@ -48,7 +48,8 @@ class NiFiRestorer:
     uses_references: bool = False
     """NiFi restores each frame on its own: reference views are never read."""
 
-    def __init__(self, config: NiFiRestorerSettings | None = None, backbone: RestorerBackbone | None = None, **overrides):
+    def __init__(self, config: NiFiRestorerSettings | None = None, backbone: RestorerBackbone | None = None,
+                 **overrides):
         config = dataclasses.replace(config or NiFiRestorerSettings(), **overrides)
         self.config = config
         self.device = resolve_device(config.device)
@@ -98,7 +99,8 @@ class NiFiRestorer:
             stack.enter_context(L.active_adapter(bb.vae, name))
             x_tilde, _ = reflect_pad(bb.encode(degraded_m11, dtype), bb.latent_pad_multiple)
             if tuple(noise.shape) != tuple(x_tilde.shape):
-                raise ValueError(f"noise of shape {tuple(noise.shape)} does not match the latent {tuple(x_tilde.shape)}")
+                raise ValueError(f"noise of shape {tuple(noise.shape)} does not match the latent "
+                                 f"{tuple(x_tilde.shape)}")
             x_t0 = add_noise(x_tilde, noise.to(x_tilde), self.sigma_t0)
             t = torch.full((x_t0.shape[0],), self.timestep_t0, device=x_t0.device)
             v = bb.velocity(x_t0, t, embeds if embeds is not None else self.prompt_embeds(x_t0.shape[0]))
@@ -188,7 +190,8 @@ def load_restorer(ckpt: str, **overrides) -> NiFiRestorer:
     if path.is_dir():
         meta_path = path / "nifi_restorer.json"
         if not meta_path.is_file():
-            raise FileNotFoundError(f"checkpoint folder '{path}' has no nifi_restorer.json (not a NiFi training checkpoint)")
+            raise FileNotFoundError(f"checkpoint folder '{path}' has no nifi_restorer.json "
+                                    "(not a NiFi training checkpoint)")
         try:
             meta = json.loads(meta_path.read_text())
         except ValueError as err:

@@ -15,8 +15,8 @@ from typing import Dict, Iterable, List
 
 from nifi_ns.codec.presets import rate_label
 
-__all__ = ["rate_label", "parse_rate_label", "pair_dirs", "list_images", "validate_pairs", "write_manifest", "write_prompt",
-           "IMAGE_SUFFIXES", "PROMPT_FILE", "MANIFEST_FILE"]
+__all__ = ["rate_label", "parse_rate_label", "pair_dirs", "list_images", "validate_pairs", "write_manifest",
+           "write_prompt", "IMAGE_SUFFIXES", "PROMPT_FILE", "MANIFEST_FILE"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 PROMPT_FILE = "prompt.txt"

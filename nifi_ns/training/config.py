@@ -131,7 +131,8 @@ class NiFiTrainingConfig:
         from nifi_ns.restoration.embeds import DEFAULT_PROMPT
 
         m, d = self.model, self.diffusion
-        return NiFiRestorerConfig(backbone=m.backbone, model_path=m.model_path, prompt=m.default_prompt or DEFAULT_PROMPT,
+        return NiFiRestorerConfig(backbone=m.backbone, model_path=m.model_path,
+                                  prompt=m.default_prompt or DEFAULT_PROMPT,
                                   prompt_embeds_path=m.prompt_embeds_path, t0=d.t0, final_sigma=d.final_sigma,
                                   dtype=m.dtype, **runtime)
 

@@ -78,7 +78,8 @@ def scan_pairs(
     )
     if not rate_dirs:
         raise PairLayoutError(
-            f"no '<scene>/rate_<λ>/' folders under '{root}'; expected <root>/<scene>/rate_<λ>/<split>/{{clean,degraded}}/"
+            f"no '<scene>/rate_<λ>/' folders under '{root}'; "
+            "expected <root>/<scene>/rate_<λ>/<split>/{clean,degraded}/"
         )
     wanted_rates = None if rates is None else {_norm_rate(r) for r in rates}
     records: list[PairRecord] = []
@@ -102,7 +103,8 @@ def scan_pairs(
         if lonely:
             name = lonely[0]
             side = "clean" if name in degraded else "degraded"
-            raise PairLayoutError(f"'{split_dir}': image '{name}' has no counterpart in {side}/ ({len(lonely)} unpaired)")
+            raise PairLayoutError(f"'{split_dir}': image '{name}' has no counterpart in {side}/ "
+                                  f"({len(lonely)} unpaired)")
         per_image, scene_default = _scene_captions(scene_dir)
         for stem in sorted(clean):
             caption_file = split_dir / "prompts" / f"{stem}.txt"

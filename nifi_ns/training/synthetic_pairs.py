@@ -26,7 +26,8 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = (k / k.sum()).to(x)
     c = x.shape[1]
     x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1),
+                    groups=c)
 
 
 def degrade(image: torch.Tensor, rate: str, seed: int = 0) -> torch.Tensor:
@@ -56,7 +57,8 @@ def write_synthetic_pairs(
     images_dir: str | Path, out_root: str | Path, scene: str = "fox", rates: Sequence[str] = ("0.1", "1.0"),
     test_every: int = 8, max_images: int | None = None, caption: str | None = None,
 ) -> Path:
-    """Write ``out_root/<scene>/rate_<λ>/{train,test}/{clean,degraded}/*.png`` (every ``test_every``-th image -> test)."""
+    """Write ``out_root/<scene>/rate_<λ>/{train,test}/{clean,degraded}/*.png`` (every ``test_every``-th image ->
+    test)."""
     images_dir, out_root = Path(images_dir), Path(out_root)
     files = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if images_dir.is_dir() else []
     if not files:

@@ -67,7 +67,8 @@ class NiFiTrainer:
             self.val_records = scan_pairs(data_root, cfg.data.val_split, cfg.data.rates, cfg.data.scenes)
             self.val_source = cfg.data.val_split
         except PairLayoutError:
-            self.val_records, self.val_source = self.train_records, f"{cfg.data.train_split} (no '{cfg.data.val_split}' split)"
+            self.val_records, self.val_source = (self.train_records,
+                                                 f"{cfg.data.train_split} (no '{cfg.data.val_split}' split)")
         self.val_records = self.val_records[: tc.eval_max_images]
 
         torch.manual_seed(tc.seed)  # identical adapter init on every process
@@ -75,7 +76,8 @@ class NiFiTrainer:
                                                            batch_size=tc.batch_size))
         bb = self.backbone = self.restorer.backbone
         if tc.crop_size % bb.pad_multiple:
-            raise ValueError(f"train.crop_size={tc.crop_size} must be a multiple of {bb.pad_multiple} for backbone '{bb.kind}'")
+            raise ValueError(f"train.crop_size={tc.crop_size} must be a multiple of {bb.pad_multiple} "
+                             f"for backbone '{bb.kind}'")
         if not 0 <= cfg.diffusion.t_min_index < cfg.diffusion.t_max_index <= len(bb.table):
             raise ValueError(f"diffusion.t_min_index/t_max_index must satisfy 0 <= min < max <= {len(bb.table)}")
         # Seeded again right before the adapters are initialised: model loading may consume the global RNG
@@ -96,8 +98,10 @@ class NiFiTrainer:
         self.lpips = LPIPS(cfg.loss_weights.lpips_net).to(self.device)
         betas = (tc.adam_beta1, tc.adam_beta2)
         self.params_minus, self.params_plus = bb.generator_parameters(), bb.critic_parameters()
-        self.opt_minus = torch.optim.AdamW(self.params_minus, lr=tc.lr_phi_minus, betas=betas, weight_decay=tc.weight_decay)
-        self.opt_plus = torch.optim.AdamW(self.params_plus, lr=tc.lr_phi_plus, betas=betas, weight_decay=tc.weight_decay)
+        self.opt_minus = torch.optim.AdamW(self.params_minus, lr=tc.lr_phi_minus, betas=betas,
+                                           weight_decay=tc.weight_decay)
+        self.opt_plus = torch.optim.AdamW(self.params_plus, lr=tc.lr_phi_plus, betas=betas,
+                                          weight_decay=tc.weight_decay)
         _seed_everything(tc.seed + 1)  # crops and anything else drawn from the global RNGs during training
         dataset = self.train_dataset = PairsDataset(self.train_records, tc.crop_size, seed=tc.seed)
         # Every data-order draw (shuffle, worker seeds) comes from this generator; its state at the start of the
@@ -111,7 +115,8 @@ class NiFiTrainer:
         self._epoch_start_state = self.data_generator.get_state()
         self._epoch, self._epoch_batches = 0, 0  # current epoch (1-based once training started), batches used
         self._resume_skip: Optional[int] = None
-        self.noise_gen = torch.Generator(device=self.device).manual_seed(tc.seed * 1000 + self.accelerator.process_index)
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(
+            tc.seed * 1000 + self.accelerator.process_index)
         self.step, self.best_metric, self.best_step, self.resumed_from = 0, math.inf, None, None
         self.stopped_early: Optional[str] = None
         self.skipped_steps = {"phi_minus": 0, "phi_plus": 0}  # updates skipped for non-finite loss / gradient
@@ -178,7 +183,8 @@ class NiFiTrainer:
             eps = self._randn(x_hat.shape)
             x_hat_t, x_t = add_noise(x_hat.detach(), eps, sigma), add_noise(x_real, eps, sigma)
             cond = self._caption_embeds(captions)
-            v_teacher = self._guided_velocity(None, torch.cat([x_hat_t, x_t]), torch.cat([ts, ts]), PromptEmbeds.cat([cond, cond]))
+            v_teacher = self._guided_velocity(None, torch.cat([x_hat_t, x_t]), torch.cat([ts, ts]),
+                                              PromptEmbeds.cat([cond, cond]))
             v_teacher_fake, v_teacher_real = v_teacher.chunk(2)
             v_critic_fake = self._guided_velocity(L.PHI_PLUS, x_hat_t, ts, cond)
             g = Lo.distribution_matching_gradient(sigma, v_teacher_fake, v_critic_fake, v_teacher_real, w.alpha)
@@ -191,7 +197,8 @@ class NiFiTrainer:
         self._step_if_finite(self.opt_minus, total, grad_norm, "phi_minus")
         return {"x_hat": x_hat.detach(), "loss_generator": total.item(), "loss_kl": loss_kl.item(),
                 "loss_l2": perceptual["l2"].item(), "loss_lpips": perceptual["lpips"].item(),
-                "grad_norm_phi_minus": grad_norm, "g_abs_mean": float(g.abs().mean()), "sigma_mean": float(sigma.mean())}
+                "grad_norm_phi_minus": grad_norm, "g_abs_mean": float(g.abs().mean()),
+                "sigma_mean": float(sigma.mean())}
 
     def critic_step(self, x_hat: torch.Tensor, captions: list[str]) -> dict:
         bb = self.backbone
@@ -216,7 +223,8 @@ class NiFiTrainer:
         for record in self.val_records:
             clean, degraded = load_pair(record)
             if self.cfg.train.eval_crop:
-                clean, degraded = center_crop(clean, self.cfg.train.eval_crop), center_crop(degraded, self.cfg.train.eval_crop)
+                clean, degraded = (center_crop(clean, self.cfg.train.eval_crop),
+                                   center_crop(degraded, self.cfg.train.eval_crop))
             restored = self.restorer.restore(degraded[None], seed=self.cfg.train.seed)
             values.append(float(self.lpips(restored.to(self.device), clean[None].to(self.device)).mean()))
         return sum(values) / max(len(values), 1)
@@ -230,10 +238,10 @@ class NiFiTrainer:
         critic = bb.critic_lora(mc.critic_lora_rank, mc.lora_alpha, extra)
         embeds = bb.encode_prompts([self.default_prompt])
         meta = {
-            "backbone": bb.kind, "model_path": str(self.restorer.config.resolved_model_path()), "lora_path": RESTORER_FILE,
-            "prompt": self.default_prompt, "prompt_embeds_path": PROMPT_FILE, "t0": self.cfg.diffusion.t0,
-            "final_sigma": self.cfg.diffusion.final_sigma, "step": self.step, "best_val_lpips": _finite(self.best_metric),
-            "lpips_net": self.cfg.loss_weights.lpips_net,
+            "backbone": bb.kind, "model_path": str(self.restorer.config.resolved_model_path()),
+            "lora_path": RESTORER_FILE, "prompt": self.default_prompt, "prompt_embeds_path": PROMPT_FILE,
+            "t0": self.cfg.diffusion.t0, "final_sigma": self.cfg.diffusion.final_sigma, "step": self.step,
+            "best_val_lpips": _finite(self.best_metric), "lpips_net": self.cfg.loss_weights.lpips_net,
         }
         state = {
             "step": self.step, "best_metric": float(self.best_metric), "best_step": self.best_step,
@@ -326,7 +334,8 @@ class NiFiTrainer:
         torch.set_rng_state(state["torch_rng"])
         if state.get("rng") is not None:  # checkpoints written before RNG states were saved resume approximately
             self._set_rng_states(state["rng"])
-        self.step, self.best_metric, self.best_step = int(state["step"]), float(state["best_metric"]), state["best_step"]
+        self.step, self.best_metric, self.best_step = (int(state["step"]), float(state["best_metric"]),
+                                                       state["best_step"])
         self.resumed_from = self.step
         if self.is_main:
             for kind in ("latest", "best"):
@@ -380,7 +389,8 @@ class NiFiTrainer:
                     gen = self.generator_step(batch["clean"], batch["degraded"], captions)
                     crit = self.critic_step(gen.pop("x_hat"), captions)
                     self.step += 1
-                    row = {"step": self.step, **gen, **crit, "val_lpips": "", "seconds": round(time.time() - t_start, 3)}
+                    row = {"step": self.step, **gen, **crit, "val_lpips": "",
+                           "seconds": round(time.time() - t_start, 3)}
                     out_of_time = time_budget_s is not None and time.time() - t_start > time_budget_s
                     if out_of_time:
                         self.stopped_early = f"time budget of {time_budget_s:.0f} s reached at step {self.step}"
@@ -427,7 +437,8 @@ class NiFiTrainer:
             "skipped_non_finite_updates": dict(self.skipped_steps),
             "world_size": self.accelerator.num_processes, "device": str(self.device),
             "train_pairs": len(self.train_records), "val_pairs": len(self.val_records), "val_source": self.val_source,
-            "best": {"step": self.best_step, "val_lpips": _finite(self.best_metric), "lpips_net": self.cfg.loss_weights.lpips_net},
+            "best": {"step": self.best_step, "val_lpips": _finite(self.best_metric),
+                     "lpips_net": self.cfg.loss_weights.lpips_net},
             "first_steps_mean": {k: mean(k, rows[:n]) for k in keys} if rows else {},
             "last_steps_mean": {k: mean(k, rows[-n:]) for k in keys} if rows else {},
             "sigma_t0": self.restorer.sigma_t0, "timestep_t0": self.restorer.timestep_t0,
