@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 import numpy as np
 import torch
 import tyro
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 NOTE_CPU = ("CPU-SCALE run: the fixer is trained from RANDOM initialisation on ONE CPU thread for tens of minutes, on "
             "images shrunk 4x (strecha 128x85, fox 67x120) with pairs from short splatfacto runs (no pretrained Difix "

@@ -141,7 +141,9 @@ def test_fix_schedule_explicit_and_every_n():
 
     from difix_ns.nerfstudio.pipeline import Difix3DPipeline, Difix3DPipelineConfig
 
-    plan = lambda cfg, a, b: Difix3DPipeline.planned_fix_steps(SimpleNamespace(config=cfg), a, b)
+    def plan(cfg, a, b):
+        return Difix3DPipeline.planned_fix_steps(SimpleNamespace(config=cfg), a, b)
+
     every = Difix3DPipelineConfig(fix_every=2000)
     assert plan(every, 0, 9000) == (2000, 4000, 6000, 8000)  # never at step 0: the model is untrained
     assert plan(every, 30000, 36000) == (30000, 32000, 34000)  # resumed from a step-29999 checkpoint: fix at once

@@ -439,7 +439,7 @@ def test_transposed_kernel_sums_the_taps_elementwise():
     expected = torch.empty(3, 5, 4, 4, dtype=torch.float64)
     for y, rows in enumerate(covers):
         for x, cols in enumerate(covers):
-            expected[:, :, y, x] = sum(weight[:, :, k, l].double() for k in rows for l in cols).T
+            expected[:, :, y, x] = sum(weight[:, :, ky, kx].double() for ky in rows for kx in cols).T
     assert torch.equal(kernel.double(), expected)
     assert not ops.seen & {"aten.mm", "aten.bmm", "aten.addmm", "aten.matmul", "aten.einsum"}, ops.seen
 

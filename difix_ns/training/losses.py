@@ -89,7 +89,10 @@ class DifixLoss(nn.Module):
         weights = weights / weights.sum()
         p = pred.float().flatten(0, 1)
         t = target.float().flatten(0, 1)
-        per_view = lambda x: (x.view(b, v).mean(0) * weights).sum()
+
+        def per_view(x: Tensor) -> Tensor:  # [b*v] -> the view-weighted mean over the batch
+            return (x.view(b, v).mean(0) * weights).sum()
+
         terms: dict[str, Tensor] = {}
         terms["l2"] = per_view((p - t).pow(2).flatten(1).mean(1))
         total = self.w_l2 * terms["l2"]
