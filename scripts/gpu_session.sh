@@ -78,7 +78,8 @@
 #
 # Needs in .device/data: fox (transforms.json, images_4, images_2) and strecha/{castle-P30,Herz-Jesus-P25,entry-P10};
 # carry .device's parts by name (wheels, setup.sh, sc, data, alexnet_imagenet_features.pth): with kernels/ and
-# cache/ there, all of .device is over the 64 MiB a call carries (scripts/prepare_device_extras.sh prints the totals). Results land in $OUT; copy them into docs/gpu_results/.
+# cache/ there, all of .device is over the 64 MiB a call carries (scripts/prepare_device_extras.sh prints the totals).
+# Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
 job=${1:?usage: bash scripts/gpu_session.sh quality|quality_herz|fixer|fixer_loop|nifi|nifi3|rescore_nifi3|nifi_budget|rescore_budget|speed|postfix|profile|groupnorm|gnsmall|fusedconv|cudnnconv|groupnorm_ab|kernels|fastpath|b1refs|constants|upsample|upsample_ab|fastrefs|refenc|steady|unetattn|tuning|inductor|rounds|restorer|parallel}
