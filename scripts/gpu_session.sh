@@ -78,7 +78,8 @@
 #
 # Needs in .device/data: fox (transforms.json, images_4, images_2) and strecha/{castle-P30,Herz-Jesus-P25,entry-P10};
 # carry .device's parts by name (wheels, setup.sh, sc, data, alexnet_imagenet_features.pth): with kernels/ and
-# cache/ there, all of .device is over the 64 MiB a call carries (scripts/prepare_device_extras.sh prints the totals).
+# cache/ there, all of .device and the working tree are over the 64 MiB a call carries (prepare_device_extras.sh
+# prints the totals).
 # Results land in $OUT; copy them into docs/gpu_results/.
 # Every diffusion model here has random or self-trained weights: say which wherever a number is quoted.
 set -euo pipefail
