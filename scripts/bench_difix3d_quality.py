@@ -372,7 +372,8 @@ def write_plot(report: dict, path: Path) -> None:
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
         axes[0, col].legend(fontsize=8)
-    fig.suptitle(f"Difix3D loop, control / oracle fixers ({report['method']}, {report['device']})", fontsize=9)
+    # two lines: one scene's figure is 5 inches wide, too narrow for the title and the GPU's name on one line
+    fig.suptitle(f"Difix3D loop, control / oracle fixers\n{report['method']}, {report['device']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
