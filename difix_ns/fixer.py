@@ -170,7 +170,7 @@ class DifixFixer:
             return CosmosFixerPipeline.from_pretrained(fixer_dir).to(device=self.device, dtype=self.dtype)
         logger.info("loading Difix model %s on %s (%s)", self.config.model_name, self.device, self.dtype)
         try:
-            pipe = DifixPipeline.from_pretrained(name, torch_dtype=self.dtype).to(self.device)
+            pipe = DifixPipeline.from_pretrained(name, dtype=self.dtype).to(self.device)
         except ModelResolutionError as err:
             raise ModelResolutionError(model_error_message(self.config.model_name, err, option=None)) from None
         if self.plumbing_only and not is_random_tiny(self.config.model_name):  # random-tiny announced itself

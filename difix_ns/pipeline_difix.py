@@ -40,6 +40,15 @@ _IGNORED_LOAD_KWARGS = ("trust_remote_code", "custom_pipeline", "use_safetensors
 ImageInput = Union[Image.Image, torch.Tensor, Sequence[Image.Image]]
 
 
+def _as_dtype(value: Union[torch.dtype, str, None], option: str) -> Optional[torch.dtype]:
+    """A torch dtype, or None, from a dtype or its name; a name that is not one raises, naming ``option``."""
+    if not isinstance(value, str):
+        return value
+    if not isinstance(getattr(torch, value, None), torch.dtype):
+        raise ValueError(f"{option} {value!r} is not a torch dtype name (e.g. 'bfloat16')")
+    return getattr(torch, value)
+
+
 class DifixPipeline(DiffusionPipeline):
     """Difix / Difix-ref restorer. ``reference_mixing`` is True for ``nvidia/difix_ref``-style checkpoints."""
 
@@ -59,8 +68,9 @@ class DifixPipeline(DiffusionPipeline):
     def from_pretrained(
         cls,
         pretrained_model_name_or_path: Union[str, Path],
-        torch_dtype: Optional[torch.dtype] = None,
+        torch_dtype: Union[torch.dtype, str, None] = None,
         *,
+        dtype: Union[torch.dtype, str, None] = None,
         revision: Optional[str] = None,
         cache_dir: Optional[str] = None,
         local_files_only: Optional[bool] = None,
@@ -69,12 +79,15 @@ class DifixPipeline(DiffusionPipeline):
     ) -> "DifixPipeline":
         """Load a hub id or local directory in the HF layout; ``trust_remote_code`` is accepted and ignored.
 
-        Every module is built locally from its config.json and strictly loaded from safetensors.
+        Every module is built locally from its config.json and strictly loaded from safetensors. The weights' dtype
+        is ``dtype`` (diffusers >= 0.40 spells it so) or ``torch_dtype`` (the older spelling); a torch dtype or its
+        name ("bfloat16").
         """
-        if isinstance(torch_dtype, str):
-            if not isinstance(getattr(torch, torch_dtype, None), torch.dtype):
-                raise ValueError(f"torch_dtype {torch_dtype!r} is not a torch dtype name (e.g. 'bfloat16')")
-            torch_dtype = getattr(torch, torch_dtype)
+        weights_dtype = _as_dtype(torch_dtype, "torch_dtype")
+        if dtype is not None:
+            if weights_dtype is not None and weights_dtype != _as_dtype(dtype, "dtype"):
+                raise ValueError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree; pass one of them")
+            weights_dtype = _as_dtype(dtype, "dtype")
         unknown = sorted(set(kwargs) - set(_IGNORED_LOAD_KWARGS))
         if unknown:
             raise TypeError(f"DifixPipeline.from_pretrained got unexpected keyword argument(s): {', '.join(unknown)}")
@@ -94,9 +107,9 @@ class DifixPipeline(DiffusionPipeline):
             )
         scheduler = loading.load_scheduler(root / "scheduler")
         tokenizer = loading.load_tokenizer(root / "tokenizer")
-        text_encoder = loading.load_text_encoder(root / "text_encoder", dtype=torch_dtype)
-        unet = loading.load_unet(root / "unet", dtype=torch_dtype)
-        vae = loading.load_vae(root / "vae", dtype=torch_dtype)
+        text_encoder = loading.load_text_encoder(root / "text_encoder", dtype=weights_dtype)
+        unet = loading.load_unet(root / "unet", dtype=weights_dtype)
+        vae = loading.load_vae(root / "vae", dtype=weights_dtype)
         pipe = cls(
             vae=vae,
             text_encoder=text_encoder,

@@ -164,11 +164,27 @@ def test_plain_model_ignores_references_with_one_warning(tiny_dirs, caplog):
     assert sum("no reference mixing" in r.getMessage() for r in caplog.records) == 1
 
 
-def test_bfloat16_weights(tiny_dirs):
-    pipe = DifixPipeline.from_pretrained(tiny_dirs["ref"], torch_dtype=torch.bfloat16)
+@pytest.mark.parametrize(
+    "keyword",
+    [{"dtype": torch.bfloat16}, {"torch_dtype": torch.bfloat16}, {"dtype": "bfloat16"}],
+    ids=["dtype", "torch_dtype", "dtype-name"],
+)
+def test_bfloat16_weights(tiny_dirs, keyword):
+    # diffusers >= 0.40 spells the keyword ``dtype``; scripts written for older releases say ``torch_dtype``
+    pipe = DifixPipeline.from_pretrained(tiny_dirs["ref"], **keyword)
     assert pipe.unet.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16
+    assert pipe.text_encoder.dtype == torch.bfloat16
     out = pipe.restore(torch.rand(1, 3, 64, 64) * 2 - 1, torch.rand(1, 1, 3, 64, 64) * 2 - 1)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+def test_dtype_keywords_that_disagree_or_name_no_dtype_are_refused(tiny_dirs):
+    with pytest.raises(ValueError, match="disagree"):
+        DifixPipeline.from_pretrained(tiny_dirs["ref"], dtype=torch.bfloat16, torch_dtype=torch.float32)
+    with pytest.raises(ValueError, match="dtype 'bf16' is not a torch dtype name"):
+        DifixPipeline.from_pretrained(tiny_dirs["ref"], dtype="bf16")
+    both = DifixPipeline.from_pretrained(tiny_dirs["ref"], dtype=torch.bfloat16, torch_dtype="bfloat16")
+    assert both.unet.dtype == torch.bfloat16
 
 
 def test_prompt_embedding_is_cached(ref_pipe):

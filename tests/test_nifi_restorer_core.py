@@ -230,6 +230,36 @@ def test_precomputed_embeddings_need_no_text_encoder(tiny_sd3, tmp_path):
         load_prompt_embeds(emb_file, "sdturbo")
 
 
+@pytest.mark.parametrize("kind", ["sd3", "sdturbo"])
+def test_backbone_loads_in_the_dtype_asked_for_without_deprecated_keywords(kind, tiny_sd3, tiny_turbo):
+    import warnings
+
+    from nifi_ns.restoration.backbones import load_backbone
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*torch_dtype.*")  # diffusers >= 0.40 spells it ``dtype``
+        bb = load_backbone(kind, tiny_sd3 if kind == "sd3" else tiny_turbo, device="cpu", dtype=torch.bfloat16)
+        embeds = bb.encode_prompts(["a photo"])
+    assert {p.dtype for p in bb.denoiser.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in bb.vae.parameters()} == {torch.bfloat16}
+    assert torch.isfinite(embeds.prompt_embeds.float()).all()
+
+
+@pytest.mark.parametrize(
+    "library, release, keyword",
+    [("diffusers", "0.39.0", "torch_dtype"), ("diffusers", "0.40.0", "dtype"), ("diffusers", "1.0.0.dev0", "dtype"),
+     ("transformers", "4.55.4", "torch_dtype"), ("transformers", "4.56.0", "dtype"), ("transformers", "5.2", "dtype")],
+)
+def test_dtype_keyword_follows_the_installed_release(monkeypatch, library, release, keyword):
+    # older releases ignore an unknown ``dtype`` and would load float32 weights; newer ones deprecate ``torch_dtype``
+    import importlib.metadata
+
+    from nifi_ns.restoration.backbones import dtype_keyword
+
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: release if name == library else "0")
+    assert dtype_keyword(library, torch.bfloat16) == {keyword: torch.bfloat16}
+
+
 def test_missing_model_folder_is_a_clear_error(tmp_path):
     from difix_ns.diffusion.hub import ModelResolutionError
 

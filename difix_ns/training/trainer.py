@@ -176,7 +176,7 @@ def load_start_pipeline(cfg: TrainConfig):
         return build_from_scratch(cfg.architecture, cfg.reference_mixing, cfg.seed, cfg.vae_lora_rank)
     from difix_ns.pipeline_difix import DifixPipeline
 
-    return DifixPipeline.from_pretrained(cfg.model_name, torch_dtype=torch.float32)
+    return DifixPipeline.from_pretrained(cfg.model_name, dtype=torch.float32)
 
 
 class _EvalWriter:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +22,20 @@ from nifi_ns.restoration import lora as L
 from nifi_ns.restoration.embeds import PromptEmbeds
 from nifi_ns.restoration.files import read_lora
 from nifi_ns.restoration.flow import SigmaTable, flow_sigma_table_sd3, vp_sigma_table
+
+
+# The ``from_pretrained`` keyword for the weights' dtype: diffusers 0.40 and transformers 4.56 renamed ``torch_dtype``
+# to ``dtype`` (the old name warns; diffusers drops it in 1.0); older releases, which this package still installs
+# with, know only ``torch_dtype`` and would load in float32, ignoring ``dtype``.
+_DTYPE_KEYWORD_SINCE = {"diffusers": (0, 40), "transformers": (4, 56)}
+
+
+def dtype_keyword(library: str, dtype: torch.dtype | None) -> dict[str, torch.dtype | None]:
+    """``{"dtype": dtype}`` or ``{"torch_dtype": dtype}``, as the installed ``library``'s ``from_pretrained`` wants."""
+    from importlib.metadata import version
+
+    release = tuple(int(part) for part in re.findall(r"\d+", version(library))[:2])
+    return {"dtype" if release >= _DTYPE_KEYWORD_SINCE[library] else "torch_dtype": dtype}
 
 
 class RestorerBackbone(torch.nn.Module):
@@ -192,8 +207,9 @@ class SD3Backbone(RestorerBackbone):
 
         transformer = vae = None
         if load_denoiser:
-            transformer = SD3Transformer2DModel.from_pretrained(model_dir, subfolder="transformer", torch_dtype=dtype)
-            vae = AutoencoderKL.from_pretrained(model_dir, subfolder="vae", torch_dtype=dtype)
+            in_dtype = dtype_keyword("diffusers", dtype)
+            transformer = SD3Transformer2DModel.from_pretrained(model_dir, subfolder="transformer", **in_dtype)
+            vae = AutoencoderKL.from_pretrained(model_dir, subfolder="vae", **in_dtype)
         scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(model_dir, subfolder="scheduler")
         super().__init__(model_dir, transformer, vae, flow_sigma_table_sd3(scheduler), device, dtype)
         if transformer is not None:  # pixels per latent cell x patch size (16 for SD3)
@@ -220,7 +236,7 @@ class SD3Backbone(RestorerBackbone):
 
             try:
                 self._text = StableDiffusion3Pipeline.from_pretrained(
-                    self.model_dir, transformer=None, vae=None, torch_dtype=self.dtype_
+                    self.model_dir, transformer=None, vae=None, **dtype_keyword("diffusers", self.dtype_)
                 ).to(self.device_)
             except (OSError, ValueError) as err:
                 raise _missing_text_encoder_error(self.model_dir, "text_encoder / text_encoder_2 / text_encoder_3", err)
@@ -246,8 +262,9 @@ class SDTurboBackbone(RestorerBackbone):
 
         unet = vae = None
         if load_denoiser:
-            unet = UNet2DConditionModel.from_pretrained(model_dir, subfolder="unet", torch_dtype=dtype)
-            vae = AutoencoderKL.from_pretrained(model_dir, subfolder="vae", torch_dtype=dtype)
+            in_dtype = dtype_keyword("diffusers", dtype)
+            unet = UNet2DConditionModel.from_pretrained(model_dir, subfolder="unet", **in_dtype)
+            vae = AutoencoderKL.from_pretrained(model_dir, subfolder="vae", **in_dtype)
         scheduler = DDPMScheduler.from_pretrained(model_dir, subfolder="scheduler")
         prediction_type = scheduler.config.prediction_type
         if prediction_type not in ("epsilon", "v_prediction"):
@@ -283,8 +300,9 @@ class SDTurboBackbone(RestorerBackbone):
 
             try:
                 tokenizer = CLIPTokenizer.from_pretrained(self.model_dir, subfolder="tokenizer")
-                encoder = CLIPTextModel.from_pretrained(self.model_dir, subfolder="text_encoder",
-                                                        torch_dtype=self.dtype_)
+                encoder = CLIPTextModel.from_pretrained(
+                    self.model_dir, subfolder="text_encoder", **dtype_keyword("transformers", self.dtype_)
+                )
             except (OSError, ValueError) as err:
                 raise _missing_text_encoder_error(self.model_dir, "tokenizer / text_encoder", err)
             self._text = PromptEmbeddingCache(clip_prompt_encoder(tokenizer, encoder.to(self.device_)))
