@@ -83,11 +83,11 @@ class DifixPipeline(DiffusionPipeline):
         is ``dtype`` (diffusers >= 0.40 spells it so) or ``torch_dtype`` (the older spelling); a torch dtype or its
         name ("bfloat16").
         """
-        weights_dtype = _as_dtype(torch_dtype, "torch_dtype")
-        if dtype is not None:
-            if weights_dtype is not None and weights_dtype != _as_dtype(dtype, "dtype"):
+        weights_dtype, asked = _as_dtype(torch_dtype, "torch_dtype"), _as_dtype(dtype, "dtype")
+        if asked is not None:
+            if weights_dtype is not None and weights_dtype != asked:
                 raise ValueError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree; pass one of them")
-            weights_dtype = _as_dtype(dtype, "dtype")
+            weights_dtype = asked
         unknown = sorted(set(kwargs) - set(_IGNORED_LOAD_KWARGS))
         if unknown:
             raise TypeError(f"DifixPipeline.from_pretrained got unexpected keyword argument(s): {', '.join(unknown)}")
