@@ -55,19 +55,18 @@ from typing import Dict, List, Literal, Optional, Tuple
 
 import tyro
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-if str(Path(__file__).resolve().parent) not in sys.path:  # the kernel benchmarks' shared helpers
-    sys.path.append(str(Path(__file__).resolve().parent))
-from bench_fused_conv import group_norm_scale_shift  # noqa: E402
-from bench_groupnorm import (  # noqa: E402
+from kernel_bench import (  # the kernel benchmarks' helpers (scripts/kernel_bench.py)
     KernelBenchOptions,
+    group_norm_scale_shift,
     kernel_bench_device,
     kernel_bench_header,
     measure_variant,
     median_ms,
     parse_shape,
 )
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 GRAPHS = {  # name -> (prologue activation or None, bias, genstats, residual)
     "graph_conv": (None, False, False, False),

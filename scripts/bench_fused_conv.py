@@ -43,24 +43,24 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional
 
 import tyro
+
+from kernel_bench import (  # the kernel benchmarks' helpers (scripts/kernel_bench.py)
+    KernelBenchOptions,
+    group_norm_scale_shift,
+    kernel_bench_device,
+    kernel_bench_header,
+    measure_variant,
+    parse_shape,
+)
 
 if TYPE_CHECKING:
     import torch
 
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-if str(Path(__file__).resolve().parent) not in sys.path:  # bench_groupnorm's shared helpers
-    sys.path.append(str(Path(__file__).resolve().parent))
-from bench_groupnorm import (  # noqa: E402
-    KernelBenchOptions,
-    kernel_bench_device,
-    kernel_bench_header,
-    measure_variant,
-    parse_shape,
-)
 
 CONFIGS = (  # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): the autotuner's candidates
     (128, 128, 64, 8, 3),
@@ -195,34 +195,6 @@ def norm_silu_conv3x3(
             return (-(-h * w // meta["BLOCK_M"]), -(-c_out // meta["BLOCK_N"]), n)
         autotuned[grid](*args, **flags)
     return (y, sums[0], sums[1]) if stats else (y, None, None)
-
-
-def group_norm_scale_shift(
-    sums: "torch.Tensor",
-    sums_sq: "torch.Tensor",
-    count: int,
-    groups: int,
-    weight: Optional["torch.Tensor"] = None,
-    bias: Optional["torch.Tensor"] = None,
-    eps: float = 1e-6,
-) -> Tuple["torch.Tensor", "torch.Tensor"]:
-    """GroupNorm's per-(sample, channel) scale and shift from per-channel sums and sums of squares over ``count``
-    values each ([N, C] float32): ``x * scale + shift`` is ``F.group_norm(x, groups, weight, bias, eps)``. The
-    variance is E[x^2] - E[x]^2 in float32, which loses digits when a group's mean is large against its spread."""
-    import torch
-
-    n, c = sums.shape
-    if c % groups:
-        raise ValueError(f"{c} channels cannot be split into {groups} groups")
-    per_group = count * (c // groups)
-    mean = sums.view(n, groups, -1).sum(-1) / per_group
-    var = (sums_sq.view(n, groups, -1).sum(-1) / per_group - mean * mean).clamp_min(0)
-    inv_std = torch.rsqrt(var + eps).repeat_interleave(c // groups, dim=1)
-    scale = inv_std * (weight.float() if weight is not None else 1.0)
-    shift = -mean.repeat_interleave(c // groups, dim=1) * scale
-    if bias is not None:
-        shift = shift + bias.float()
-    return scale, shift
 
 
 SMOKE_BLOCK = (16, 32, 16, 4, 2)  # the interpreter's tile: any shape, no autotuning

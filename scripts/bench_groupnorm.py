@@ -35,38 +35,21 @@ CPU plumbing check (tiny shapes, no compile):
     python scripts/bench_groupnorm.py --smoke-cpu --out /tmp/gn.json
 """
 import json
-import os
 import platform
-import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import tyro
+
+from kernel_bench import KernelBenchOptions, kernel_bench_device, measure_variant, parse_shape  # shared helpers
 
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DECODER_SHAPES = ["512x72x128", "512x144x256", "256x288x512", "128x576x1024"]
 """channels x height x width of the SD VAE decoder's GroupNorms for a 576x1024 output (up blocks 1-4)."""
-
-
-@dataclass
-class KernelBenchOptions:
-    """What every kernel benchmark takes; each script's config adds its shapes and switches."""
-
-    out: Path
-    """JSON file (rewritten after every shape)"""
-    dtype: str = "bfloat16"
-    """input dtype (bfloat16, float16, float32)"""
-    warmup: int = 3
-    """untimed calls per variant (the first compiles)"""
-    iters: int = 20
-    """timed calls per variant"""
-    compile_cache_dir: Optional[str] = None
-    """TORCHINDUCTOR_CACHE_DIR for the compiled variants"""
 
 
 @dataclass
@@ -84,109 +67,6 @@ class GroupNormBenchConfig(KernelBenchOptions):
     kernels of small inputs, which otherwise dominate, e.g. the UNet's GroupNorms at batch 1 or 2)"""
     smoke_cpu: bool = False
     """CPU plumbing check: batch 2, one 16x8x12 shape in 4 groups, float32, no compile, 1 timed call"""
-
-
-def kernel_bench_device(smoke_cpu: bool, dtype_name: str, compile_cache_dir: Optional[str]):
-    """Shared start of the kernel benchmarks -> (cuda, dtype, device); exits with a message without a GPU (unless
-    smoke_cpu) or on a dtype name torch does not have."""
-    if compile_cache_dir:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(compile_cache_dir).resolve())
-    import torch
-
-    cuda = torch.cuda.is_available() and not smoke_cpu
-    if not cuda and not smoke_cpu:
-        raise SystemExit("error: no CUDA GPU; use --smoke-cpu for a CPU plumbing check")
-    dtype = getattr(torch, dtype_name, None)
-    if not isinstance(dtype, torch.dtype):
-        raise SystemExit(f"error: --dtype {dtype_name!r} is not a torch dtype")
-    return cuda, dtype, torch.device("cuda" if cuda else "cpu")
-
-
-def kernel_bench_header(what: str, cuda: bool, args: KernelBenchOptions, cpu_run: str = "CPU smoke run") -> dict:
-    """The first keys of a kernel benchmark's JSON: what it measures, the GPU (or ``none (cpu_run)``), torch, Python,
-    dtype and timed calls, and an empty ``shapes`` table the script fills."""
-    import torch
-
-    return {"what": what, "gpu": torch.cuda.get_device_name(0) if cuda else f"none ({cpu_run})",
-            "torch": torch.__version__, "python": platform.python_version(), "dtype": args.dtype, "iters": args.iters,
-            "shapes": {}}
-
-
-GRAPH_CALLS = 10
-"""calls captured in one CUDA graph with ``graphs``: one replay's launch is shared by that many calls."""
-
-
-def median_ms(fn, inputs: tuple, warmup: int, iters: int, cuda: bool, graphs: bool = False) -> float:
-    """Median milliseconds of ``fn(*inputs)`` over ``iters`` calls after ``warmup`` untimed ones (CUDA events on a
-    GPU, wall clock on the CPU). With ``graphs`` (a GPU only) the warm-up runs on a side stream, then
-    :data:`GRAPH_CALLS` calls are captured in one CUDA graph and each timed replay counts as that many calls: the
-    kernels' own time, with no launch gaps between them, as the fast path runs its step."""
-    import torch
-
-    if graphs and not cuda:
-        raise ValueError("CUDA graphs need a GPU")
-    call, per_call = (lambda: fn(*inputs)), 1
-    if graphs:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(max(warmup, 1)):
-                fn(*inputs)
-        torch.cuda.current_stream().wait_stream(side)
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for _ in range(GRAPH_CALLS):
-                fn(*inputs)
-        call, per_call = graph.replay, GRAPH_CALLS
-        warmup = 1
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(iters):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            call()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end) / per_call)
-        else:
-            t0 = time.perf_counter()
-            call()
-            times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
-
-
-def measure_variant(fn, inputs: tuple, reference, warmup: int, iters: int, cuda: bool, graphs: bool = False) -> dict:
-    """One benchmark row: median ms of ``fn(*inputs)`` (:func:`median_ms`, replayed as a CUDA graph with ``graphs``),
-    max / mean abs difference of its output from ``reference`` and, on a GPU, peak memory; an error is recorded in
-    the row instead of raised."""
-    import torch
-
-    try:
-        with torch.no_grad():
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            ms = median_ms(fn, inputs, warmup, iters, cuda, graphs)
-            diff = (fn(*inputs).float() - reference).abs()
-        row = {"ms": round(ms, 4), "max_abs_diff_vs_fp32": diff.max().item(),
-               "mean_abs_diff_vs_fp32": diff.mean().item()}
-        if cuda:
-            row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        return row
-    except Exception as err:  # noqa: BLE001  (recorded; the other variants still run)
-        return {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
-
-
-def parse_shape(text: str) -> tuple:
-    try:
-        c, h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SystemExit(f"error: --shapes {text!r} is not CxHxW (e.g. 128x576x1024)") from None
-    if min(c, h, w) < 1:
-        raise SystemExit(f"error: --shapes {text!r} has a zero or negative size")
-    return c, h, w
 
 
 def main(argv=None) -> dict:

@@ -28,17 +28,16 @@ from typing import List
 
 import tyro
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-if str(Path(__file__).resolve().parent) not in sys.path:  # bench_groupnorm's shared helpers
-    sys.path.append(str(Path(__file__).resolve().parent))
-from bench_groupnorm import (  # noqa: E402
+from kernel_bench import (  # the kernel benchmarks' helpers (scripts/kernel_bench.py)
     KernelBenchOptions,
     kernel_bench_device,
     kernel_bench_header,
     measure_variant,
     parse_shape,
 )
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 @dataclass

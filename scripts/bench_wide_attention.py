@@ -25,11 +25,10 @@ from typing import List
 
 import tyro
 
+from kernel_bench import KernelBenchOptions, kernel_bench_device, measure_variant  # the kernel benchmarks' helpers
+
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-if str(Path(__file__).resolve().parent) not in sys.path:  # bench_groupnorm's shared helpers
-    sys.path.append(str(Path(__file__).resolve().parent))
-from bench_groupnorm import KernelBenchOptions, kernel_bench_device, measure_variant  # noqa: E402
 
 
 @dataclass

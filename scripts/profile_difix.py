@@ -47,9 +47,8 @@ from typing import Annotated, Iterator, List, Literal, Optional
 
 import tyro
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # bench_difix's helpers (it adds the repository root)
-    sys.path.append(str(Path(__file__).resolve().parent))
-from bench_difix import Bench, inputs, start_run, sync  # noqa: E402
+from bench_difix import Bench, inputs, start_run, sync  # its helpers (bench_difix adds the repository root to sys.path)
+
 
 Mode = Literal["eager", "eager_channels_last", "eager_mixed_layout", "compiled"]
 STAGES = ("vae_encode", "unet", "x0_decode")

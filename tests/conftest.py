@@ -6,7 +6,10 @@ Random weights prove plumbing, not quality.
 """
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -20,6 +23,21 @@ FOX_IMAGES_4 = FOX / "images_4"
 """The fox scene's quarter-resolution images."""
 GUITAR = SHARED_DATA / "splat_guitar" / "guitar.compressed.ply"
 """The MIT guitar splat (PlayCanvas compressed PLY) in the shared data folder."""
+
+SCRIPTS = Path(__file__).parents[1] / "scripts"
+"""The repository's scripts (benchmarks, GPU sessions, NiFi training and evaluation)."""
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a fresh module (its ``main`` not run), importing as ``python scripts/<name>.py`` does:
+    with ``scripts/`` on ``sys.path``, so its imports of the scripts' shared helpers (``kernel_bench``,
+    ``bench_difix``) resolve."""
+    if str(SCRIPTS) not in sys.path:
+        sys.path.append(str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

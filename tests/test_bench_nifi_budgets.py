@@ -2,22 +2,16 @@
 random-init Gaussians, a few steps, so the numbers mean nothing; the rows, budgets and files are what is checked)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).parents[1]
+from conftest import load_script
 
 
 def bench():
-    path = ROOT / "scripts" / "bench_nifi_splatfacto.py"
-    spec = importlib.util.spec_from_file_location("bench_nifi_splatfacto", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_nifi_splatfacto")
 
 
 def source_json(path: Path) -> Path:

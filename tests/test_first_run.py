@@ -5,7 +5,6 @@ where the behaviour happens at interpreter exit.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,17 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FOX
+from conftest import FOX, load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 MISSING_MODEL = "/nonexistent/difix_model_dir"
 
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def one_error_line(text: str) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 from difix_ns.cli import enhance_video
 from nifi_ns.cli import export
@@ -71,16 +72,6 @@ def test_corrupt_video_error_is_one_useful_line(tmp_path, capsys):
     assert "configuration:" not in err and "ffmpeg version" not in err and len(err.splitlines()) <= 2
 
 
-def _script(name: str):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("extra,message", [
     (["--rates", "0.3"], "rate=0.3 is not a preset"),
     (["--rates", "0.5", "--target-mb", "inf"], "--target-mb values must be finite"),
@@ -93,20 +84,20 @@ def test_build_script_validates_every_option_before_training(tmp_path, extra, me
     scene.mkdir()  # no transforms.json either: the option error must come first, before the scene is read
     out = tmp_path / "artifacts"
     with pytest.raises(SystemExit, match=message):
-        _script("build_3dgs_and_compress").main(["--scene", str(scene), "--out", str(out), *extra])
+        load_script("build_3dgs_and_compress").main(["--scene", str(scene), "--out", str(out), *extra])
     assert not out.exists()
 
 
 def test_other_scripts_validate_options_first(tmp_path, capsys):
     with pytest.raises(SystemExit, match="rate=0.3 is not a preset"):
-        _script("bench_nifi_splatfacto").main(["--data", str(tmp_path), "--out", str(tmp_path / "b.json"),
-                                               "--rates", "0.3"])
-    assert _script("train_nifi").main(["--data_root", str(tmp_path), "--exp", str(tmp_path / "e"),
-                                       "--max_steps", "0"]) == 2
+        load_script("bench_nifi_splatfacto").main(["--data", str(tmp_path), "--out", str(tmp_path / "b.json"),
+                                                   "--rates", "0.3"])
+    assert load_script("train_nifi").main(["--data_root", str(tmp_path), "--exp", str(tmp_path / "e"),
+                                           "--max_steps", "0"]) == 2
     assert "--max_steps must be >= 1" in capsys.readouterr().err
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "train_log.csv").write_text("step\n1\n")
-    assert _script("train_nifi").main(["--data_root", str(tmp_path), "--exp", str(tmp_path / "e")]) == 2
+    assert load_script("train_nifi").main(["--data_root", str(tmp_path), "--exp", str(tmp_path / "e")]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert not (tmp_path / "e" / "latest.pt").exists()
 
@@ -117,5 +108,5 @@ def test_nifi_benchmark_refuses_a_full_run_without_a_gpu(tmp_path):
     fox = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fox"
     out = tmp_path / "bench"
     with pytest.raises(SystemExit, match="no CUDA GPU.*--smoke-cpu"):
-        _script("bench_nifi_splatfacto").main(["--data", str(fox), "--out", str(out)])
+        load_script("bench_nifi_splatfacto").main(["--data", str(fox), "--out", str(out)])
     assert not out.exists()

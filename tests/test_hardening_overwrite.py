@@ -4,26 +4,17 @@ The refusals come before any model is loaded or any work is done; a nonexistent 
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 import yaml
 from PIL import Image
 
 from difix_ns.cli import enhance_video, fix_images
 from difix_ns.io import write_video
-
-ROOT = Path(__file__).parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(main, argv, capsys):

@@ -1,19 +1,13 @@
 """The fast path's kernel benchmarks and the profiler's kernel classes, on the CPU (plumbing: tiny shapes, no
 compile; the GPU numbers are in docs/gpu_results/bench_groupnorm_h100.json and bench_wide_attention_h100.json)."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_groupnorm_bench_smoke_compares_formulations(tmp_path):
@@ -29,7 +23,7 @@ def test_groupnorm_bench_cuda_graphs_need_a_gpu(tmp_path):
     with pytest.raises(SystemExit, match="--cuda-graphs needs a GPU"):
         load_script("bench_groupnorm").main(["--smoke-cpu", "--cuda-graphs", "--out", str(out)])
     with pytest.raises(ValueError, match="CUDA graphs need a GPU"):
-        load_script("bench_groupnorm").median_ms(lambda: None, (), 1, 1, cuda=False, graphs=True)
+        load_script("kernel_bench").median_ms(lambda: None, (), 1, 1, cuda=False, graphs=True)
     assert not out.exists()
 
 
@@ -205,7 +199,7 @@ def test_cudnn_conv_bench_reference_layer_is_group_norm_silu_conv(tmp_path):
     weight, bias = torch.randn(8, 8, 3, 3, generator=gen), torch.randn(8, generator=gen)
     gn_w, gn_b = torch.rand(8, generator=gen) + 0.5, torch.randn(8, generator=gen)
     sums = (x.sum((2, 3)), (x * x).sum((2, 3)))
-    scale, shift = load_script("bench_fused_conv").group_norm_scale_shift(*sums, 35, 4, gn_w, gn_b, 1e-6)
+    scale, shift = load_script("kernel_bench").group_norm_scale_shift(*sums, 35, 4, gn_w, gn_b, 1e-6)
     y, y_sums, y_sq = bench.reference_layer(x, scale, shift, weight, bias, "swish", skip)
     want = F.conv2d(F.silu(F.group_norm(x, 4, gn_w, gn_b, 1e-6)), weight, bias, padding=1) + skip
     assert torch.allclose(y, want, atol=1e-4)

@@ -1,22 +1,12 @@
 """eval_nifi.py / eval_benchmark_nifi.py schemas and the data scripts' offline behaviour (CPU, tiny models)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FOX
-
-ROOT = Path(__file__).parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import FOX, load_script
 
 
 @pytest.fixture(scope="module")

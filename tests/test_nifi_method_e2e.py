@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FOX
+from conftest import FOX, load_script
 
 RATES = ("0.5", "1.0")
 TARGETS = ("0.0026", "0.0019")  # MB; far below the presets so both rates really prune this small model
@@ -301,26 +301,18 @@ def test_synthesis_pairs_from_run(synthesized):
 
 def test_restorer_smoke_training_and_eval_on_synthesized_pairs(synthesized, tmp_path):
     """Issue check: train_nifi.py --smoke_test on pairs rendered from the compressed fox run, then both eval scripts."""
-    import importlib.util
-
-    def load(name):
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "scripts" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
     pairs_root = synthesized[0].parent  # pairs/<scene>/rate_<λ>/<split>/{clean,degraded}
     exp = tmp_path / "runs" / "smoke"
-    assert load("train_nifi").main(["--data_root", str(pairs_root), "--exp", str(exp), "--smoke_test",
-                                    "--max_steps", "2"]) == 0
+    assert load_script("train_nifi").main(["--data_root", str(pairs_root), "--exp", str(exp), "--smoke_test",
+                                           "--max_steps", "2"]) == 0
     for name in ("latest.pt", "best.pt", "latest/phi_minus.safetensors", "best/phi_minus.safetensors",
                  "train_log.csv", "train_summary.json"):
         assert (exp / name).is_file(), name
     assert json.loads((exp / "train_summary.json").read_text())["steps_completed"] == 2
 
     metrics = tmp_path / "metrics.json"
-    assert load("eval_nifi").main(["--ckpt", str(exp / "best.pt"), "--data_root", str(pairs_root), "--split", "test",
-                                   "--out", str(metrics), "--device", "cpu"]) == 0
+    assert load_script("eval_nifi").main(["--ckpt", str(exp / "best.pt"), "--data_root", str(pairs_root),
+                                          "--split", "test", "--out", str(metrics), "--device", "cpu"]) == 0
     data = json.loads(metrics.read_text())
     assert {"lpips_before", "lpips_after", "dists_before", "dists_after"} <= set(data["metrics"]["aggregate"])
     assert len(data["records"]) == 4  # 2 test views x 2 rates
@@ -329,8 +321,9 @@ def test_restorer_smoke_training_and_eval_on_synthesized_pairs(synthesized, tmp_
     bench_root = tmp_path / "benchmarks" / "mipnerf360"
     shutil.copytree(synthesized[0], bench_root / "fox")
     bench = tmp_path / "benchmark_metrics.json"
-    assert load("eval_benchmark_nifi").main(["--ckpt", str(exp / "best"), "--data_root", str(bench_root.parent),
-                                             "--split", "test", "--out", str(bench), "--device", "cpu"]) == 0
+    assert load_script("eval_benchmark_nifi").main(["--ckpt", str(exp / "best"), "--data_root",
+                                                    str(bench_root.parent), "--split", "test", "--out", str(bench),
+                                                    "--device", "cpu"]) == 0
     summary = json.loads(bench.read_text())
     assert {"aggregate", "per_dataset", "per_dataset_rate", "per_scene"} <= set(summary["summary"])
     assert "mipnerf360" in summary["summary"]["per_dataset"]
@@ -339,19 +332,11 @@ def test_restorer_smoke_training_and_eval_on_synthesized_pairs(synthesized, tmp_
 
 
 def test_seed_scripts_build_then_render_pairs(tmp_path):
-    import importlib.util
-
-    def load(name):
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "scripts" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
     from nifi_ns.synthesis.layout import validate_pairs
 
     scene = _fox_subset(tmp_path, count=4)
     artifacts = tmp_path / "artifacts" / "fox"
-    build = load("build_3dgs_and_compress")
+    build = load_script("build_3dgs_and_compress")
     assert build.main(["--scene", str(scene), "--rates", "0.5", "1.0", "--out", str(artifacts),
                        "--max-num-iterations", "4", "--downscale-factor", "4", "--finetune-steps", "1",
                        "--target-mb", "0.003", "0.002", "--num-random", "100", "--splits", "train"]) == 0
@@ -361,7 +346,7 @@ def test_seed_scripts_build_then_render_pairs(tmp_path):
     assert validate_pairs(artifacts / "renders", [0.5, 1.0], ["train"]) == {"rate_0.5/train": 4, "rate_1.0/train": 4}
 
     pairs = tmp_path / "pairs" / "fox"
-    render_pairs = load("render_pairs")
+    render_pairs = load_script("render_pairs")
     assert render_pairs.main(["--scene", str(artifacts), "--split", "train", "--out", str(pairs / "train")]) == 0
     assert validate_pairs(pairs, [0.5, 1.0], ["train"])["rate_1.0/train"] == 4  # the NiFi guide's --out <scene>/train/
 

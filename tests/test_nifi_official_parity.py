@@ -21,7 +21,6 @@ W/8 odd: latent padding) and 37x45 (pixel and latent padding). Random weights: t
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 import torch
 
 ROOT = Path(__file__).parents[1]
@@ -225,9 +225,7 @@ def test_eval_nifi_script_accepts_the_official_files(official_files, tmp_path):
         arr = (torch.rand(40, 56, 3, generator=g) * 255).byte().numpy()
         Image.fromarray(arr).save(split / sub / "a.png")
     out = tmp_path / "metrics.json"
-    spec = importlib.util.spec_from_file_location("eval_nifi", ROOT / "scripts" / "eval_nifi.py")
-    eval_nifi = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(eval_nifi)
+    eval_nifi = load_script("eval_nifi")
     assert eval_nifi.main(["--ckpt", str(official_files["ckpt"]), "--model_path", str(official_files["model"]),
                            "--prompt_embeds", str(official_files["npz"]), "--data_root", str(tmp_path / "pairs"),
                            "--out", str(out), "--device", "cpu"]) == 0

@@ -5,25 +5,16 @@ images_4/ photos; splatfacto trains for a few steps from random points on CPU: p
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FOX
+from conftest import FOX, load_script
 
-ROOT = Path(__file__).parents[1]
 
 pytestmark = pytest.mark.slow
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _quaternion_wxyz(r: np.ndarray) -> np.ndarray:

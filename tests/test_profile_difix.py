@@ -1,24 +1,19 @@
 """scripts/profile_difix.py on the CPU: the smoke run's JSON (both modes, stage times that add up to the call, kernel
 class tables, FLOPs per stage) and bad options failing before anything is written. Tiny random model, 64x96."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from conftest import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 STAGES = {"vae_encode", "unet", "x0_decode"}
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("_profile_difix", ROOT / "scripts" / "profile_difix.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def profiler():
+    return load_script("profile_difix")
 
 
 def test_smoke_cpu_reports_stages_kernels_and_flops(tmp_path):
-    script = load_script()
+    script = profiler()
     out = tmp_path / "profile.json"
     script.main(["--smoke-cpu", "--out", str(out)])
     result = json.loads(out.read_text())
@@ -64,7 +59,7 @@ def test_eager_channels_last_mode_profiles_the_eager_step_in_that_layout(tmp_pat
     from difix_ns.models.autoencoder import DifixAutoencoderKL
 
     layout_copy = DifixAutoencoderKL._in_weight_layout
-    load_script().main(["--smoke-cpu", "--out", str(out), "--modes", "eager_channels_last", "eager_mixed_layout",
+    profiler().main(["--smoke-cpu", "--out", str(out), "--modes", "eager_channels_last", "eager_mixed_layout",
                         "eager", "--profile-iters", "0"])
     modes = json.loads(out.read_text())["modes"]
     assert list(modes) == ["eager_channels_last", "eager_mixed_layout", "eager"]
@@ -81,7 +76,7 @@ def test_eager_channels_last_mode_profiles_the_eager_step_in_that_layout(tmp_pat
 def test_bad_options_exit_nonzero_without_json(tmp_path, capsys, argv, message):
     out = tmp_path / "profile.json"
     with pytest.raises(SystemExit) as stop:
-        load_script().main(["--smoke-cpu", "--out", str(out), *argv])
+        profiler().main(["--smoke-cpu", "--out", str(out), *argv])
     assert stop.value.code not in (0, None)
     assert message in str(stop.value.code) + capsys.readouterr().err
     assert not out.exists()
@@ -120,7 +115,7 @@ def test_gpu_tables_from_profiler_events():
                                device_type=DeviceType.CUDA, is_user_annotation=True)
     events = [unet, decode, conv, *conv.cpu_children, *unet.cpu_children[1:], *decode.cpu_children, *device,
               annotation]
-    tables = load_script().profile_tables(SimpleNamespace(events=lambda: events), True, steps=1, frames=2, top=5)
+    tables = profiler().profile_tables(SimpleNamespace(events=lambda: events), True, steps=1, frames=2, top=5)
 
     assert tables["busy_ms_per_frame"] == pytest.approx(0.020)  # 40 us of kernels over 2 frames; annotation left out
     assert {row["class"] for row in tables["top"]} == {"convolution", "normalization", "memory_format"}
@@ -136,7 +131,7 @@ def test_gpu_tables_from_profiler_events():
     # The same kernel linked to a second CPU op (what the batch-8 GPU profiles show): the per-stage tables then
     # over-count, and the JSON says so instead of presenting them as exact.
     conv.append_kernel(conv_kernel, 0, 30.0)
-    tables = load_script().profile_tables(SimpleNamespace(events=lambda: events), True, steps=1, frames=2, top=5)
+    tables = profiler().profile_tables(SimpleNamespace(events=lambda: events), True, steps=1, frames=2, top=5)
     assert tables["busy_ms_per_frame"] == pytest.approx(0.020)
     assert tables["attributed_to_stages_share"] == pytest.approx(1.75)
     assert "over-count" in tables["attribution_warning"]
@@ -145,7 +140,7 @@ def test_gpu_tables_from_profiler_events():
 def test_refs_run_the_unet_on_the_references_too(tmp_path):
     """``--refs 1``: the step gets one cached reference latent per frame, so the UNet runs two views per frame (its
     FLOPs about double) while the VAE still encodes and decodes the render alone."""
-    script, flops = load_script(), {}
+    script, flops = profiler(), {}
     for refs in (0, 1):
         out = tmp_path / f"profile_v{refs}.json"
         script.main(["--smoke-cpu", "--out", str(out), "--batch", "1", "--refs", str(refs), "--modes", "compiled",
@@ -162,7 +157,7 @@ def test_unet_stage_is_timed_with_constant_conditioning(tmp_path, constants):
     """With ``--constants folded|frozen`` the step calls the UNet through its conditioned copy; the UNet stage is
     still timed (it was 0 ms, and the TFLOP/s division failed, when only the plain UNet call was wrapped)."""
     out = tmp_path / "profile.json"
-    load_script().main(["--smoke-cpu", "--out", str(out), "--batch", "1", "--refs", "1", "--modes", "compiled",
+    profiler().main(["--smoke-cpu", "--out", str(out), "--batch", "1", "--refs", "1", "--modes", "compiled",
                         "--profile-iters", "0", "--constants", constants])
     entry = json.loads(out.read_text())["modes"]["compiled"]
     assert "error" not in entry, entry.get("traceback_tail")

@@ -2,13 +2,13 @@
 the images tar for the later DISTS rescore stays under the size the GPU tool brings back. Fast: nothing is trained."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 from PIL import Image
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_train_restorer_demo.py"
@@ -16,10 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_train_restorer_d
 
 @pytest.fixture(scope="module")
 def demo():
-    spec = importlib.util.spec_from_file_location("gpu_train_restorer_demo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT.stem)
 
 
 def _scene(folder: Path, image_dir: str = "images") -> None:

@@ -1,13 +1,13 @@
 """The GPU/benchmark scripts under scripts/ parse every invocation written in scripts/gpu_session.sh and
 docs/gpu_results/README.md, so a renamed or removed flag fails here instead of on a GPU machine. Only the option
 parsing runs (tyro, through each script's own entry point): nothing is trained, loaded or written."""
-import importlib.util
 import re
 import shlex
 from pathlib import Path
 
 import pytest
 import tyro
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = (ROOT / "scripts" / "gpu_session.sh", ROOT / "docs" / "gpu_results" / "README.md")
@@ -36,16 +36,10 @@ def invocations() -> list[tuple[str, list[str]]]:
     return found
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_flags_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def parse(name: str, argv: list[str]):
     """The script's config as its own entry point parses `argv` (tyro.cli intercepted right after parsing)."""
-    module = _load(name)
+    module = load_script(name)
     real_cli = tyro.cli
 
     def cli(*args, **kwargs):
@@ -102,7 +96,7 @@ def test_flag_spellings_kept():
 
 def test_fixer_demo_scales():
     """--scale picks the sizes of the fixer demonstration; sizes given on the command line override them."""
-    module = _load("gpu_train_fixer_demo")
+    module = load_script("gpu_train_fixer_demo")
     gpu = module.resolved_scale(parse("gpu_train_fixer_demo", ["--out", "o", "--budget-s", "480"]))
     assert (gpu.budget_s, gpu.shrink, gpu.splat_steps, gpu.crop, gpu.train_seconds) == (480.0, 1, 1500, 256, 170.0)
     cpu = module.resolved_scale(parse("gpu_train_fixer_demo",
