@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -71,7 +72,11 @@ def add_lora(model, name: str, targets: Sequence[str], rank: int, alpha: float |
     """Inject a named adapter (diffusers ``PeftAdapterMixin.add_adapter``), keep every adapter weight float32."""
     if not matched_modules(model, targets):
         raise ValueError(f"none of the LoRA targets {list(targets)} exists in {type(model).__name__}")
-    model.add_adapter(lora_config(targets, rank, alpha), adapter_name=name)
+    with warnings.catch_warnings():
+        # Two adapters on one model (phi_minus, phi_plus) is the design; PEFT warns at the second one that
+        # "multiple adapters" need care. Only that message is silenced, and only here.
+        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute", category=UserWarning)
+        model.add_adapter(lora_config(targets, rank, alpha), adapter_name=name)
     for p in adapter_parameters(model, name):
         p.data = p.data.float()
     # PEFT's add/set_adapter freezes every *other* adapter of the model; both stay trainable here and
